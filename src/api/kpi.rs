@@ -1,0 +1,302 @@
+//! `ExperienceKPI`: an experience indicator with a target over a window, scoped to touchpoints.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, Stage, conditions_schema};
+
+/// An experience KPI: what to measure, where, and the target that defines success. The operator
+/// evaluates it every interval and reports the gap to target.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cx.conductor.dev",
+    version = "v1alpha1",
+    kind = "ExperienceKPI",
+    plural = "experiencekpis",
+    namespaced,
+    status = "ExperienceKPIStatus",
+    shortname = "xkpi",
+    category = "cx",
+    derive = "PartialEq",
+    doc = "An experience KPI with a target over a window, scoped to touchpoints, channels and a stage.",
+    printcolumn(
+        name = "Indicator",
+        type_ = "string",
+        json_path = ".spec.indicator.builtin",
+        description = "Builtin indicator (empty for custom PromQL)"
+    ),
+    printcolumn(
+        name = "Value",
+        type_ = "number",
+        json_path = ".status.value",
+        description = "Last measured value"
+    ),
+    printcolumn(
+        name = "Target",
+        type_ = "number",
+        json_path = ".spec.objective.target",
+        description = "Target value"
+    ),
+    printcolumn(
+        name = "Gap",
+        type_ = "number",
+        json_path = ".status.gap",
+        description = "Shortfall to target (> 0 is worse than target)"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.state",
+        description = "Met, AtRisk, Breached, InsufficientData or Unknown"
+    ),
+    printcolumn(
+        name = "Owner",
+        type_ = "string",
+        json_path = ".spec.owner",
+        description = "Who acts on a breach",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since creation"
+    )
+)]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'nps' || (double(self.objective.target) >= -100.0 && double(self.objective.target) <= 100.0)").message("an nps target must be between -100 and 100").field_path(".objective.target"),
+    validation = Rule::new("!has(self.indicator.builtin) || !(self.indicator.builtin in ['csat', 'fcr', 'abandonment-rate', 'resolution-rate', 'service-level']) || (double(self.objective.target) >= 0.0 && double(self.objective.target) <= 100.0)").message("a percentage target (csat, fcr, abandonment-rate, resolution-rate, service-level) must be between 0 and 100").field_path(".objective.target"),
+    validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'ces' || (double(self.objective.target) >= 1.0 && double(self.objective.target) <= 7.0)").message("a ces target must be between 1 and 7").field_path(".objective.target"),
+    validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'first-response-time' || double(self.objective.target) >= 0.0").message("a first-response-time target is a number of seconds and cannot be negative").field_path(".objective.target")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperienceKPISpec {
+    /// What is measured: a builtin indicator or a custom PromQL expression.
+    pub indicator: Indicator,
+    /// Which touchpoints the KPI covers. Empty: every touchpoint in the namespace.
+    #[serde(default)]
+    pub scope: Scope,
+    /// The target and the direction that counts as good.
+    pub objective: Objective,
+    /// Evaluation window: a rolling duration such as 7d or 28d, or calendar-month / calendar-quarter.
+    #[serde(default = "default_window")]
+    #[schemars(regex(
+        pattern = r"^([1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*|calendar-month|calendar-quarter)$"
+    ))]
+    pub window: String,
+    /// How often the KPI is evaluated, e.g. 5m.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*$"))]
+    pub interval: String,
+    /// Fewest samples (survey answers or interactions) in the window for a verdict; fewer gives InsufficientData.
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(min = 0, max = 1000000000))]
+    pub min_samples: i64,
+    /// The function accountable for acting on a breach; alerts are routed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub owner: Option<String>,
+    /// The CustomerJourney this KPI reports to. Empty: every journey whose stages and channels it covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub journey: Option<String>,
+}
+
+fn default_window() -> String {
+    "28d".into()
+}
+
+fn default_interval() -> String {
+    "5m".into()
+}
+
+fn default_min_samples() -> i64 {
+    30
+}
+
+/// What a KPI measures: exactly one of `builtin` or `promql`.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    cel,
+    validation = Rule::new("has(self.builtin) != has(self.promql)").message("set exactly one of builtin or promql"),
+    validation = Rule::new("!has(self.samplesPromql) || has(self.promql)").message("samplesPromql only applies to a promql indicator").field_path(".samplesPromql")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Indicator {
+    /// A builtin indicator computed from the collectors' metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinIndicator>,
+    /// A custom PromQL expression returning one number. `$window` is replaced by the KPI window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub promql: Option<String>,
+    /// For a promql indicator: PromQL returning the number of samples behind the value, checked against minSamples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub samples_promql: Option<String>,
+}
+
+/// Indicators computed from collector metrics without writing PromQL.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuiltinIndicator {
+    /// Net Promoter Score: % promoters (9-10) minus % detractors (0-6), -100 to 100.
+    Nps,
+    /// Customer satisfaction: % of answers in the top two boxes of the scale, 0 to 100.
+    Csat,
+    /// Customer effort score: mean answer on 1-7, higher is easier.
+    Ces,
+    /// First-contact resolution: % of support contacts resolved on first contact.
+    Fcr,
+    /// % of interactions abandoned.
+    AbandonmentRate,
+    /// Seconds until first response, 90th percentile.
+    FirstResponseTime,
+    /// % of support contacts resolved.
+    ResolutionRate,
+    /// % of interactions answered within the channel's serviceLevels.firstResponseSeconds.
+    ServiceLevel,
+}
+
+impl BuiltinIndicator {
+    /// Every builtin indicator.
+    pub const ALL: [BuiltinIndicator; 8] = [
+        BuiltinIndicator::Nps,
+        BuiltinIndicator::Csat,
+        BuiltinIndicator::Ces,
+        BuiltinIndicator::Fcr,
+        BuiltinIndicator::AbandonmentRate,
+        BuiltinIndicator::FirstResponseTime,
+        BuiltinIndicator::ResolutionRate,
+        BuiltinIndicator::ServiceLevel,
+    ];
+
+    /// The name used in manifests and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuiltinIndicator::Nps => "nps",
+            BuiltinIndicator::Csat => "csat",
+            BuiltinIndicator::Ces => "ces",
+            BuiltinIndicator::Fcr => "fcr",
+            BuiltinIndicator::AbandonmentRate => "abandonment-rate",
+            BuiltinIndicator::FirstResponseTime => "first-response-time",
+            BuiltinIndicator::ResolutionRate => "resolution-rate",
+            BuiltinIndicator::ServiceLevel => "service-level",
+        }
+    }
+}
+
+/// The touchpoints a KPI covers: all conditions must hold.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Scope {
+    /// Only touchpoints whose labels match this selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touchpoint_selector: Option<LabelSelector>,
+    /// Only touchpoints on these channels (Channel names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64), inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    pub channels: Vec<String>,
+    /// Only touchpoints at this journey stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+}
+
+/// The target of a KPI.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.warning) || (self.direction == 'atLeast' ? double(self.warning) <= double(self.target) : double(self.warning) >= double(self.target))").message("warning must be on the failing side of target: at or below it for atLeast, at or above it for atMost").field_path(".warning")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Objective {
+    /// The value to reach (atLeast) or stay under (atMost).
+    pub target: f64,
+    /// Whether higher (atLeast) or lower (atMost) values are better.
+    pub direction: Direction,
+    /// Threshold between AtRisk and Breached: between target and warning the KPI is AtRisk, past warning Breached. Absent: any miss is Breached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<f64>,
+}
+
+/// Which side of the target is good.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// Values at or above the target meet it.
+    AtLeast,
+    /// Values at or below the target meet it.
+    AtMost,
+}
+
+/// Verdict of the last evaluation.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub enum KpiState {
+    /// The value meets the target.
+    Met,
+    /// The value misses the target but not the warning threshold.
+    AtRisk,
+    /// The value misses the warning threshold (or the target when no warning is set).
+    Breached,
+    /// Fewer samples than minSamples in the window: no verdict.
+    InsufficientData,
+    /// The value could not be computed (Prometheus unreachable, invalid query...).
+    Unknown,
+}
+
+impl KpiState {
+    /// The name used in status, metric labels and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KpiState::Met => "Met",
+            KpiState::AtRisk => "AtRisk",
+            KpiState::Breached => "Breached",
+            KpiState::InsufficientData => "InsufficientData",
+            KpiState::Unknown => "Unknown",
+        }
+    }
+}
+
+/// Observed state of an ExperienceKPI.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperienceKPIStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Value measured in the last cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Value measured in the cycle before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_value: Option<f64>,
+    /// Shortfall to target: > 0 is worse than target, <= 0 meets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<f64>,
+    /// This cycle's gap minus the previous cycle's: > 0 means the experience got worse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_change: Option<f64>,
+    /// Samples (answers or interactions) in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<i64>,
+    /// Verdict of the last evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<KpiState>,
+    /// When the KPI was last evaluated with a changed result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation_time: Option<Time>,
+    /// Conditions: Ready (evaluated), QueryValid (the indicator compiles to valid PromQL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+}

@@ -1,0 +1,335 @@
+//! `Touchpoint`: one point of interaction on a channel, at one journey stage, and how to listen to it.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, Stage, conditions_schema};
+
+/// A touchpoint: where a customer meets the company on a channel at a journey stage. The operator
+/// deploys a feedback collector for it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cx.conductor.dev",
+    version = "v1alpha1",
+    kind = "Touchpoint",
+    namespaced,
+    status = "TouchpointStatus",
+    shortname = "tp",
+    category = "cx",
+    derive = "PartialEq",
+    doc = "A point of interaction on a channel at one journey stage, with the feedback signals to collect.",
+    printcolumn(
+        name = "Channel",
+        type_ = "string",
+        json_path = ".spec.channel",
+        description = "Channel the touchpoint belongs to"
+    ),
+    printcolumn(
+        name = "Stage",
+        type_ = "string",
+        json_path = ".spec.stage",
+        description = "Journey stage"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Collector ready"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "string",
+        json_path = ".status.collector.replicasSummary",
+        description = "Ready/desired collector replicas"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.collector.endpoint",
+        description = "Where to POST feedback events",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since creation"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TouchpointSpec {
+    /// Name of the Channel (same namespace) this touchpoint belongs to.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub channel: String,
+    /// Journey stage of the touchpoint: awareness, consideration, purchase, delivery, usage, support, loyalty or advocacy.
+    pub stage: Stage,
+    /// Feedback to collect: explicit surveys and implicit interaction signals.
+    pub signals: Signals,
+    /// How the feedback collector is deployed.
+    #[serde(default)]
+    pub collector: CollectorSpec,
+    /// When true, the operator stops changing the collector's objects (nothing is deleted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+/// Signals listened to at a touchpoint.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    cel,
+    validation = Rule::new("size(self.surveys) > 0 || has(self.interactions)").message("signals must declare at least one survey or interactions").reason(Reason::FieldValueRequired)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Signals {
+    /// Explicit feedback: survey questions asked at this touchpoint, at most one per metric.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["metric"]), length(max = 3))]
+    pub surveys: Vec<SurveySignal>,
+    /// Implicit feedback: interaction outcomes and timings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interactions: Option<InteractionSignals>,
+}
+
+/// One survey question type asked at a touchpoint.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.scale) || self.metric == 'csat'").message("scale applies only to csat: nps is always 0-10 and ces always 1-7").field_path(".scale"),
+    validation = Rule::new("!has(self.scale) || self.scale == 5 || self.scale == 7").message("csat scale must be 5 or 7").field_path(".scale")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SurveySignal {
+    /// Survey metric: nps (0-10), csat (1-5 or 1-7) or ces (1-7).
+    pub metric: SurveyMetric,
+    /// Number of points of the csat scale: 5 (default) or 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<i32>,
+}
+
+/// Survey metrics a collector accepts.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SurveyMetric {
+    /// Net Promoter Score question, answered 0-10.
+    Nps,
+    /// Customer satisfaction, answered 1-5 or 1-7.
+    Csat,
+    /// Customer effort score, answered 1-7 (7 = easiest).
+    Ces,
+}
+
+impl SurveyMetric {
+    /// The name used in manifests, events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SurveyMetric::Nps => "nps",
+            SurveyMetric::Csat => "csat",
+            SurveyMetric::Ces => "ces",
+        }
+    }
+}
+
+impl SurveySignal {
+    /// Inclusive range of valid answers for this question.
+    pub fn score_range(&self) -> (i32, i32) {
+        match self.metric {
+            SurveyMetric::Nps => (0, 10),
+            SurveyMetric::Csat => (1, self.scale.unwrap_or(5)),
+            SurveyMetric::Ces => (1, 7),
+        }
+    }
+}
+
+/// Implicit signals: how interactions end and how long they take.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InteractionSignals {
+    /// Outcomes an interaction at this touchpoint can end with.
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(min = 1, max = 7))]
+    pub outcomes: Vec<Outcome>,
+    /// Durations measured for each interaction: wait (until first response) and handle (active handling time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 2))]
+    pub timings: Vec<Timing>,
+}
+
+/// How an interaction ended. A closed set, so it can be a metric label.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The customer finished what they came to do (order placed, form sent).
+    Completed,
+    /// The customer gave up (left the queue, closed the cart).
+    Abandoned,
+    /// The interaction failed on the company's side.
+    Error,
+    /// The request was resolved on the first contact.
+    ResolvedFirstContact,
+    /// The request was resolved after more than one contact.
+    Resolved,
+    /// The contact ended without resolution.
+    Unresolved,
+    /// The request was escalated to another team or level.
+    Escalated,
+}
+
+impl Outcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Completed,
+        Outcome::Abandoned,
+        Outcome::Error,
+        Outcome::ResolvedFirstContact,
+        Outcome::Resolved,
+        Outcome::Unresolved,
+        Outcome::Escalated,
+    ];
+
+    /// The name used in manifests, events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Error => "error",
+            Outcome::ResolvedFirstContact => "resolved-first-contact",
+            Outcome::Resolved => "resolved",
+            Outcome::Unresolved => "unresolved",
+            Outcome::Escalated => "escalated",
+        }
+    }
+}
+
+/// A duration measured for an interaction. A closed set, so it can be a metric label.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Timing {
+    /// Time the customer waited for a first response.
+    Wait,
+    /// Time spent actively handling the interaction.
+    Handle,
+}
+
+impl Timing {
+    /// The name used in manifests, events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timing::Wait => "wait",
+            Timing::Handle => "handle",
+        }
+    }
+}
+
+/// How the touchpoint's collector is deployed.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectorSpec {
+    /// Number of collector pods (0 to 50). 0 keeps the objects but runs no pod; more than 1 adds a PodDisruptionBudget.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 50))]
+    pub replicas: i32,
+    /// Container image of the collector. Empty: the operator's own image, run in collector mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+    /// CPU and memory requests and limits of the collector container. Empty: the operator's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Bearer-token authentication of event producers. Absent: the collector accepts unauthenticated events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<CollectorAuth>,
+    /// Largest accepted event, in bytes (256 to 1048576); larger requests get 413.
+    #[serde(default = "default_max_event_bytes")]
+    #[schemars(range(min = 256, max = 1048576))]
+    pub max_event_bytes: i64,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_max_event_bytes() -> i64 {
+    65536
+}
+
+impl Default for CollectorSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            image: None,
+            resources: None,
+            auth: None,
+            max_event_bytes: default_max_event_bytes(),
+        }
+    }
+}
+
+/// Bearer-token authentication of a collector.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectorAuth {
+    /// The Secret key (same namespace) holding the token producers send as `Authorization: Bearer <token>`.
+    pub secret_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the touchpoint's namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// Observed state of a Touchpoint.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TouchpointStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// State of the deployed collector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<CollectorStatus>,
+    /// Conditions: Ready (collector available), ChannelResolved (the channel exists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+}
+
+/// State of a touchpoint's collector.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectorStatus {
+    /// In-cluster URL producers POST events to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Collector pods ready to receive events.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Collector pods desired.
+    #[serde(default)]
+    pub replicas: i32,
+    /// "ready/desired", for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas_summary: Option<String>,
+    /// Hash of the collector configuration currently deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+}

@@ -1,0 +1,74 @@
+//! Command-line interface: subcommands and their options.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod check;
+
+/// cx-conductor conducts omnichannel customer-experience infrastructure on Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "cx-conductor", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as one multi-document YAML (what `crds/` holds).
+    Crd,
+    /// Check manifests without a cluster: schema, consistency, coverage, readiness and deployment plan.
+    Check(CheckArgs),
+}
+
+/// Options of `cx-conductor check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Files or folders (read recursively) of manifests; `-` reads stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Report format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Print the Kubernetes objects the operator would deploy, as YAML, instead of the report.
+    #[arg(long)]
+    pub plan: bool,
+    /// Colour the text report: auto (only on a terminal), always or never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// Report formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Tables for people.
+    Text,
+    /// A stable JSON document for pipelines.
+    Json,
+}
+
+/// When to colour output.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Only when stdout is a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Crd => {
+            print!("{}", crate::crd::to_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Check(args) => check::run(&args),
+    }
+}

@@ -1,0 +1,10 @@
+//! cx-conductor: a Kubernetes operator that conducts omnichannel customer-experience infrastructure.
+
+// kube-derive expands several `printcolumn(...)` attributes that clippy sees as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
+pub mod api;
+pub mod cli;
+pub mod crd;
+pub mod manifest;
+pub mod schema;
