@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod collector;
 pub mod crd;
 pub mod manifest;
 pub mod schema;
