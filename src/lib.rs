@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod collector;
+pub mod core;
 pub mod crd;
 pub mod manifest;
 pub mod schema;

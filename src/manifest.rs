@@ -205,19 +205,10 @@ fn push_document(
     Ok(())
 }
 
-/// Identity of an object: kind, namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct ObjectRef {
-    /// Kind, e.g. Touchpoint.
-    pub kind: String,
-    /// Namespace (`default` when the manifest has none).
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
+pub use crate::core::ObjectRef;
 
 impl ObjectRef {
-    /// The identity of `value`, with what is missing left empty.
+    /// The identity of a manifest, with what is missing left empty.
     pub fn of(value: &Value) -> Self {
         let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
         let metadata = value.get("metadata");
@@ -231,12 +222,6 @@ impl ObjectRef {
             },
             name: text(metadata.and_then(|m| m.get("name"))),
         }
-    }
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
     }
 }
 

@@ -91,3 +91,64 @@ fn every_schema_mistake_is_refused_naming_its_field_and_rule() {
     }
     assert!(checked >= 8, "only {checked} schema mistakes checked");
 }
+
+#[test]
+fn each_broken_example_adds_exactly_its_documented_problem_to_the_clean_one() {
+    use cx_conductor::cli::check::check_paths;
+    use cx_conductor::core::plan::PlanOptions;
+    for file in broken_files() {
+        let expect = expectation(&file);
+        let outcome = check_paths(
+            &[repo("examples/retail"), file.clone()],
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        let report = &outcome.report;
+        let findings: Vec<_> = report
+            .journeys
+            .iter()
+            .flat_map(|j| j.findings.iter())
+            .chain(report.findings.iter())
+            .collect();
+        assert_eq!(outcome.exit_code(), 1, "{}", file.display());
+        assert_eq!(report.summary.errors, 1, "{}: {report:#?}", file.display());
+        match expect[0].as_str() {
+            "schema" => {
+                assert!(findings.is_empty(), "{}: {findings:#?}", file.display());
+                assert_eq!(report.rejected.len(), 1);
+                assert_eq!(
+                    report.rejected[0].violations[0].field,
+                    expect[1],
+                    "{}",
+                    file.display()
+                );
+            }
+            "finding" => {
+                assert!(
+                    report.rejected.is_empty(),
+                    "{}: {:?}",
+                    file.display(),
+                    report.rejected
+                );
+                assert_eq!(findings.len(), 1, "{}: {findings:#?}", file.display());
+                let f = findings[0];
+                assert_eq!(f.code.as_str(), expect[1], "{}", file.display());
+                assert_eq!(
+                    format!("{}/{}", f.subject.kind, f.subject.name),
+                    expect[2],
+                    "{}",
+                    file.display()
+                );
+                if let Some(detail) = expect.get(3) {
+                    assert_eq!(
+                        f.detail.as_deref(),
+                        Some(detail.as_str()),
+                        "{}",
+                        file.display()
+                    );
+                }
+            }
+            other => panic!("{}: unknown expectation {other}", file.display()),
+        }
+    }
+}

@@ -20,6 +20,7 @@ use super::common::{ChannelType, Conditions, conditions_schema};
     shortname = "chan",
     category = "cx",
     derive = "PartialEq",
+    validation = Rule::new("size(self.metadata.name) <= 63").message("channel names are at most 63 characters: they are label values on collectors and metrics"),
     doc = "A customer channel and the settings that must stay coherent across channels.",
     printcolumn(
         name = "Type",

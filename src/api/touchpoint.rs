@@ -19,6 +19,7 @@ use super::common::{Conditions, Stage, conditions_schema};
     shortname = "tp",
     category = "cx",
     derive = "PartialEq",
+    validation = Rule::new("size(self.metadata.name) <= 53").message("touchpoint names are at most 53 characters: they name the collector's objects (collector-<name>)"),
     doc = "A point of interaction on a channel at one journey stage, with the feedback signals to collect.",
     printcolumn(
         name = "Channel",

@@ -1,41 +1,222 @@
-//! `cx-conductor check`: load, validate and report.
+//! `cx-conductor check`: everything the operator would conclude from a set of manifests, without a
+//! cluster. Load → schema validation → consistency, coverage, readiness → deployment plan → report.
+//!
+//! Severity: **errors** are what the API server would refuse (schema and CEL violations, duplicate
+//! names) and findings that make a journey not Ready (broken consistency rules of severity error,
+//! dangling references, KPI scopes that match nothing, duplicate touchpoints, coverage gaps the
+//! journey requires). **Warnings** are consistency rules declared with `severity: warning`.
+//! Notes (documents of other API groups, skipped) are neither.
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::manifest::{Inventory, load_paths};
+use serde::Serialize;
+
+use crate::api::Severity;
+use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
+use crate::core::world::namespace_of;
+use crate::core::{Analysis, Finding, JourneyAssessment, World, analyze};
+use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
 use crate::schema::SchemaValidator;
 
-use super::CheckArgs;
+use super::{CheckArgs, ColorChoice, OutputFormat};
 
-/// Exit code when input cannot be used at all.
-pub const EXIT_UNUSABLE: u8 = 2;
 /// Exit code when findings of severity error exist.
 pub const EXIT_ERRORS: u8 = 1;
+/// Exit code when input cannot be used at all.
+pub const EXIT_UNUSABLE: u8 = 2;
 
-/// Runs the check and prints the report.
+/// The stable, machine-readable result of a check (`-o json`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    /// Counts at a glance.
+    pub summary: Summary,
+    /// Objects the API server would refuse.
+    pub rejected: Vec<Rejected>,
+    /// Documents that are not cx-conductor resources.
+    pub skipped: Vec<Skipped>,
+    /// Per-journey assessments.
+    pub journeys: Vec<JourneyAssessment>,
+    /// Findings about single objects.
+    pub findings: Vec<Finding>,
+    /// The collectors the operator would deploy.
+    pub plan: PlanSummary,
+}
+
+/// Counts at a glance.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Accepted channels.
+    pub channels: usize,
+    /// Accepted touchpoints.
+    pub touchpoints: usize,
+    /// Accepted KPIs.
+    pub kpis: usize,
+    /// Accepted journeys.
+    pub journeys: usize,
+    /// Errors: refused objects' violations plus error findings.
+    pub errors: usize,
+    /// Warning findings.
+    pub warnings: usize,
+    /// Skipped documents.
+    pub skipped: usize,
+}
+
+/// What the plan would deploy.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSummary {
+    /// Collectors planned (touchpoints whose channel exists).
+    pub collectors: usize,
+    /// Kubernetes objects planned, by kind.
+    pub objects: BTreeMap<String, usize>,
+    /// Touchpoints not planned because their channel does not exist.
+    pub unplanned: Vec<String>,
+}
+
+/// Everything a check computes, kept for rendering.
+pub struct CheckOutcome {
+    /// The report.
+    pub report: CheckReport,
+    /// The collector plans, in namespace/name order of their touchpoints.
+    pub plans: Vec<CollectorPlan>,
+}
+
+impl CheckOutcome {
+    /// The exit code the check ends with.
+    pub fn exit_code(&self) -> u8 {
+        if self.report.summary.errors > 0 {
+            EXIT_ERRORS
+        } else {
+            0
+        }
+    }
+}
+
+/// Checks the manifests under `paths`. `Err` means the input is unusable (exit 2).
+pub fn check_paths(paths: &[PathBuf], options: &PlanOptions) -> Result<CheckOutcome, LoadError> {
+    let documents = load_paths(paths)?;
+    let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
+    Ok(check_inventory(&inventory, options))
+}
+
+/// Checks accepted objects: the pure part of `check`.
+pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOutcome {
+    let world = World::new(
+        &inventory.channels,
+        &inventory.touchpoints,
+        &inventory.kpis,
+        &inventory.journeys,
+    );
+    let analysis: Analysis = analyze(&world);
+    let mut order: Vec<usize> = (0..inventory.touchpoints.len()).collect();
+    order.sort_by_key(|&i| {
+        let t = &inventory.touchpoints[i];
+        (namespace_of(t).to_string(), t.metadata.name.clone())
+    });
+    let mut plans = Vec::new();
+    let mut unplanned = Vec::new();
+    for i in order {
+        let tp = &inventory.touchpoints[i];
+        match world.channel(namespace_of(tp), &tp.spec.channel) {
+            Some(channel) => plans.push(plan_collector(tp, Some(channel), options)),
+            None => unplanned.push(format!(
+                "{}/{}",
+                namespace_of(tp),
+                tp.metadata.name.as_deref().unwrap_or_default()
+            )),
+        }
+    }
+    let mut objects = BTreeMap::new();
+    for plan in &plans {
+        for object in plan.objects() {
+            let kind = object["kind"].as_str().unwrap_or("Unknown").to_string();
+            *objects.entry(kind).or_insert(0) += 1;
+        }
+    }
+    let count = |severity| {
+        analysis
+            .all_findings()
+            .filter(|f| f.severity == severity)
+            .count()
+    };
+    let refused: usize = inventory.rejected.iter().map(|r| r.violations.len()).sum();
+    let report = CheckReport {
+        summary: Summary {
+            channels: inventory.channels.len(),
+            touchpoints: inventory.touchpoints.len(),
+            kpis: inventory.kpis.len(),
+            journeys: inventory.journeys.len(),
+            errors: refused + count(Severity::Error),
+            warnings: count(Severity::Warning),
+            skipped: inventory.skipped.len(),
+        },
+        rejected: inventory.rejected.clone(),
+        skipped: inventory.skipped.clone(),
+        journeys: analysis.journeys,
+        findings: analysis.findings,
+        plan: PlanSummary {
+            collectors: plans.len(),
+            objects,
+            unplanned,
+        },
+    };
+    CheckOutcome { report, plans }
+}
+
+/// Runs `check` from the command line: prints the report and returns the exit code.
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let documents = match load_paths(&args.paths) {
-        Ok(d) => d,
+    let options = PlanOptions {
+        default_image: args
+            .collector_image
+            .clone()
+            .unwrap_or_else(|| PlanOptions::default().default_image),
+        service_monitor: args.service_monitor,
+        network_policy: args.network_policy,
+    };
+    let outcome = match check_paths(&args.paths, &options) {
+        Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_UNUSABLE);
         }
     };
-    let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
-    for skipped in &inventory.skipped {
-        println!(
-            "note: {}: skipped {} (not a cx.conductor.dev resource)",
-            skipped.origin, skipped.what
-        );
-    }
-    for rejected in &inventory.rejected {
-        for v in &rejected.violations {
-            println!("error: {}: {}: {v}", rejected.origin, rejected.object);
+    if args.plan {
+        print!("{}", render_plan(&outcome.plans));
+    } else {
+        match args.output {
+            OutputFormat::Json => match serde_json::to_string_pretty(&outcome.report) {
+                Ok(json) => println!("{json}"),
+                Err(e) => {
+                    eprintln!("error: cannot render the report: {e}");
+                    return ExitCode::from(EXIT_UNUSABLE);
+                }
+            },
+            OutputFormat::Text => {
+                let color = match args.color {
+                    ColorChoice::Always => true,
+                    ColorChoice::Never => false,
+                    ColorChoice::Auto => std::io::stdout().is_terminal(),
+                };
+                print!("{}", super::report::render_text(&outcome.report, color));
+            }
         }
     }
-    if inventory.rejected.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_ERRORS)
+    ExitCode::from(outcome.exit_code())
+}
+
+/// The planned objects as one multi-document YAML, in apply order.
+pub fn render_plan(plans: &[CollectorPlan]) -> String {
+    let mut out = String::new();
+    for plan in plans {
+        for object in plan.objects() {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
+        }
     }
+    out
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
+pub mod report;
 
 /// cx-conductor conducts omnichannel customer-experience infrastructure on Kubernetes.
 #[derive(Parser, Debug)]
@@ -37,6 +38,15 @@ pub struct CheckArgs {
     /// Print the Kubernetes objects the operator would deploy, as YAML, instead of the report.
     #[arg(long)]
     pub plan: bool,
+    /// Collector image to plan when a touchpoint names none (default: this version's image).
+    #[arg(long)]
+    pub collector_image: Option<String>,
+    /// Plan a ServiceMonitor per collector (Prometheus Operator).
+    #[arg(long)]
+    pub service_monitor: bool,
+    /// Plan a NetworkPolicy per collector admitting only event and scrape traffic.
+    #[arg(long)]
+    pub network_policy: bool,
     /// Colour the text report: auto (only on a terminal), always or never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

@@ -1,0 +1,14 @@
+//! The conductor's pure core: from plain objects to conclusions and deployment plans. The same
+//! functions serve `cx-conductor check` and the controllers; nothing here talks to a cluster.
+
+pub mod analysis;
+pub mod consistency;
+pub mod findings;
+pub mod plan;
+pub mod readiness;
+pub mod selector;
+pub mod world;
+
+pub use analysis::{Analysis, JourneyAssessment, analyze, assess_journey};
+pub use findings::{Finding, FindingCode, ObjectRef};
+pub use world::World;

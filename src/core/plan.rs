@@ -1,0 +1,446 @@
+//! The deployment plan: from a Touchpoint (and its Channel) to the exact Kubernetes objects the
+//! operator applies for its collector. Deterministic: the same input gives byte-identical output.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::api::{Channel, Touchpoint};
+use crate::collector::config::{
+    AuthConfig, COLLECTOR_PORT, CONFIG_KEY, CONFIG_MOUNT_PATH, CollectorConfig, TOKEN_MOUNT_PATH,
+};
+
+use super::world::namespace_of;
+
+/// Field manager of every object the operator applies.
+pub const FIELD_MANAGER: &str = "cx-conductor";
+/// Pod-template annotation carrying the configuration hash, so a config change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "cx.conductor.dev/config-hash";
+/// Label naming the touchpoint on every collector object.
+pub const TOUCHPOINT_LABEL: &str = "cx.conductor.dev/touchpoint";
+/// Label naming the channel on every collector object.
+pub const CHANNEL_LABEL: &str = "cx.conductor.dev/channel";
+/// Label naming the stage on every collector object.
+pub const STAGE_LABEL: &str = "cx.conductor.dev/stage";
+/// Service port producers send events to.
+pub const SERVICE_PORT: i32 = 80;
+
+/// Operator-wide settings that shape every plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOptions {
+    /// Image of the collector when the touchpoint names none (the operator's own image).
+    pub default_image: String,
+    /// Emit a ServiceMonitor (the Prometheus Operator's CRDs exist).
+    pub service_monitor: bool,
+    /// Emit a NetworkPolicy admitting only event traffic to the collector.
+    pub network_policy: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            default_image: format!(
+                "ghcr.io/cx-conductor/cx-conductor:{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            service_monitor: false,
+            network_policy: false,
+        }
+    }
+}
+
+/// The objects of one touchpoint's collector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorPlan {
+    /// The collector configuration.
+    pub config_map: ConfigMap,
+    /// The collector pods.
+    pub deployment: Deployment,
+    /// Where producers send events.
+    pub service: Service,
+    /// Keeps one collector up during node drains (replicas > 1).
+    pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// Admits only event and scrape traffic (when enabled).
+    pub network_policy: Option<NetworkPolicy>,
+    /// Tells the Prometheus Operator to scrape the collector (when enabled).
+    pub service_monitor: Option<Value>,
+    /// Hash of the configuration, also on the pod template.
+    pub config_hash: String,
+    /// In-cluster URL producers POST single events to.
+    pub endpoint: String,
+}
+
+impl CollectorPlan {
+    /// Every object as JSON, in apply order (configuration before the pods that read it).
+    pub fn objects(&self) -> Vec<Value> {
+        let mut out = vec![
+            serde_json::to_value(&self.config_map),
+            serde_json::to_value(&self.service),
+            serde_json::to_value(&self.deployment),
+        ];
+        if let Some(pdb) = &self.pod_disruption_budget {
+            out.push(serde_json::to_value(pdb));
+        }
+        if let Some(np) = &self.network_policy {
+            out.push(serde_json::to_value(np));
+        }
+        let mut out: Vec<Value> = out.into_iter().filter_map(Result::ok).collect();
+        out.extend(self.service_monitor.clone());
+        out
+    }
+}
+
+/// Name of every object of a touchpoint's collector. Touchpoint names are at most 53 characters
+/// (a CRD rule), so this is a valid Service name of at most 63.
+pub fn collector_name(touchpoint: &str) -> String {
+    format!("collector-{touchpoint}")
+}
+
+/// The collector configuration of a touchpoint: what its ConfigMap holds.
+pub fn collector_config(touchpoint: &Touchpoint, channel: Option<&Channel>) -> CollectorConfig {
+    let spec = &touchpoint.spec;
+    CollectorConfig {
+        namespace: namespace_of(touchpoint).to_string(),
+        touchpoint: touchpoint.name_any(),
+        channel: spec.channel.clone(),
+        stage: spec.stage,
+        surveys: spec.signals.surveys.clone(),
+        interactions: spec.signals.interactions.clone(),
+        max_event_bytes: spec.collector.max_event_bytes.max(0) as u64,
+        first_response_seconds: channel
+            .and_then(|c| c.spec.service_levels.as_ref())
+            .and_then(|l| l.first_response_seconds)
+            .and_then(|s| u32::try_from(s).ok()),
+        auth: spec.collector.auth.as_ref().map(|_| AuthConfig {
+            token_file: TOKEN_MOUNT_PATH.into(),
+        }),
+    }
+}
+
+/// Labels on every object of a touchpoint's collector.
+pub fn collector_labels(touchpoint: &Touchpoint) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(touchpoint);
+    labels.insert("app.kubernetes.io/component".into(), "collector".into());
+    labels.insert("app.kubernetes.io/part-of".into(), "cx-conductor".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), "cx-conductor".into());
+    labels.insert(
+        "app.kubernetes.io/version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    );
+    labels.insert(TOUCHPOINT_LABEL.into(), touchpoint.name_any());
+    labels.insert(CHANNEL_LABEL.into(), touchpoint.spec.channel.clone());
+    labels.insert(STAGE_LABEL.into(), touchpoint.spec.stage.as_str().into());
+    labels
+}
+
+/// The labels that select a touchpoint's collector pods (stable across upgrades).
+pub fn selector_labels(touchpoint: &Touchpoint) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "cx-collector".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            collector_name(&touchpoint.name_any()),
+        ),
+    ])
+}
+
+/// The controller owner reference to the touchpoint, when it has a uid (it does in a cluster;
+/// offline manifests do not), so deleting the touchpoint garbage-collects its collector.
+fn owner_references(touchpoint: &Touchpoint) -> Option<Vec<OwnerReference>> {
+    touchpoint.controller_owner_ref(&()).map(|r| vec![r])
+}
+
+/// Plans every object of a touchpoint's collector.
+pub fn plan_collector(
+    touchpoint: &Touchpoint,
+    channel: Option<&Channel>,
+    options: &PlanOptions,
+) -> CollectorPlan {
+    let name = collector_name(&touchpoint.name_any());
+    let namespace = namespace_of(touchpoint).to_string();
+    let labels = collector_labels(touchpoint);
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: owner_references(touchpoint),
+        ..Default::default()
+    };
+    let config = collector_config(touchpoint, channel);
+    let config_yaml = serde_yaml::to_string(&config).unwrap_or_default();
+    let config_hash = hash(&config_yaml);
+
+    let config_map = ConfigMap {
+        metadata: meta.clone(),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml)])),
+        ..Default::default()
+    };
+
+    let service = Service {
+        metadata: meta.clone(),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector_labels(touchpoint)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: SERVICE_PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let deployment = plan_deployment(touchpoint, &meta, &config_hash, options);
+    let replicas = touchpoint.spec.collector.replicas;
+    let pod_disruption_budget = (replicas > 1).then(|| PodDisruptionBudget {
+        metadata: meta.clone(),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(touchpoint)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let network_policy = options.network_policy.then(|| NetworkPolicy {
+        metadata: meta.clone(),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(touchpoint)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(i32::from(COLLECTOR_PORT))),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+            // No egress rule: a collector never needs to open a connection.
+            egress: Some(vec![]),
+        }),
+    });
+    let service_monitor = options.service_monitor.then(|| {
+        json!({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": serde_json::to_value(&meta).unwrap_or(Value::Null),
+            "spec": {
+                "selector": {"matchLabels": selector_labels(touchpoint)},
+                "namespaceSelector": {"matchNames": [namespace]},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]
+            }
+        })
+    });
+    CollectorPlan {
+        endpoint: format!("http://{name}.{namespace}.svc:{SERVICE_PORT}/v1/events"),
+        config_map,
+        deployment,
+        service,
+        pod_disruption_budget,
+        network_policy,
+        service_monitor,
+        config_hash,
+    }
+}
+
+fn plan_deployment(
+    touchpoint: &Touchpoint,
+    meta: &ObjectMeta,
+    config_hash: &str,
+    options: &PlanOptions,
+) -> Deployment {
+    let spec = &touchpoint.spec.collector;
+    let name = meta.name.clone().unwrap_or_default();
+    let probe = |path: &str, period: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Default::default()
+    };
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: name.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: "/etc/cx-conductor".into(),
+        read_only: Some(true),
+        ..Default::default()
+    }];
+    if let Some(auth) = &spec.auth {
+        let (dir, file) = TOKEN_MOUNT_PATH
+            .rsplit_once('/')
+            .unwrap_or(("/var/run/cx-conductor", "token"));
+        volumes.push(Volume {
+            name: "token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(auth.secret_ref.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: auth.secret_ref.key.clone(),
+                    path: file.into(),
+                    ..Default::default()
+                }]),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "token".into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let container = Container {
+        name: "collector".into(),
+        image: Some(
+            spec.image
+                .clone()
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| options.default_image.clone()),
+        ),
+        args: Some(vec![
+            "collector".into(),
+            "--config".into(),
+            CONFIG_MOUNT_PATH.into(),
+            "--listen".into(),
+            format!("0.0.0.0:{COLLECTOR_PORT}"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: i32::from(COLLECTOR_PORT),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(probe("/healthz", 10)),
+        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    let mut pod_labels = meta.labels.clone().unwrap_or_default();
+    pod_labels.extend(selector_labels(touchpoint));
+    Deployment {
+        metadata: meta.clone(),
+        spec: DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(touchpoint)),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([
+                        (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
+                        ("prometheus.io/scrape".to_string(), "true".to_string()),
+                        ("prometheus.io/port".to_string(), COLLECTOR_PORT.to_string()),
+                    ])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Requests and limits of a collector when the touchpoint sets none: sized from the collector's
+/// measured footprint (well under 50 MiB under load).
+pub fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("50m".into())),
+            ("memory".to_string(), Quantity("32Mi".into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("128Mi".into()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// First 16 hex digits of the SHA-256 of `text`.
+pub fn hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,232 @@
+//! `cx-conductor check` as a user runs it: exit codes, formats, stdin, and bad input.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn cx(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn clean_examples_exit_0_with_a_report_grouped_by_journey() {
+    let out = cx(&["check", "-f", "examples/retail"], None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Journey retail/retail — readiness 77 (customer-centric)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("OK: 0 errors, 0 warnings"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "no colour when not on a terminal");
+}
+
+#[test]
+fn findings_of_severity_error_exit_1() {
+    let out = cx(
+        &[
+            "check",
+            "-f",
+            "examples/retail",
+            "-f",
+            "examples/broken/inconsistent-brand-voice.yaml",
+        ],
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("brand.voice differs: friendly-expert on app, call-centre, chat, email, store, web; formal on marketplace"), "{stdout}");
+    assert!(stdout.contains("FAILED: 1 errors, 0 warnings"), "{stdout}");
+}
+
+#[test]
+fn json_output_is_stable_and_machine_readable() {
+    let first = cx(&["check", "-f", "examples/retail", "-o", "json"], None);
+    let second = cx(&["check", "-f", "examples/retail", "-o", "json"], None);
+    assert_eq!(first.stdout, second.stdout);
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(report["summary"]["channels"], 6);
+    assert_eq!(report["summary"]["touchpoints"], 15);
+    assert_eq!(report["summary"]["errors"], 0);
+    assert_eq!(
+        report["journeys"][0]["readiness"]["band"],
+        "customer-centric"
+    );
+    assert_eq!(report["plan"]["objects"]["Deployment"], 15);
+    // Sections come in a fixed order in the document itself.
+    let raw = text(&first.stdout);
+    let positions: Vec<usize> = [
+        "summary", "rejected", "skipped", "journeys", "findings", "plan",
+    ]
+    .iter()
+    .map(|k| {
+        raw.find(&format!("\n  \"{k}\":"))
+            .unwrap_or_else(|| panic!("no {k}"))
+    })
+    .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+}
+
+#[test]
+fn stdin_is_read_with_a_dash() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broken/bad-enum.yaml"),
+    )
+    .unwrap();
+    let out = cx(&["check", "-f", "-"], Some(&manifest));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("-:4"), "{stdout}");
+    assert!(stdout.contains("spec.stage"), "{stdout}");
+}
+
+#[test]
+fn invalid_yaml_exits_2_naming_file_and_line() {
+    let dir = tempdir("invalid-yaml");
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, "apiVersion: v1\nkind: ConfigMap\n---\napiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\nmetadata: {name: web\nspec: {}\n").unwrap();
+    let out = cx(&["check", "-f", file.to_str().unwrap()], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:7:", file.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("invalid YAML"), "{stderr}");
+}
+
+#[test]
+fn unreadable_path_exits_2() {
+    let out = cx(&["check", "-f", "does/not/exist.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("does/not/exist.yaml: cannot read"));
+}
+
+#[test]
+fn unknown_kinds_duplicates_and_other_groups_are_reported_not_fatal() {
+    let dir = tempdir("mixed");
+    std::fs::write(
+        dir.join("mixed.yaml"),
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: frontend}
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channle
+metadata: {name: web}
+spec: {type: web}
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: {name: web}
+spec: {type: web}
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: {name: web}
+spec: {type: mobile-app}
+---
+- just
+- a list
+"#,
+    )
+    .unwrap();
+    let out = cx(&["check", "-f", dir.to_str().unwrap(), "-o", "json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["channels"], 1);
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 2, "{report:#}");
+    let rejected = report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{report:#}");
+    assert_eq!(rejected[0]["violations"][0]["field"], "kind");
+    assert!(
+        rejected[0]["violations"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown kind \"Channle\"")
+    );
+    assert_eq!(rejected[1]["violations"][0]["rule"], "unique");
+    assert_eq!(rejected[1]["origin"]["line"], 16);
+}
+
+#[test]
+fn enormous_files_are_refused_before_reading() {
+    let dir = tempdir("huge");
+    let file = std::fs::File::create(dir.join("huge.yaml")).unwrap();
+    file.set_len(cx_conductor::manifest::MAX_FILE_BYTES + 1)
+        .unwrap();
+    let out = cx(&["check", "-f", dir.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("larger than the"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn plan_prints_deterministic_yaml_of_every_collector_object() {
+    let first = cx(
+        &[
+            "check",
+            "-f",
+            "examples/retail",
+            "--plan",
+            "--network-policy",
+            "--service-monitor",
+        ],
+        None,
+    );
+    let second = cx(
+        &[
+            "check",
+            "-f",
+            "examples/retail",
+            "--plan",
+            "--network-policy",
+            "--service-monitor",
+        ],
+        None,
+    );
+    assert_eq!(first.status.code(), Some(0));
+    assert_eq!(first.stdout, second.stdout, "plans are byte-identical");
+    let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_slice(&first.stdout)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let count = |kind: &str| docs.iter().filter(|d| d["kind"] == kind).count();
+    assert_eq!(count("Deployment"), 15);
+    assert_eq!(count("Service"), 15);
+    assert_eq!(count("ConfigMap"), 15);
+    assert_eq!(count("NetworkPolicy"), 15);
+    assert_eq!(count("ServiceMonitor"), 15);
+    assert_eq!(
+        count("PodDisruptionBudget"),
+        3,
+        "only touchpoints with replicas > 1"
+    );
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cx-check-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,170 @@
+//! Every consistency rule and every built-in check, from YAML fixtures: each fixture in
+//! `tests/fixtures/core/` adds objects to `_base.yaml` and lists, in `# expect:` lines, exactly the
+//! findings the conductor must report (`CODE KIND/NAME DETAIL [warning]`, `-` for no detail).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use cx_conductor::core::plan::PlanOptions;
+use cx_conductor::core::{Finding, World, analyze};
+use cx_conductor::manifest::{Inventory, load_paths};
+use cx_conductor::schema::SchemaValidator;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/core")
+}
+
+type Key = (String, String, String, String);
+
+fn key(f: &Finding) -> Key {
+    (
+        f.code.as_str().to_string(),
+        format!("{}/{}", f.subject.kind, f.subject.name),
+        f.detail.clone().unwrap_or_else(|| "-".into()),
+        match f.severity {
+            cx_conductor::api::Severity::Error => "error".into(),
+            cx_conductor::api::Severity::Warning => "warning".into(),
+        },
+    )
+}
+
+fn expected(file: &Path) -> BTreeSet<Key> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (
+                w[0].to_string(),
+                w[1].to_string(),
+                w[2].to_string(),
+                w.get(3).copied().unwrap_or("error").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn findings_for(paths: &[PathBuf]) -> (Inventory, Vec<Finding>) {
+    let documents = load_paths(paths).unwrap();
+    let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
+    let world = World::new(
+        &inventory.channels,
+        &inventory.touchpoints,
+        &inventory.kpis,
+        &inventory.journeys,
+    );
+    let findings = analyze(&world).all_findings().cloned().collect();
+    (inventory, findings)
+}
+
+#[test]
+fn the_base_fixture_is_clean() {
+    let (inventory, findings) = findings_for(&[fixtures().join("_base.yaml")]);
+    assert!(inventory.rejected.is_empty(), "{:?}", inventory.rejected);
+    assert_eq!(findings, vec![], "base fixture must produce no finding");
+}
+
+#[test]
+fn each_fixture_produces_exactly_its_findings() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('_'))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 17, "fixtures missing: {files:?}");
+    for file in files {
+        let want = expected(&file);
+        assert!(!want.is_empty(), "{} has no expect line", file.display());
+        let (inventory, findings) = findings_for(&[fixtures().join("_base.yaml"), file.clone()]);
+        assert!(
+            inventory.rejected.is_empty(),
+            "{}: {:?}",
+            file.display(),
+            inventory.rejected
+        );
+        let got: BTreeSet<Key> = findings.iter().map(key).collect();
+        assert_eq!(got, want, "{}: findings {findings:#?}", file.display());
+        assert_eq!(
+            got.len(),
+            findings.len(),
+            "{}: a finding reported twice",
+            file.display()
+        );
+    }
+}
+
+fn finding_with_detail(fixture: &str, detail: &str) -> Finding {
+    let (_, findings) = findings_for(&[fixtures().join("_base.yaml"), fixtures().join(fixture)]);
+    findings
+        .into_iter()
+        .find(|f| f.detail.as_deref() == Some(detail))
+        .unwrap_or_else(|| panic!("{fixture}: no finding about {detail}"))
+}
+
+#[test]
+fn violations_group_channels_by_value_in_words_a_cx_lead_reads() {
+    let voice = finding_with_detail("rule-equal.yaml", "brand.voice");
+    assert_eq!(
+        voice.message,
+        "brand.voice differs: friendly on app, web; formal on voice"
+    );
+    assert_eq!(voice.values["friendly"], ["app", "web"]);
+    assert_eq!(voice.values["formal"], ["voice"]);
+
+    let locales = finding_with_detail("rule-includes.yaml", "locales");
+    assert_eq!(
+        locales.message,
+        "locales must include it-IT: en-GB on voice"
+    );
+
+    let retention = finding_with_detail("rule-oneof.yaml", "privacy.dataRetentionDays");
+    assert_eq!(
+        retention.message,
+        "privacy.dataRetentionDays must be one of 365: 730 on voice"
+    );
+
+    let response = finding_with_detail(
+        "rule-atmost-atleast.yaml",
+        "serviceLevels.firstResponseSeconds",
+    );
+    assert_eq!(
+        response.message,
+        "serviceLevels.firstResponseSeconds must be at most 120: 180 on voice"
+    );
+
+    let present = finding_with_detail("rule-present.yaml", "displayName");
+    assert_eq!(present.message, "displayName is not set on app, voice, web");
+
+    let tier = finding_with_detail("rule-attributes.yaml", "attributes.loyalty.tier");
+    assert_eq!(tier.message, "attributes.loyalty.tier is not set on voice");
+}
+
+#[test]
+fn the_clean_example_has_no_finding_and_plans_every_collector() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let outcome = cx_conductor::cli::check::check_paths(
+        &[root.join("examples/retail")],
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    let report = &outcome.report;
+    assert_eq!(report.summary.errors, 0);
+    assert_eq!(report.summary.warnings, 0);
+    assert!(report.findings.is_empty());
+    assert!(report.journeys.iter().all(|j| j.findings.is_empty()));
+    assert_eq!(report.plan.collectors, report.summary.touchpoints);
+    assert_eq!(outcome.exit_code(), 0);
+    // Offline, KPIs are not evaluated and collectors not deployed: exactly those criteria fail.
+    let journey = &report.journeys[0];
+    let failed: Vec<&str> = journey
+        .readiness
+        .criteria
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(failed, ["kpis-met", "collectors-ready"]);
+    assert_eq!(journey.readiness.score, 77);
+}
