@@ -9,4 +9,6 @@ pub mod collector;
 pub mod core;
 pub mod crd;
 pub mod manifest;
+pub mod operator;
 pub mod schema;
+pub mod testing;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
 pub mod report;
+pub mod run;
 
 /// cx-conductor conducts omnichannel customer-experience infrastructure on Kubernetes.
 #[derive(Parser, Debug)]
@@ -24,6 +25,8 @@ pub enum Command {
     Crd,
     /// Check manifests without a cluster: schema, consistency, coverage, readiness and deployment plan.
     Check(CheckArgs),
+    /// Run the operator: deploy collectors and keep every resource's status true.
+    Run(run::RunArgs),
 }
 
 /// Options of `cx-conductor check`.
@@ -80,5 +83,6 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(args) => check::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -188,7 +188,8 @@ pub fn plan_collector(
         ..Default::default()
     };
     let config = collector_config(touchpoint, channel);
-    let config_yaml = serde_yaml::to_string(&config).unwrap_or_default();
+    // JSON is YAML too, and an order of magnitude faster to write than serde_yaml.
+    let config_yaml = serde_json::to_string_pretty(&config).unwrap_or_default();
     let config_hash = hash(&config_yaml);
 
     let config_map = ConfigMap {

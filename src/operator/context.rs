@@ -1,0 +1,144 @@
+//! What every controller shares: the client, the caches of every kind, options and metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::DeserializeGuard;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource};
+
+use crate::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
+use crate::core::plan::PlanOptions;
+
+use super::metrics::Metrics;
+
+/// Caches of every kind the controllers read, fed by one shared watch per kind.
+#[derive(Clone)]
+pub struct Stores {
+    /// Channels (an object that fails to parse is held as an error, never dropped silently).
+    pub channels: Store<DeserializeGuard<Channel>>,
+    /// Touchpoints.
+    pub touchpoints: Store<DeserializeGuard<Touchpoint>>,
+    /// Experience KPIs.
+    pub kpis: Store<DeserializeGuard<ExperienceKPI>>,
+    /// Customer journeys.
+    pub journeys: Store<DeserializeGuard<CustomerJourney>>,
+    /// Collector Deployments (selected by label).
+    pub deployments: Store<Deployment>,
+    /// Collector ConfigMaps.
+    pub config_maps: Store<ConfigMap>,
+    /// Collector Services.
+    pub services: Store<Service>,
+    /// Collector PodDisruptionBudgets.
+    pub pdbs: Store<PodDisruptionBudget>,
+    /// Collector NetworkPolicies.
+    pub network_policies: Store<NetworkPolicy>,
+}
+
+/// Valid objects of a guarded store (invalid ones are reported by their own reconcile).
+pub fn valid<K>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect()
+}
+
+/// Settings of the operator process.
+#[derive(Debug, Clone)]
+pub struct OperatorOptions {
+    /// How collectors are planned (image, ServiceMonitor, NetworkPolicy).
+    pub plan: PlanOptions,
+    /// Namespaces watched; empty: all.
+    pub namespaces: Vec<String>,
+    /// Periodic resync of every object, a safety net behind the watches.
+    pub resync: Duration,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        Self {
+            plan: PlanOptions::default(),
+            namespaces: Vec::new(),
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Caches of every kind.
+    pub stores: Stores,
+    /// Settings.
+    pub options: OperatorOptions,
+    /// Metrics served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events on meaningful transitions.
+    pub recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Creates the context.
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        options: OperatorOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "cx-conductor".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Self {
+            client,
+            stores,
+            options,
+            metrics,
+            recorder,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a failure of `key` and returns how long to wait before retrying: 1s, 2s, 4s, ... up to 5 minutes.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// A stable key for an object reference, for backoff bookkeeping.
+pub fn key_of<K: Resource<DynamicType = ()>>(object: &ObjectRef<K>) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.namespace.as_deref().unwrap_or_default(),
+        object.name
+    )
+}

@@ -1,0 +1,427 @@
+//! The operator (`cx-conductor run`): one controller per kind on shared caches, leader election
+//! with a Lease, `/metrics`, `/healthz`, `/readyz`, graceful shutdown.
+//!
+//! Each kind is watched once; its cache (a reflector store) feeds every controller that needs it,
+//! and a change reaches a controller only after the cache holds it, so a reconcile never reads an
+//! older world than the event that triggered it.
+
+pub mod apply;
+pub mod channel;
+pub mod conditions;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod journey;
+pub mod metrics;
+pub mod touchpoint;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
+
+pub use context::{Context, OperatorOptions, Stores};
+pub use metrics::Metrics;
+
+use error::{Error, Result};
+
+/// Label every collector object carries; the operator caches only objects with it.
+pub const COLLECTOR_SELECTOR: &str = "app.kubernetes.io/name=cx-collector";
+
+/// A cache of one kind plus the subscriptions controllers take on it.
+struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    subscribers: Vec<ReflectHandle<K>>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Shared<K> {
+    fn take(&mut self) -> ReflectHandle<K> {
+        self.subscribers
+            .pop()
+            .expect("one subscription per consumer was created")
+    }
+}
+
+/// Starts watching one kind into a shared cache with `consumers` subscriptions. Objects outside
+/// `namespaces` (when given) are left out of the cache.
+fn watch_kind<K>(
+    client: &Client,
+    namespaces: &[String],
+    config: watcher::Config,
+    consumers: usize,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Shared<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = match namespaces {
+        [only] => Api::namespaced(client.clone(), only),
+        _ => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store_shared(1024);
+    let subscribers = (0..consumers)
+        .map(|_| {
+            writer
+                .subscribe()
+                .expect("shared stores give subscriptions")
+        })
+        .collect();
+    let scope: Vec<String> = namespaces.to_vec();
+    let in_scope = move |event: &watcher::Event<K>| match event {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+            scope.is_empty()
+                || o.meta()
+                    .namespace
+                    .as_ref()
+                    .is_some_and(|ns| scope.contains(ns))
+        }
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    };
+    let stream = watcher(api, config)
+        .default_backoff()
+        .try_filter(move |event| std::future::ready(in_scope(event)))
+        .reflect_shared(writer)
+        .for_each(|event| {
+            if let Err(error) = event {
+                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying with backoff");
+            }
+            std::future::ready(())
+        });
+    tasks.push(tokio::spawn(stream));
+    Shared { store, subscribers }
+}
+
+/// Records the outcome of a reconcile in metrics and the backoff bookkeeping.
+async fn observed(
+    controller: &'static str,
+    key: String,
+    ctx: Arc<Context>,
+    reconcile: impl Future<Output = Result<Action>>,
+) -> Result<Action> {
+    let timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[controller])
+        .start_timer();
+    let result = reconcile.await;
+    timer.observe_duration();
+    match &result {
+        Ok(_) => {
+            ctx.metrics
+                .reconciles
+                .with_label_values(&[controller, "ok"])
+                .inc();
+            ctx.succeeded(&key);
+        }
+        Err(error) => {
+            ctx.metrics
+                .reconciles
+                .with_label_values(&[controller, "error"])
+                .inc();
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&[controller, error.reason()])
+                .inc();
+            tracing::warn!(controller, object = %key, reason = error.reason(), %error, "reconcile failed");
+        }
+    }
+    result
+}
+
+/// Retry with exponential backoff per object, so one failing object never slows the others.
+fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    _error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    );
+    Action::requeue(ctx.backoff(&key))
+}
+
+/// An object that does not parse as its kind: reported as a Warning Event on it, and left out
+/// of every computation, so it never blocks the valid ones.
+pub(crate) async fn report_invalid<K: Resource<DynamicType = ()>>(
+    invalid: &InvalidObject,
+    ctx: &Context,
+    controller: &'static str,
+) -> Result<Action> {
+    let meta = &invalid.metadata;
+    let reference = ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    };
+    tracing::warn!(controller, name = ?meta.name, namespace = ?meta.namespace, error = %invalid.error, "invalid object skipped");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "InvalidObject".into(),
+        note: Some(format!(
+            "cannot be read as a {}: {}",
+            K::kind(&()),
+            invalid.error
+        )),
+        action: "Validate".into(),
+        secondary: None,
+    };
+    if ctx.recorder.publish(&event, &reference).await.is_ok() {
+        ctx.metrics
+            .writes
+            .with_label_values(&[controller, "event"])
+            .inc();
+    }
+    Ok(Action::await_change())
+}
+
+/// Runs every controller until `shutdown` turns true. Returns when they have drained.
+pub async fn run_controllers(
+    client: Client,
+    options: OperatorOptions,
+    metrics: Arc<Metrics>,
+    stores_out: watch::Sender<Option<Stores>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut tasks = Vec::new();
+    let ns = options.namespaces.clone();
+    let all = watcher::Config::default();
+    let owned = watcher::Config::default().labels(COLLECTOR_SELECTOR);
+    let mut channels =
+        watch_kind::<DeserializeGuard<Channel>>(&client, &ns, all.clone(), 3, &mut tasks);
+    let mut touchpoints =
+        watch_kind::<DeserializeGuard<Touchpoint>>(&client, &ns, all.clone(), 3, &mut tasks);
+    let mut kpis =
+        watch_kind::<DeserializeGuard<ExperienceKPI>>(&client, &ns, all.clone(), 1, &mut tasks);
+    let mut journeys =
+        watch_kind::<DeserializeGuard<CustomerJourney>>(&client, &ns, all.clone(), 2, &mut tasks);
+    let mut deployments = watch_kind::<Deployment>(&client, &ns, owned.clone(), 1, &mut tasks);
+    let mut config_maps = watch_kind::<ConfigMap>(&client, &ns, owned.clone(), 1, &mut tasks);
+    let mut services = watch_kind::<Service>(&client, &ns, owned.clone(), 1, &mut tasks);
+    let mut pdbs = watch_kind::<PodDisruptionBudget>(&client, &ns, owned.clone(), 1, &mut tasks);
+    let mut policies = watch_kind::<NetworkPolicy>(&client, &ns, owned, 1, &mut tasks);
+    let stores = Stores {
+        channels: channels.store.clone(),
+        touchpoints: touchpoints.store.clone(),
+        kpis: kpis.store.clone(),
+        journeys: journeys.store.clone(),
+        deployments: deployments.store.clone(),
+        config_maps: config_maps.store.clone(),
+        services: services.store.clone(),
+        pdbs: pdbs.store.clone(),
+        network_policies: policies.store.clone(),
+    };
+    let _ = stores_out.send(Some(stores.clone()));
+    let ctx = Arc::new(Context::new(client, stores.clone(), options, metrics));
+    let config = ControllerConfig::default()
+        .concurrency(8)
+        .debounce(Duration::from_millis(100));
+    let stop = || {
+        let mut rx = shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let tp_store = stores.touchpoints.clone();
+    let touchpoint_controller =
+        Controller::for_shared_stream(touchpoints.take(), stores.touchpoints.clone())
+            .with_config(config.clone())
+            .owns_shared_stream(deployments.take())
+            .owns_shared_stream(config_maps.take())
+            .owns_shared_stream(services.take())
+            .owns_shared_stream(pdbs.take())
+            .owns_shared_stream(policies.take())
+            .watches_shared_stream(channels.take(), move |c| {
+                touchpoint::touchpoints_of_channel(&tp_store, &c)
+            })
+            .graceful_shutdown_on(stop())
+            .run(
+                |object, ctx| {
+                    let key = context::key_of(&kube::runtime::reflector::ObjectRef::from_obj(
+                        object.as_ref(),
+                    ));
+                    observed(
+                        touchpoint::CONTROLLER,
+                        key,
+                        ctx.clone(),
+                        touchpoint::reconcile(object, ctx),
+                    )
+                },
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| std::future::ready(()));
+
+    let channel_store = stores.channels.clone();
+    let channel_controller =
+        Controller::for_shared_stream(channels.take(), stores.channels.clone())
+            .with_config(config.clone())
+            .watches_shared_stream(touchpoints.take(), |t| channel::channel_of_touchpoint(&t))
+            .watches_shared_stream(journeys.take(), move |j| {
+                channel::channels_in_namespace(&channel_store, j.as_ref())
+            })
+            .graceful_shutdown_on(stop())
+            .run(
+                |object, ctx| {
+                    let key = context::key_of(&kube::runtime::reflector::ObjectRef::from_obj(
+                        object.as_ref(),
+                    ));
+                    observed(
+                        channel::CONTROLLER,
+                        key,
+                        ctx.clone(),
+                        channel::reconcile(object, ctx),
+                    )
+                },
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| std::future::ready(()));
+
+    let (j1, j2, j3) = (
+        stores.journeys.clone(),
+        stores.journeys.clone(),
+        stores.journeys.clone(),
+    );
+    let journey_controller =
+        Controller::for_shared_stream(journeys.take(), stores.journeys.clone())
+            .with_config(config)
+            .watches_shared_stream(channels.take(), move |c| {
+                journey::journeys_in_namespace(&j1, c.as_ref())
+            })
+            .watches_shared_stream(touchpoints.take(), move |t| {
+                journey::journeys_in_namespace(&j2, t.as_ref())
+            })
+            .watches_shared_stream(kpis.take(), move |k| {
+                journey::journeys_in_namespace(&j3, k.as_ref())
+            })
+            .graceful_shutdown_on(stop())
+            .run(
+                |object, ctx| {
+                    let key = context::key_of(&kube::runtime::reflector::ObjectRef::from_obj(
+                        object.as_ref(),
+                    ));
+                    observed(
+                        journey::CONTROLLER,
+                        key,
+                        ctx.clone(),
+                        journey::reconcile(object, ctx),
+                    )
+                },
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| std::future::ready(()));
+
+    tokio::join!(
+        touchpoint_controller,
+        channel_controller,
+        journey_controller
+    );
+    for task in tasks {
+        task.abort();
+    }
+    let _ = stores_out.send(None);
+}
+
+/// Leader election settings.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// Namespace of the Lease (the operator's own).
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This replica's identity (its pod name).
+    pub identity: String,
+    /// Seconds a lease stays valid without renewal.
+    pub duration_seconds: u64,
+}
+
+/// Runs the controllers while this replica holds the Lease. Returns when `shutdown` turns true
+/// (Ok) or when leadership is lost (Err: the process should exit so a fresh replica takes over).
+pub async fn run_as_leader(
+    client: Client,
+    options: OperatorOptions,
+    metrics: Arc<Metrics>,
+    election: LeaderElection,
+    stores_out: watch::Sender<Option<Stores>>,
+    shutdown: watch::Receiver<bool>,
+) -> std::result::Result<(), String> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.name)
+        .with_namespace(&election.namespace)
+        .with_identity(&election.identity)
+        .with_duration(election.duration_seconds)
+        .with_grace(election.duration_seconds.div_ceil(3).max(1))
+        .build()
+        .await
+        .map_err(|e| format!("leader election: {e}"))?;
+    let (mut leader, lease_task) = manager.watch().await;
+    let mut stop = shutdown.clone();
+    tracing::info!(lease = %election.name, identity = %election.identity, "waiting for leadership");
+    loop {
+        let leading = *leader.borrow_and_update();
+        if leading {
+            break;
+        }
+        let stopping = async {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::select! {
+            changed = leader.changed() => if changed.is_err() { return Err("leader election stopped".into()) },
+            () = stopping => { drop(leader); let _ = lease_task.await; return Ok(()); }
+        }
+    }
+    tracing::info!(identity = %election.identity, "leading: starting controllers");
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let mut controllers = tokio::spawn(run_controllers(
+        client, options, metrics, stores_out, lost_rx,
+    ));
+    let stopping = async {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let lost = async {
+        let _ = leader.wait_for(|is_leader| !*is_leader).await;
+    };
+    let outcome = tokio::select! {
+        () = stopping => Ok(()),
+        () = lost => Err("leadership lost".to_string()),
+        _ = &mut controllers => Err("controllers stopped".to_string()),
+    };
+    let _ = lost_tx.send(true);
+    let _ = controllers.await;
+    drop(leader);
+    if let Ok(Ok(manager)) = lease_task.await {
+        let _ = manager.release().await;
+    }
+    outcome
+}
