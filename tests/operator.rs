@@ -49,6 +49,7 @@ struct Operator {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     metrics: Arc<Metrics>,
+    stores: watch::Receiver<Option<cx_conductor::operator::Stores>>,
 }
 
 impl Operator {
@@ -66,17 +67,18 @@ impl Operator {
     fn start_with(client: kube::Client, options: OperatorOptions) -> Self {
         let metrics = Arc::new(Metrics::new());
         let (stop, stop_rx) = watch::channel(false);
-        let (stores, _) = watch::channel(None);
+        let (stores_tx, stores) = watch::channel(None);
         let task = tokio::spawn(run_controllers(
             client,
             options,
             metrics.clone(),
-            stores,
+            stores_tx,
             stop_rx,
         ));
         Self {
             stop,
             task,
+            stores,
             metrics,
         }
     }
