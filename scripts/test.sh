@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "==> tools the tests need"
+# A real Prometheus (and promtool, same package) for the KPI tests (tests/kpi_*.rs).
+if ! command -v prometheus >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+fi
+# Kubernetes' schemas, to validate the chart and deploy/ (tests/chart.rs).
+python3 -c 'import kubernetes_validate' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kubernetes-validate
+
 echo "==> formatting and lints"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

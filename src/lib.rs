@@ -8,6 +8,7 @@ pub mod cli;
 pub mod collector;
 pub mod core;
 pub mod crd;
+pub mod kpi;
 pub mod manifest;
 pub mod operator;
 pub mod schema;

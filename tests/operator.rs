@@ -59,7 +59,7 @@ impl Operator {
             OperatorOptions {
                 resync: Duration::from_millis(500),
                 plan: PlanOptions::default(),
-                namespaces: vec![],
+                ..Default::default()
             },
         )
     }
@@ -351,6 +351,31 @@ async fn a_steady_state_costs_no_writes_over_several_resyncs() {
         .with_label_values(&["touchpoint", "ok"])
         .get();
     assert!(reconciles >= 4, "resyncs did run ({reconciles} reconciles)");
+
+    // The gauges of the metrics contract are derived from the cached statuses at scrape time.
+    let stores = operator
+        .stores
+        .borrow()
+        .clone()
+        .expect("stores published while running");
+    cx_conductor::operator::http::refresh_gauges(&operator.metrics, &stores);
+    let text = operator.metrics.encode();
+    assert!(
+        text.contains(r#"cx_touchpoint_collector_ready{channel="web",namespace="shop",stage="purchase",touchpoint="checkout"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cx_consistency_violations{journey="main",namespace="shop"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cx_journey_coverage_gaps{journey="main",kind="stage_without_listening",namespace="shop"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cx_journey_readiness_score{journey="main",namespace="shop"}"#),
+        "{text}"
+    );
     operator.stop().await;
 }
 

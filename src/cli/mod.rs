@@ -27,6 +27,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the operator: deploy collectors and keep every resource's status true.
     Run(run::RunArgs),
+    /// Run a touchpoint's feedback collector: HTTP event ingest and Prometheus metrics.
+    Collector(crate::collector::CollectorArgs),
 }
 
 /// Options of `cx-conductor check`.
@@ -84,5 +86,6 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Collector(args) => crate::collector::run(&args),
     }
 }

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use std::collections::BTreeMap;
+
 use crate::core::plan::PlanOptions;
+use crate::kpi::{BearerToken, PrometheusClient, PrometheusConfig};
 use crate::operator::http::{HttpState, router};
+use crate::operator::kpi::KpiOptions;
 use crate::operator::{LeaderElection, Metrics, OperatorOptions, run_as_leader, run_controllers};
 
 /// Options of `cx-conductor run`.
@@ -44,6 +48,26 @@ pub struct RunArgs {
     /// Seconds between full resyncs of every object (a safety net behind watches).
     #[arg(long, env = "CX_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
+    /// Prometheus HTTP API to evaluate ExperienceKPIs against (e.g. http://prometheus-operated.monitoring:9090); none: KPIs are not evaluated.
+    #[arg(long, env = "CX_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// File holding a bearer token for Prometheus (re-read at every query, so rotation works).
+    #[arg(long, env = "CX_PROMETHEUS_TOKEN_FILE")]
+    pub prometheus_token_file: Option<std::path::PathBuf>,
+    /// PEM file of CA certificates to trust for Prometheus, in addition to the system's.
+    #[arg(long, env = "CX_PROMETHEUS_CA_FILE")]
+    pub prometheus_ca_file: Option<std::path::PathBuf>,
+    /// Apply one PrometheusRule per namespace with breach and at-risk alerts for every KPI
+    /// (needs the Prometheus Operator's CRDs).
+    #[arg(long, env = "CX_PROMETHEUS_RULES")]
+    pub prometheus_rules: bool,
+    /// Labels of those PrometheusRules, KEY=VALUE (repeatable or comma-separated), e.g. release=prometheus.
+    #[arg(
+        long = "prometheus-rule-label",
+        env = "CX_PROMETHEUS_RULE_LABELS",
+        value_delimiter = ','
+    )]
+    pub prometheus_rule_labels: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "CX_LOG_JSON")]
     pub log_json: bool,
@@ -97,6 +121,7 @@ async fn serve(args: &RunArgs) -> Result<(), String> {
         },
         namespaces: args.namespaces.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
+        kpi: kpi_options(args)?,
     };
     let metrics = Arc::new(Metrics::new());
     let (stores_tx, stores_rx) = watch::channel(None);
@@ -141,6 +166,30 @@ async fn serve(args: &RunArgs) -> Result<(), String> {
     };
     let _ = http.await;
     result
+}
+
+/// KPI evaluation settings from the flags; a bad Prometheus URL or CA file stops the start-up.
+fn kpi_options(args: &RunArgs) -> Result<Option<KpiOptions>, String> {
+    let Some(url) = &args.prometheus_url else {
+        return Ok(None);
+    };
+    let mut config = PrometheusConfig::new(url.clone());
+    config.bearer_token = args.prometheus_token_file.clone().map(BearerToken::File);
+    config.ca_file = args.prometheus_ca_file.clone();
+    let client = PrometheusClient::new(config).map_err(|e| e.to_string())?;
+    let labels = args
+        .prometheus_rule_labels
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("--prometheus-rule-label {pair:?}: expected KEY=VALUE"))
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    Ok(Some(KpiOptions {
+        prometheus: Arc::new(client),
+        prometheus_rules: args.prometheus_rules.then_some(labels),
+    }))
 }
 
 async fn wait_for_signal() {

@@ -1,3 +1,166 @@
 //! The touchpoint collector (`cx-conductor collector`): HTTP ingest of feedback events.
+//!
+//! - [`event`]: the wire format and its validation, a pure function (`parse_event`);
+//! - [`metrics`]: the Prometheus series of DESIGN.md §4;
+//! - [`http`]: routes and answers; [`server`]: limits, accept loop and graceful drain;
+//! - this module: the command-line entry point.
+//!
+//! HTTP API:
+//! - `POST /v1/events` — one event, `application/json`: 202 `{"accepted":1}`;
+//! - `POST /v1/events:batch` — `application/x-ndjson` (one event per line) or `application/json`
+//!   (an array): 200 `{"accepted":n,"rejected":m,"errors":[{"index","reason","field","message"}]}`
+//!   (422 with the same body plus `error` when every event was rejected);
+//! - `GET /metrics` (Prometheus text), `GET /healthz` (alive), `GET /readyz` (503 while draining).
+//!
+//! Refusals answer `{"error":{"reason","field","message"}}`: 400 malformed JSON, 401 missing or
+//! wrong bearer token, 408 body too slow, 413 body over `maxEventBytes` (batches: 1000 ×
+//! `maxEventBytes`, at most 16 MiB), 415 wrong Content-Type, 422 invalid event.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 pub mod config;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod server;
+
+pub use event::{Event, EventSchema, Reason, Rejection, parse_event};
+pub use server::{Collector, CollectorError, Drained, ServeOptions, load_config};
+
+/// Options of `cx-conductor collector`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CollectorArgs {
+    /// The collector configuration (YAML), as the operator mounts it from the touchpoint's ConfigMap.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Log JSON lines instead of text (filter with RUST_LOG, default `info`).
+    #[arg(long)]
+    pub log_json: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 20)]
+    pub grace_period_seconds: u64,
+    /// Seconds to keep serving after SIGTERM with readiness off, before closing the listener.
+    #[arg(long, default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
+    /// Seconds a request body has to arrive.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+    /// Connections served at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+impl CollectorArgs {
+    /// The serving limits these options describe.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            grace_period: Duration::from_secs(self.grace_period_seconds),
+            shutdown_delay: Duration::from_secs(self.shutdown_delay_seconds),
+            request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+            ..ServeOptions::default()
+        }
+    }
+}
+
+/// Runs `cx-conductor collector` until SIGTERM or SIGINT and a drain. Exit codes: 0 after a
+/// drain, 1 when it cannot serve (address in use, runtime), 2 when the configuration is unusable.
+pub fn run(args: &CollectorArgs) -> ExitCode {
+    init_logging(args.log_json);
+    let collector = match load_config(&args.config)
+        .and_then(|config| Collector::new(&config, args.serve_options()).map(|c| (config, c)))
+    {
+        Ok((config, collector)) => {
+            tracing::info!(
+                namespace = config.namespace,
+                touchpoint = config.touchpoint,
+                channel = config.channel,
+                stage = config.stage.as_str(),
+                surveys = config.surveys.len(),
+                interactions = config.interactions.is_some(),
+                auth = config.auth.is_some(),
+                "collector configured"
+            );
+            collector
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot start the collector");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                let error = CollectorError::Bind {
+                    address: args.listen.to_string(),
+                    source,
+                };
+                tracing::error!(%error, "cannot start the collector");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(address = %args.listen, "collector listening");
+        collector.serve(listener, termination_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Completes on SIGTERM (Kubernetes) or SIGINT (a terminal).
+async fn termination_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
+    // A subscriber may already be installed (tests); keeping it is fine.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -55,7 +55,7 @@ where
 }
 
 /// Settings of the operator process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OperatorOptions {
     /// How collectors are planned (image, ServiceMonitor, NetworkPolicy).
     pub plan: PlanOptions,
@@ -63,6 +63,8 @@ pub struct OperatorOptions {
     pub namespaces: Vec<String>,
     /// Periodic resync of every object, a safety net behind the watches.
     pub resync: Duration,
+    /// KPI evaluation against Prometheus; `None`: KPIs are not evaluated.
+    pub kpi: Option<super::kpi::KpiOptions>,
 }
 
 impl Default for OperatorOptions {
@@ -71,6 +73,7 @@ impl Default for OperatorOptions {
             plan: PlanOptions::default(),
             namespaces: Vec::new(),
             resync: Duration::from_secs(300),
+            kpi: None,
         }
     }
 }

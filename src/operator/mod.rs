@@ -12,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod http;
 pub mod journey;
+pub mod kpi;
 pub mod metrics;
 pub mod touchpoint;
 
@@ -343,10 +344,25 @@ pub async fn run_controllers(
             )
             .for_each(|_| std::future::ready(()));
 
+    let kpi_loop = {
+        let options = ctx.options.kpi.clone();
+        let (client, stores, metrics, shutdown) = (
+            ctx.client.clone(),
+            stores.clone(),
+            ctx.metrics.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            if let Some(options) = options {
+                kpi::run(client, stores, metrics, options, shutdown).await;
+            }
+        }
+    };
     tokio::join!(
         touchpoint_controller,
         channel_controller,
-        journey_controller
+        journey_controller,
+        kpi_loop
     );
     for task in tasks {
         task.abort();

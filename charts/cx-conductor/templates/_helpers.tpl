@@ -1,0 +1,71 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "cx-conductor.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects: the release name when it already contains the chart name. */}}
+{{- define "cx-conductor.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cx-conductor.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the operator pods: stable across upgrades. */}}
+{{- define "cx-conductor.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cx-conductor.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels of every object of the release. */}}
+{{- define "cx-conductor.labels" -}}
+helm.sh/chart: {{ include "cx-conductor.chart" . }}
+{{ include "cx-conductor.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: cx-conductor
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "cx-conductor.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "cx-conductor.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator image: repository@digest, or repository:tag (tag defaults to appVersion). */}}
+{{- define "cx-conductor.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails rendering on combinations values.schema.json cannot express clearly. */}}
+{{- define "cx-conductor.validate" -}}
+{{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) -}}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: two operators without a leader would fight over every object" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* PrometheusRule labels as KEY=VALUE,KEY=VALUE for CX_PROMETHEUS_RULE_LABELS. */}}
+{{- define "cx-conductor.ruleLabels" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

@@ -1,0 +1,68 @@
+//! Fuzzes the collector's functional core with arbitrary bytes, as a single event, as an NDJSON
+//! batch and as a JSON-array batch. It must never panic, and whatever it accepts must satisfy
+//! the touchpoint's rules (scores in range, declared outcomes, sane durations).
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use cx_conductor::api::{
+    InteractionSignals, Outcome, Stage, SurveyMetric, SurveySignal, Timing,
+};
+use cx_conductor::collector::config::CollectorConfig;
+use cx_conductor::collector::event::{
+    Event, EventSchema, MAX_DURATION_SECONDS, Rejection, is_rfc3339, parse_event,
+    parse_json_array, parse_ndjson,
+};
+use libfuzzer_sys::fuzz_target;
+
+static SCHEMA: LazyLock<EventSchema> = LazyLock::new(|| {
+    let config = CollectorConfig {
+        namespace: "fuzz".into(),
+        touchpoint: "parser".into(),
+        channel: "web".into(),
+        stage: Stage::Support,
+        surveys: vec![
+            SurveySignal { metric: SurveyMetric::Nps, scale: None },
+            SurveySignal { metric: SurveyMetric::Csat, scale: Some(7) },
+        ],
+        interactions: Some(InteractionSignals {
+            outcomes: vec![Outcome::Completed, Outcome::Abandoned, Outcome::Escalated],
+            timings: vec![Timing::Wait],
+        }),
+        max_event_bytes: 4096,
+        first_response_seconds: Some(60),
+        auth: None,
+    };
+    EventSchema::from_config(&config).expect("the fuzz configuration is valid")
+});
+
+fn check(result: Result<Event, Rejection>) {
+    match result {
+        Ok(Event::Survey { metric, score }) => {
+            let (low, high) = SCHEMA.score_range(metric).expect("accepted metrics are declared");
+            assert!((low..=high).contains(&score), "{metric:?} {score}");
+        }
+        Ok(Event::Interaction { outcome, wait_seconds, handle_seconds }) => {
+            assert!(SCHEMA.declares_outcome(outcome), "{outcome:?}");
+            assert!(handle_seconds.is_none(), "handle is not declared");
+            if let Some(seconds) = wait_seconds {
+                assert!(seconds.is_finite() && (0.0..=MAX_DURATION_SECONDS).contains(&seconds));
+                assert!(seconds.is_sign_positive(), "no negative zero");
+            }
+        }
+        Err(rejection) => {
+            assert!(!rejection.message.is_empty());
+            assert!(rejection.field.as_ref().is_none_or(|f| f.chars().count() <= 64));
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(parse_event(data, &SCHEMA));
+    parse_ndjson(data, &SCHEMA, |_, result| check(result));
+    let _ = parse_json_array(data, &SCHEMA, |_, result| check(result));
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = is_rfc3339(text);
+    }
+});

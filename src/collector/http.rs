@@ -1,0 +1,516 @@
+//! The HTTP shell around the event parser: routes, authentication, content types, body limits and
+//! JSON answers. No validation logic lives here.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tower_http::timeout::TimeoutLayer;
+
+use super::event::{
+    Event, EventSchema, Reason, Rejection, parse_event, parse_json_array, parse_ndjson,
+};
+use super::metrics::CollectorMetrics;
+
+/// Path of the single-event endpoint.
+pub const EVENTS_PATH: &str = "/v1/events";
+/// Path of the batch endpoint (a literal `:` — axum 0.8 only treats `{...}` as a capture).
+pub const BATCH_PATH: &str = "/v1/events:batch";
+/// Largest batch body, whatever `maxEventBytes`: bounds memory per request.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// A batch may be this many times `maxEventBytes` (then capped at [`MAX_BATCH_BYTES`]).
+pub const BATCH_BYTES_FACTOR: usize = 1000;
+/// Rejected events detailed in a batch answer; the rest are only counted.
+pub const MAX_REPORTED_REJECTIONS: usize = 100;
+
+/// Largest batch body for a touchpoint: `maxEventBytes × 1000`, capped at 16 MiB.
+pub fn batch_limit(max_event_bytes: usize) -> usize {
+    max_event_bytes
+        .saturating_mul(BATCH_BYTES_FACTOR)
+        .min(MAX_BATCH_BYTES)
+        .max(max_event_bytes)
+}
+
+/// State shared by every request.
+pub(crate) struct App {
+    pub(crate) schema: EventSchema,
+    pub(crate) metrics: CollectorMetrics,
+    /// SHA-256 of the expected bearer token: comparing digests in constant time also hides the
+    /// token's length.
+    pub(crate) token_digest: Option<[u8; 32]>,
+    /// Set on SIGTERM: `/readyz` answers 503 so traffic moves to other replicas.
+    pub(crate) draining: AtomicBool,
+    /// Bounds the memory held by batch bodies being read or parsed.
+    pub(crate) batch_permits: Semaphore,
+    /// Longest wait for a request body (and for a batch permit).
+    pub(crate) request_timeout: Duration,
+}
+
+/// Extra time the whole-request timeout gives beyond the body deadline, so that the handler's own
+/// 408 (JSON, counted) is what clients normally see.
+const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+
+/// The collector's routes.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    // Backstop for anything that could stall a request beyond the body deadline.
+    let timeout = TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        app.request_timeout + REQUEST_TIMEOUT_MARGIN,
+    );
+    Router::new()
+        .route(EVENTS_PATH, post(post_event))
+        .route(BATCH_PATH, post(post_batch))
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(timeout)
+        .with_state(app)
+}
+
+async fn post_event(State(app): State<Arc<App>>, request: Request) -> Response {
+    let deadline = Instant::now() + app.request_timeout;
+    let (parts, body) = request.into_parts();
+    if let Err(rejection) = app.authorize(&parts.headers) {
+        return app.refuse(rejection);
+    }
+    if media_type(&parts.headers) != Some(MediaType::Json) {
+        return app.refuse(unsupported_media_type("application/json"));
+    }
+    let limit = app.schema.max_event_bytes();
+    let bytes = match read_body(body, &parts.headers, limit, deadline).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return app.refuse(rejection),
+    };
+    match parse_event(&bytes, &app.schema) {
+        Ok(event) => {
+            // Counted before the answer exists: a 2xx is never sent for an uncounted event.
+            app.metrics.record(&event);
+            accepted_one()
+        }
+        Err(rejection) => app.refuse(rejection),
+    }
+}
+
+async fn post_batch(State(app): State<Arc<App>>, request: Request) -> Response {
+    let deadline = Instant::now() + app.request_timeout;
+    let (parts, body) = request.into_parts();
+    if let Err(rejection) = app.authorize(&parts.headers) {
+        return app.refuse(rejection);
+    }
+    let Some(format) = media_type(&parts.headers).filter(|m| *m != MediaType::Other) else {
+        return app.refuse(unsupported_media_type(
+            "application/x-ndjson or application/json",
+        ));
+    };
+    let limit = batch_limit(app.schema.max_event_bytes());
+    // Refuse a declared oversize before queueing for a batch slot.
+    if let Err(rejection) = check_declared_length(&parts.headers, limit) {
+        return app.refuse(rejection);
+    }
+    let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, app.batch_permits.acquire()).await
+    else {
+        return app.refuse(Rejection::whole(
+            Reason::Timeout,
+            "the collector is busy with other batches; retry later",
+        ));
+    };
+    let bytes = match read_body(body, &parts.headers, limit, deadline).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return app.refuse(rejection),
+    };
+
+    let mut tally = app.metrics.tally();
+    let mut errors = Vec::new();
+    let mut on_event = |index: usize, result: Result<Event, Rejection>| match result {
+        Ok(event) => tally.record(&event),
+        Err(rejection) => {
+            tally.reject(rejection.reason);
+            if errors.len() < MAX_REPORTED_REJECTIONS {
+                errors.push(EventError::new(index, rejection));
+            }
+        }
+    };
+    if format == MediaType::Ndjson {
+        parse_ndjson(&bytes, &app.schema, &mut on_event);
+    } else if let Err(rejection) = parse_json_array(&bytes, &app.schema, &mut on_event) {
+        // Nothing of a broken array is counted but the refusal itself (the tally is dropped).
+        drop(tally);
+        return app.refuse(rejection);
+    }
+    let accepted = tally.accepted();
+    // The tally holds the exact count; `errors` may be truncated.
+    let rejected = tally.rejected();
+    tally.commit();
+    tracing::debug!(accepted, rejected, "batch processed");
+
+    let first_error = (accepted == 0 && rejected > 0)
+        .then(|| errors.first())
+        .flatten()
+        .map(|first| ErrorDetail {
+            reason: first.reason,
+            field: first.field.as_deref(),
+            message: "every event of the batch was rejected; see errors",
+        });
+    let status = if first_error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let report = BatchReport {
+        error: first_error,
+        accepted,
+        rejected,
+        errors: &errors,
+    };
+    json_response(status, &report)
+}
+
+async fn get_metrics(State(app): State<Arc<App>>) -> Response {
+    match app.metrics.render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot render metrics");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                None,
+                "cannot render metrics",
+            )
+        }
+    }
+}
+
+async fn healthz() -> Response {
+    json_static(StatusCode::OK, br#"{"status":"ok"}"#)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.draining.load(Ordering::Relaxed) {
+        json_static(StatusCode::SERVICE_UNAVAILABLE, br#"{"status":"draining"}"#)
+    } else {
+        json_static(StatusCode::OK, br#"{"status":"ready"}"#)
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+        "no such endpoint: events go to POST /v1/events or POST /v1/events:batch",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        None,
+        "method not allowed on this endpoint",
+    )
+}
+
+impl App {
+    /// Checks `Authorization: Bearer <token>` when a token is configured.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        let Some(expected) = &self.token_digest else {
+            return Ok(());
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| bearer_token(value.as_bytes()));
+        let Some(presented) = presented else {
+            return Err(Rejection::whole(
+                Reason::Unauthorized,
+                "missing bearer token (Authorization: Bearer <token>)",
+            ));
+        };
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        if bool::from(digest.ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err(Rejection::whole(Reason::Unauthorized, "wrong bearer token"))
+        }
+    }
+
+    /// Counts a refused request and answers it.
+    fn refuse(&self, rejection: Rejection) -> Response {
+        self.metrics.reject(rejection.reason);
+        tracing::debug!(
+            reason = rejection.reason.as_str(),
+            field = rejection.field.as_deref(),
+            "request refused"
+        );
+        let status = StatusCode::from_u16(rejection.reason.http_status())
+            .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        let mut response = error_response(
+            status,
+            rejection.reason.as_str(),
+            rejection.field.as_deref(),
+            &rejection.message,
+        );
+        if rejection.reason == Reason::Unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = token.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Content types the collector reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MediaType {
+    Json,
+    Ndjson,
+    Other,
+}
+
+/// The request's media type, ignoring parameters except a non-UTF-8 charset. `None` when absent.
+fn media_type(headers: &HeaderMap) -> Option<MediaType> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    let charset_ok = parts.all(|parameter| match parameter.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let value = value.trim().trim_matches('"');
+            value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    });
+    Some(if !charset_ok {
+        MediaType::Other
+    } else if essence.eq_ignore_ascii_case("application/json") {
+        MediaType::Json
+    } else if essence.eq_ignore_ascii_case("application/x-ndjson") {
+        MediaType::Ndjson
+    } else {
+        MediaType::Other
+    })
+}
+
+fn unsupported_media_type(expected: &'static str) -> Rejection {
+    Rejection::field(
+        Reason::UnsupportedMediaType,
+        "Content-Type",
+        format!("Content-Type must be {expected}"),
+    )
+}
+
+fn too_large(limit: usize) -> Rejection {
+    Rejection::whole(
+        Reason::TooLarge,
+        format!("the body is larger than the {limit} bytes allowed"),
+    )
+}
+
+/// Refuses a body whose declared Content-Length exceeds `limit`, without reading it.
+fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), Rejection> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it exceeds `limit` or misses `deadline`.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, Rejection> {
+    check_declared_length(headers, limit)?;
+    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(too_large(limit))
+        }
+        Ok(Err(_)) => Err(Rejection::whole(
+            Reason::Malformed,
+            "the request body could not be read",
+        )),
+        Err(_) => Err(Rejection::whole(
+            Reason::Timeout,
+            "the request body did not arrive in time",
+        )),
+    }
+}
+
+fn accepted_one() -> Response {
+    json_static(StatusCode::ACCEPTED, br#"{"accepted":1}"#)
+}
+
+fn json_static(status: StatusCode, body: &'static [u8]) -> Response {
+    let mut response = Response::new(Body::from(Bytes::from_static(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(_) => json_static(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            br#"{"error":{"reason":"internal","field":null,"message":"cannot encode the answer"}}"#,
+        ),
+    }
+}
+
+fn error_response(
+    status: StatusCode,
+    reason: &str,
+    field: Option<&str>,
+    message: &str,
+) -> Response {
+    json_response(
+        status,
+        &ErrorBody {
+            error: ErrorDetail {
+                reason,
+                field,
+                message,
+            },
+        },
+    )
+}
+
+/// `{"error": {...}}`, the body of every 4xx and 5xx.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    reason: &'a str,
+    field: Option<&'a str>,
+    message: &'a str,
+}
+
+/// The answer to a batch.
+#[derive(Serialize)]
+struct BatchReport<'a> {
+    /// Present only when every event was rejected (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDetail<'a>>,
+    accepted: u64,
+    rejected: u64,
+    /// The first [`MAX_REPORTED_REJECTIONS`] rejected events.
+    errors: &'a [EventError],
+}
+
+#[derive(Serialize)]
+struct EventError {
+    index: usize,
+    reason: &'static str,
+    field: Option<Cow<'static, str>>,
+    message: Cow<'static, str>,
+}
+
+impl EventError {
+    fn new(index: usize, rejection: Rejection) -> Self {
+        EventError {
+            index,
+            reason: rejection.reason.as_str(),
+            field: rejection.field,
+            message: rejection.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).expect("test header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn media_types_ignore_case_and_utf8_charset() {
+        assert_eq!(
+            media_type(&headers("Application/JSON; charset=UTF-8")),
+            Some(MediaType::Json)
+        );
+        assert_eq!(
+            media_type(&headers("application/x-ndjson")),
+            Some(MediaType::Ndjson)
+        );
+        assert_eq!(
+            media_type(&headers("application/json; charset=latin1")),
+            Some(MediaType::Other)
+        );
+        assert_eq!(media_type(&headers("text/plain")), Some(MediaType::Other));
+        assert_eq!(media_type(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn bearer_tokens_are_extracted_strictly() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Bear"), None);
+    }
+
+    #[test]
+    fn batch_limit_scales_with_event_size_and_is_capped() {
+        assert_eq!(batch_limit(256), 256_000);
+        assert_eq!(batch_limit(65_536), MAX_BATCH_BYTES);
+        assert_eq!(batch_limit(1 << 20), MAX_BATCH_BYTES);
+    }
+}

@@ -1,0 +1,299 @@
+//! Serving: the accept loop with its connection limit, per-connection HTTP/1 limits, and the
+//! graceful drain that makes every acknowledged event visible in the final metrics.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use sha2::{Digest, Sha256};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::config::CollectorConfig;
+use super::event::{EventSchema, InvalidConfig};
+use super::http::{App, router};
+use super::metrics::CollectorMetrics;
+
+/// Largest request head (request line and headers), in bytes; larger gets 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Operational limits of a collector (what is not in the touchpoint's configuration).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServeOptions {
+    /// After the shutdown signal (and [`ServeOptions::shutdown_delay`]), how long in-flight
+    /// requests have to finish before their connections are cut.
+    pub grace_period: Duration,
+    /// After the shutdown signal, how long to keep serving while `/readyz` answers 503, so load
+    /// balancers stop sending traffic before the listener closes.
+    pub shutdown_delay: Duration,
+    /// Longest time for a request body to arrive (and for a batch to get a processing slot).
+    pub request_timeout: Duration,
+    /// Longest time for a request head to arrive; also closes idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Batches read and parsed at once; bounds memory to this many batch bodies.
+    pub max_concurrent_batches: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            grace_period: Duration::from_secs(20),
+            shutdown_delay: Duration::ZERO,
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_concurrent_batches: 4,
+        }
+    }
+}
+
+/// Why a collector cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The configuration file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    ReadConfig {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration file is not a collector configuration.
+    #[error("cannot parse {path}: {source}")]
+    ParseConfig {
+        /// The file.
+        path: String,
+        /// The YAML error.
+        source: serde_yaml::Error,
+    },
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidConfig),
+    /// The bearer token file cannot be read.
+    #[error("cannot read the token file {path}: {source}")]
+    ReadToken {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bearer token file is empty: every producer would be refused, or worse.
+    #[error("the token file {path} is empty")]
+    EmptyToken {
+        /// The file.
+        path: String,
+    },
+    /// The metrics cannot be registered (a bug or an invalid label value).
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Reads a collector configuration file (YAML, what the operator's ConfigMap holds).
+pub fn load_config(path: &Path) -> Result<CollectorConfig, CollectorError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CollectorError::ReadConfig {
+        path: shown.clone(),
+        source,
+    })?;
+    serde_yaml::from_str(&text).map_err(|source| CollectorError::ParseConfig {
+        path: shown,
+        source,
+    })
+}
+
+/// What a drained collector leaves behind.
+#[derive(Clone, Debug)]
+pub struct Drained {
+    /// The metrics after the last request finished: every event acknowledged with a 2xx is in it.
+    pub final_metrics: String,
+    /// Events accepted over the collector's life.
+    pub accepted_events: u64,
+    /// Connections still busy when the grace period ended, and cut.
+    pub aborted_connections: usize,
+}
+
+/// A collector ready to serve one touchpoint.
+pub struct Collector {
+    app: Arc<App>,
+    options: ServeOptions,
+}
+
+impl Collector {
+    /// Compiles the configuration, registers the metrics and reads the bearer token.
+    pub fn new(config: &CollectorConfig, options: ServeOptions) -> Result<Self, CollectorError> {
+        let schema = EventSchema::from_config(config)?;
+        let metrics = CollectorMetrics::new(config, &schema)?;
+        let token_digest = match &config.auth {
+            Some(auth) => Some(read_token_digest(Path::new(&auth.token_file))?),
+            None => None,
+        };
+        let app = App {
+            schema,
+            metrics,
+            token_digest,
+            draining: AtomicBool::new(false),
+            batch_permits: Semaphore::new(options.max_concurrent_batches.max(1)),
+            request_timeout: options.request_timeout,
+        };
+        Ok(Collector {
+            app: Arc::new(app),
+            options,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains: `/readyz` turns 503, the
+    /// listener closes after [`ServeOptions::shutdown_delay`], in-flight requests get
+    /// [`ServeOptions::grace_period`] to finish, and the final metrics are returned.
+    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> Drained
+    where
+        F: Future<Output = ()> + Send,
+    {
+        let Collector { app, options } = self;
+        let router = router(app.clone());
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout)
+            .max_header_size(MAX_HEADER_BYTES);
+        let connection_slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+
+        let stop_accepting = async {
+            shutdown.await;
+            app.draining.store(true, Ordering::SeqCst);
+            tracing::info!(
+                delay_seconds = options.shutdown_delay.as_secs_f64(),
+                "shutdown requested: readiness off, draining"
+            );
+            tokio::time::sleep(options.shutdown_delay).await;
+        };
+        let mut stop_accepting = std::pin::pin!(stop_accepting);
+
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = &mut stop_accepting => break,
+                permit = connection_slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                biased;
+                () = &mut stop_accepting => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(error) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            connections.spawn(serve_connection(
+                stream,
+                http.clone(),
+                router.clone(),
+                stop_rx.clone(),
+                permit,
+            ));
+            while connections.try_join_next().is_some() {}
+        }
+
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let in_flight = connections.len();
+        tracing::info!(
+            connections = in_flight,
+            "listener closed, finishing in-flight requests"
+        );
+        let finished = tokio::time::timeout(options.grace_period, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        let aborted_connections = if finished {
+            0
+        } else {
+            let cut = connections.len();
+            connections.shutdown().await;
+            tracing::warn!(connections = cut, "grace period over, connections cut");
+            cut
+        };
+
+        let final_metrics = app.metrics.render().unwrap_or_else(|error| {
+            tracing::error!(%error, "cannot render the final metrics");
+            String::new()
+        });
+        let accepted_events = app.metrics.received();
+        tracing::info!(accepted_events, aborted_connections, "drained");
+        Drained {
+            final_metrics,
+            accepted_events,
+            aborted_connections,
+        }
+    }
+}
+
+/// Serves one connection until it closes, or until shutdown asks it to finish its current request.
+async fn serve_connection(
+    stream: TcpStream,
+    http: http1::Builder,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    // Answers are small and written at once: do not let Nagle delay them.
+    let _ = stream.set_nodelay(true);
+    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    let mut connection = std::pin::pin!(connection);
+    let finished = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        // Dropped sender or `true`: either way, time to finish.
+        _ = stop.wait_for(|stop| *stop) => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// The SHA-256 of the token in `path`, without its trailing newline.
+fn read_token_digest(path: &Path) -> Result<[u8; 32], CollectorError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| CollectorError::ReadToken {
+        path: shown.clone(),
+        source,
+    })?;
+    let token = bytes
+        .strip_suffix(b"\n")
+        .map(|rest| rest.strip_suffix(b"\r").unwrap_or(rest))
+        .unwrap_or(&bytes);
+    if token.trim_ascii().is_empty() {
+        return Err(CollectorError::EmptyToken { path: shown });
+    }
+    Ok(Sha256::digest(token).into())
+}

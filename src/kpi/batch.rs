@@ -1,0 +1,591 @@
+//! Batched evaluation of builtin indicators: one Prometheus query per signal family and window
+//! for a whole cycle, and the indicator arithmetic done here, per KPI, over its touchpoints.
+//!
+//! A cycle of 1,000 KPIs would otherwise be 2,000 queries, each re-reading overlapping series.
+//! Instead, every family is asked once per window, broken down by touchpoint:
+//!
+//! | family | query |
+//! |---|---|
+//! | survey `m` | `sum by (namespace, touchpoint, score) (increase(cx_survey_responses_total{namespace=~"…", metric="m"}[w]))` |
+//! | interactions | `sum by (namespace, touchpoint, outcome) (increase(cx_interactions_total{namespace=~"…"}[w]))` |
+//! | waits | `sum by (namespace, touchpoint, le) (increase(cx_interaction_duration_seconds_bucket{namespace=~"…", timing="wait"}[w]))` |
+//!
+//! and each KPI sums the rows of its touchpoints exactly as its compiled PromQL
+//! ([`super::promql::compile_builtin`]) would: sums are associative, and the histogram quantile is
+//! Prometheus' own `histogram_quantile` algorithm ([`bucket_quantile`]). The integration tests
+//! check both paths against the same hand-computed values.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::KpiError;
+use super::evaluate::{Measurement, SampleCount};
+use super::prometheus::Sample;
+use super::promql::{
+    CONTACT_OUTCOMES, DURATIONS, FIRST_RESPONSE_QUANTILE, INTERACTIONS, NPS_DETRACTORS,
+    NPS_PROMOTERS, SURVEY_RESPONSES, common_bounds, label_in,
+};
+use super::scope::{QueryScope, TouchpointScope};
+use crate::api::{BuiltinIndicator, SurveyMetric};
+
+/// A group of series queried once per window for every builtin KPI that needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// Answers to one survey question, by score.
+    Survey(SurveyMetric),
+    /// Interactions, by outcome.
+    Interactions,
+    /// The wait-time histogram, by bucket.
+    Waits,
+}
+
+impl Family {
+    /// The family an indicator is computed from.
+    pub fn of(indicator: BuiltinIndicator) -> Family {
+        match indicator {
+            BuiltinIndicator::Nps => Family::Survey(SurveyMetric::Nps),
+            BuiltinIndicator::Csat => Family::Survey(SurveyMetric::Csat),
+            BuiltinIndicator::Ces => Family::Survey(SurveyMetric::Ces),
+            BuiltinIndicator::Fcr
+            | BuiltinIndicator::AbandonmentRate
+            | BuiltinIndicator::ResolutionRate => Family::Interactions,
+            BuiltinIndicator::FirstResponseTime | BuiltinIndicator::ServiceLevel => Family::Waits,
+        }
+    }
+
+    /// The label each touchpoint's rows are broken down by.
+    pub fn key_label(self) -> &'static str {
+        match self {
+            Family::Survey(_) => "score",
+            Family::Interactions => "outcome",
+            Family::Waits => "le",
+        }
+    }
+
+    /// The family's query over `namespaces` for a window `range`.
+    pub fn query<S: AsRef<str>>(self, namespaces: &[S], range: &str) -> String {
+        let ns = label_in("namespace", namespaces);
+        let (metric, matchers) = match self {
+            Family::Survey(metric) => (
+                SURVEY_RESPONSES.to_owned(),
+                format!("{ns}, metric=\"{}\"", metric.as_str()),
+            ),
+            Family::Interactions => (INTERACTIONS.to_owned(), ns),
+            Family::Waits => (
+                format!("{DURATIONS}_bucket"),
+                format!("{ns}, timing=\"wait\""),
+            ),
+        };
+        format!(
+            "sum by (namespace, touchpoint, {}) (increase({metric}{{{matchers}}}[{range}]))",
+            self.key_label()
+        )
+    }
+}
+
+/// One family's answer: per (namespace, touchpoint), the value of each key label.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FamilyTable {
+    rows: HashMap<(String, String), Vec<(String, f64)>>,
+}
+
+impl FamilyTable {
+    /// Indexes the samples of a family query. Samples without the labels the query groups by are
+    /// an error: the answer is not the one asked for.
+    pub fn from_samples(family: Family, samples: Vec<Sample>) -> Result<FamilyTable, KpiError> {
+        let mut rows: HashMap<(String, String), Vec<(String, f64)>> = HashMap::new();
+        let key_label = family.key_label();
+        for mut sample in samples {
+            let mut take = |label: &str| {
+                sample.labels.remove(label).ok_or_else(|| {
+                    KpiError::UnexpectedResult(format!(
+                        "a {family:?} row has no {label} label: {:?}",
+                        sample.labels
+                    ))
+                })
+            };
+            let namespace = take("namespace")?;
+            let touchpoint = take("touchpoint")?;
+            let key = take(key_label)?;
+            rows.entry((namespace, touchpoint))
+                .or_default()
+                .push((key, sample.value));
+        }
+        Ok(FamilyTable { rows })
+    }
+
+    /// The rows of one touchpoint (`None`: Prometheus has no series for it).
+    pub fn touchpoint(&self, namespace: &str, touchpoint: &str) -> Option<&[(String, f64)]> {
+        self.rows
+            .get(&(namespace.to_owned(), touchpoint.to_owned()))
+            .map(Vec::as_slice)
+    }
+}
+
+/// The value and samples of a builtin indicator over `scope`, from its family's table: the same
+/// numbers as the compiled PromQL, including its empty answers (no series: `None` / `NoSeries`)
+/// and its NaN (nothing counted: 0/0).
+pub fn measure_builtin(
+    indicator: BuiltinIndicator,
+    scope: &QueryScope,
+    table: &FamilyTable,
+) -> Measurement {
+    let measured = scope.measuring(indicator);
+    let present: Vec<(&TouchpointScope, &[(String, f64)])> = measured
+        .iter()
+        .filter_map(|t| table.touchpoint(&scope.namespace, &t.name).map(|r| (*t, r)))
+        .collect();
+    if present.is_empty() {
+        return Measurement {
+            value: None,
+            samples: SampleCount::NoSeries,
+        };
+    }
+    let sum_where = |keep: &dyn Fn(&TouchpointScope, &str) -> bool| -> f64 {
+        present
+            .iter()
+            .flat_map(|(t, rows)| rows.iter().filter(|(k, _)| keep(t, k)).map(|(_, v)| *v))
+            .sum()
+    };
+    let ratio = |numerator: f64, denominator: f64, scale: f64| Measurement {
+        value: Some(scale * numerator / denominator),
+        samples: SampleCount::Counted(denominator),
+    };
+    match indicator {
+        BuiltinIndicator::Nps => {
+            let all = sum_where(&|_, _| true);
+            let promoters = sum_where(&|_, k| NPS_PROMOTERS.contains(&k));
+            let detractors = sum_where(&|_, k| NPS_DETRACTORS.contains(&k));
+            ratio(promoters - detractors, all, 100.0)
+        }
+        BuiltinIndicator::Csat => {
+            let all = sum_where(&|_, _| true);
+            let top = sum_where(&|t, k| {
+                let scale = t.csat_scale().unwrap_or(5);
+                k.parse::<i32>().is_ok_and(|score| score >= scale - 1)
+            });
+            ratio(top, all, 100.0)
+        }
+        BuiltinIndicator::Ces => {
+            let all = sum_where(&|_, k| score_in(k, 1, 7).is_some());
+            let weighted: f64 = present
+                .iter()
+                .flat_map(|(_, rows)| rows.iter())
+                .filter_map(|(k, v)| score_in(k, 1, 7).map(|s| f64::from(s) * v))
+                .sum();
+            ratio(weighted, all, 1.0)
+        }
+        BuiltinIndicator::Fcr | BuiltinIndicator::ResolutionRate => {
+            let resolved: &[&str] = if indicator == BuiltinIndicator::Fcr {
+                &CONTACT_OUTCOMES[..1]
+            } else {
+                &CONTACT_OUTCOMES[..2]
+            };
+            let contacts = sum_where(&|_, k| CONTACT_OUTCOMES.contains(&k));
+            ratio(sum_where(&|_, k| resolved.contains(&k)), contacts, 100.0)
+        }
+        BuiltinIndicator::AbandonmentRate => {
+            let all = sum_where(&|_, _| true);
+            ratio(sum_where(&|_, k| k == "abandoned"), all, 100.0)
+        }
+        BuiltinIndicator::FirstResponseTime => {
+            let keep: Option<BTreeSet<u64>> = common_bounds(&measured)
+                .map(|bounds| bounds.into_iter().map(f64::to_bits).collect());
+            let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
+            let mut count = 0.0;
+            for (_, rows) in &present {
+                for (le, v) in rows.iter() {
+                    let Some(bound) = parse_le(le) else { continue };
+                    if bound == f64::INFINITY {
+                        count += v;
+                    }
+                    if keep.as_ref().is_none_or(|k| k.contains(&bound.to_bits())) {
+                        *buckets.entry(order_key(bound)).or_default() += v;
+                    }
+                }
+            }
+            let buckets: Vec<(f64, f64)> = buckets
+                .into_iter()
+                .map(|(k, v)| (from_order_key(k), v))
+                .collect();
+            Measurement {
+                value: Some(bucket_quantile(FIRST_RESPONSE_QUANTILE, &buckets)),
+                samples: SampleCount::Counted(count),
+            }
+        }
+        BuiltinIndicator::ServiceLevel => {
+            let within = sum_where(&|t, k| {
+                parse_le(k)
+                    .zip(t.first_response_seconds)
+                    .is_some_and(|(bound, promise)| bound == f64::from(promise))
+            });
+            let count = sum_where(&|_, k| parse_le(k) == Some(f64::INFINITY));
+            ratio(within, count, 100.0)
+        }
+    }
+}
+
+fn score_in(label: &str, low: u8, high: u8) -> Option<u8> {
+    label
+        .parse::<u8>()
+        .ok()
+        .filter(|s| (low..=high).contains(s))
+}
+
+/// A bucket boundary label (`"60"`, `"60.0"`, `"+Inf"`).
+pub fn parse_le(label: &str) -> Option<f64> {
+    match label {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        other => other.parse::<f64>().ok().filter(|b| !b.is_nan()),
+    }
+}
+
+/// A key that sorts non-NaN floats in numeric order.
+fn order_key(value: f64) -> u64 {
+    let bits = value.to_bits();
+    if value.is_sign_negative() {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+fn from_order_key(key: u64) -> f64 {
+    if key & (1 << 63) != 0 {
+        f64::from_bits(key & !(1 << 63))
+    } else {
+        f64::from_bits(!key)
+    }
+}
+
+/// Prometheus' `histogram_quantile` over classic buckets `(upper bound, cumulative count)`:
+/// buckets with equal bounds are merged, counts are made monotonic, and the quantile is
+/// interpolated linearly inside the bucket holding its rank (the lowest bucket starts at 0; a
+/// rank in the `+Inf` bucket gives the highest finite bound). NaN without a `+Inf` bucket, with
+/// fewer than two buckets, or with no observation — as Prometheus.
+pub fn bucket_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let mut sorted: Vec<(f64, f64)> = buckets.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if sorted.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(sorted.len());
+    for (bound, count) in sorted {
+        match merged.last_mut() {
+            Some(last) if last.0 == bound => last.1 += count,
+            _ => merged.push((bound, count)),
+        }
+    }
+    let mut max = f64::NEG_INFINITY;
+    for bucket in &mut merged {
+        if bucket.1 > max {
+            max = bucket.1;
+        } else {
+            bucket.1 = max;
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = merged[merged.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let searchable = merged.len() - 1;
+    let b = merged[..searchable]
+        .iter()
+        .position(|bucket| bucket.1 >= rank)
+        .unwrap_or(searchable);
+    if b == searchable {
+        return merged[merged.len() - 2].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let bucket_end = merged[b].0;
+    let mut count = merged[b].1;
+    let mut bucket_start = 0.0;
+    if b > 0 {
+        bucket_start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    bucket_start + (bucket_end - bucket_start) * (rank / count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Outcome, SurveySignal, Timing};
+
+    fn row(ns: &str, tp: &str, key_label: &str, key: &str, value: f64) -> Sample {
+        Sample {
+            labels: [("namespace", ns), ("touchpoint", tp), (key_label, key)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            value,
+        }
+    }
+
+    fn touchpoint(name: &str, csat_scale: i32, promise: Option<u32>) -> TouchpointScope {
+        TouchpointScope {
+            name: name.into(),
+            channel: format!("{name}-channel"),
+            surveys: [SurveyMetric::Nps, SurveyMetric::Csat, SurveyMetric::Ces]
+                .into_iter()
+                .map(|metric| SurveySignal {
+                    metric,
+                    scale: (metric == SurveyMetric::Csat).then_some(csat_scale),
+                })
+                .collect(),
+            outcomes: Outcome::ALL.to_vec(),
+            timings: vec![Timing::Wait],
+            first_response_seconds: promise,
+        }
+    }
+
+    fn scope(touchpoints: Vec<TouchpointScope>) -> QueryScope {
+        QueryScope {
+            namespace: "retail".into(),
+            touchpoints,
+        }
+    }
+
+    fn table(family: Family, rows: &[(&str, &str, f64)]) -> FamilyTable {
+        let samples = rows
+            .iter()
+            .map(|(tp, key, v)| row("retail", tp, family.key_label(), key, *v))
+            .collect();
+        FamilyTable::from_samples(family, samples).expect("table")
+    }
+
+    #[test]
+    fn family_queries_group_by_touchpoint() {
+        assert_eq!(
+            Family::Survey(SurveyMetric::Nps).query(&["retail", "b2b"], "7d"),
+            r#"sum by (namespace, touchpoint, score) (increase(cx_survey_responses_total{namespace=~"b2b|retail", metric="nps"}[7d]))"#
+        );
+        assert_eq!(
+            Family::Interactions.query(&["retail"], "2764800s"),
+            r#"sum by (namespace, touchpoint, outcome) (increase(cx_interactions_total{namespace="retail"}[2764800s]))"#
+        );
+        assert_eq!(
+            Family::Waits.query(&["retail"], "1h"),
+            r#"sum by (namespace, touchpoint, le) (increase(cx_interaction_duration_seconds_bucket{namespace="retail", timing="wait"}[1h]))"#
+        );
+        for family in [
+            Family::Survey(SurveyMetric::Ces),
+            Family::Interactions,
+            Family::Waits,
+        ] {
+            promql_parser::parser::parse(&family.query(&["a", "b.c"], "28d")).expect("parses");
+        }
+    }
+
+    #[test]
+    fn survey_indicators_from_rows() {
+        let s = scope(vec![touchpoint("web", 5, None), touchpoint("app", 7, None)]);
+        // NPS: web 30 promoters (9, 10), 18 passives, 12 detractors; app 20/20/20.
+        let nps = table(
+            Family::Survey(SurveyMetric::Nps),
+            &[
+                ("web", "10", 20.0),
+                ("web", "9", 10.0),
+                ("web", "8", 18.0),
+                ("web", "3", 12.0),
+                ("app", "9", 20.0),
+                ("app", "7", 20.0),
+                ("app", "0", 20.0),
+                ("other", "10", 1000.0),
+            ],
+        );
+        let m = measure_builtin(BuiltinIndicator::Nps, &s, &nps);
+        assert_eq!(m.value, Some(100.0 * (50.0 - 32.0) / 120.0));
+        assert_eq!(m.samples, SampleCount::Counted(120.0));
+
+        // CSAT: 5 points on web (top boxes 4-5), 7 points on app (6-7).
+        let csat = table(
+            Family::Survey(SurveyMetric::Csat),
+            &[
+                ("web", "5", 20.0),
+                ("web", "4", 10.0),
+                ("web", "3", 10.0),
+                ("app", "7", 10.0),
+                ("app", "6", 5.0),
+                ("app", "5", 10.0),
+                ("app", "4", 5.0),
+            ],
+        );
+        let m = measure_builtin(BuiltinIndicator::Csat, &s, &csat);
+        assert_eq!(m.value, Some(100.0 * 45.0 / 70.0));
+
+        // CES: mean score.
+        let ces = table(
+            Family::Survey(SurveyMetric::Ces),
+            &[("web", "7", 3.0), ("web", "1", 1.0), ("app", "4", 4.0)],
+        );
+        let m = measure_builtin(BuiltinIndicator::Ces, &s, &ces);
+        assert_eq!(m.value, Some((21.0 + 1.0 + 16.0) / 8.0));
+        assert_eq!(m.samples, SampleCount::Counted(8.0));
+
+        // Series present but nothing counted: NaN, as 0/0 in PromQL.
+        let zero = table(Family::Survey(SurveyMetric::Nps), &[("web", "10", 0.0)]);
+        let m = measure_builtin(BuiltinIndicator::Nps, &s, &zero);
+        assert!(m.value.is_some_and(f64::is_nan));
+        assert_eq!(m.samples, SampleCount::Counted(0.0));
+
+        // No series for any touchpoint in scope: no data, as an empty PromQL answer.
+        let elsewhere = table(Family::Survey(SurveyMetric::Nps), &[("other", "10", 5.0)]);
+        assert_eq!(
+            measure_builtin(BuiltinIndicator::Nps, &s, &elsewhere),
+            Measurement {
+                value: None,
+                samples: SampleCount::NoSeries
+            }
+        );
+    }
+
+    #[test]
+    fn interaction_indicators_from_rows() {
+        let s = scope(vec![
+            touchpoint("call", 5, None),
+            touchpoint("chat", 5, None),
+        ]);
+        let t = table(
+            Family::Interactions,
+            &[
+                ("call", "resolved-first-contact", 30.0),
+                ("call", "resolved", 10.0),
+                ("call", "unresolved", 5.0),
+                ("call", "escalated", 5.0),
+                ("call", "abandoned", 10.0),
+                ("chat", "resolved-first-contact", 20.0),
+                ("chat", "completed", 20.0),
+            ],
+        );
+        let fcr = measure_builtin(BuiltinIndicator::Fcr, &s, &t);
+        assert_eq!(fcr.value, Some(100.0 * 50.0 / 70.0));
+        assert_eq!(fcr.samples, SampleCount::Counted(70.0));
+        let resolution = measure_builtin(BuiltinIndicator::ResolutionRate, &s, &t);
+        assert_eq!(resolution.value, Some(100.0 * 60.0 / 70.0));
+        let abandonment = measure_builtin(BuiltinIndicator::AbandonmentRate, &s, &t);
+        assert_eq!(abandonment.value, Some(100.0 * 10.0 / 100.0));
+        assert_eq!(abandonment.samples, SampleCount::Counted(100.0));
+    }
+
+    #[test]
+    fn wait_indicators_from_rows() {
+        // call promises 25 s (an extra boundary), chat 60 s (a default one).
+        let s = scope(vec![
+            touchpoint("call", 5, Some(25)),
+            touchpoint("chat", 5, Some(60)),
+        ]);
+        let t = table(
+            Family::Waits,
+            &[
+                ("call", "20", 4.0),
+                ("call", "25", 6.0),
+                ("call", "30", 8.0),
+                ("call", "60", 10.0),
+                ("call", "+Inf", 10.0),
+                ("chat", "20", 2.0),
+                ("chat", "30.0", 4.0),
+                ("chat", "60.0", 9.0),
+                ("chat", "+Inf", 10.0),
+            ],
+        );
+        let sl = measure_builtin(BuiltinIndicator::ServiceLevel, &s, &t);
+        assert_eq!(sl.value, Some(100.0 * (6.0 + 9.0) / 20.0));
+        assert_eq!(sl.samples, SampleCount::Counted(20.0));
+        // Without the le=25 bucket only call has: 20 → 6, 30 → 12, 60 → 19, +Inf → 20.
+        // Rank 18 falls in (30, 60]: 30 + 30 × (18 − 12) / (19 − 12).
+        let frt = measure_builtin(BuiltinIndicator::FirstResponseTime, &s, &t);
+        let p90 = frt.value.expect("value");
+        assert!((p90 - (30.0 + 30.0 * 6.0 / 7.0)).abs() < 1e-9, "{p90}");
+        assert_eq!(frt.samples, SampleCount::Counted(20.0));
+    }
+
+    #[test]
+    fn bucket_quantile_matches_prometheus() {
+        let inf = f64::INFINITY;
+        type Case = (f64, Vec<(f64, f64)>, f64);
+        let cases: [Case; 8] = [
+            // Lowest bucket interpolates from 0.
+            (0.5, vec![(10.0, 10.0), (inf, 10.0)], 5.0),
+            // Rank in the +Inf bucket: the highest finite bound.
+            (0.9, vec![(10.0, 5.0), (20.0, 8.0), (inf, 10.0)], 20.0),
+            (
+                0.9,
+                vec![(1.0, 0.0), (2.0, 5.0), (5.0, 10.0), (inf, 10.0)],
+                4.4,
+            ),
+            // Non-monotonic counts are flattened.
+            (
+                0.5,
+                vec![(1.0, 4.0), (2.0, 3.0), (4.0, 8.0), (inf, 8.0)],
+                1.0,
+            ),
+            // Duplicate bounds ("60" and "60.0") are merged.
+            (
+                0.5,
+                vec![(60.0, 2.0), (60.0, 2.0), (120.0, 8.0), (inf, 8.0)],
+                60.0,
+            ),
+            // A negative lowest bound is returned as is.
+            (0.1, vec![(-1.0, 5.0), (inf, 10.0)], -1.0),
+            (0.5, vec![(10.0, 0.0), (inf, 0.0)], f64::NAN),
+            (0.5, vec![(10.0, 3.0), (20.0, 5.0)], f64::NAN),
+        ];
+        for (q, buckets, expected) in cases {
+            let got = bucket_quantile(q, &buckets);
+            if expected.is_nan() {
+                assert!(got.is_nan(), "{buckets:?}: {got}");
+            } else {
+                assert!(
+                    (got - expected).abs() < 1e-9,
+                    "{buckets:?}: {got} != {expected}"
+                );
+            }
+        }
+        assert!(bucket_quantile(f64::NAN, &[(inf, 1.0)]).is_nan());
+        assert_eq!(bucket_quantile(-0.1, &[(inf, 1.0)]), f64::NEG_INFINITY);
+        assert_eq!(bucket_quantile(1.1, &[(inf, 1.0)]), f64::INFINITY);
+    }
+
+    #[test]
+    fn le_labels_and_ordering() {
+        assert_eq!(parse_le("60"), Some(60.0));
+        assert_eq!(parse_le("60.0"), Some(60.0));
+        assert_eq!(parse_le("+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_le("NaN"), None);
+        assert_eq!(parse_le("x"), None);
+        let mut keys: Vec<u64> = [3.0, -1.0, f64::INFINITY, 0.0, 0.5]
+            .into_iter()
+            .map(order_key)
+            .collect();
+        keys.sort_unstable();
+        let back: Vec<f64> = keys.into_iter().map(from_order_key).collect();
+        assert_eq!(back, [-1.0, 0.0, 0.5, 3.0, f64::INFINITY]);
+    }
+
+    #[test]
+    fn rows_without_the_grouping_labels_are_refused() {
+        let sample = Sample {
+            labels: [("namespace".to_owned(), "retail".to_owned())].into(),
+            value: 1.0,
+        };
+        let error = FamilyTable::from_samples(Family::Interactions, vec![sample])
+            .expect_err("missing labels");
+        assert_eq!(error.reason(), "UnexpectedResult");
+    }
+}

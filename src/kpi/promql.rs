@@ -1,0 +1,832 @@
+//! Builtin indicators compiled to PromQL over the collector metrics (DESIGN.md §4), and custom
+//! PromQL checked before it is ever sent.
+//!
+//! Every builtin indicator is a value query and a samples query over
+//! `increase(<counter>[<window>])` of the touchpoints in scope that produce its signal (see
+//! [`TouchpointScope::measures`]): `{namespace="<ns>", touchpoint=~"<a|b>"}` selects them, with
+//! regex-escaped names. An empty set is an error, never a query over everything. Below, `S` is
+//! `cx_survey_responses_total`, `I` is `cx_interactions_total`, `H` is
+//! `cx_interaction_duration_seconds`, `{sel}` the namespace and touchpoint matchers and `w` the
+//! window.
+//!
+//! Why `increase()`: it is the standard counter-to-window conversion, it survives collector
+//! restarts (counter resets) and rolling updates (series of old pods end, new ones start at
+//! zero). Its edge extrapolation is the same factor for every series scraped at the same
+//! timestamps and is at most one scrape interval over the window otherwise (30 s in 7 days:
+//! 0.005 %), far below what a KPI target can resolve.
+//!
+//! Why `sum(a or b)` rather than `sum(a) + sum(b)`: `+` between two aggregates yields nothing
+//! when either side has no series (a touchpoint whose collector is not scraped yet), while `or`
+//! keeps the series that exist, so the KPI is computed over whatever data there is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use k8s_openapi::jiff::Timestamp;
+use promql_parser::parser::{self, value::ValueType};
+
+use super::KpiError;
+use super::scope::{QueryScope, TouchpointScope};
+use super::window::WindowSpec;
+use crate::api::{BuiltinIndicator, ExperienceKPISpec};
+use crate::collector::metrics::duration_buckets;
+
+/// Survey answers counter (labels `metric`, `score`).
+pub const SURVEY_RESPONSES: &str = "cx_survey_responses_total";
+/// Interactions counter (label `outcome`).
+pub const INTERACTIONS: &str = "cx_interactions_total";
+/// Interaction duration histogram (label `timing`), without its `_bucket`/`_count`/`_sum` suffix.
+pub const DURATIONS: &str = "cx_interaction_duration_seconds";
+
+/// The outcomes of a support contact, the denominator of `fcr` and `resolution-rate`.
+pub const CONTACT_OUTCOMES: [&str; 4] = [
+    "resolved-first-contact",
+    "resolved",
+    "unresolved",
+    "escalated",
+];
+/// NPS promoters (9-10).
+pub const NPS_PROMOTERS: [&str; 2] = ["9", "10"];
+/// NPS detractors (0-6).
+pub const NPS_DETRACTORS: [&str; 7] = ["0", "1", "2", "3", "4", "5", "6"];
+/// The quantile `first-response-time` reports.
+pub const FIRST_RESPONSE_QUANTILE: f64 = 0.9;
+
+/// The queries of one KPI for one evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledKpi {
+    /// The builtin indicator, `None` for custom PromQL.
+    pub indicator: Option<BuiltinIndicator>,
+    /// PromQL returning the KPI value: one number (a scalar or a one-element vector).
+    pub value: String,
+    /// PromQL returning the number of samples behind the value; `None` for custom PromQL without
+    /// `samplesPromql`.
+    pub samples: Option<String>,
+    /// The PromQL range the window resolved to (`7d`, `2764800s`).
+    pub range: String,
+    /// The touchpoints the builtin queries cover, in name order (empty for custom PromQL).
+    pub touchpoints: Vec<String>,
+}
+
+/// Compiles a KPI into its value and samples queries, for `window` resolved at `now` (calendar
+/// windows depend on it). Errors: an invalid custom expression ([`KpiError::InvalidQuery`], whose
+/// message is the parser's), or a scope without a touchpoint producing the indicator's signal
+/// ([`KpiError::EmptyScope`]).
+pub fn compile(
+    kpi: &ExperienceKPISpec,
+    target: &QueryScope,
+    window: &WindowSpec,
+    now: Timestamp,
+) -> Result<CompiledKpi, KpiError> {
+    let range = window.range(now);
+    match (&kpi.indicator.builtin, &kpi.indicator.promql) {
+        (Some(indicator), _) => compile_builtin(*indicator, target, &range),
+        (None, Some(promql)) => {
+            compile_custom(promql, kpi.indicator.samples_promql.as_deref(), &range)
+        }
+        (None, None) => Err(KpiError::InvalidQuery {
+            field: "indicator",
+            message: "set one of builtin or promql".into(),
+        }),
+    }
+}
+
+/// Compiles a builtin indicator over the touchpoints of `target` that produce its signal.
+///
+/// | indicator | value | samples |
+/// |---|---|---|
+/// | `nps` | `100 * sum(increase(S{sel,metric="nps",score=~"9\|10"}[w]) or -1 * increase(S{sel,metric="nps",score=~"0\|1\|2\|3\|4\|5\|6"}[w])) / sum(increase(S{sel,metric="nps"}[w]))` | `sum(increase(S{sel,metric="nps"}[w]))` |
+/// | `csat` | `100 * sum(increase(S{<5-point touchpoints>,metric="csat",score=~"4\|5"}[w]) or increase(S{<7-point touchpoints>,metric="csat",score=~"6\|7"}[w])) / sum(increase(S{sel,metric="csat"}[w]))` | `sum(increase(S{sel,metric="csat"}[w]))` |
+/// | `ces` | `sum(7 * increase(S{sel,metric="ces",score="7"}[w]) or 6 * increase(S{…,score="6"}[w]) or … or 1 * increase(S{…,score="1"}[w])) / sum(increase(S{sel,metric="ces"}[w]))` | `sum(increase(S{sel,metric="ces"}[w]))` |
+/// | `fcr` | `100 * sum(increase(I{sel,outcome="resolved-first-contact"}[w])) / sum(increase(I{sel,outcome=~"resolved-first-contact\|resolved\|unresolved\|escalated"}[w]))` | the denominator |
+/// | `resolution-rate` | `100 * sum(increase(I{sel,outcome=~"resolved-first-contact\|resolved"}[w])) / sum(increase(I{sel,outcome=~"resolved-first-contact\|resolved\|unresolved\|escalated"}[w]))` | the denominator |
+/// | `abandonment-rate` | `100 * sum(increase(I{sel,outcome="abandoned"}[w])) / sum(increase(I{sel}[w]))` | `sum(increase(I{sel}[w]))` |
+/// | `first-response-time` | `histogram_quantile(0.9, sum by (le) (increase(H_bucket{sel,timing="wait"}[w])))` | `sum(increase(H_count{sel,timing="wait"}[w]))` |
+/// | `service-level` | `100 * sum(increase(H_bucket{ns,channel="c1",touchpoint=~"…",timing="wait",le=~"60(\\.0)?"}[w]) or …one term per channel…) / sum(increase(H_count{sel,timing="wait"}[w]))` | the denominator |
+///
+/// Notes on the less obvious ones:
+/// - csat: the top-two-box scores depend on each touchpoint's scale, so touchpoints are grouped
+///   by scale and each group selects its own top boxes; the answers are then summed.
+/// - ces: a mean of scores, but `score` is a label and PromQL cannot do arithmetic on labels, so
+///   each score's count is multiplied by the score (one term per value 1..7) before summing.
+/// - first-response-time: when the touchpoints' bucket layouts differ (each adds its channel's
+///   promise as a boundary), summing by `le` would mix cumulative counts taken at different
+///   boundaries; `le` is then restricted to the boundaries every touchpoint has.
+/// - service-level: the promise is an exact bucket boundary. The Rust client writes `le="60"`,
+///   Prometheus 3 rewrites classic-histogram `le` to `"60.0"` on ingestion and 2.x does not, so
+///   the matcher accepts both.
+pub fn compile_builtin(
+    indicator: BuiltinIndicator,
+    target: &QueryScope,
+    range: &str,
+) -> Result<CompiledKpi, KpiError> {
+    let measured = target.measuring(indicator);
+    if measured.is_empty() {
+        return Err(empty_scope(indicator, target));
+    }
+    let mut names: Vec<&str> = measured.iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let ns = format!("namespace={}", string_literal(&target.namespace));
+    let sel = format!("{ns}, {}", label_in("touchpoint", &names));
+    let inc = |metric: &str, matchers: &str| format!("increase({metric}{{{matchers}}}[{range}])");
+    let (value, samples) = match indicator {
+        BuiltinIndicator::Nps => {
+            let all = inc(SURVEY_RESPONSES, &format!("{sel}, metric=\"nps\""));
+            let promoters = inc(
+                SURVEY_RESPONSES,
+                &format!(
+                    "{sel}, metric=\"nps\", {}",
+                    label_in("score", &NPS_PROMOTERS)
+                ),
+            );
+            let detractors = inc(
+                SURVEY_RESPONSES,
+                &format!(
+                    "{sel}, metric=\"nps\", {}",
+                    label_in("score", &NPS_DETRACTORS)
+                ),
+            );
+            (
+                format!("100 * sum({promoters} or -1 * {detractors}) / sum({all})"),
+                format!("sum({all})"),
+            )
+        }
+        BuiltinIndicator::Csat => {
+            let all = inc(SURVEY_RESPONSES, &format!("{sel}, metric=\"csat\""));
+            let mut by_scale: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+            for t in &measured {
+                by_scale
+                    .entry(t.csat_scale().unwrap_or(5))
+                    .or_default()
+                    .push(&t.name);
+            }
+            let top_boxes: Vec<String> = by_scale
+                .iter()
+                .map(|(scale, touchpoints)| {
+                    let boxes = [(scale - 1).to_string(), scale.to_string()];
+                    inc(
+                        SURVEY_RESPONSES,
+                        &format!(
+                            "{ns}, {}, metric=\"csat\", {}",
+                            label_in("touchpoint", touchpoints),
+                            label_in("score", &boxes)
+                        ),
+                    )
+                })
+                .collect();
+            (
+                format!("100 * sum({}) / sum({all})", top_boxes.join(" or ")),
+                format!("sum({all})"),
+            )
+        }
+        BuiltinIndicator::Ces => {
+            let all = inc(SURVEY_RESPONSES, &format!("{sel}, metric=\"ces\""));
+            let weighted: Vec<String> = (1..=7)
+                .rev()
+                .map(|score| {
+                    let term = inc(
+                        SURVEY_RESPONSES,
+                        &format!("{sel}, metric=\"ces\", score=\"{score}\""),
+                    );
+                    format!("{score} * {term}")
+                })
+                .collect();
+            (
+                format!("sum({}) / sum({all})", weighted.join(" or ")),
+                format!("sum({all})"),
+            )
+        }
+        BuiltinIndicator::Fcr | BuiltinIndicator::ResolutionRate => {
+            let resolved: &[&str] = if indicator == BuiltinIndicator::Fcr {
+                &CONTACT_OUTCOMES[..1]
+            } else {
+                &CONTACT_OUTCOMES[..2]
+            };
+            let contacts = inc(
+                INTERACTIONS,
+                &format!("{sel}, {}", label_in("outcome", &CONTACT_OUTCOMES)),
+            );
+            let resolved = inc(
+                INTERACTIONS,
+                &format!("{sel}, {}", label_in("outcome", resolved)),
+            );
+            (
+                format!("100 * sum({resolved}) / sum({contacts})"),
+                format!("sum({contacts})"),
+            )
+        }
+        BuiltinIndicator::AbandonmentRate => {
+            let all = inc(INTERACTIONS, &sel);
+            let abandoned = inc(INTERACTIONS, &format!("{sel}, outcome=\"abandoned\""));
+            (
+                format!("100 * sum({abandoned}) / sum({all})"),
+                format!("sum({all})"),
+            )
+        }
+        BuiltinIndicator::FirstResponseTime => {
+            let le = match common_bounds(&measured) {
+                Some(bounds) => format!(", {}", le_in(&bounds)),
+                None => String::new(),
+            };
+            let buckets = inc(
+                &format!("{DURATIONS}_bucket"),
+                &format!("{sel}, timing=\"wait\"{le}"),
+            );
+            let count = inc(
+                &format!("{DURATIONS}_count"),
+                &format!("{sel}, timing=\"wait\""),
+            );
+            (
+                format!("histogram_quantile({FIRST_RESPONSE_QUANTILE}, sum by (le) ({buckets}))"),
+                format!("sum({count})"),
+            )
+        }
+        BuiltinIndicator::ServiceLevel => {
+            let count = inc(
+                &format!("{DURATIONS}_count"),
+                &format!("{sel}, timing=\"wait\""),
+            );
+            let mut by_channel: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
+            for t in &measured {
+                if let Some(promise) = t.first_response_seconds {
+                    by_channel
+                        .entry((&t.channel, promise))
+                        .or_default()
+                        .push(&t.name);
+                }
+            }
+            let within: Vec<String> = by_channel
+                .iter()
+                .map(|((channel, promise), touchpoints)| {
+                    inc(
+                        &format!("{DURATIONS}_bucket"),
+                        &format!(
+                            "{ns}, channel={}, {}, timing=\"wait\", {}",
+                            string_literal(channel),
+                            label_in("touchpoint", touchpoints),
+                            le_in(&[f64::from(*promise)])
+                        ),
+                    )
+                })
+                .collect();
+            (
+                format!("100 * sum({}) / sum({count})", within.join(" or ")),
+                format!("sum({count})"),
+            )
+        }
+    };
+    Ok(CompiledKpi {
+        indicator: Some(indicator),
+        value: checked(value, "builtin")?,
+        samples: Some(checked(samples, "builtin")?),
+        range: range.to_owned(),
+        touchpoints: names.iter().map(|n| (*n).to_owned()).collect(),
+    })
+}
+
+/// Compiles a custom indicator: `$window` is replaced by `range` in both expressions, which must
+/// then parse and return one number (an instant vector or a scalar, not a range vector or a
+/// string).
+pub fn compile_custom(
+    promql: &str,
+    samples_promql: Option<&str>,
+    range: &str,
+) -> Result<CompiledKpi, KpiError> {
+    let value = validate_number_query(&promql.replace("$window", range)).map_err(|message| {
+        KpiError::InvalidQuery {
+            field: "promql",
+            message,
+        }
+    })?;
+    let samples = samples_promql
+        .map(|q| {
+            validate_number_query(&q.replace("$window", range)).map_err(|message| {
+                KpiError::InvalidQuery {
+                    field: "samplesPromql",
+                    message,
+                }
+            })
+        })
+        .transpose()?;
+    Ok(CompiledKpi {
+        indicator: None,
+        value,
+        samples,
+        range: range.to_owned(),
+        touchpoints: Vec::new(),
+    })
+}
+
+/// Parses `query` with promql-parser and checks it can return one number; the query back, or
+/// the parser's diagnosis.
+pub fn validate_number_query(query: &str) -> Result<String, String> {
+    let trimmed = query.trim();
+    if trimmed.is_empty() {
+        return Err("the expression is empty".into());
+    }
+    let expr = parser::parse(trimmed).map_err(|e| format!("{e} in {trimmed:?}"))?;
+    match expr.value_type() {
+        ValueType::Vector | ValueType::Scalar => Ok(trimmed.to_owned()),
+        other => Err(format!(
+            "the expression returns a {other}, not a number: wrap range selectors in a function such as increase() and aggregate with sum()"
+        )),
+    }
+}
+
+/// A generated query, checked with the parser in debug builds (and so in every test): a failure
+/// is a bug in this module, reported rather than sent to Prometheus. Release builds skip it:
+/// parsing costs about as much as the whole rest of a cycle (two parses per KPI), and the
+/// generator is exercised for every indicator, window kind and scope shape by
+/// `every_generated_query_parses`.
+fn checked(query: String, field: &'static str) -> Result<String, KpiError> {
+    if cfg!(debug_assertions) {
+        validate_number_query(&query).map_err(|message| KpiError::InvalidQuery {
+            field,
+            message: format!("generated query does not parse (a bug): {message}"),
+        })?;
+    }
+    Ok(query)
+}
+
+/// Why no touchpoint of the scope can be queried for `indicator`.
+fn empty_scope(indicator: BuiltinIndicator, target: &QueryScope) -> KpiError {
+    if target.touchpoints.is_empty() {
+        return KpiError::EmptyScope(format!(
+            "the scope matches no touchpoint in namespace {}",
+            target.namespace
+        ));
+    }
+    let signal = match indicator {
+        BuiltinIndicator::Nps => "asks the nps survey question",
+        BuiltinIndicator::Csat => "asks the csat survey question",
+        BuiltinIndicator::Ces => "asks the ces survey question",
+        BuiltinIndicator::Fcr => "reports the resolved-first-contact outcome",
+        BuiltinIndicator::ResolutionRate => {
+            "reports the resolved-first-contact or resolved outcome"
+        }
+        BuiltinIndicator::AbandonmentRate => "reports the abandoned outcome",
+        BuiltinIndicator::FirstResponseTime => "measures the wait timing",
+        BuiltinIndicator::ServiceLevel => {
+            "measures the wait timing on a channel with serviceLevels.firstResponseSeconds"
+        }
+    };
+    let names: Vec<&str> = target.touchpoints.iter().map(|t| t.name.as_str()).collect();
+    KpiError::EmptyScope(format!(
+        "{} needs a touchpoint that {signal}; none of the touchpoints in scope does ({})",
+        indicator.as_str(),
+        names.join(", ")
+    ))
+}
+
+/// Bucket boundaries every touchpoint's wait histogram has, when their layouts differ (`None`
+/// when they are all alike, so no `le` filter is needed). The layouts are the collector's:
+/// [`duration_buckets`] of the channel's promise.
+pub fn common_bounds(touchpoints: &[&TouchpointScope]) -> Option<Vec<f64>> {
+    let layouts: Vec<BTreeSet<u64>> = touchpoints
+        .iter()
+        .map(|t| {
+            duration_buckets(t.first_response_seconds)
+                .into_iter()
+                .map(f64::to_bits)
+                .collect()
+        })
+        .collect();
+    let first = layouts.first()?;
+    if layouts.iter().all(|l| l == first) {
+        return None;
+    }
+    let mut common: Vec<f64> = first
+        .iter()
+        .filter(|b| layouts.iter().all(|l| l.contains(b)))
+        .map(|b| f64::from_bits(*b))
+        .collect();
+    common.sort_by(f64::total_cmp);
+    common.push(f64::INFINITY);
+    Some(common)
+}
+
+/// A PromQL double-quoted string literal.
+pub fn string_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Escapes RE2 metacharacters, so a value matches itself inside a `=~` alternation.
+pub fn regex_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `label="v"` for one value, `label=~"a|b"` (escaped, sorted, deduplicated) for several.
+pub fn label_in<S: AsRef<str>>(label: &str, values: &[S]) -> String {
+    let set: BTreeSet<&str> = values.iter().map(AsRef::as_ref).collect();
+    if set.len() == 1
+        && let Some(only) = set.first()
+    {
+        return format!("{label}={}", string_literal(only));
+    }
+    let alternation: Vec<String> = set.iter().map(|v| regex_escape(v)).collect();
+    format!("{label}=~{}", string_literal(&alternation.join("|")))
+}
+
+/// An `le` matcher for bucket boundaries, in both spellings Prometheus may store: the Rust client
+/// writes whole numbers without a decimal part (`le="60"`), Prometheus 3 normalises classic
+/// histograms to `le="60.0"`; `+Inf` is the same in both.
+pub fn le_in(bounds: &[f64]) -> String {
+    let alternatives: Vec<String> = bounds
+        .iter()
+        .map(|&b| {
+            if b == f64::INFINITY {
+                regex_escape("+Inf")
+            } else if b.fract() == 0.0 && b.abs() < 1e15 {
+                format!("{}{}", b as i64, r"(\.0)?")
+            } else {
+                regex_escape(&b.to_string())
+            }
+        })
+        .collect();
+    format!("le=~{}", string_literal(&alternatives.join("|")))
+}
+
+/// Renders a number for a PromQL expression or a template (Rust's shortest round-trip form).
+pub fn number(value: f64) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "{value}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Indicator, Objective, Outcome, Scope, SurveyMetric, SurveySignal, Timing};
+
+    fn tp(name: &str, channel: &str) -> TouchpointScope {
+        TouchpointScope {
+            name: name.into(),
+            channel: channel.into(),
+            surveys: vec![
+                SurveySignal {
+                    metric: SurveyMetric::Nps,
+                    scale: None,
+                },
+                SurveySignal {
+                    metric: SurveyMetric::Csat,
+                    scale: None,
+                },
+                SurveySignal {
+                    metric: SurveyMetric::Ces,
+                    scale: None,
+                },
+            ],
+            outcomes: Outcome::ALL.to_vec(),
+            timings: vec![Timing::Wait, Timing::Handle],
+            first_response_seconds: Some(60),
+        }
+    }
+
+    fn scope(touchpoints: Vec<TouchpointScope>) -> QueryScope {
+        QueryScope {
+            namespace: "retail".into(),
+            touchpoints,
+        }
+    }
+
+    fn spec(indicator: Indicator, window: &str) -> ExperienceKPISpec {
+        ExperienceKPISpec {
+            indicator,
+            scope: Scope::default(),
+            objective: Objective {
+                target: 40.0,
+                direction: crate::api::Direction::AtLeast,
+                warning: None,
+            },
+            window: window.into(),
+            interval: "5m".into(),
+            min_samples: 30,
+            owner: None,
+            journey: None,
+        }
+    }
+
+    fn builtin(indicator: BuiltinIndicator) -> Indicator {
+        Indicator {
+            builtin: Some(indicator),
+            ..Indicator::default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-03T10:15:00Z".parse().expect("timestamp")
+    }
+
+    #[test]
+    fn every_builtin_compiles_to_the_documented_queries() {
+        let s = scope(vec![tp("web-checkout", "web"), tp("app-checkout", "app")]);
+        let sel = r#"namespace="retail", touchpoint=~"app-checkout|web-checkout""#;
+        let cases: [(BuiltinIndicator, String, String); 8] = [
+            (
+                BuiltinIndicator::Nps,
+                format!(
+                    r#"100 * sum(increase(cx_survey_responses_total{{{sel}, metric="nps", score=~"10|9"}}[7d]) or -1 * increase(cx_survey_responses_total{{{sel}, metric="nps", score=~"0|1|2|3|4|5|6"}}[7d])) / sum(increase(cx_survey_responses_total{{{sel}, metric="nps"}}[7d]))"#
+                ),
+                format!(r#"sum(increase(cx_survey_responses_total{{{sel}, metric="nps"}}[7d]))"#),
+            ),
+            (
+                BuiltinIndicator::Csat,
+                format!(
+                    r#"100 * sum(increase(cx_survey_responses_total{{namespace="retail", touchpoint=~"app-checkout|web-checkout", metric="csat", score=~"4|5"}}[7d])) / sum(increase(cx_survey_responses_total{{{sel}, metric="csat"}}[7d]))"#
+                ),
+                format!(r#"sum(increase(cx_survey_responses_total{{{sel}, metric="csat"}}[7d]))"#),
+            ),
+            (
+                BuiltinIndicator::Ces,
+                format!(
+                    "sum({}) / sum(increase(cx_survey_responses_total{{{sel}, metric=\"ces\"}}[7d]))",
+                    (1..=7)
+                        .rev()
+                        .map(|s| format!(
+                            "{s} * increase(cx_survey_responses_total{{{sel}, metric=\"ces\", score=\"{s}\"}}[7d])"
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+                format!(r#"sum(increase(cx_survey_responses_total{{{sel}, metric="ces"}}[7d]))"#),
+            ),
+            (
+                BuiltinIndicator::Fcr,
+                format!(
+                    r#"100 * sum(increase(cx_interactions_total{{{sel}, outcome="resolved-first-contact"}}[7d])) / sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
+                ),
+                format!(
+                    r#"sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
+                ),
+            ),
+            (
+                BuiltinIndicator::ResolutionRate,
+                format!(
+                    r#"100 * sum(increase(cx_interactions_total{{{sel}, outcome=~"resolved|resolved-first-contact"}}[7d])) / sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
+                ),
+                format!(
+                    r#"sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
+                ),
+            ),
+            (
+                BuiltinIndicator::AbandonmentRate,
+                format!(
+                    r#"100 * sum(increase(cx_interactions_total{{{sel}, outcome="abandoned"}}[7d])) / sum(increase(cx_interactions_total{{{sel}}}[7d]))"#
+                ),
+                format!(r#"sum(increase(cx_interactions_total{{{sel}}}[7d]))"#),
+            ),
+            (
+                BuiltinIndicator::FirstResponseTime,
+                format!(
+                    r#"histogram_quantile(0.9, sum by (le) (increase(cx_interaction_duration_seconds_bucket{{{sel}, timing="wait"}}[7d])))"#
+                ),
+                format!(
+                    r#"sum(increase(cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}[7d]))"#
+                ),
+            ),
+            (
+                BuiltinIndicator::ServiceLevel,
+                format!(
+                    r#"100 * sum(increase(cx_interaction_duration_seconds_bucket{{namespace="retail", channel="app", touchpoint="app-checkout", timing="wait", le=~"60(\\.0)?"}}[7d]) or increase(cx_interaction_duration_seconds_bucket{{namespace="retail", channel="web", touchpoint="web-checkout", timing="wait", le=~"60(\\.0)?"}}[7d])) / sum(increase(cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}[7d]))"#
+                ),
+                format!(
+                    r#"sum(increase(cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}[7d]))"#
+                ),
+            ),
+        ];
+        for (indicator, value, samples) in cases {
+            let window = WindowSpec::parse("7d").expect("window");
+            let compiled =
+                compile(&spec(builtin(indicator), "7d"), &s, &window, now()).expect("compiles");
+            assert_eq!(compiled.value, value, "{indicator:?} value");
+            assert_eq!(
+                compiled.samples.as_deref(),
+                Some(samples.as_str()),
+                "{indicator:?}"
+            );
+            assert_eq!(compiled.touchpoints, ["app-checkout", "web-checkout"]);
+            assert_eq!(compiled.range, "7d");
+        }
+    }
+
+    /// Every builtin, over every window kind and scope shape, parses with promql-parser.
+    #[test]
+    fn every_generated_query_parses() {
+        let mut seven_point = tp("store.till+1", "store");
+        seven_point.surveys[1].scale = Some(7);
+        seven_point.first_response_seconds = Some(25);
+        let scopes = [
+            scope(vec![tp("web-checkout", "web")]),
+            scope(vec![
+                tp("web-checkout", "web"),
+                seven_point,
+                tp(r#"we"ird\name"#, "call-centre"),
+            ]),
+        ];
+        for window in ["7d", "90m", "1w2d", "calendar-month", "calendar-quarter"] {
+            let parsed = WindowSpec::parse(window).expect("window");
+            for target in &scopes {
+                for indicator in BuiltinIndicator::ALL {
+                    let compiled =
+                        compile(&spec(builtin(indicator), window), target, &parsed, now())
+                            .unwrap_or_else(|e| panic!("{indicator:?} {window}: {e}"));
+                    for query in [Some(&compiled.value), compiled.samples.as_ref()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        parser::parse(query)
+                            .unwrap_or_else(|e| panic!("{indicator:?} {window}: {e}: {query}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn csat_selects_each_touchpoints_top_two_boxes() {
+        let mut seven = tp("app-checkout", "app");
+        seven.surveys[1].scale = Some(7);
+        let five = tp("web-checkout", "web");
+        let mut seven_too = tp("kiosk", "store");
+        seven_too.surveys[1].scale = Some(7);
+        let compiled = compile_builtin(
+            BuiltinIndicator::Csat,
+            &scope(vec![seven, five, seven_too]),
+            "28d",
+        )
+        .expect("compiles");
+        assert!(compiled.value.contains(
+            r#"{namespace="retail", touchpoint="web-checkout", metric="csat", score=~"4|5"}"#
+        ));
+        assert!(compiled.value.contains(
+            r#"{namespace="retail", touchpoint=~"app-checkout|kiosk", metric="csat", score=~"6|7"}"#
+        ));
+    }
+
+    #[test]
+    fn first_response_time_keeps_only_common_bucket_boundaries() {
+        let mut promise_25 = tp("call", "call-centre");
+        promise_25.first_response_seconds = Some(25);
+        let promise_60 = tp("chat", "chat");
+        let compiled = compile_builtin(
+            BuiltinIndicator::FirstResponseTime,
+            &scope(vec![promise_25.clone(), promise_60.clone()]),
+            "7d",
+        )
+        .expect("compiles");
+        assert!(
+            compiled.value.contains(
+                r#"timing="wait", le=~"1(\\.0)?|2(\\.0)?|5(\\.0)?|10(\\.0)?|15(\\.0)?|20(\\.0)?|30(\\.0)?|45(\\.0)?|60(\\.0)?|90(\\.0)?|120(\\.0)?|180(\\.0)?|300(\\.0)?|600(\\.0)?|1200(\\.0)?|1800(\\.0)?|3600(\\.0)?|\\+Inf"}"#
+            ),
+            "{}",
+            compiled.value
+        );
+        // The same promise everywhere: identical layouts, no filter.
+        let mut chat_25 = promise_60;
+        chat_25.first_response_seconds = Some(25);
+        let same = compile_builtin(
+            BuiltinIndicator::FirstResponseTime,
+            &scope(vec![promise_25, chat_25]),
+            "7d",
+        )
+        .expect("compiles");
+        assert!(!same.value.contains("le=~"), "{}", same.value);
+    }
+
+    #[test]
+    fn touchpoints_without_the_signal_are_left_out_and_none_is_an_error() {
+        let mut no_abandon = tp("email", "email");
+        no_abandon.outcomes = vec![Outcome::Completed];
+        let compiled = compile_builtin(
+            BuiltinIndicator::AbandonmentRate,
+            &scope(vec![no_abandon.clone(), tp("web", "web")]),
+            "7d",
+        )
+        .expect("compiles");
+        assert_eq!(compiled.touchpoints, ["web"]);
+
+        let error = compile_builtin(
+            BuiltinIndicator::AbandonmentRate,
+            &scope(vec![no_abandon]),
+            "7d",
+        )
+        .expect_err("nothing to measure");
+        assert_eq!(error.reason(), "ScopeEmpty");
+        assert!(
+            error.to_string().contains("reports the abandoned outcome"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("(email)"), "{error}");
+
+        let error = compile_builtin(BuiltinIndicator::Nps, &scope(vec![]), "7d")
+            .expect_err("no touchpoint");
+        assert_eq!(
+            error.to_string(),
+            "the scope matches no touchpoint in namespace retail"
+        );
+
+        let mut no_promise = tp("web", "web");
+        no_promise.first_response_seconds = None;
+        let error = compile_builtin(
+            BuiltinIndicator::ServiceLevel,
+            &scope(vec![no_promise]),
+            "7d",
+        )
+        .expect_err("no promise");
+        assert!(
+            error.to_string().contains("firstResponseSeconds"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn names_are_escaped_for_regexes_and_strings() {
+        assert_eq!(regex_escape("a.b+c|d(e)"), r"a\.b\+c\|d\(e\)");
+        assert_eq!(string_literal(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(
+            label_in("touchpoint", &["b", "a.x", "b"]),
+            r#"touchpoint=~"a\\.x|b""#
+        );
+        assert_eq!(label_in("touchpoint", &["only"]), r#"touchpoint="only""#);
+        assert_eq!(le_in(&[60.0]), r#"le=~"60(\\.0)?""#);
+        assert_eq!(le_in(&[0.5, f64::INFINITY]), r#"le=~"0\\.5|\\+Inf""#);
+    }
+
+    #[test]
+    fn custom_promql_gets_the_window_and_is_validated() {
+        let indicator = Indicator {
+            builtin: None,
+            promql: Some(
+                "100 * sum(increase(cx_interactions_total{outcome=\"error\"}[$window])) / sum(increase(cx_interactions_total[$window]))".into(),
+            ),
+            samples_promql: Some("sum(increase(cx_interactions_total[$window]))".into()),
+        };
+        let window = WindowSpec::parse("calendar-month").expect("window");
+        let compiled = compile(
+            &spec(indicator, "calendar-month"),
+            &scope(vec![]),
+            &window,
+            now(),
+        )
+        .expect("valid");
+        assert_eq!(
+            compiled.value,
+            "100 * sum(increase(cx_interactions_total{outcome=\"error\"}[209700s])) / sum(increase(cx_interactions_total[209700s]))"
+        );
+        assert_eq!(
+            compiled.samples.as_deref(),
+            Some("sum(increase(cx_interactions_total[209700s]))")
+        );
+        assert_eq!(compiled.indicator, None);
+
+        let no_samples = compile_custom("vector(1)", None, "7d").expect("valid");
+        assert_eq!(no_samples.samples, None);
+    }
+
+    #[test]
+    fn invalid_custom_promql_names_the_problem() {
+        let cases = [
+            ("sum(rate(x[5m])", None, "promql", "unclosed"),
+            ("cx_interactions_total[$window]", None, "promql", "matrix"),
+            ("\"text\"", None, "promql", "string"),
+            ("   ", None, "promql", "empty"),
+            ("vector(1)", Some("sum(x[$window]"), "samplesPromql", ""),
+            ("sum by (x (y)", None, "promql", ""),
+        ];
+        for (promql, samples, field, needle) in cases {
+            let error = compile_custom(promql, samples, "7d").expect_err(promql);
+            assert_eq!(error.reason(), "QueryInvalid");
+            assert!(error.is_invalid_spec());
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("invalid {field}: ")),
+                "{message}"
+            );
+            assert!(
+                message.to_lowercase().contains(needle),
+                "{promql}: {message}"
+            );
+        }
+    }
+}

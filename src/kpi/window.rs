@@ -1,0 +1,223 @@
+//! KPI windows: rolling Prometheus durations and calendar periods, resolved to a PromQL range.
+//!
+//! Calendar windows are what CX teams report on ("NPS this quarter"), and Prometheus has no
+//! notion of them: they are resolved at evaluation time, from `now` (passed in, so this stays
+//! pure), to the seconds elapsed since the start of the month or quarter, in UTC.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::KpiError;
+
+/// A KPI window, parsed from `spec.window`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WindowSpec {
+    /// A rolling duration ending now, such as `7d` or `90m`.
+    Rolling {
+        /// The duration as written, reused verbatim in the PromQL range so queries read like the
+        /// manifest.
+        text: String,
+        /// Its length.
+        duration: Duration,
+    },
+    /// From the first day of the current month (UTC) to now.
+    CalendarMonth,
+    /// From the first day of the current quarter (January, April, July, October; UTC) to now.
+    CalendarQuarter,
+}
+
+impl WindowSpec {
+    /// Reads a window: a Prometheus duration (`30s`, `90m`, `7d`, `1w2d`; units in decreasing
+    /// order, as Prometheus requires) or `calendar-month` / `calendar-quarter`.
+    pub fn parse(window: &str) -> Result<WindowSpec, KpiError> {
+        let invalid = |message: String| KpiError::InvalidWindow {
+            window: window.to_owned(),
+            message,
+        };
+        match window {
+            "calendar-month" => return Ok(WindowSpec::CalendarMonth),
+            "calendar-quarter" => return Ok(WindowSpec::CalendarQuarter),
+            _ => {}
+        }
+        // promql-parser also accepts a bare number of seconds ("300"), Prometheus ranges do not.
+        if window.is_empty() || !window.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "expected a duration such as 7d, 28d or 90m, or calendar-month / calendar-quarter"
+                    .into(),
+            ));
+        }
+        if window.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(
+                "a duration needs a unit (ms, s, m, h, d, w or y), e.g. 7d".into(),
+            ));
+        }
+        let duration = promql_parser::util::parse_duration(window).map_err(invalid)?;
+        if duration.is_zero() {
+            return Err(invalid("the window must be longer than zero".into()));
+        }
+        Ok(WindowSpec::Rolling {
+            text: window.to_owned(),
+            duration,
+        })
+    }
+
+    /// The PromQL range (what goes between `[` and `]`) at `now`: a rolling window as written, a
+    /// calendar window as the whole seconds since its start (at least `1s`: a range cannot be
+    /// empty, and the first second of a month has next to no data anyway).
+    pub fn range(&self, now: Timestamp) -> String {
+        match self {
+            WindowSpec::Rolling { text, .. } => text.clone(),
+            _ => format!("{}s", self.duration(now).as_secs()),
+        }
+    }
+
+    /// The window's length at `now` (whole seconds for calendar windows).
+    pub fn duration(&self, now: Timestamp) -> Duration {
+        let start = match self {
+            WindowSpec::Rolling { duration, .. } => return *duration,
+            WindowSpec::CalendarMonth => calendar_start(now.as_second(), 1),
+            WindowSpec::CalendarQuarter => calendar_start(now.as_second(), 3),
+        };
+        let elapsed = now.as_second().saturating_sub(start).max(1);
+        Duration::from_secs(elapsed.unsigned_abs())
+    }
+}
+
+/// Unix second at which the current period of `months_per_period` months (1: month, 3: quarter)
+/// started, in UTC.
+fn calendar_start(unix_seconds: i64, months_per_period: u32) -> i64 {
+    let days = unix_seconds.div_euclid(86_400);
+    let (year, month, _) = civil_from_days(days);
+    let first_month = (month - 1) / months_per_period * months_per_period + 1;
+    days_from_civil(year, first_month, 1) * 86_400
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The proleptic Gregorian date of a number of days since 1970-01-01 (`civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn rolling_windows_parse_and_keep_their_text() {
+        for (text, seconds) in [
+            ("7d", 7 * 86_400),
+            ("28d", 28 * 86_400),
+            ("90m", 5_400),
+            ("1h30m", 5_400),
+            ("1w", 7 * 86_400),
+            ("30s", 30),
+        ] {
+            let window = WindowSpec::parse(text).expect(text);
+            assert_eq!(window.range(at("2026-11-03T10:15:00Z")), text);
+            assert_eq!(
+                window.duration(at("2026-11-03T10:15:00Z")),
+                Duration::from_secs(seconds),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_windows_are_refused_with_a_reason() {
+        for (text, needle) in [
+            ("", "expected a duration"),
+            ("7 d", "expected a duration"),
+            ("300", "needs a unit"),
+            ("7x", "not a valid duration"),
+            ("30m1h", "not a valid duration"),
+            ("0d", "greater than 0"),
+            ("calendar-year", "expected a duration"),
+        ] {
+            let error = WindowSpec::parse(text).expect_err(text);
+            assert_eq!(error.reason(), "InvalidWindow");
+            assert!(error.to_string().contains(needle), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn calendar_windows_run_from_the_start_of_the_period_in_utc() {
+        let cases = [
+            // (now, month seconds, quarter seconds)
+            (
+                "2026-11-03T10:15:00Z",
+                2 * 86_400 + 36_900,
+                33 * 86_400 + 36_900,
+            ),
+            ("2026-01-01T00:00:30Z", 30, 30),
+            // The very first second of a period is still a valid (1s) range.
+            ("2026-04-01T00:00:00Z", 1, 1),
+            ("2026-06-30T23:59:59Z", 30 * 86_400 - 1, 91 * 86_400 - 1),
+            // Leap day, and the quarter starting in a leap year's January.
+            ("2028-03-01T00:00:00Z", 1, (31 + 29) * 86_400),
+            (
+                "2028-02-29T12:00:00Z",
+                28 * 86_400 + 43_200,
+                (31 + 28) * 86_400 + 43_200,
+            ),
+            // Sub-second precision is dropped.
+            (
+                "2026-12-31T23:59:59.900Z",
+                30 * 86_400 + 86_399,
+                91 * 86_400 + 86_399,
+            ),
+        ];
+        for (now, month, quarter) in cases {
+            let now = at(now);
+            assert_eq!(
+                WindowSpec::CalendarMonth.range(now),
+                format!("{month}s"),
+                "month at {now}"
+            );
+            assert_eq!(
+                WindowSpec::CalendarQuarter.range(now),
+                format!("{quarter}s"),
+                "quarter at {now}"
+            );
+        }
+        assert_eq!(
+            WindowSpec::parse("calendar-quarter").expect("valid"),
+            WindowSpec::CalendarQuarter
+        );
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in [-719_468, -1, 0, 59, 60, 365, 10_957, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,905 @@
+//! The Grafana dashboards (`charts/cx-conductor/dashboards/*.json`) and the chart's alert rules:
+//! current Grafana JSON, a datasource variable, deliberate units, thresholds and "no data" texts,
+//! a sane layout, and PromQL that parses (promql-parser) and refers only to metrics — and labels
+//! of those metrics — that the project exports, taken from the code: the operator's `Metrics`, the
+//! KPI gauges and a collector's registry.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cx_conductor::api::{ExperienceKPIStatus, KpiState, Touchpoint};
+use cx_conductor::collector::event::EventSchema;
+use cx_conductor::collector::metrics::CollectorMetrics;
+use cx_conductor::kpi::{KpiLabels, KpiMetrics};
+use cx_conductor::operator::Metrics;
+use prometheus::Encoder;
+use prometheus::core::Collector;
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{self, Expr};
+use promql_parser::util::{ExprVisitor, walk_expr};
+use serde_json::Value;
+
+/// Grafana's classic dashboard model: 42 is its latest (and last) schemaVersion.
+const SCHEMA_VERSION: u64 = 42;
+const DASHBOARDS: [&str; 3] = ["overview", "journey", "collectors"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dashboard(name: &str) -> Value {
+    let path = root().join(format!("charts/cx-conductor/dashboards/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+// ----------------------------------------------------------------------------------------------
+// What the project exports: metric name -> label names, from the code.
+
+type Inventory = BTreeMap<String, BTreeSet<String>>;
+
+fn add(inventory: &mut Inventory, name: &str, labels: impl IntoIterator<Item = String>) {
+    inventory
+        .entry(name.to_string())
+        .or_default()
+        .extend(labels);
+}
+
+/// The operator's registry (`src/operator/metrics.rs`), read from each metric's descriptor so
+/// series with no child yet count too. A new field here is a new metric to list.
+fn operator_metrics(inventory: &mut Inventory) {
+    let m = Metrics::new();
+    let collectors: [(&dyn Collector, bool); 8] = [
+        (&m.reconciles, false),
+        (&m.reconcile_errors, false),
+        (&m.reconcile_duration, true),
+        (&m.writes, false),
+        (&m.consistency_violations, false),
+        (&m.coverage_gaps, false),
+        (&m.readiness_score, false),
+        (&m.collector_ready, false),
+    ];
+    for (collector, histogram) in collectors {
+        for desc in collector.desc() {
+            let labels: Vec<String> = desc
+                .variable_labels
+                .iter()
+                .cloned()
+                .chain(desc.const_label_pairs.iter().map(|p| p.name().to_string()))
+                .collect();
+            if histogram {
+                add(
+                    inventory,
+                    &format!("{}_bucket", desc.fq_name),
+                    labels.iter().cloned().chain(["le".to_string()]),
+                );
+                add(inventory, &format!("{}_sum", desc.fq_name), labels.clone());
+                add(
+                    inventory,
+                    &format!("{}_count", desc.fq_name),
+                    labels.clone(),
+                );
+            } else {
+                add(inventory, &desc.fq_name, labels);
+            }
+        }
+    }
+}
+
+/// Names and labels of every sample line of a Prometheus text exposition.
+fn exposition(text: &str, inventory: &mut Inventory) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, rest) = match line.find('{') {
+            Some(i) => (&line[..i], &line[i + 1..]),
+            None => (line.split_whitespace().next().unwrap_or_default(), ""),
+        };
+        let labels: Vec<String> = rest
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, _)| k.trim().to_string())
+            .collect();
+        add(inventory, name, labels);
+    }
+}
+
+/// The KPI gauges (`src/kpi/metrics.rs`), with one KPI exported.
+fn kpi_metrics(inventory: &mut Inventory) {
+    let registry = prometheus::Registry::new();
+    let metrics = KpiMetrics::new(&registry).expect("KPI metrics register");
+    let labels = KpiLabels {
+        namespace: "retail".into(),
+        kpi: "checkout-csat".into(),
+        indicator: "csat".into(),
+        owner: "digital".into(),
+        stage: "purchase".into(),
+        journey: "retail".into(),
+    };
+    let status = ExperienceKPIStatus {
+        value: Some(80.0),
+        previous_value: Some(82.0),
+        gap: Some(5.0),
+        gap_change: Some(2.0),
+        samples: Some(120),
+        state: Some(KpiState::AtRisk),
+        ..Default::default()
+    };
+    metrics.set(&labels, 85.0, &status);
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .unwrap();
+    exposition(&String::from_utf8(out).unwrap(), inventory);
+}
+
+/// A collector listening to every signal (`src/collector/metrics.rs` creates every series up front).
+fn collector_metrics(inventory: &mut Inventory) {
+    let touchpoint: Touchpoint = serde_yaml::from_str(
+        r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: hotline, namespace: retail }
+spec:
+  channel: voice
+  stage: support
+  signals:
+    surveys: [ { metric: nps }, { metric: csat, scale: 7 }, { metric: ces } ]
+    interactions:
+      outcomes: [completed, abandoned, error, resolved-first-contact, resolved, unresolved, escalated]
+      timings: [wait, handle]
+"#,
+    )
+    .expect("touchpoint");
+    let config = cx_conductor::core::plan::collector_config(&touchpoint, None);
+    let schema = EventSchema::from_config(&config).expect("valid collector config");
+    let metrics = CollectorMetrics::new(&config, &schema).expect("collector metrics");
+    exposition(&metrics.render().expect("renders"), inventory);
+}
+
+fn inventory() -> Inventory {
+    let mut inventory = Inventory::new();
+    operator_metrics(&mut inventory);
+    kpi_metrics(&mut inventory);
+    collector_metrics(&mut inventory);
+    inventory
+}
+
+#[test]
+fn the_inventory_holds_the_metrics_contract() {
+    let inventory = inventory();
+    // DESIGN.md §4, with the labels every dashboard filters on.
+    for (name, labels) in [
+        (
+            "cx_events_received_total",
+            &["namespace", "touchpoint", "channel", "stage"][..],
+        ),
+        (
+            "cx_events_rejected_total",
+            &["namespace", "touchpoint", "channel", "stage", "reason"],
+        ),
+        (
+            "cx_survey_responses_total",
+            &["namespace", "touchpoint", "metric", "score"],
+        ),
+        (
+            "cx_interactions_total",
+            &["namespace", "touchpoint", "outcome"],
+        ),
+        (
+            "cx_interaction_duration_seconds_bucket",
+            &["namespace", "touchpoint", "timing", "le"],
+        ),
+        (
+            "cx_kpi_value",
+            &["namespace", "kpi", "indicator", "owner", "stage", "journey"],
+        ),
+        ("cx_kpi_target", &["namespace", "kpi", "journey"]),
+        ("cx_kpi_gap", &["namespace", "kpi", "journey"]),
+        ("cx_kpi_gap_change", &["namespace", "kpi", "journey"]),
+        ("cx_kpi_samples", &["namespace", "kpi"]),
+        ("cx_kpi_state", &["namespace", "kpi", "state"]),
+        ("cx_consistency_violations", &["namespace", "journey"]),
+        (
+            "cx_journey_coverage_gaps",
+            &["namespace", "journey", "kind"],
+        ),
+        ("cx_journey_readiness_score", &["namespace", "journey"]),
+        (
+            "cx_touchpoint_collector_ready",
+            &["namespace", "touchpoint", "channel", "stage"],
+        ),
+        ("cx_reconciles_total", &["controller", "result"]),
+        ("cx_reconcile_errors_total", &["controller", "reason"]),
+        (
+            "cx_reconcile_duration_seconds_bucket",
+            &["controller", "le"],
+        ),
+        ("cx_api_writes_total", &["controller", "write"]),
+    ] {
+        let have = inventory
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not exported: {:?}", inventory.keys()));
+        for label in labels {
+            assert!(
+                have.contains(*label),
+                "{name} lacks label {label}: {have:?}"
+            );
+        }
+    }
+    assert!(
+        !inventory["cx_kpi_value"].contains("channel"),
+        "KPI series have no channel label"
+    );
+}
+
+// ----------------------------------------------------------------------------------------------
+// PromQL
+
+/// Grafana's variables replaced by values of the right shape, so the text is plain PromQL.
+fn substitute(expr: &str) -> String {
+    let mut out = expr.to_string();
+    for builtin in [
+        "${__rate_interval}",
+        "$__rate_interval",
+        "${__interval}",
+        "$__interval",
+        "${__range}",
+        "$__range",
+    ] {
+        out = out.replace(builtin, "5m");
+    }
+    // $name and ${name} appear only inside label values here.
+    let mut result = String::new();
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' {
+            if chars.peek() == Some(&'{') {
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        break;
+                    }
+                }
+            } else {
+                while chars
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+                {
+                    chars.next();
+                }
+            }
+            result.push_str("var");
+        } else {
+            result.push(c);
+        }
+    }
+    result
+}
+
+/// Every selector of an expression: (metric names it can match, label names it filters on).
+struct Selectors(Vec<(Vec<String>, Vec<String>)>);
+
+impl ExprVisitor for Selectors {
+    type Error = String;
+
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, String> {
+        let selector = match expr {
+            Expr::VectorSelector(vs) => vs,
+            Expr::MatrixSelector(ms) => &ms.vs,
+            _ => return Ok(true),
+        };
+        let mut names: Vec<String> = selector.name.iter().cloned().collect();
+        let mut labels = Vec::new();
+        for m in &selector.matchers.matchers {
+            if m.name == "__name__" {
+                match &m.op {
+                    MatchOp::Equal => names.push(m.value.clone()),
+                    MatchOp::Re(_) => names.extend(m.value.split('|').map(str::to_string)),
+                    other => return Err(format!("unsupported __name__ matcher {other:?}")),
+                }
+            } else {
+                labels.push(m.name.clone());
+            }
+        }
+        if names.is_empty() {
+            return Err("a selector without a metric name".into());
+        }
+        self.0.push((names, labels));
+        Ok(true)
+    }
+}
+
+/// Parses a PromQL expression (Grafana variables substituted) and checks every metric and
+/// matcher label it uses against the inventory. Returns the metric names.
+fn check_promql(expr: &str, inventory: &Inventory, context: &str) -> Vec<String> {
+    let text = substitute(expr);
+    let ast =
+        parser::parse(&text).unwrap_or_else(|e| panic!("{context}: {expr}\ndoes not parse: {e}"));
+    let mut selectors = Selectors(Vec::new());
+    walk_expr(&mut selectors, &ast).unwrap_or_else(|e| panic!("{context}: {expr}: {e}"));
+    let mut names = Vec::new();
+    for (metrics, labels) in selectors.0 {
+        for metric in metrics {
+            let known = inventory.get(&metric).unwrap_or_else(|| {
+                panic!("{context}: {metric} is not a metric the project exports ({expr})")
+            });
+            for label in &labels {
+                assert!(
+                    known.contains(label),
+                    "{context}: {metric} has no label {label:?} (it has {known:?}) in {expr}"
+                );
+            }
+            names.push(metric);
+        }
+    }
+    names
+}
+
+/// `label_values(SELECTOR, label)` -> SELECTOR.
+fn variable_selector(query: &str) -> Option<&str> {
+    let inner = query
+        .trim()
+        .strip_prefix("label_values(")?
+        .strip_suffix(')')?;
+    let (selector, _label) = inner.rsplit_once(',')?;
+    Some(selector.trim())
+}
+
+// ----------------------------------------------------------------------------------------------
+// Dashboard walking
+
+/// Every panel, rows' nested panels included.
+fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        out.push(panel);
+        for nested in panel["panels"].as_array().into_iter().flatten() {
+            out.push(nested);
+        }
+    }
+    out
+}
+
+fn exprs(dashboard: &Value) -> Vec<(String, String)> {
+    panels(dashboard)
+        .into_iter()
+        .flat_map(|p| {
+            p["targets"].as_array().into_iter().flatten().map(move |t| {
+                (
+                    format!("panel {:?}", p["title"].as_str().unwrap_or_default()),
+                    t["expr"]
+                        .as_str()
+                        .expect("every target has an expr")
+                        .to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn variables(dashboard: &Value) -> Vec<&Value> {
+    dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect()
+}
+
+fn variable_query(variable: &Value) -> Option<String> {
+    match &variable["query"] {
+        Value::String(s) if variable["type"] == "query" => Some(s.clone()),
+        Value::Object(o) => o.get("query").and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    }
+}
+
+#[test]
+fn dashboards_are_current_grafana_json_with_a_datasource_variable() {
+    let mut uids = BTreeSet::new();
+    for name in DASHBOARDS {
+        let d = dashboard(name);
+        assert_eq!(d["schemaVersion"], SCHEMA_VERSION, "{name}: schemaVersion");
+        assert!(
+            d["title"].as_str().unwrap().starts_with("CX conductor / "),
+            "{name}: title"
+        );
+        assert!(
+            uids.insert(d["uid"].as_str().unwrap().to_string()),
+            "{name}: unique uid"
+        );
+        assert!(
+            d["uid"].as_str().unwrap().len() <= 40,
+            "{name}: Grafana uids are at most 40 characters"
+        );
+        assert!(d["id"].is_null(), "{name}: no instance-specific id");
+        assert!(
+            d.get("__inputs").is_none(),
+            "{name}: the sidecar cannot resolve __inputs"
+        );
+        assert!(
+            d["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "cx-conductor"),
+            "{name}: tagged for the dashboards link"
+        );
+        let vars = variables(&d);
+        let ds = vars
+            .iter()
+            .find(|v| v["name"] == "datasource")
+            .expect("a datasource variable");
+        assert_eq!(ds["type"], "datasource");
+        assert_eq!(ds["query"], "prometheus");
+        let names: BTreeSet<&str> = vars.iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert!(names.contains("namespace"), "{name}: a namespace variable");
+        match name {
+            "overview" => assert!(names.contains("journey") && names.contains("channel")),
+            "journey" => assert!(
+                names.contains("journey") && names.contains("stage") && names.contains("channel")
+            ),
+            _ => assert!(
+                names.contains("channel")
+                    && names.contains("stage")
+                    && names.contains("touchpoint")
+            ),
+        }
+        for v in &vars {
+            if v["type"] == "query" {
+                assert_eq!(
+                    v["datasource"]["uid"], "${datasource}",
+                    "{name}: variable {}",
+                    v["name"]
+                );
+            }
+        }
+        // Every panel and query uses the datasource variable: no uid of someone's Grafana.
+        let mut ids = BTreeSet::new();
+        for p in panels(&d) {
+            assert!(
+                ids.insert(p["id"].as_u64().unwrap()),
+                "{name}: panel ids are unique"
+            );
+            if p["type"] == "row" {
+                continue;
+            }
+            let title = p["title"].as_str().unwrap_or_default();
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}/{title}");
+            assert_eq!(p["datasource"]["type"], "prometheus", "{name}/{title}");
+            for t in p["targets"].as_array().unwrap() {
+                assert_eq!(t["datasource"]["uid"], "${datasource}", "{name}/{title}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_panel_sets_units_thresholds_and_no_data_deliberately() {
+    for name in DASHBOARDS {
+        let d = dashboard(name);
+        for p in panels(&d) {
+            let kind = p["type"].as_str().unwrap();
+            let title = p["title"].as_str().unwrap_or_default();
+            assert!(
+                ["row", "stat", "timeseries", "table", "bargauge"].contains(&kind),
+                "{name}/{title}: panel type {kind}"
+            );
+            if kind == "row" {
+                continue;
+            }
+            assert!(!title.is_empty(), "{name}: a panel without title");
+            assert!(
+                p["description"].as_str().is_some_and(|s| s.len() > 20),
+                "{name}/{title}: a description tells what the panel shows"
+            );
+            let defaults = &p["fieldConfig"]["defaults"];
+            assert!(
+                defaults["unit"].as_str().is_some_and(|u| !u.is_empty()),
+                "{name}/{title}: unit"
+            );
+            let no_value = defaults["noValue"].as_str().unwrap_or_default();
+            assert!(
+                !no_value.is_empty() && no_value != "No data",
+                "{name}/{title}: noValue says what an empty result means, got {no_value:?}"
+            );
+            let steps = defaults["thresholds"]["steps"]
+                .as_array()
+                .expect("thresholds");
+            assert!(
+                steps[0]["value"].is_null(),
+                "{name}/{title}: threshold base step"
+            );
+            let values: Vec<f64> = steps[1..]
+                .iter()
+                .map(|s| s["value"].as_f64().unwrap())
+                .collect();
+            assert!(
+                values.windows(2).all(|w| w[0] < w[1]),
+                "{name}/{title}: ascending thresholds"
+            );
+            if kind == "stat" || kind == "bargauge" {
+                assert_eq!(defaults["color"]["mode"], "thresholds", "{name}/{title}");
+            }
+            // A current value without a sparkline is an instant query (no wasted range query).
+            if kind == "bargauge" || (kind == "stat" && p["options"]["graphMode"] == "none") {
+                for t in p["targets"].as_array().unwrap() {
+                    assert_eq!(
+                        t["instant"], true,
+                        "{name}/{title}: a current value is an instant query"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn panels_fit_the_grid_without_overlapping() {
+    fn rect(p: &Value) -> (i64, i64, i64, i64) {
+        let g = &p["gridPos"];
+        (
+            g["x"].as_i64().unwrap(),
+            g["y"].as_i64().unwrap(),
+            g["w"].as_i64().unwrap(),
+            g["h"].as_i64().unwrap(),
+        )
+    }
+    fn overlap(a: (i64, i64, i64, i64), b: (i64, i64, i64, i64)) -> bool {
+        a.0 < b.0 + b.2 && b.0 < a.0 + a.2 && a.1 < b.1 + b.3 && b.1 < a.1 + a.3
+    }
+    for name in DASHBOARDS {
+        let d = dashboard(name);
+        let top: Vec<&Value> = d["panels"].as_array().unwrap().iter().collect();
+        let mut groups: Vec<Vec<&Value>> = vec![top.clone()];
+        for p in &top {
+            if let Some(nested) = p["panels"].as_array().filter(|n| !n.is_empty()) {
+                assert_eq!(
+                    p["collapsed"], true,
+                    "{name}: only collapsed rows nest panels"
+                );
+                groups.push(nested.iter().collect());
+            }
+        }
+        for group in groups {
+            for (i, a) in group.iter().enumerate() {
+                let ra = rect(a);
+                assert!(
+                    ra.0 >= 0 && ra.2 > 0 && ra.0 + ra.2 <= 24 && ra.3 > 0,
+                    "{name}: {:?} fits 24 columns",
+                    a["title"]
+                );
+                for b in &group[i + 1..] {
+                    assert!(
+                        !overlap(ra, rect(b)),
+                        "{name}: {:?} overlaps {:?}",
+                        a["title"],
+                        b["title"]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_dashboard_query_parses_and_uses_only_exported_metrics() {
+    let inventory = inventory();
+    let builtins = ["__rate_interval", "__interval", "__range"];
+    for name in DASHBOARDS {
+        let d = dashboard(name);
+        let vars = variables(&d);
+        let defined: BTreeSet<String> = vars
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect();
+        let mut used_vars = BTreeSet::new();
+        let mut queries = exprs(&d);
+        for v in &vars {
+            if let Some(query) = variable_query(v) {
+                let selector = variable_selector(&query).unwrap_or_else(|| {
+                    panic!(
+                        "{name}: variable {} is not label_values(selector, label)",
+                        v["name"]
+                    )
+                });
+                queries.push((format!("variable {}", v["name"]), selector.to_string()));
+            }
+        }
+        assert!(queries.len() > 10, "{name}: queries found");
+        for (context, expr) in &queries {
+            check_promql(expr, &inventory, &format!("{name} {context}"));
+            let mut rest = expr.as_str();
+            while let Some(i) = rest.find('$') {
+                rest = &rest[i + 1..];
+                let var: String = rest
+                    .trim_start_matches('{')
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !builtins.contains(&var.as_str()) {
+                    assert!(
+                        defined.contains(&var),
+                        "{name} {context}: undefined variable ${var}"
+                    );
+                    used_vars.insert(var);
+                }
+            }
+        }
+        // Panel titles may use variables too (repeated rows).
+        for p in panels(&d) {
+            let title = p["title"].as_str().unwrap_or_default();
+            for var in &defined {
+                if title.contains(&format!("${var}")) {
+                    used_vars.insert(var.clone());
+                }
+            }
+        }
+        for var in &defined {
+            if var != "datasource" {
+                assert!(
+                    used_vars.contains(var),
+                    "{name}: variable ${var} is defined but unused"
+                );
+            }
+        }
+    }
+    // The check bites.
+    for (bad, why) in [
+        ("sum(rate(cx_events_total[5m]))", "not a metric"),
+        ("cx_kpi_gap{channel=\"web\"}", "no label"),
+        ("sum(rate(cx_events_received_total[5m])", "does not parse"),
+    ] {
+        let result = std::panic::catch_unwind(|| check_promql(bad, &inventory, "bad"));
+        let message = result
+            .err()
+            .and_then(|e| e.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| panic!("{bad} must be refused"));
+        assert!(message.contains(why), "{bad}: {message}");
+    }
+}
+
+fn metrics_of(name: &str, inventory: &Inventory) -> BTreeSet<String> {
+    exprs(&dashboard(name))
+        .iter()
+        .flat_map(|(context, expr)| check_promql(expr, inventory, context))
+        .collect()
+}
+
+#[test]
+fn each_dashboard_shows_what_it_promises() {
+    let inventory = inventory();
+    let has = |name: &str, metrics: &[&str]| {
+        let used = metrics_of(name, &inventory);
+        for m in metrics {
+            assert!(
+                used.contains(*m),
+                "{name} dashboard does not show {m}: {used:?}"
+            );
+        }
+    };
+    has(
+        "overview",
+        &[
+            "cx_kpi_gap",
+            "cx_kpi_gap_change",
+            "cx_kpi_state",
+            "cx_consistency_violations",
+            "cx_journey_readiness_score",
+            "cx_journey_coverage_gaps",
+            "cx_touchpoint_collector_ready",
+            "cx_reconcile_errors_total",
+        ],
+    );
+    has(
+        "journey",
+        &[
+            "cx_kpi_value",
+            "cx_kpi_target",
+            "cx_kpi_gap",
+            "cx_kpi_gap_change",
+            "cx_touchpoint_collector_ready",
+            "cx_journey_readiness_score",
+        ],
+    );
+    has(
+        "collectors",
+        &[
+            "cx_events_received_total",
+            "cx_events_rejected_total",
+            "cx_interaction_duration_seconds_bucket",
+            "cx_interactions_total",
+            "cx_survey_responses_total",
+        ],
+    );
+
+    let all_exprs = |name: &str| -> String {
+        exprs(&dashboard(name))
+            .into_iter()
+            .map(|(_, e)| e + "\n")
+            .collect()
+    };
+    let overview = dashboard("overview");
+    // KPI verdicts by journey x stage, and a KPI table whose gap column has thresholds.
+    let matrix = panels(&overview)
+        .into_iter()
+        .find(|p| {
+            p["transformations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| {
+                    t["id"] == "groupingToMatrix"
+                        && t["options"]["rowField"] == "journey_ref"
+                        && t["options"]["columnField"] == "stage"
+                })
+        })
+        .expect("a journey x stage matrix");
+    assert!(
+        matrix["targets"][0]["expr"]
+            .as_str()
+            .unwrap()
+            .contains("state=\"Breached\"")
+    );
+    let gap_table = panels(&overview)
+        .into_iter()
+        .find(|p| p["title"] == "KPI gaps")
+        .expect("a KPI gap table");
+    let gap_override = gap_table["fieldConfig"]["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["matcher"]["options"] == "Gap")
+        .expect("the Gap column is coloured");
+    assert!(
+        gap_override["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "thresholds")
+    );
+    assert!(all_exprs("overview").contains("state=\"AtRisk\""));
+    // The journey dashboard repeats a row per stage.
+    let journey = dashboard("journey");
+    assert!(
+        panels(&journey)
+            .iter()
+            .any(|p| p["type"] == "row" && p["repeat"] == "stage"),
+        "a row per stage"
+    );
+    // Collectors: rejects by reason, latency percentiles.
+    let collectors = all_exprs("collectors");
+    assert!(collectors.contains("sum by (reason) (rate(cx_events_rejected_total"));
+    for q in ["0.5", "0.9", "0.99"] {
+        assert!(
+            collectors.contains(&format!("histogram_quantile({q}, sum by (le, timing) (rate(cx_interaction_duration_seconds_bucket")),
+            "p{q}"
+        );
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// The chart's PrometheusRule
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Renders the chart with every optional part on (see tests/chart.rs for the renderer lookup).
+fn render_all_on() -> Option<String> {
+    let chart = root().join("charts/cx-conductor");
+    let values = chart.join("ci/all-on-values.yaml");
+    let mut command = if let Some(path) = std::env::var_os("HELM_TEMPLATE") {
+        let mut c = Command::new(path);
+        c.arg(&chart).args(["--name", "cx-conductor"]);
+        c
+    } else if root().join("../shared/tools/helm-template").exists() {
+        let mut c = Command::new(root().join("../shared/tools/helm-template"));
+        c.arg(&chart).args(["--name", "cx-conductor"]);
+        c
+    } else if Command::new("helm")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let mut c = Command::new("helm");
+        c.args(["template", "cx-conductor"])
+            .arg(&chart)
+            .args(["--kube-version", "1.33.0"]);
+        c
+    } else {
+        let how = "put ../shared/tools/helm-template beside the repository, set HELM_TEMPLATE, or install helm";
+        assert!(
+            !in_ci(),
+            "helm-template or helm is required when CI is set: {how}"
+        );
+        eprintln!("\n========== SKIPPED: no chart renderer ({how}) ==========\n");
+        return None;
+    };
+    command.args(["--namespace", "cx-system", "-f"]).arg(values);
+    let output = command.output().expect("the renderer runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8(output.stdout).unwrap())
+}
+
+fn rule_exprs(rendered: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(rendered) {
+        let doc: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+        let doc = serde_json::to_value(doc).unwrap();
+        if doc["kind"] != "PrometheusRule" {
+            continue;
+        }
+        for group in doc["spec"]["groups"].as_array().unwrap() {
+            for rule in group["rules"].as_array().unwrap() {
+                let name = rule["alert"]
+                    .as_str()
+                    .or(rule["record"].as_str())
+                    .unwrap()
+                    .to_string();
+                out.push((name, rule["expr"].as_str().unwrap().to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_alert_rule_parses_and_uses_only_exported_metrics() {
+    let Some(rendered) = render_all_on() else {
+        return;
+    };
+    let inventory = inventory();
+    let rules = rule_exprs(&rendered);
+    assert_eq!(rules.len(), 4, "{rules:?}");
+    let mut used = BTreeSet::new();
+    for (alert, expr) in &rules {
+        used.extend(check_promql(expr, &inventory, &format!("alert {alert}")));
+    }
+    for metric in [
+        "cx_reconcile_errors_total",
+        "cx_reconciles_total",
+        "cx_touchpoint_collector_ready",
+        "cx_consistency_violations",
+        "cx_journey_readiness_score",
+    ] {
+        assert!(used.contains(metric), "an alert on {metric}");
+    }
+}
+
+#[test]
+fn dashboard_files_are_what_the_chart_ships() {
+    // Every JSON under dashboards/ is one of the three documented ones (the chart globs them).
+    let dir = root().join("charts/cx-conductor/dashboards");
+    let names: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p: &PathBuf| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| file_stem(&p))
+        .collect();
+    let expected: BTreeSet<String> = DASHBOARDS.iter().map(|s| s.to_string()).collect();
+    assert_eq!(names, expected);
+    let uids: HashMap<&str, &str> = [
+        ("overview", "cx-overview"),
+        ("journey", "cx-journey"),
+        ("collectors", "cx-collectors"),
+    ]
+    .into_iter()
+    .collect();
+    for name in DASHBOARDS {
+        assert_eq!(
+            dashboard(name)["uid"],
+            uids[name],
+            "stable uid: links and bookmarks keep working"
+        );
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem().unwrap().to_string_lossy().into_owned()
+}

@@ -1,0 +1,641 @@
+//! KPI evaluation against a real Prometheus scraping real collectors: a known stream of events
+//! goes in over HTTP, and every builtin indicator must come out as computed by hand from that
+//! stream — through the batched cycle and through each KPI's own compiled PromQL.
+//!
+//! Needs `/usr/bin/prometheus` (Debian package `prometheus`, installed by `scripts/test.sh`).
+//! Without it the tests are skipped with a loud message, unless `CI` is set, where they fail.
+//!
+//! Exactness: see `tests/support/prometheus.rs` — one scrape target for all collectors and an
+//! evaluation at the last scrape's timestamp make `increase()` exact, so ratios are asserted to
+//! 1e-9 (before the 4-decimal rounding of the status) and sample counts exactly. The
+//! first-response time is a histogram estimate: asserted exactly against Prometheus'
+//! interpolation computed by hand, and within one bucket (30 s) of the stream's true p90.
+
+#[path = "support/prometheus.rs"]
+mod support;
+
+use std::time::Duration;
+
+use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
+use cx_conductor::core::World;
+use cx_conductor::core::plan::collector_config;
+use cx_conductor::kpi::{
+    KpiError, KpiRequest, Measurement, PrometheusClient, PrometheusConfig, SampleCount, evaluate,
+    measure_cycle, measure_one,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use serde::de::DeserializeOwned;
+use support::{FanIn, Prometheus, RunningCollector, prometheus_binary};
+
+const CHANNELS: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: web, namespace: retail }
+spec: { type: web, serviceLevels: { firstResponseSeconds: 60 } }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: app, namespace: retail }
+spec: { type: mobile-app, serviceLevels: { firstResponseSeconds: 60 } }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: call-centre, namespace: retail }
+spec: { type: voice, serviceLevels: { firstResponseSeconds: 25 } }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: chat, namespace: retail }
+spec: { type: chat, serviceLevels: { firstResponseSeconds: 60 } }
+"#;
+
+const TOUCHPOINTS: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: web-checkout, namespace: retail }
+spec:
+  channel: web
+  stage: purchase
+  signals:
+    surveys: [{ metric: nps }, { metric: csat, scale: 5 }]
+    interactions: { outcomes: [completed, abandoned, error] }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: app-checkout, namespace: retail }
+spec:
+  channel: app
+  stage: purchase
+  signals:
+    surveys: [{ metric: csat, scale: 7 }]
+    interactions: { outcomes: [completed, abandoned] }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: call-support, namespace: retail }
+spec:
+  channel: call-centre
+  stage: support
+  signals:
+    surveys: [{ metric: nps }, { metric: ces }]
+    interactions:
+      outcomes: [resolved-first-contact, resolved, unresolved, escalated, abandoned]
+      timings: [wait]
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: chat-support, namespace: retail }
+spec:
+  channel: chat
+  stage: support
+  signals:
+    surveys: [{ metric: ces }]
+    interactions:
+      outcomes: [resolved-first-contact, resolved, unresolved, escalated]
+      timings: [wait]
+"#;
+
+/// A KPI per builtin indicator, a custom one, one with too few samples and one scoped to nothing.
+/// Windows are long enough to hold everything the test posts.
+const KPIS: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: nps-all, namespace: retail }
+spec:
+  indicator: { builtin: nps }
+  objective: { target: 20, direction: atLeast, warning: 10 }
+  window: 1h
+  minSamples: 100
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: checkout-csat, namespace: retail }
+spec:
+  indicator: { builtin: csat }
+  scope: { stage: purchase }
+  objective: { target: 60, direction: atLeast }
+  window: 1h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: support-ces, namespace: retail }
+spec:
+  indicator: { builtin: ces }
+  scope: { stage: support }
+  objective: { target: 5.5, direction: atLeast, warning: 4.5 }
+  window: 2h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: support-fcr, namespace: retail }
+spec:
+  indicator: { builtin: fcr }
+  scope: { stage: support }
+  objective: { target: 70, direction: atLeast, warning: 60 }
+  window: 1h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: support-resolution, namespace: retail }
+spec:
+  indicator: { builtin: resolution-rate }
+  scope: { stage: support }
+  objective: { target: 80, direction: atLeast }
+  window: 1h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: checkout-abandonment, namespace: retail }
+spec:
+  indicator: { builtin: abandonment-rate }
+  scope: { stage: purchase }
+  objective: { target: 20, direction: atMost, warning: 25 }
+  window: 1h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: care-first-response, namespace: retail }
+spec:
+  indicator: { builtin: first-response-time }
+  scope: { channels: [call-centre, chat] }
+  objective: { target: 90, direction: atMost, warning: 120 }
+  window: 1h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: care-service-level, namespace: retail }
+spec:
+  indicator: { builtin: service-level }
+  scope: { stage: support }
+  objective: { target: 80, direction: atLeast, warning: 60 }
+  window: 1h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: checkout-errors, namespace: retail }
+spec:
+  indicator:
+    promql: 100 * sum(increase(cx_interactions_total{namespace="retail", stage="purchase", outcome="error"}[$window])) / sum(increase(cx_interactions_total{namespace="retail", stage="purchase"}[$window]))
+    samplesPromql: sum(increase(cx_interactions_total{namespace="retail", stage="purchase"}[$window]))
+  objective: { target: 1, direction: atMost, warning: 2 }
+  window: 1h
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: call-nps-few, namespace: retail }
+spec:
+  indicator: { builtin: nps }
+  scope: { channels: [call-centre] }
+  objective: { target: 20, direction: atLeast }
+  window: 1h
+  minSamples: 1000
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: delivery-nps, namespace: retail }
+spec:
+  indicator: { builtin: nps }
+  scope: { stage: delivery }
+  objective: { target: 20, direction: atLeast }
+  window: 1h
+"#;
+
+/// What each KPI must measure: (name, value, samples, state).
+const EXPECTED: [(&str, f64, f64, KpiState); 10] = [
+    // NPS over web-checkout and call-support: 120 answers, 50 promoters, 32 detractors.
+    (
+        "nps-all",
+        100.0 * (50.0 - 32.0) / 120.0,
+        120.0,
+        KpiState::AtRisk,
+    ),
+    // CSAT: web 30 of 40 in 4-5 (5 points), app 15 of 30 in 6-7 (7 points).
+    ("checkout-csat", 100.0 * 45.0 / 70.0, 70.0, KpiState::Met),
+    // CES: (190 + 100) / 60.
+    ("support-ces", 290.0 / 60.0, 60.0, KpiState::AtRisk),
+    // FCR: 50 first-contact resolutions of 80 contacts (the 10 abandoned calls are not contacts).
+    ("support-fcr", 100.0 * 50.0 / 80.0, 80.0, KpiState::AtRisk),
+    (
+        "support-resolution",
+        100.0 * 65.0 / 80.0,
+        80.0,
+        KpiState::Met,
+    ),
+    // Abandonment: 30 of 150 checkout interactions.
+    ("checkout-abandonment", 20.0, 150.0, KpiState::Met),
+    // p90 of 90 waits: rank 81 falls in (90, 120] holding cumulative 79 → 85: 90 + 30 × 2/6.
+    ("care-first-response", 100.0, 90.0, KpiState::AtRisk),
+    // Service level: 36 calls within 25 s and 25 chats within 60 s, of 90.
+    (
+        "care-service-level",
+        100.0 * 61.0 / 90.0,
+        90.0,
+        KpiState::AtRisk,
+    ),
+    // Custom PromQL: 5 errors of 150 checkout interactions.
+    (
+        "checkout-errors",
+        100.0 * 5.0 / 150.0,
+        150.0,
+        KpiState::Breached,
+    ),
+    // 60 answers, fewer than minSamples 1000: no verdict, but the value is reported.
+    ("call-nps-few", 0.0, 60.0, KpiState::InsufficientData),
+];
+
+fn documents<T: DeserializeOwned>(yaml: &str) -> Vec<T> {
+    yaml.split("\n---\n")
+        .map(|doc| serde_yaml::from_str(doc).expect("valid test manifest"))
+        .collect()
+}
+
+fn survey(metric: &str, mix: &[(u8, usize)]) -> Vec<String> {
+    mix.iter()
+        .flat_map(|&(score, count)| {
+            std::iter::repeat_n(
+                format!(r#"{{"type":"survey","metric":"{metric}","score":{score}}}"#),
+                count,
+            )
+        })
+        .collect()
+}
+
+fn interactions(mix: &[(&str, usize, Option<f64>)]) -> Vec<String> {
+    mix.iter()
+        .flat_map(|&(outcome, count, wait)| {
+            let wait = wait
+                .map(|w| format!(r#","waitSeconds":{w}"#))
+                .unwrap_or_default();
+            std::iter::repeat_n(
+                format!(r#"{{"type":"interaction","outcome":"{outcome}"{wait}}}"#),
+                count,
+            )
+        })
+        .collect()
+}
+
+/// The stream posted to each touchpoint's collector.
+fn stream(touchpoint: &str) -> Vec<String> {
+    match touchpoint {
+        "web-checkout" => [
+            // 30 promoters, 18 passives, 12 detractors.
+            survey(
+                "nps",
+                &[(10, 18), (9, 12), (8, 10), (7, 8), (6, 5), (3, 4), (0, 3)],
+            ),
+            survey("csat", &[(5, 20), (4, 10), (3, 5), (2, 3), (1, 2)]),
+            interactions(&[
+                ("completed", 70, None),
+                ("abandoned", 25, None),
+                ("error", 5, None),
+            ]),
+        ]
+        .concat(),
+        "app-checkout" => [
+            survey(
+                "csat",
+                &[(7, 10), (6, 5), (5, 5), (4, 3), (3, 2), (2, 3), (1, 2)],
+            ),
+            interactions(&[("completed", 45, None), ("abandoned", 5, None)]),
+        ]
+        .concat(),
+        "call-support" => [
+            // 20 promoters, 20 passives, 20 detractors.
+            survey(
+                "nps",
+                &[(10, 8), (9, 12), (8, 12), (7, 8), (5, 10), (2, 6), (1, 4)],
+            ),
+            // 40 answers summing to 190.
+            survey("ces", &[(7, 10), (6, 10), (5, 5), (4, 5), (2, 5), (1, 5)]),
+            // Waits: 36 within the 25 s promise.
+            interactions(&[
+                ("resolved-first-contact", 12, Some(3.0)),
+                ("resolved-first-contact", 12, Some(12.0)),
+                ("resolved-first-contact", 6, Some(22.0)),
+                ("resolved", 6, Some(22.0)),
+                ("resolved", 4, Some(28.0)),
+                ("unresolved", 6, Some(28.0)),
+                ("escalated", 2, Some(28.0)),
+                ("escalated", 2, Some(50.0)),
+                ("abandoned", 4, Some(50.0)),
+                ("abandoned", 6, Some(100.0)),
+            ]),
+        ]
+        .concat(),
+        "chat-support" => [
+            // 20 answers summing to 100.
+            survey("ces", &[(7, 5), (5, 10), (3, 5)]),
+            // Waits: 25 within the 60 s promise.
+            interactions(&[
+                ("resolved-first-contact", 10, Some(8.0)),
+                ("resolved-first-contact", 10, Some(40.0)),
+                ("resolved", 5, Some(55.0)),
+                ("unresolved", 3, Some(200.0)),
+                ("escalated", 2, Some(200.0)),
+            ]),
+        ]
+        .concat(),
+        other => panic!("no stream for {other}"),
+    }
+}
+
+/// Collectors for the test touchpoints, a fan-in endpoint, and Prometheus scraping it every
+/// second, with the stream posted and fully scraped. `t` is the last scrape's timestamp.
+struct Stack {
+    channels: Vec<Channel>,
+    touchpoints: Vec<Touchpoint>,
+    kpis: Vec<ExperienceKPI>,
+    prometheus: Prometheus,
+    t: Timestamp,
+    _fan_in: FanIn,
+    _collectors: Vec<RunningCollector>,
+}
+
+async fn stack() -> Option<Stack> {
+    let binary = prometheus_binary()?;
+    let channels: Vec<Channel> = documents(CHANNELS);
+    let touchpoints: Vec<Touchpoint> = documents(TOUCHPOINTS);
+    let kpis: Vec<ExperienceKPI> = documents(KPIS);
+    let mut collectors = Vec::new();
+    for touchpoint in &touchpoints {
+        let channel = channels
+            .iter()
+            .find(|c| c.name_any() == touchpoint.spec.channel);
+        collectors.push(RunningCollector::start(&collector_config(touchpoint, channel)).await);
+    }
+    let fan_in = FanIn::start(collectors.iter().map(|c| c.addr).collect()).await;
+    let prometheus = Prometheus::start(binary, &[fan_in.addr], "1s").await;
+    // The first scrape, at zero, before any event (no extrapolation before the first sample).
+    prometheus
+        .wait_for_value(
+            "count(cx_events_received_total)",
+            touchpoints.len() as f64,
+            Duration::from_secs(30),
+        )
+        .await;
+    let mut total = 0;
+    for (touchpoint, collector) in touchpoints.iter().zip(&collectors) {
+        let events = stream(&touchpoint.name_any());
+        total += events.len();
+        collector.post(&events).await;
+    }
+    prometheus
+        .wait_for_value(
+            "sum(cx_events_received_total)",
+            total as f64,
+            Duration::from_secs(30),
+        )
+        .await;
+    let t = prometheus.last_scrape().await;
+    Some(Stack {
+        channels,
+        touchpoints,
+        kpis,
+        prometheus,
+        t,
+        _fan_in: fan_in,
+        _collectors: collectors,
+    })
+}
+
+impl Stack {
+    fn requests(&self) -> Vec<KpiRequest<'_>> {
+        let journeys: &[CustomerJourney] = &[];
+        let world = World::new(&self.channels, &self.touchpoints, &self.kpis, journeys);
+        KpiRequest::all(&world)
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.kpis
+            .iter()
+            .position(|k| k.name_any() == name)
+            .unwrap_or_else(|| panic!("no KPI {name}"))
+    }
+}
+
+/// One cycle over every KPI of the stack, at the stack's evaluation time.
+async fn results(stack: &Stack) -> Vec<Result<Measurement, KpiError>> {
+    let requests = stack.requests();
+    measure_cycle(&stack.prometheus.client, &requests, stack.t)
+        .await
+        .results
+}
+
+fn assert_measured(name: &str, measured: &Result<Measurement, KpiError>, value: f64, samples: f64) {
+    let m = measured.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = m.value.unwrap_or_else(|| panic!("{name}: no value"));
+    assert!(
+        (got - value).abs() < 1e-9,
+        "{name}: value {got}, expected {value}"
+    );
+    assert_eq!(m.samples, SampleCount::Counted(samples), "{name}: samples");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_and_custom_indicators_equal_the_hand_computed_values() {
+    let Some(stack) = stack().await else { return };
+    let requests = stack.requests();
+    let report = measure_cycle(&stack.prometheus.client, &requests, stack.t).await;
+
+    for (name, value, samples, state) in EXPECTED {
+        let i = stack.index(name);
+        assert_measured(name, &report.results[i], value, samples);
+        // The same numbers from the KPI's own compiled PromQL, evaluated by Prometheus.
+        let compiled = report.compiled[i].as_ref().expect("compiled");
+        let alone = measure_one(&stack.prometheus.client, compiled, stack.t).await;
+        assert_measured(&format!("{name} (own PromQL)"), &alone, value, samples);
+        let spec = &stack.kpis[i].spec;
+        let evaluation = evaluate(&spec.objective, spec.min_samples, None, &report.results[i]);
+        assert_eq!(evaluation.state, state, "{name}: {}", evaluation.message);
+    }
+
+    // The histogram quantile is an estimate: within one bucket (30 s) of the stream's true p90.
+    let mut waits: Vec<f64> = ["call-support", "chat-support"]
+        .iter()
+        .flat_map(|t| stream(t))
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e).ok()?["waitSeconds"].as_f64())
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let true_p90 = waits[(0.9 * waits.len() as f64).ceil() as usize - 1];
+    assert!((100.0_f64 - true_p90).abs() <= 30.0, "true p90 {true_p90}");
+
+    // A scope without a touchpoint that asks nps is Unknown with a reason, never a query over
+    // everything.
+    let empty = &report.results[stack.index("delivery-nps")];
+    let error = empty.as_ref().expect_err("empty scope");
+    assert_eq!(error.reason(), "ScopeEmpty");
+    let evaluation = evaluate(
+        &stack.kpis[stack.index("delivery-nps")].spec.objective,
+        30,
+        None,
+        empty,
+    );
+    assert_eq!(evaluation.state, KpiState::Unknown);
+
+    // 8 builtin KPIs over 4 families and 2 window lengths share 5 queries; the custom one is 2.
+    assert_eq!(report.http_queries, 5 + 2, "{:?}", report.compiled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_values_survive_a_prometheus_outage() {
+    let Some(mut stack) = stack().await else {
+        return;
+    };
+    let t = stack.t;
+    let i = stack.index("nps-all");
+    let spec = stack.kpis[i].spec.clone();
+    let nps = 15.0;
+
+    // First evaluation: no previous value.
+    let first = evaluate(
+        &spec.objective,
+        spec.min_samples,
+        None,
+        &results(&stack).await[i],
+    )
+    .to_status(None);
+    assert_eq!((first.value, first.previous_value), (Some(nps), None));
+    assert_eq!((first.gap, first.gap_change), (Some(5.0), None));
+    assert_eq!(first.samples, Some(120));
+
+    // Second: the previous value is the first one.
+    let second = evaluate(
+        &spec.objective,
+        spec.min_samples,
+        Some(&first),
+        &results(&stack).await[i],
+    )
+    .to_status(Some(&first));
+    assert_eq!(
+        (second.value, second.previous_value),
+        (Some(nps), Some(nps))
+    );
+    assert_eq!(second.gap_change, Some(0.0));
+
+    // Prometheus goes down: Unknown, with the reason, and the last measurement kept.
+    stack.prometheus.stop();
+    let down = results(&stack).await;
+    for (k, result) in down.iter().enumerate() {
+        let error = result.as_ref().expect_err("Prometheus is down");
+        if stack.kpis[k].name_any() != "delivery-nps" {
+            assert_eq!(error.reason(), "PrometheusUnavailable", "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .to_lowercase()
+                    .contains("connection refused"),
+                "{error}"
+            );
+        }
+    }
+    let during = evaluate(&spec.objective, spec.min_samples, Some(&second), &down[i])
+        .to_status(Some(&second));
+    assert_eq!(during.state, Some(KpiState::Unknown));
+    assert_eq!(
+        (
+            during.value,
+            during.previous_value,
+            during.gap,
+            during.samples
+        ),
+        (Some(nps), Some(nps), Some(5.0), Some(120))
+    );
+
+    // It comes back with its storage: the KPI recovers, the history is intact.
+    stack.prometheus.restart().await;
+    let prometheus = &stack.prometheus;
+    support::wait_until(
+        "the data back after the restart",
+        Duration::from_secs(30),
+        || async {
+            prometheus
+                .number("sum(cx_events_received_total)", Some(t))
+                .await
+                .filter(|v| *v > 0.0)
+        },
+    )
+    .await;
+    let after = evaluate(
+        &spec.objective,
+        spec.min_samples,
+        Some(&during),
+        &results(&stack).await[i],
+    );
+    assert_eq!(after.state, KpiState::AtRisk, "{}", after.message);
+    assert_eq!((after.value, after.previous_value), (Some(nps), Some(nps)));
+    assert_eq!(after.gap_change, Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_errors_are_reasons_not_panics() {
+    let Some(stack) = stack().await else { return };
+    let client = &stack.prometheus.client;
+    // Prometheus' own error message comes through.
+    let error = client
+        .query("sum(rate(x[5m])", stack.t)
+        .await
+        .expect_err("invalid PromQL");
+    assert_eq!(error.reason(), "QueryFailed");
+    assert!(error.to_string().contains("bad_data"), "{error}");
+    // Several series are not one number.
+    let error = client
+        .query_number("cx_events_received_total", stack.t)
+        .await
+        .expect_err("four series");
+    assert!(error.to_string().contains("returned 4 series"), "{error}");
+    // A matrix is not a number.
+    let error = client
+        .query("cx_events_received_total[1m]", stack.t)
+        .await
+        .expect_err("matrix");
+    assert_eq!(error.reason(), "UnexpectedResult");
+    // An HTTP error without a Prometheus body (a wrong path prefix).
+    let wrong = PrometheusClient::new(PrometheusConfig::new(format!(
+        "{}/nope",
+        stack.prometheus.url
+    )))
+    .expect("client");
+    let error = wrong.query("1", stack.t).await.expect_err("404");
+    assert!(
+        matches!(error, KpiError::Http { status: 404, .. }),
+        "{error}"
+    );
+}
+
+/// Test-only TLS material for 127.0.0.1, valid until 2126: a CA, and a server certificate it
+/// signed. Nothing else trusts this CA.
+const TEST_TLS: support::Tls = support::Tls {
+    ca: "-----BEGIN CERTIFICATE-----\nMIIBpTCCAUugAwIBAgIUNJbYvPPSFsT5RxJPu8uOqld6IwAwCgYIKoZIzj0EAwIw\nHzEdMBsGA1UEAwwUY3gtY29uZHVjdG9yIHRlc3QgQ0EwIBcNMjYxMTIyMTQ0MTEw\nWhgPMjEyNjEwMjkxNDQxMTBaMB8xHTAbBgNVBAMMFGN4LWNvbmR1Y3RvciB0ZXN0\nIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEcGmU7d8RNpTguHh+rf2FZDWJ\nmEAHtk6GOiNaDVRg2/GgpnWn3eb8lKmPwLY3s0+/u0Bf7hzzmpAA+IACGnB3XaNj\nMGEwHQYDVR0OBBYEFAffNBlHt1X4d6ql1jAMcdPpQ6F8MB8GA1UdIwQYMBaAFAff\nNBlHt1X4d6ql1jAMcdPpQ6F8MA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQD\nAgEGMAoGCCqGSM49BAMCA0gAMEUCIQCAjP1GgiM+CcRgN3Uo1tcz6pBAr38ZH33D\nAISQswg+BQIgOxtitUXkfD6SUpzVrTRTUx1LnugySH9U2sMwXv2sd3I=\n-----END CERTIFICATE-----\n",
+    certificate: "-----BEGIN CERTIFICATE-----\nMIIBxzCCAW2gAwIBAgIUHVCUNEZ/Ud8ZAacYKx9CCBE1RH4wCgYIKoZIzj0EAwIw\nHzEdMBsGA1UEAwwUY3gtY29uZHVjdG9yIHRlc3QgQ0EwIBcNMjYxMTIyMTQ0MTEw\nWhgPMjEyNjEwMjkxNDQxMTBaMBQxEjAQBgNVBAMMCTEyNy4wLjAuMTBZMBMGByqG\nSM49AgEGCCqGSM49AwEHA0IABCvNjkTNjm+1aZdUdZVGUACmB98qWrEUeOxDUFA/\nA/i8LjMUoRz81HwEt0qBAzE8WrAcnQOOd6wzbGqrY8qnFGejgY8wgYwwGgYDVR0R\nBBMwEYcEfwAAAYIJbG9jYWxob3N0MAkGA1UdEwQCMAAwDgYDVR0PAQH/BAQDAgeA\nMBMGA1UdJQQMMAoGCCsGAQUFBwMBMB0GA1UdDgQWBBQFdb3VYrV/BlUw7DotM5sk\nekRKfTAfBgNVHSMEGDAWgBQH3zQZR7dV+HeqpdYwDHHT6UOhfDAKBggqhkjOPQQD\nAgNIADBFAiEAucgwCwyPbYN9WdjJ/XOkwseGuV443UDtJf5muGeJu70CIB9MbUUU\nnk+6gaWOfcMnrvpfJQmJU7HYif3oVWLbsPk5\n-----END CERTIFICATE-----\n",
+    key: "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg5p8jBk9dLpiMcxA1\nSqEBEHVOb7tAHcX2+Ixe2wOwXayhRANCAAQrzY5EzY5vtWmXVHWVRlAApgffKlqx\nFHjsQ1BQPwP4vC4zFKEc/NR8BLdKgQMxPFqwHJ0DjnesM2xqq2PKpxRn\n-----END PRIVATE KEY-----\n",
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_an_extra_ca_certificate() {
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let prometheus = Prometheus::start_with(binary, &[], "1s", Some(&TEST_TLS)).await;
+    assert!(prometheus.url.starts_with("https://"));
+    // The harness' client trusts the test CA (PrometheusConfig::ca_file): queries work.
+    assert_eq!(
+        prometheus
+            .client
+            .query_number("vector(42)", Timestamp::now())
+            .await,
+        Ok(Some(42.0))
+    );
+    // Without the CA the server is not trusted, and the error says so.
+    let untrusting =
+        PrometheusClient::new(PrometheusConfig::new(prometheus.url.clone())).expect("client");
+    let error = untrusting
+        .query_number("vector(42)", Timestamp::now())
+        .await
+        .expect_err("unknown issuer");
+    assert_eq!(error.reason(), "PrometheusUnavailable");
+    assert!(
+        error.to_string().to_lowercase().contains("certificate"),
+        "{error}"
+    );
+}

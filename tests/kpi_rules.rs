@@ -1,0 +1,250 @@
+//! The KPI alert rules of `examples/retail`, checked by Prometheus' own tools: `promtool check
+//! rules` accepts them, and `promtool test rules` proves, for every KPI, that the breach alert
+//! fires once the breach has lasted its `for:` duration (not before), with the owner's routing
+//! labels and the value, target and gap in its description; that the at-risk alert fires as a
+//! warning; and that InsufficientData and Unknown fire nothing.
+//!
+//! Needs `promtool` (Debian package `prometheus`); skipped loudly without it unless `CI` is set.
+
+#[path = "support/prometheus.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cx_conductor::api::{Direction, ExperienceKPI};
+use cx_conductor::kpi::metrics::{KpiLabels, STATES};
+use cx_conductor::kpi::rules::{AT_RISK_ALERT, BREACHED_ALERT, prometheus_rules, rule_file};
+use cx_conductor::manifest::{Inventory, load_paths};
+use cx_conductor::schema::SchemaValidator;
+use serde_json::{Value, json};
+use support::{promtool_binary, repo};
+
+/// The gap every test series shows (≥ 1, so `humanize` prints it plainly).
+const GAP: f64 = 2.0;
+
+fn retail_kpis() -> Vec<ExperienceKPI> {
+    let documents = load_paths(&[repo("examples/retail")]).expect("examples load");
+    let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
+    assert!(
+        inventory.kpis.len() >= 10,
+        "the retail example has its KPIs"
+    );
+    inventory.kpis
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cx-kpi-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn run(promtool: &PathBuf, args: &[&str], dir: &PathBuf) -> String {
+    let output = Command::new(promtool)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "promtool {args:?} failed:\n{text}");
+    text
+}
+
+fn selector(metric: &str, labels: &KpiLabels, state: Option<&str>) -> String {
+    let mut pairs = vec![
+        format!("namespace=\"{}\"", labels.namespace),
+        format!("kpi=\"{}\"", labels.kpi),
+        format!("indicator=\"{}\"", labels.indicator),
+        format!("owner=\"{}\"", labels.owner),
+        format!("stage=\"{}\"", labels.stage),
+        format!("journey=\"{}\"", labels.journey),
+    ];
+    if let Some(state) = state {
+        pairs.push(format!("state=\"{state}\""));
+    }
+    format!("{metric}{{{}}}", pairs.join(","))
+}
+
+/// Input series of a KPI in `state` for an hour, with a value `GAP` on the wrong side of target.
+fn series(kpi: &ExperienceKPI, state: &str) -> (Vec<Value>, f64) {
+    let labels = KpiLabels::of(kpi);
+    let objective = &kpi.spec.objective;
+    let value = match objective.direction {
+        Direction::AtLeast => objective.target - GAP,
+        Direction::AtMost => objective.target + GAP,
+    };
+    let mut input: Vec<Value> = STATES
+        .iter()
+        .map(|s| {
+            let one = if s.as_str() == state { 1 } else { 0 };
+            json!({"series": selector("cx_kpi_state", &labels, Some(s.as_str())), "values": format!("{one}x60")})
+        })
+        .collect();
+    input.push(
+        json!({"series": selector("cx_kpi_value", &labels, None), "values": format!("{value}x60")}),
+    );
+    input.push(
+        json!({"series": selector("cx_kpi_gap", &labels, None), "values": format!("{GAP}x60")}),
+    );
+    (input, value)
+}
+
+/// The alert expected for `kpi` in `state`: every label of the series plus the routing labels,
+/// and the annotations as a person reads them.
+fn expected_alert(
+    kpi: &ExperienceKPI,
+    state: &str,
+    severity: &str,
+    verdict: &str,
+    value: f64,
+) -> Value {
+    let labels = KpiLabels::of(kpi);
+    let objective = &kpi.spec.objective;
+    let side = match objective.direction {
+        Direction::AtLeast => "at least",
+        Direction::AtMost => "at most",
+    };
+    let warning = objective
+        .warning
+        .map(|w| format!(" (warning {w})"))
+        .unwrap_or_default();
+    json!({
+        "exp_labels": {
+            "namespace": labels.namespace,
+            "kpi": labels.kpi,
+            "indicator": labels.indicator,
+            "owner": labels.owner,
+            "stage": labels.stage,
+            "journey": labels.journey,
+            "state": state,
+            "severity": severity,
+        },
+        "exp_annotations": {
+            "summary": format!("KPI {}/{} ({}) is {verdict}", labels.namespace, labels.kpi, labels.indicator),
+            "description": format!(
+                "{} measures {value} against a target of {side} {}{warning} over {}; the gap is {GAP} (owner: {}).",
+                labels.kpi, objective.target, kpi.spec.window, labels.owner
+            ),
+        },
+    })
+}
+
+fn minutes(duration: &str) -> u64 {
+    let d = promql_parser::util::parse_duration(duration).expect("a duration");
+    d.as_secs().div_ceil(60)
+}
+
+#[test]
+fn retail_rules_pass_promtool_check_and_unit_tests() {
+    let Some(promtool) = promtool_binary() else {
+        return;
+    };
+    let kpis = retail_kpis();
+    let dir = temp_dir();
+
+    let rules = rule_file(&kpis);
+    assert_eq!(rules.groups.len(), 1, "one namespace");
+    assert_eq!(rules.groups[0].rules.len(), 2 * kpis.len());
+    std::fs::write(
+        dir.join("kpi-rules.yaml"),
+        serde_yaml::to_string(&rules).expect("yaml"),
+    )
+    .expect("write rules");
+    let checked = run(&promtool, &["check", "rules", "kpi-rules.yaml"], &dir);
+    assert!(
+        checked.contains(&format!("SUCCESS: {} rules found", 2 * kpis.len())),
+        "{checked}"
+    );
+
+    // The PrometheusRule's spec is the same rule file.
+    let custom = prometheus_rules(&kpis, &Default::default());
+    assert_eq!(custom.len(), 1);
+    assert_eq!(custom[0].spec, rules);
+
+    let mut tests = Vec::new();
+    for kpi in &kpis {
+        let name = KpiLabels::of(kpi).kpi;
+        let hold = minutes(&kpi.spec.interval);
+        let (breached, value) = series(kpi, "Breached");
+        tests.push(json!({
+            "name": format!("{name} breached"),
+            "interval": "1m",
+            "input_series": breached,
+            "alert_rule_test": [
+                // Pending, not firing, until the breach has lasted `for`.
+                {"eval_time": format!("{}m", hold - 1), "alertname": BREACHED_ALERT, "exp_alerts": []},
+                {"eval_time": format!("{}m", hold + 1), "alertname": BREACHED_ALERT,
+                 "exp_alerts": [expected_alert(kpi, "Breached", "critical", "breached", value)]},
+                {"eval_time": format!("{}m", hold + 1), "alertname": AT_RISK_ALERT, "exp_alerts": []},
+            ],
+        }));
+        let (at_risk, value) = series(kpi, "AtRisk");
+        tests.push(json!({
+            "name": format!("{name} at risk"),
+            "interval": "1m",
+            "input_series": at_risk,
+            "alert_rule_test": [
+                {"eval_time": format!("{}m", hold + 1), "alertname": AT_RISK_ALERT,
+                 "exp_alerts": [expected_alert(kpi, "AtRisk", "warning", "at risk", value)]},
+                {"eval_time": format!("{}m", hold + 1), "alertname": BREACHED_ALERT, "exp_alerts": []},
+            ],
+        }));
+        // Whatever the value says, no verdict means no alert.
+        for quiet in ["InsufficientData", "Unknown", "Met"] {
+            let (input, _) = series(kpi, quiet);
+            tests.push(json!({
+                "name": format!("{name} {quiet}"),
+                "interval": "1m",
+                "input_series": input,
+                "alert_rule_test": [
+                    {"eval_time": "59m", "alertname": BREACHED_ALERT, "exp_alerts": []},
+                    {"eval_time": "59m", "alertname": AT_RISK_ALERT, "exp_alerts": []},
+                ],
+            }));
+        }
+    }
+    let test_file = json!({
+        "rule_files": ["kpi-rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": tests,
+    });
+    std::fs::write(
+        dir.join("kpi-rules-test.yaml"),
+        serde_yaml::to_string(&test_file).expect("yaml"),
+    )
+    .expect("write tests");
+    let tested = run(&promtool, &["test", "rules", "kpi-rules-test.yaml"], &dir);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+
+    // The harness itself must catch a wrong expectation: an alert expected on InsufficientData.
+    let (input, value) = series(&kpis[0], "InsufficientData");
+    let wrong = json!({
+        "rule_files": ["kpi-rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": input,
+            "alert_rule_test": [{"eval_time": "30m", "alertname": BREACHED_ALERT,
+                "exp_alerts": [expected_alert(&kpis[0], "InsufficientData", "critical", "breached", value)]}],
+        }],
+    });
+    std::fs::write(
+        dir.join("wrong-test.yaml"),
+        serde_yaml::to_string(&wrong).expect("yaml"),
+    )
+    .expect("write");
+    let status = Command::new(&promtool)
+        .args(["test", "rules", "wrong-test.yaml"])
+        .current_dir(&dir)
+        .output()
+        .expect("run promtool");
+    assert!(
+        !status.status.success(),
+        "promtool must fail a wrong expectation"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
