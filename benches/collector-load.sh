@@ -62,6 +62,12 @@ maxEventBytes: 65536
 firstResponseSeconds: 60
 YAML
 
+for addr in "$COLLECTOR_ADDR" "$BASELINE_ADDR"; do
+  if curl -s -o /dev/null "http://$addr/" 2>/dev/null; then
+    echo "something already listens on $addr: stop it first" >&2; exit 2
+  fi
+done
+
 echo "==> starting servers (pinned to CPU $SERVER_CPUS; wrk on CPU $WRK_CPUS)"
 RUST_LOG=warn pin "$SERVER_CPUS" "$COLLECTOR_BIN" collector --config "$WORK/collector.yaml" \
   --listen "$COLLECTOR_ADDR" --log-json >"$WORK/collector.log" 2>&1 &
@@ -74,7 +80,8 @@ for _ in $(seq 100); do
     curl -s -o /dev/null "http://$BASELINE_ADDR/" 2>/dev/null && break
   sleep 0.1
 done
-curl -sf "http://$COLLECTOR_ADDR/readyz" >/dev/null || { cat "$WORK/collector.log"; exit 1; }
+curl -sf "http://$COLLECTOR_ADDR/readyz" >/dev/null && kill -0 "$COLLECTOR_PID" ||
+  { echo "the collector did not start:" >&2; cat "$WORK/collector.log" >&2; exit 1; }
 
 # Peak VmRSS of the collector while a command runs (sampled every 100 ms), in KiB.
 RSS_PEAK_KIB=0
@@ -120,7 +127,7 @@ done
 
 kill "$SAMPLER_PID" 2>/dev/null || true
 RSS_PEAK_KIB=$(cat "$WORK/rss_peak" 2>/dev/null || echo 0)
-HWM_KIB=$(awk '/^VmHWM:/ {print $2}' "/proc/$COLLECTOR_PID/status")
+HWM_KIB=$(awk '/^VmHWM:/ {print $2}' "/proc/$COLLECTOR_PID/status" 2>/dev/null || echo 0)
 
 single_collector=$(median <"$WORK/single_collector")
 single_baseline=$(median <"$WORK/single_baseline")
