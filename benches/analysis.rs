@@ -217,7 +217,11 @@ fn measure(runs: usize, mut f: impl FnMut() -> usize) -> (Duration, usize) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; any other argument is ignored.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("analysis: run with `cargo bench --bench analysis`");
+        return;
+    }
     let runs = 7;
     println!("cx-conductor core benchmark (median of {runs} runs, one thread)");
     println!(

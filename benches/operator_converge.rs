@@ -53,6 +53,11 @@ fn converged(server: &FakeApiServer) -> bool {
 
 #[tokio::main]
 async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("operator_converge: run with `cargo bench --bench operator_converge`");
+        return;
+    }
     let binary = env!("CARGO_BIN_EXE_cx-conductor");
     let server = FakeApiServer::builder()
         .history_limit(200_000)
