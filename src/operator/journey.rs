@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -206,26 +206,7 @@ async fn publish_transitions(
     if is("Ready") && !was("Ready") {
         events.push((EventType::Normal, "JourneyReady", message("Ready")));
     }
-    for (type_, reason, note) in events {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Assess".into(),
-            secondary: None,
-        };
-        if ctx
-            .recorder
-            .publish(&event, &journey.object_ref(&()))
-            .await
-            .is_ok()
-        {
-            ctx.metrics
-                .writes
-                .with_label_values(&[CONTROLLER, "event"])
-                .inc();
-        }
-    }
+    super::publish(ctx, CONTROLLER, "Assess", &journey.object_ref(&()), events).await;
 }
 
 /// Every journey of an object's namespace: any channel, touchpoint or KPI change may change them.

@@ -167,6 +167,34 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(ctx.backoff(&key))
 }
 
+/// Publishes Events about one object (kube's recorder folds repeats into a series) and counts
+/// each as a write of `controller`.
+pub(crate) async fn publish(
+    ctx: &Context,
+    controller: &'static str,
+    action: &str,
+    reference: &ObjectReference,
+    events: Vec<(EventType, &str, String)>,
+) {
+    for (type_, reason, note) in events {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        match ctx.recorder.publish(&event, reference).await {
+            Ok(()) => ctx
+                .metrics
+                .writes
+                .with_label_values(&[controller, "event"])
+                .inc(),
+            Err(error) => tracing::warn!(controller, reason, %error, "cannot publish an Event"),
+        }
+    }
+}
+
 /// An object that does not parse as its kind: reported as a Warning Event on it, and left out
 /// of every computation, so it never blocks the valid ones.
 pub(crate) async fn report_invalid<K: Resource<DynamicType = ()>>(
@@ -185,23 +213,15 @@ pub(crate) async fn report_invalid<K: Resource<DynamicType = ()>>(
         ..Default::default()
     };
     tracing::warn!(controller, name = ?meta.name, namespace = ?meta.namespace, error = %invalid.error, "invalid object skipped");
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "InvalidObject".into(),
-        note: Some(format!(
-            "cannot be read as a {}: {}",
-            K::kind(&()),
-            invalid.error
-        )),
-        action: "Validate".into(),
-        secondary: None,
-    };
-    if ctx.recorder.publish(&event, &reference).await.is_ok() {
-        ctx.metrics
-            .writes
-            .with_label_values(&[controller, "event"])
-            .inc();
-    }
+    let note = format!("cannot be read as a {}: {}", K::kind(&()), invalid.error);
+    publish(
+        ctx,
+        controller,
+        "Validate",
+        &reference,
+        vec![(EventType::Warning, "InvalidObject", note)],
+    )
+    .await;
     Ok(Action::await_change())
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -368,26 +368,14 @@ async fn publish_transitions(
             message("ChannelResolved"),
         ));
     }
-    for (type_, reason, note) in events {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if ctx
-            .recorder
-            .publish(&event, &touchpoint.object_ref(&()))
-            .await
-            .is_ok()
-        {
-            ctx.metrics
-                .writes
-                .with_label_values(&[CONTROLLER, "event"])
-                .inc();
-        }
-    }
+    super::publish(
+        ctx,
+        CONTROLLER,
+        "Reconcile",
+        &touchpoint.object_ref(&()),
+        events,
+    )
+    .await;
 }
 
 /// Touchpoints to reconcile when a channel changes: those on that channel.
