@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use crate::api::{Channel, ChannelStatus, CustomerJourney, Touchpoint};
@@ -128,18 +128,4 @@ pub fn channel_of_touchpoint(
 ) -> Option<ObjectRef<DeserializeGuard<Channel>>> {
     let t = touchpoint.0.as_ref().ok()?;
     Some(ObjectRef::new(&t.spec.channel).within(namespace_of(t)))
-}
-
-/// Every channel of an object's namespace (a journey change can change any channel's journeys).
-pub fn channels_in_namespace<K: Resource>(
-    store: &Store<DeserializeGuard<Channel>>,
-    object: &K,
-) -> Vec<ObjectRef<DeserializeGuard<Channel>>> {
-    let namespace = object.meta().namespace.clone();
-    store
-        .state()
-        .iter()
-        .filter(|c| c.meta().namespace == namespace)
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
 }

@@ -136,6 +136,31 @@ impl Context {
     }
 }
 
+/// Every object of `store` in `object`'s namespace: a change to a channel, touchpoint or KPI
+/// can change any journey (or channel status) of its namespace.
+pub fn in_namespace_of<K, O>(
+    store: &Store<DeserializeGuard<K>>,
+    object: &O,
+) -> Vec<ObjectRef<DeserializeGuard<K>>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+    O: Resource,
+{
+    let namespace = object.meta().namespace.clone();
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace == namespace)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// The backoff key of an object.
+pub fn key_of_object<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    key_of(&ObjectRef::from_obj(object))
+}
+
 /// A stable key for an object reference, for backoff bookkeeping.
 pub fn key_of<K: Resource<DynamicType = ()>>(object: &ObjectRef<K>) -> String {
     format!(

@@ -8,7 +8,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -207,18 +206,4 @@ async fn publish_transitions(
         events.push((EventType::Normal, "JourneyReady", message("Ready")));
     }
     super::publish(ctx, CONTROLLER, "Assess", &journey.object_ref(&()), events).await;
-}
-
-/// Every journey of an object's namespace: any channel, touchpoint or KPI change may change them.
-pub fn journeys_in_namespace<K: Resource>(
-    store: &Store<DeserializeGuard<CustomerJourney>>,
-    object: &K,
-) -> Vec<ObjectRef<DeserializeGuard<CustomerJourney>>> {
-    let namespace = object.meta().namespace.clone();
-    store
-        .state()
-        .iter()
-        .filter(|j| j.meta().namespace == namespace)
-        .map(|j| ObjectRef::from_obj(j.as_ref()))
-        .collect()
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -283,5 +283,4 @@ async fn cycle(
             }
         }
     }
-    let _ = ExperienceKPI::kind(&());
 }

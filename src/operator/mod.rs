@@ -158,12 +158,7 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     _error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let key = format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        object.meta().namespace.as_deref().unwrap_or_default(),
-        object.meta().name.as_deref().unwrap_or_default()
-    );
+    let key = context::key_of_object(object.as_ref());
     Action::requeue(ctx.backoff(&key))
 }
 
@@ -288,9 +283,7 @@ pub async fn run_controllers(
             .graceful_shutdown_on(stop())
             .run(
                 |object, ctx| {
-                    let key = context::key_of(&kube::runtime::reflector::ObjectRef::from_obj(
-                        object.as_ref(),
-                    ));
+                    let key = context::key_of_object(object.as_ref());
                     observed(
                         touchpoint::CONTROLLER,
                         key,
@@ -309,14 +302,12 @@ pub async fn run_controllers(
             .with_config(config.clone())
             .watches_shared_stream(touchpoints.take(), |t| channel::channel_of_touchpoint(&t))
             .watches_shared_stream(journeys.take(), move |j| {
-                channel::channels_in_namespace(&channel_store, j.as_ref())
+                context::in_namespace_of(&channel_store, j.as_ref())
             })
             .graceful_shutdown_on(stop())
             .run(
                 |object, ctx| {
-                    let key = context::key_of(&kube::runtime::reflector::ObjectRef::from_obj(
-                        object.as_ref(),
-                    ));
+                    let key = context::key_of_object(object.as_ref());
                     observed(
                         channel::CONTROLLER,
                         key,
@@ -338,20 +329,18 @@ pub async fn run_controllers(
         Controller::for_shared_stream(journeys.take(), stores.journeys.clone())
             .with_config(config)
             .watches_shared_stream(channels.take(), move |c| {
-                journey::journeys_in_namespace(&j1, c.as_ref())
+                context::in_namespace_of(&j1, c.as_ref())
             })
             .watches_shared_stream(touchpoints.take(), move |t| {
-                journey::journeys_in_namespace(&j2, t.as_ref())
+                context::in_namespace_of(&j2, t.as_ref())
             })
             .watches_shared_stream(kpis.take(), move |k| {
-                journey::journeys_in_namespace(&j3, k.as_ref())
+                context::in_namespace_of(&j3, k.as_ref())
             })
             .graceful_shutdown_on(stop())
             .run(
                 |object, ctx| {
-                    let key = context::key_of(&kube::runtime::reflector::ObjectRef::from_obj(
-                        object.as_ref(),
-                    ));
+                    let key = context::key_of_object(object.as_ref());
                     observed(
                         journey::CONTROLLER,
                         key,
