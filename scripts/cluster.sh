@@ -19,7 +19,8 @@ K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
-PROMETHEUS_OPERATOR_VERSION=v0.95.2
+# The newest release of the root module the proxy serves (its example/ folder holds the CRDs).
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
 CACHE_ROOT=${CX_CLUSTER_CACHE:-$HOME/.cache/cx-conductor}
 BIN=$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION/bin
@@ -213,6 +214,13 @@ wait_for() {
   shift 2
   local deadline=$((SECONDS + timeout))
   until "$@" >/dev/null 2>&1; do
+    local name pid
+    while read -r name pid; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        tail -n 20 "$STATE/logs/$name.log" >&2 || true
+        die "step 'start': $name exited while waiting for $what (log: $STATE/logs/$name.log)"
+      fi
+    done <"$STATE/pids"
     if [ $SECONDS -ge $deadline ]; then
       tail -n 20 "$STATE/logs/"*.log >&2 || true
       die "step 'start': $what not ready after ${timeout}s (logs in $STATE/logs)"
@@ -249,7 +257,7 @@ cmd_start() {
     --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
     --authorization-mode RBAC --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
+    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true --endpoint-reconciler-type none \
     --enable-admission-plugins NamespaceLifecycle,ServiceAccount,DefaultStorageClass,ResourceQuota
   wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" -H "Authorization: Bearer $(cat "$STATE/admin.token")" \
     "https://127.0.0.1:$API_PORT/readyz"
