@@ -205,7 +205,8 @@ YAML
 launch() {
   local name=$1
   shift
-  "$@" >"$STATE/logs/$name.log" 2>&1 &
+  # Not holding the lock of this script (fd 9) while running.
+  "$@" >"$STATE/logs/$name.log" 2>&1 9>&- &
   echo "$name $!" >>"$STATE/pids"
 }
 
