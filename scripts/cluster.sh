@@ -285,6 +285,8 @@ status:
   capacity: {cpu: "64", memory: 256Gi, pods: "1000"}
 YAML
   wait_for "the kwok node" 60 sh -c "'$BIN/kubectl' --kubeconfig '$(kubeconfig)' get node kwok-node-0 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -q True"
+  # Node admission taints a new node not-ready; without a node lifecycle controller nobody lifts it.
+  kubectl_admin taint nodes kwok-node-0 node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
   wait_for "the default ServiceAccount" 60 kubectl_admin -n default get serviceaccount default
   echo "    control plane up in $((SECONDS - started)) s: etcd, kube-apiserver (RBAC), kube-controller-manager, kube-scheduler, kwok" >&2
   kubeconfig
