@@ -1,32 +1,36 @@
-//! Operator convergence benchmark against the in-process fake API server: 1,000 touchpoints
-//! across 100 channels and 10 journeys. The operator runs as a separate process
-//! (`cx-conductor run`, release build) so its peak RSS is its own.
+//! Operator convergence on the real control plane (`scripts/cluster.sh`): 1,000 touchpoints
+//! across 100 channels and 10 journeys, every option on (NetworkPolicy, PodDisruptionBudget for
+//! the half with two replicas, ServiceMonitor). The operator runs as a separate process
+//! (`cx-conductor run`, release build) with a token of the chart's ServiceAccount, through a
+//! counting proxy, so its requests, writes and peak RSS are its own.
 //!
-//! Run with `cargo bench --bench operator_converge`. Prints time to converge, API requests and
-//! writes per touchpoint, writes in steady state, and the operator's peak RSS (VmHWM).
+//! Run with `cargo bench --bench operator_converge`. Prints time to converge (every touchpoint
+//! Ready: its collector applied and kwok's pods ready), API requests and writes per touchpoint,
+//! writes over two resyncs in steady state, the operator's peak RSS (VmHWM), and the writes
+//! after editing one Channel.
+
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
+#[path = "../tests/support/operator.rs"]
+mod operator_support;
+#[path = "../tests/support/proxy.rs"]
+mod proxy;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cluster::{apply, cluster};
 use cx_conductor::api::Touchpoint;
-use cx_conductor::testing::FakeApiServer;
+use http::Method;
+use kube::api::{Api, ListParams};
+use operator_support::full_release;
+use proxy::FaultProxy;
 use serde_json::json;
 
 const CHANNELS: usize = 100;
 const TOUCHPOINTS: usize = 1000;
 const JOURNEYS: usize = 10;
-
-fn kubeconfig(url: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("cx-bench-kubeconfig-{}", std::process::id()));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n  user: {{}}\n"
-        ),
-    )
-    .expect("kubeconfig written");
-    path
-}
+const RESYNC_SECONDS: u64 = 10;
 
 fn peak_rss_kib(child: &Child) -> u64 {
     std::fs::read_to_string(format!("/proc/{}/status", child.id()))
@@ -40,15 +44,34 @@ fn peak_rss_kib(child: &Child) -> u64 {
         .unwrap_or(0)
 }
 
-fn converged(server: &FakeApiServer) -> bool {
-    let touchpoints = server.list_as::<Touchpoint>(None);
-    touchpoints.len() == TOUCHPOINTS
-        && touchpoints.iter().all(|t| {
-            t.status
-                .as_ref()
-                .is_some_and(|s| s.collector.is_some() && s.observed_generation == Some(1))
-        })
-        && server.list("deployments.apps", None).len() == TOUCHPOINTS
+async fn ready_touchpoints(admin: &kube::Client, namespaces: &[String]) -> usize {
+    let mut ready = 0;
+    for ns in namespaces {
+        let list = Api::<Touchpoint>::namespaced(admin.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("touchpoints listed");
+        ready += list
+            .items
+            .iter()
+            .filter(|t| {
+                t.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == Some(1)
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+            })
+            .count();
+    }
+    ready
+}
+
+fn writes(requests: &[(Method, String, String)]) -> Vec<&(Method, String, String)> {
+    requests
+        .iter()
+        .filter(|(m, _, _)| *m != Method::GET)
+        .collect()
 }
 
 #[tokio::main]
@@ -58,44 +81,62 @@ async fn main() {
         println!("operator_converge: run with `cargo bench --bench operator_converge`");
         return;
     }
-    let binary = env!("CARGO_BIN_EXE_cx-conductor");
-    let server = FakeApiServer::builder()
-        .history_limit(200_000)
-        .start()
-        .await;
-    for n in 0..JOURNEYS {
-        let ns = format!("team-{n}");
-        server
-            .create(json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
-                "metadata": {"name": "main", "namespace": ns},
-                "spec": {"owner": "cx-office", "stages": ["awareness", "purchase", "support", "loyalty"],
-                         "consistency": {"rules": [{"field": "brand.voice", "policy": "equal"}, {"field": "locales", "policy": "includes", "values": ["it-IT"]}]}}}))
+    let cluster = cluster();
+    let release = full_release();
+    let admin = cluster.admin();
+    let mut namespaces = Vec::new();
+    for _ in 0..JOURNEYS {
+        namespaces.push(cluster.namespace("bench").await);
+    }
+    let setup = Instant::now();
+    for ns in &namespaces {
+        apply(&admin, &json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
+            "metadata": {"name": "main", "namespace": ns},
+            "spec": {"owner": "cx-office", "stages": ["awareness", "purchase", "support", "loyalty"],
+                     "consistency": {"rules": [{"field": "brand.voice", "policy": "equal"}, {"field": "locales", "policy": "includes", "values": ["it-IT"]}]}}}), "bench")
+            .await
             .expect("journey created");
     }
     for c in 0..CHANNELS {
-        let ns = format!("team-{}", c % JOURNEYS);
-        server
-            .create(json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
-                "metadata": {"name": format!("channel-{c}"), "namespace": ns},
-                "spec": {"type": "web", "owner": "digital", "brand": {"voice": "friendly"}, "locales": ["it-IT"],
-                         "serviceLevels": {"firstResponseSeconds": 60}}}))
+        apply(&admin, &json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
+            "metadata": {"name": format!("channel-{c}"), "namespace": namespaces[c % JOURNEYS]},
+            "spec": {"type": "web", "owner": "digital", "brand": {"voice": "friendly"}, "locales": ["it-IT"],
+                     "serviceLevels": {"firstResponseSeconds": 60}}}), "bench")
+            .await
             .expect("channel created");
     }
     let stages = ["awareness", "purchase", "support", "loyalty"];
     for t in 0..TOUCHPOINTS {
         let c = t % CHANNELS;
-        server
-            .create(json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
-                "metadata": {"name": format!("tp-{t}"), "namespace": format!("team-{}", c % JOURNEYS)},
-                "spec": {"channel": format!("channel-{c}"), "stage": stages[t % 4],
-                         "signals": {"surveys": [{"metric": "csat"}], "interactions": {"outcomes": ["completed", "abandoned"], "timings": ["wait"]}},
-                         "collector": {"replicas": 1 + (t % 2), "maxEventBytes": 65536}}}))
+        apply(&admin, &json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
+            "metadata": {"name": format!("tp-{t}"), "namespace": namespaces[c % JOURNEYS]},
+            "spec": {"channel": format!("channel-{c}"), "stage": stages[t % 4],
+                     "signals": {"surveys": [{"metric": "csat"}], "interactions": {"outcomes": ["completed", "abandoned"], "timings": ["wait"]}},
+                     "collector": {"replicas": 1 + (t % 2), "maxEventBytes": 65536,
+                                   "resources": {"requests": {"cpu": "0.05", "memory": "32Mi"}}}}}), "bench")
+            .await
             .expect("touchpoint created");
     }
-    let config = kubeconfig(&server.url());
-    let mark = server.mark();
+    println!(
+        "setup: {TOUCHPOINTS} touchpoints, {CHANNELS} channels, {JOURNEYS} journeys created in {:.1}s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let proxy = FaultProxy::start(&cluster.server, &cluster.ca_pem).await;
+    let token = cluster
+        .service_account_token(&release.namespace, &release.service_account)
+        .await;
+    let config = std::env::temp_dir().join(format!("cx-bench-{}.kubeconfig", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            proxy.url
+        ),
+    )
+    .expect("kubeconfig written");
     let start = Instant::now();
-    let mut operator = Command::new(binary)
+    let mut operator = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
         .args([
             "run",
             "--leader-election",
@@ -103,7 +144,11 @@ async fn main() {
             "--metrics-addr",
             "127.0.0.1:0",
             "--resync-seconds",
-            "10",
+            &RESYNC_SECONDS.to_string(),
+            "--service-monitors",
+            "--network-policies",
+            "--namespace",
+            &namespaces.join(","),
         ])
         .env("KUBECONFIG", &config)
         .env("RUST_LOG", "warn")
@@ -111,29 +156,54 @@ async fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("operator started");
-    let ok = server.wait_until(Duration::from_secs(300), converged).await;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut converged = false;
+    while Instant::now() < deadline {
+        if ready_touchpoints(&admin, &namespaces).await == TOUCHPOINTS {
+            converged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let elapsed = start.elapsed();
     // Let the status cascade (channels, journeys) finish before counting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let requests = server.requests_since(mark);
-    let writes = server.writes_since(mark);
-    let touchpoint_writes = writes
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let requests = proxy.requests();
+    let all_writes = writes(&requests);
+    let touchpoint_writes = all_writes
         .iter()
-        .filter(|r| r.path.contains("/touchpoints/") || r.path.contains("collector-"))
+        .filter(|(_, p, _)| p.contains("/touchpoints/") || p.contains("collector-"))
         .count();
-    let steady = server.mark();
-    tokio::time::sleep(Duration::from_secs(25)).await; // two resync periods
-    let steady_writes = server.writes_since(steady).len();
+    let steady = proxy.requests().len();
+    tokio::time::sleep(Duration::from_secs(2 * RESYNC_SECONDS + 5)).await;
+    let after_steady = proxy.requests();
+    let steady_requests = after_steady.len() - steady;
+    let steady_writes = writes(&after_steady[steady..]).len();
+
+    // One Channel edit: only what depends on it is written.
+    let edit = proxy.requests().len();
+    apply(&admin, &json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
+        "metadata": {"name": "channel-0", "namespace": namespaces[0]},
+        "spec": {"type": "web", "owner": "digital", "brand": {"voice": "formal"}, "locales": ["it-IT"],
+                 "serviceLevels": {"firstResponseSeconds": 60}}}), "bench")
+        .await
+        .expect("channel edited");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after_edit = proxy.requests();
+    let edit_writes: Vec<String> = writes(&after_edit[edit..])
+        .iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect();
     let rss = peak_rss_kib(&operator);
     let _ = operator.kill();
     let _ = operator.wait();
     let _ = std::fs::remove_file(&config);
-    assert!(ok, "the operator did not converge within 300s");
+    assert!(converged, "the operator did not converge within 900s");
     println!(
-        "operator convergence: {TOUCHPOINTS} touchpoints, {CHANNELS} channels, {JOURNEYS} journeys"
+        "operator convergence on the real control plane: {TOUCHPOINTS} touchpoints, {CHANNELS} channels, {JOURNEYS} journeys, NetworkPolicy + PDB + ServiceMonitor on"
     );
     println!(
-        "  time to converge (every touchpoint's collector applied and status written): {:.2}s",
+        "  time to converge (every touchpoint Ready: collector applied, kwok's pods ready): {:.1}s",
         elapsed.as_secs_f64()
     );
     println!(
@@ -142,13 +212,22 @@ async fn main() {
         requests.len() as f64 / TOUCHPOINTS as f64
     );
     println!(
-        "  writes for touchpoints (collector objects + status): {touchpoint_writes}, {:.2} per touchpoint; all writes {}",
+        "  writes for touchpoints (collector objects + status): {touchpoint_writes}, {:.2} per touchpoint; all writes {} ({:.2} per touchpoint)",
         touchpoint_writes as f64 / TOUCHPOINTS as f64,
-        writes.len()
+        all_writes.len(),
+        all_writes.len() as f64 / TOUCHPOINTS as f64
     );
-    println!("  writes in steady state over two resyncs: {steady_writes}");
+    println!(
+        "  steady state over two resyncs ({}s): {steady_writes} writes, {steady_requests} requests",
+        2 * RESYNC_SECONDS + 5
+    );
     println!(
         "  operator peak RSS (VmHWM): {:.1} MiB",
         rss as f64 / 1024.0
+    );
+    println!(
+        "  after editing one Channel: {} writes: {:?}",
+        edit_writes.len(),
+        edit_writes
     );
 }

@@ -16,6 +16,13 @@ fi
 python3 -c 'import kubernetes_validate' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kubernetes-validate
 
+# A real control plane (etcd, kube-apiserver with RBAC, controller-manager, scheduler, kwok) and
+# the real kubectl and helm, built from Go modules once per version and cached outside the
+# repository (~/.cache/cx-conductor); the operator, chart and RBAC tests run against it.
+echo "==> control plane"
+bash scripts/cluster.sh start >/dev/null
+trap 'bash scripts/cluster.sh stop' EXIT
+
 echo "==> formatting and lints"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -12,4 +12,3 @@ pub mod kpi;
 pub mod manifest;
 pub mod operator;
 pub mod schema;
-pub mod testing;

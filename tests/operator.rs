@@ -1,142 +1,135 @@
-//! The operator against the in-process fake API server: a real `kube::Client` over real HTTP.
+//! The operator on the real control plane (kube-apiserver with RBAC, etcd, controller-manager,
+//! scheduler, kwok): it runs in this process with a token of the chart's own ServiceAccount, so
+//! the chart's RBAC authorises every request; Deployments become available because kwok makes
+//! their pods Ready; garbage collection, server-side apply, field ownership, canonicalisation and
+//! Event validation are the server's own. Every test works in a namespace of its own.
 
-use std::sync::Arc;
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/operator.rs"]
+mod operator_support;
+#[path = "support/proxy.rs"]
+mod proxy;
+
 use std::time::Duration;
 
+use cluster::{apply, cluster, eventually};
 use cx_conductor::api::{Channel, CustomerJourney, Touchpoint};
 use cx_conductor::core::plan::{CONFIG_HASH_ANNOTATION, PlanOptions};
-use cx_conductor::operator::{
-    LeaderElection, Metrics, OperatorOptions, run_as_leader, run_controllers,
-};
-use cx_conductor::testing::{FakeApiServer, Fault, FaultRule};
+use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, Resource};
+use operator_support::{Operator, default_release, full_release, operator_client, options_for};
+use proxy::{Fault, FaultProxy, FaultRule};
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(60);
 
-fn channel(name: &str, voice: &str) -> Value {
+fn channel(ns: &str, name: &str, voice: &str) -> Value {
     json!({
         "apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
-        "metadata": {"name": name, "namespace": "shop", "labels": {"journey": "main"}},
+        "metadata": {"name": name, "namespace": ns, "labels": {"journey": "main"}},
         "spec": {"type": "web", "owner": "digital", "brand": {"voice": voice},
                  "privacy": {"consentPolicyVersion": "v7"}, "serviceLevels": {"firstResponseSeconds": 60}}
     })
 }
 
-fn touchpoint(name: &str, channel: &str, stage: &str, replicas: i32) -> Value {
+fn touchpoint(ns: &str, name: &str, channel: &str, stage: &str, replicas: i32) -> Value {
     json!({
         "apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
-        "metadata": {"name": name, "namespace": "shop"},
+        "metadata": {"name": name, "namespace": ns},
         "spec": {"channel": channel, "stage": stage, "signals": {"surveys": [{"metric": "csat"}]},
                  "collector": {"replicas": replicas, "maxEventBytes": 65536}}
     })
 }
 
-fn journey() -> Value {
+fn journey(ns: &str, name: &str) -> Value {
     json!({
         "apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
-        "metadata": {"name": "main", "namespace": "shop"},
+        "metadata": {"name": name, "namespace": ns},
         "spec": {"owner": "cx-office", "stages": ["purchase"], "channelSelector": {"matchLabels": {"journey": "main"}},
                  "consistency": {"rules": [{"field": "brand.voice", "policy": "equal"}]},
                  "coverage": {"kpiPerStage": false}}
     })
 }
 
-struct Operator {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-    metrics: Arc<Metrics>,
-    stores: watch::Receiver<Option<cx_conductor::operator::Stores>>,
+/// A test namespace, the admin client, and the operator's client (chart ServiceAccount).
+async fn setup(prefix: &str) -> (String, Client, Client) {
+    let release = default_release();
+    let ns = cluster().namespace(prefix).await;
+    let admin = cluster().admin();
+    let operator = operator_client(release, None).await;
+    (ns, admin, operator)
 }
 
-impl Operator {
-    fn start(server: &FakeApiServer) -> Self {
-        Self::start_with(
-            server.client(),
-            OperatorOptions {
-                resync: Duration::from_millis(500),
-                plan: PlanOptions::default(),
-                ..Default::default()
-            },
-        )
-    }
-
-    fn start_with(client: kube::Client, options: OperatorOptions) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        let (stop, stop_rx) = watch::channel(false);
-        let (stores_tx, stores) = watch::channel(None);
-        let task = tokio::spawn(run_controllers(
-            client,
-            options,
-            metrics.clone(),
-            stores_tx,
-            stop_rx,
-        ));
-        Self {
-            stop,
-            task,
-            stores,
-            metrics,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(WAIT, self.task).await;
-    }
-
-    fn writes(&self) -> u64 {
-        ["apply", "status", "delete"]
-            .iter()
-            .map(|w| {
-                ["touchpoint", "channel", "journey"]
-                    .iter()
-                    .map(|c| self.metrics.writes.with_label_values(&[c, w]).get())
-                    .sum::<u64>()
-            })
-            .sum()
-    }
+async fn create(admin: &Client, object: Value) {
+    apply(admin, &object, "test")
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", object["metadata"]["name"]));
 }
 
-fn ready(server: &FakeApiServer, name: &str) -> bool {
-    server
-        .get_as::<Touchpoint>(Some("shop"), name)
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("a read")
+}
+
+fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn touchpoint_ready(admin: &Client, ns: &str, name: &str) -> bool {
+    get::<Touchpoint>(admin, ns, name)
+        .await
         .and_then(|t| t.status)
-        .is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        .is_some_and(|s| condition(&s.conditions, "Ready").is_some_and(|(st, _)| st == "True"))
 }
 
-fn collector_exists(server: &FakeApiServer, name: &str) -> bool {
+async fn collector_exists(admin: &Client, ns: &str, name: &str) -> bool {
     let object = format!("collector-{name}");
-    server.get_as::<Deployment>(Some("shop"), &object).is_some()
-        && server.get_as::<Service>(Some("shop"), &object).is_some()
-        && server.get_as::<ConfigMap>(Some("shop"), &object).is_some()
+    get::<Deployment>(admin, ns, &object).await.is_some()
+        && get::<Service>(admin, ns, &object).await.is_some()
+        && get::<ConfigMap>(admin, ns, &object).await.is_some()
 }
 
-#[tokio::test]
-async fn a_touchpoint_gets_its_collector_and_becomes_ready_when_the_deployment_is_available() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    server
-        .create(touchpoint("checkout", "web", "purchase", 2))
-        .unwrap();
-    let operator = Operator::start(&server);
+async fn events(admin: &Client, ns: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(admin.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_touchpoint_gets_its_collector_and_becomes_ready_when_its_pods_are() {
+    let (ns, admin, client) = setup("ready").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    create(&admin, touchpoint(&ns, "checkout", "web", "purchase", 2)).await;
+    let operator = Operator::start(client, options_for(&ns));
 
     assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "checkout"))
-            .await,
-        "collector objects created"
+        eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await,
+        "Ready once kwok's pods are"
     );
-    let deployment = server
-        .get_as::<Deployment>(Some("shop"), "collector-checkout")
-        .unwrap();
+    let deployment: Deployment = get(&admin, &ns, "collector-checkout").await.unwrap();
     assert_eq!(deployment.spec.replicas, Some(2));
     let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
@@ -144,542 +137,626 @@ async fn a_touchpoint_gets_its_collector_and_becomes_ready_when_the_deployment_i
         ("Touchpoint", "checkout", Some(true))
     );
     assert!(
-        server
-            .wait_until(WAIT, |s| s
-                .get_as::<PodDisruptionBudget>(Some("shop"), "collector-checkout")
-                .is_some())
-            .await,
+        get::<PodDisruptionBudget>(&admin, &ns, "collector-checkout")
+            .await
+            .is_some(),
         "2 replicas get a PDB"
     );
-    let config = server
-        .get_as::<ConfigMap>(Some("shop"), "collector-checkout")
-        .unwrap();
-    let data = config.data.unwrap()["collector.yaml"].clone();
-    assert!(data.contains("\"touchpoint\": \"checkout\""), "{data}");
-
-    // Not ready until the Deployment is; the reason says why.
-    assert!(
-        server
-            .wait_until(WAIT, |s| s
-                .get_as::<Touchpoint>(Some("shop"), "checkout")
-                .and_then(|t| t.status)
-                .is_some())
-            .await
-    );
-    let status = server
-        .get_as::<Touchpoint>(Some("shop"), "checkout")
+    let config: ConfigMap = get(&admin, &ns, "collector-checkout").await.unwrap();
+    assert!(config.data.unwrap()["collector.yaml"].contains("\"touchpoint\": \"checkout\""));
+    let status = get::<Touchpoint>(&admin, &ns, "checkout")
+        .await
         .unwrap()
         .status
         .unwrap();
-    let ready_condition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready_condition.status, "False");
+    let collector = status.collector.unwrap();
     assert_eq!(
-        status.collector.as_ref().unwrap().endpoint.as_deref(),
-        Some("http://collector-checkout.shop.svc:80/v1/events")
+        collector.endpoint.as_deref(),
+        Some(format!("http://collector-checkout.{ns}.svc:80/v1/events").as_str())
     );
+    assert_eq!(collector.replicas_summary.as_deref(), Some("2/2"));
+    let template_hash = deployment
+        .spec
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone();
+    assert_eq!(collector.config_hash, Some(template_hash));
     assert_eq!(status.observed_generation, Some(1));
-
-    server
-        .set_deployment_available("shop", "collector-checkout", 1)
-        .unwrap();
     assert!(
-        server
-            .wait_until(WAIT, |s| {
-                s.get_as::<Touchpoint>(Some("shop"), "checkout")
-                    .and_then(|t| t.status)
-                    .and_then(|st| st.collector)
-                    .is_some_and(|c| c.replicas_summary.as_deref() == Some("1/2"))
-            })
-            .await,
-        "partial readiness reported"
+        eventually(WAIT, || async {
+            events(&admin, &ns)
+                .await
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("CollectorReady"))
+        })
+        .await,
+        "a CollectorReady Event"
     );
-    assert!(!ready(&server, "checkout"));
-    server
-        .set_deployment_available("shop", "collector-checkout", 2)
-        .unwrap();
-    assert!(
-        server.wait_until(WAIT, |s| ready(s, "checkout")).await,
-        "Ready once every replica is"
-    );
+    assert_eq!(operator.reconciles("touchpoint", "error"), 0);
     operator.stop().await;
 }
 
-#[tokio::test]
-async fn edits_update_the_collector_and_deletion_collects_it() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    server
-        .create(touchpoint("checkout", "web", "purchase", 2))
-        .unwrap();
-    let operator = Operator::start(&server);
-    assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "checkout"))
-            .await
-    );
-    let hash = |s: &FakeApiServer| {
-        s.get_as::<Deployment>(Some("shop"), "collector-checkout")
-            .and_then(|d| d.spec.template.metadata)
-            .and_then(|m| m.annotations)
-            .map(|a| a[CONFIG_HASH_ANNOTATION].clone())
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_converge_both_ways_and_deletion_collects_the_collector() {
+    let (ns, admin, client) = setup("edits").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    let mut tp = touchpoint(&ns, "checkout", "web", "purchase", 2);
+    // Values the server canonicalises: 0.5 → 500m, 1024Mi → 1Gi.
+    tp["spec"]["collector"]["resources"] =
+        json!({"requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {"memory": "2Gi"}});
+    create(&admin, tp.clone()).await;
+    let operator = Operator::start(client, options_for(&ns));
+    assert!(eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await);
+    let resources = |d: &Deployment| {
+        d.spec.template.spec.as_ref().unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
     };
-    let before = hash(&server).unwrap();
+    let deployment: Deployment = get(&admin, &ns, "collector-checkout").await.unwrap();
+    assert_eq!(resources(&deployment).requests.unwrap()["cpu"].0, "500m");
+    let hash_of = |d: &Deployment| {
+        d.spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    let before = hash_of(&deployment);
 
-    // A new survey question changes the configuration and rolls the pods; one replica drops the PDB.
-    server
-        .merge_patch(
-            "touchpoints.cx.conductor.dev",
-            Some("shop"),
-            "checkout",
-            json!({"spec": {"signals": {"surveys": [{"metric": "csat"}, {"metric": "nps"}]}, "collector": {"replicas": 1}}}),
-        )
-        .unwrap();
+    // A new survey question rolls the pods; one replica drops the PDB; the memory limit the
+    // touchpoint no longer sets is removed from the Deployment.
+    tp["spec"]["signals"]["surveys"] = json!([{"metric": "csat"}, {"metric": "nps"}]);
+    tp["spec"]["collector"]["replicas"] = json!(1);
+    tp["spec"]["collector"]["resources"] = json!({"requests": {"cpu": "0.5", "memory": "1024Mi"}});
+    create(&admin, tp.clone()).await;
     assert!(
-        server
-            .wait_until(WAIT, |s| hash(s).is_some_and(|h| h != before))
-            .await,
-        "config hash rolled"
-    );
-    assert!(
-        server
-            .wait_until(WAIT, |s| s
-                .get_as::<PodDisruptionBudget>(Some("shop"), "collector-checkout")
-                .is_none())
-            .await
-    );
-    let config = server
-        .get_as::<ConfigMap>(Some("shop"), "collector-checkout")
-        .unwrap();
-    assert!(config.data.unwrap()["collector.yaml"].contains("\"nps\""));
-
-    // Drift is repaired: someone scales the collector by hand.
-    server
-        .merge_patch(
-            "deployments.apps",
-            Some("shop"),
-            "collector-checkout",
-            json!({"spec": {"replicas": 5}}),
-        )
-        .unwrap();
-    assert!(
-        server
-            .wait_until(WAIT, |s| {
-                s.get_as::<Deployment>(Some("shop"), "collector-checkout")
-                    .is_some_and(|d| d.spec.replicas == Some(1))
+        eventually(WAIT, || async {
+            let d: Option<Deployment> = get(&admin, &ns, "collector-checkout").await;
+            d.is_some_and(|d| {
+                hash_of(&d) != before && resources(&d).limits.is_none_or(|l| l.is_empty())
             })
-            .await,
+        })
+        .await,
+        "config hash rolled and the removed limit is gone"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            get::<PodDisruptionBudget>(&admin, &ns, "collector-checkout")
+                .await
+                .is_none()
+        })
+        .await,
+        "the PDB goes with the second replica"
+    );
+    let config: ConfigMap = get(&admin, &ns, "collector-checkout").await.unwrap();
+    assert!(config.data.unwrap()["collector.yaml"].contains("\"nps\""));
+    assert!(eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await);
+
+    // Drift on a field the operator sets is repaired.
+    Api::<Service>::namespaced(admin.clone(), &ns)
+        .patch(
+            "collector-checkout",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"cx.conductor.dev/stage": "support"}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || async {
+            let s: Option<Service> = get(&admin, &ns, "collector-checkout").await;
+            s.is_some_and(|s| s.metadata.labels.unwrap()["cx.conductor.dev/stage"] == "purchase")
+        })
+        .await,
         "drift repaired"
     );
 
-    server
-        .delete("touchpoints.cx.conductor.dev", Some("shop"), "checkout")
+    // Deleting the touchpoint lets the garbage collector take its collector.
+    Api::<Touchpoint>::namespaced(admin.clone(), &ns)
+        .delete("checkout", &DeleteParams::default())
+        .await
         .unwrap();
     assert!(
-        server
-            .wait_until(WAIT, |s| !collector_exists(s, "checkout")
-                && s.get_as::<ConfigMap>(Some("shop"), "collector-checkout")
-                    .is_none())
-            .await
+        eventually(WAIT, || async {
+            !collector_exists(&admin, &ns, "checkout").await
+                && get::<ConfigMap>(&admin, &ns, "collector-checkout")
+                    .await
+                    .is_none()
+        })
+        .await,
+        "garbage collected"
     );
     operator.stop().await;
 }
 
-#[tokio::test]
-async fn a_steady_state_costs_no_writes_over_several_resyncs() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    server.create(channel("app", "friendly")).unwrap();
-    server
-        .create(touchpoint("checkout", "web", "purchase", 1))
-        .unwrap();
-    server
-        .create(touchpoint("app-checkout", "app", "purchase", 1))
-        .unwrap();
-    server.create(journey()).unwrap();
-    let operator = Operator::start(&server);
-    assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "checkout")
-                && collector_exists(s, "app-checkout"))
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaled_collector_is_not_fought_until_the_touchpoint_changes_its_replicas() {
+    let (ns, admin, client) = setup("scale").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    let mut tp = touchpoint(&ns, "checkout", "web", "purchase", 1);
+    create(&admin, tp.clone()).await;
+    let operator = Operator::start(client, options_for(&ns));
+    assert!(eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await);
+    // `kubectl scale`: the scale subresource, as a person or an autoscaler does it.
+    cluster().kubectl_ok(&[
+        "-n",
+        &ns,
+        "scale",
+        "deployment/collector-checkout",
+        "--replicas=3",
+    ]);
+    let replicas = || async {
+        get::<Deployment>(&admin, &ns, "collector-checkout")
             .await
-    );
-    server
-        .set_deployment_available("shop", "collector-checkout", 1)
-        .unwrap();
-    server
-        .set_deployment_available("shop", "collector-app-checkout", 1)
-        .unwrap();
+            .and_then(|d| d.spec.replicas)
+    };
     assert!(
-        server
-            .wait_until(WAIT, |s| {
-                ready(s, "checkout")
-                    && ready(s, "app-checkout")
-                    && s.get_as::<CustomerJourney>(Some("shop"), "main")
-                        .and_then(|j| j.status)
-                        .is_some_and(|st| {
-                            st.conditions
-                                .iter()
-                                .any(|c| c.type_ == "Ready" && c.status == "False")
-                                && st.touchpoints == 2
-                        })
-                    && s.get_as::<Channel>(Some("shop"), "web")
-                        .and_then(|c| c.status)
-                        .is_some_and(|st| st.ready_touchpoints == 1)
-            })
-            .await,
+        eventually(WAIT, || async {
+            get::<Touchpoint>(&admin, &ns, "checkout")
+                .await
+                .and_then(|t| t.status)
+                .and_then(|s| s.collector)
+                .is_some_and(|c| c.replicas_summary.as_deref() == Some("3/3"))
+        })
+        .await,
+        "status follows the scaled Deployment"
+    );
+    let writes = operator.writes_of(&["apply"]);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        replicas().await,
+        Some(3),
+        "the scale is respected over resyncs"
+    );
+    assert_eq!(
+        operator.writes_of(&["apply"]),
+        writes,
+        "no apply in between"
+    );
+    // The touchpoint's own count changes: it is applied again.
+    tp["spec"]["collector"]["replicas"] = json!(2);
+    create(&admin, tp).await;
+    assert!(
+        eventually(WAIT, || async { replicas().await == Some(2) }).await,
+        "the touchpoint's new count wins"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_state_costs_no_writes_with_every_option_on() {
+    let (ns, admin, client) = setup("steady").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    create(&admin, channel(&ns, "app", "friendly")).await;
+    let mut tp = touchpoint(&ns, "checkout", "web", "purchase", 2);
+    tp["spec"]["collector"]["resources"] =
+        json!({"requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {"memory": "1Gi"}});
+    create(&admin, tp).await;
+    create(
+        &admin,
+        touchpoint(&ns, "app-checkout", "app", "purchase", 1),
+    )
+    .await;
+    create(&admin, journey(&ns, "main")).await;
+    let proxy = FaultProxy::start(&cluster().server, &cluster().ca_pem).await;
+    let client_via_proxy = operator_client(full_release(), Some(&proxy.url)).await;
+    drop(client);
+    let mut options = options_for(&ns);
+    options.plan = PlanOptions {
+        service_monitor: true,
+        network_policy: true,
+        ..PlanOptions::default()
+    };
+    let operator = Operator::start(client_via_proxy, options);
+    assert!(
+        eventually(WAIT, || async {
+            touchpoint_ready(&admin, &ns, "checkout").await
+                && touchpoint_ready(&admin, &ns, "app-checkout").await
+                && get::<NetworkPolicy>(&admin, &ns, "collector-checkout")
+                    .await
+                    .is_some()
+                && get::<Channel>(&admin, &ns, "web")
+                    .await
+                    .and_then(|c| c.status)
+                    .is_some_and(|s| s.ready_touchpoints == 1)
+                && get::<CustomerJourney>(&admin, &ns, "main")
+                    .await
+                    .and_then(|j| j.status)
+                    .is_some_and(|s| s.touchpoints == 2)
+        })
+        .await,
         "converged"
     );
-    // Let in-flight reconciles settle, then watch several resync periods (resync = 500ms).
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let mark = server.mark();
-    let writes_before = operator.writes();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let writes: Vec<String> = server
-        .writes_since(mark)
+    // Let the last status writes land, then watch several resyncs (resync = 2 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = proxy.requests().len();
+    let writes = operator.writes();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let written: Vec<String> = proxy.requests()[mark..]
         .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
+        .filter(|(m, _, _)| *m != Method::GET)
+        .map(|(m, p, _)| format!("{m} {p}"))
         .collect();
-    assert_eq!(writes, Vec::<String>::new(), "no write in steady state");
-    assert_eq!(operator.writes(), writes_before);
-    let reconciles = operator
-        .metrics
-        .reconciles
-        .with_label_values(&["touchpoint", "ok"])
-        .get();
-    assert!(reconciles >= 4, "resyncs did run ({reconciles} reconciles)");
+    assert_eq!(written, Vec::<String>::new(), "no write in steady state");
+    assert_eq!(operator.writes(), writes);
+    assert!(operator.reconciles("touchpoint", "ok") >= 6, "resyncs ran");
 
-    // The gauges of the metrics contract are derived from the cached statuses at scrape time.
-    let stores = operator
-        .stores
-        .borrow()
-        .clone()
-        .expect("stores published while running");
+    // The gauges of the metrics contract come from the cached statuses.
+    let stores = operator.stores.borrow().clone().expect("synced caches");
     cx_conductor::operator::http::refresh_gauges(&operator.metrics, &stores);
     let text = operator.metrics.encode();
     assert!(
-        text.contains(r#"cx_touchpoint_collector_ready{channel="web",namespace="shop",stage="purchase",touchpoint="checkout"} 1"#),
+        text.contains(&format!(r#"cx_touchpoint_collector_ready{{channel="web",namespace="{ns}",stage="purchase",touchpoint="checkout"}} 1"#)),
         "{text}"
     );
     assert!(
-        text.contains(r#"cx_consistency_violations{journey="main",namespace="shop"} 0"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"cx_journey_coverage_gaps{journey="main",kind="stage_without_listening",namespace="shop"} 0"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"cx_journey_readiness_score{journey="main",namespace="shop"}"#),
+        text.contains(&format!(
+            r#"cx_consistency_violations{{journey="main",namespace="{ns}"}} 0"#
+        )),
         "{text}"
     );
     operator.stop().await;
 }
 
-#[tokio::test]
-async fn a_channel_edit_re_evaluates_the_journeys_that_select_it() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    server.create(channel("app", "friendly")).unwrap();
-    server
-        .create(touchpoint("checkout", "web", "purchase", 1))
-        .unwrap();
-    server
-        .create(touchpoint("app-checkout", "app", "purchase", 1))
-        .unwrap();
-    server.create(journey()).unwrap();
-    let operator = Operator::start(&server);
-    let consistent = |s: &FakeApiServer| {
-        s.get_as::<CustomerJourney>(Some("shop"), "main")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_converges_exactly_when_a_journey_is_fixed() {
+    let (ns, admin, client) = setup("converge").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    create(&admin, channel(&ns, "app", "formal")).await;
+    create(&admin, touchpoint(&ns, "checkout", "web", "purchase", 1)).await;
+    create(
+        &admin,
+        touchpoint(&ns, "app-checkout", "app", "purchase", 1),
+    )
+    .await;
+    create(&admin, journey(&ns, "main")).await;
+    let operator = Operator::start(client, options_for(&ns));
+    let status = || async {
+        get::<CustomerJourney>(&admin, &ns, "main")
+            .await
             .and_then(|j| j.status)
-            .map(|st| st.violation_count)
     };
-    assert!(server.wait_until(WAIT, |s| consistent(s) == Some(0)).await);
-    server
-        .merge_patch(
-            "channels.cx.conductor.dev",
-            Some("shop"),
-            "app",
-            json!({"spec": {"brand": {"voice": "formal"}}}),
-        )
-        .unwrap();
     assert!(
-        server.wait_until(WAIT, |s| consistent(s) == Some(1)).await,
-        "violation found after the channel edit"
+        eventually(WAIT, || async {
+            status().await.is_some_and(|s| s.violation_count == 1)
+        })
+        .await
     );
-    let status = server
-        .get_as::<CustomerJourney>(Some("shop"), "main")
-        .unwrap()
-        .status
-        .unwrap();
+    let broken = status().await.unwrap();
     assert_eq!(
-        status.violations[0].message,
+        broken.violations[0].message,
         "brand.voice differs: formal on app; friendly on web"
     );
-    let condition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Consistent")
-        .unwrap();
     assert_eq!(
-        (condition.status.as_str(), condition.reason.as_str()),
-        ("False", "RulesBroken")
+        condition(&broken.conditions, "Consistent"),
+        Some(("False".into(), "RulesBroken".into()))
     );
-    let channel = server
-        .get_as::<Channel>(Some("shop"), "app")
+    assert!(
+        eventually(WAIT, || async {
+            events(&admin, &ns)
+                .await
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("Inconsistent"))
+        })
+        .await,
+        "an Inconsistent Event"
+    );
+    let channel_status = get::<Channel>(&admin, &ns, "app")
+        .await
         .unwrap()
         .status
         .unwrap();
-    assert_eq!(channel.journeys, ["main"]);
-    // An Event says so, once.
+    assert_eq!(channel_status.journeys, ["main"]);
+
+    // Fixed: the violation list is empty on the server, not left over from before.
+    create(&admin, channel(&ns, "app", "friendly")).await;
     assert!(
-        server
-            .wait_until(WAIT, |s| {
-                s.list("events.events.k8s.io", Some("shop"))
-                    .iter()
-                    .any(|e| e["reason"] == "Inconsistent")
-            })
-            .await,
-        "Inconsistent event published"
+        eventually(WAIT, || async {
+            status()
+                .await
+                .is_some_and(|s| s.violation_count == 0 && s.violations.is_empty())
+        })
+        .await,
+        "violations cleared"
+    );
+    let raw = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        &ns,
+        &kube::core::ApiResource::erase::<CustomerJourney>(&()),
+    )
+    .get("main")
+    .await
+    .unwrap();
+    let violations = &raw.data["status"]["violations"];
+    assert!(
+        violations.is_null() || violations.as_array().is_some_and(|v| v.is_empty()),
+        "{violations}"
+    );
+    // A touchpoint whose channel goes loses its collector status.
+    Api::<Channel>::namespaced(admin.clone(), &ns)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        eventually(WAIT, || async {
+            get::<Touchpoint>(&admin, &ns, "app-checkout")
+                .await
+                .and_then(|t| t.status)
+                .is_some_and(|s| {
+                    s.collector.is_none()
+                        && condition(&s.conditions, "ChannelResolved")
+                            == Some(("False".into(), "ChannelNotFound".into()))
+                })
+        })
+        .await,
+        "collector status removed with the channel"
     );
     operator.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_channel_is_a_condition_not_an_error_loop() {
-    let server = FakeApiServer::start().await;
-    server
-        .create(touchpoint("kiosk", "kiosk", "usage", 1))
-        .unwrap();
-    let operator = Operator::start(&server);
+    let (ns, admin, client) = setup("missing").await;
+    create(&admin, touchpoint(&ns, "kiosk", "kiosk", "usage", 1)).await;
+    let operator = Operator::start(client, options_for(&ns));
     assert!(
-        server
-            .wait_until(WAIT, |s| {
-                s.get_as::<Touchpoint>(Some("shop"), "kiosk")
-                    .and_then(|t| t.status)
-                    .is_some_and(|st| {
-                        st.conditions.iter().any(|c| {
-                            c.type_ == "ChannelResolved"
-                                && c.status == "False"
-                                && c.reason == "ChannelNotFound"
-                        })
-                    })
-            })
-            .await
+        eventually(WAIT, || async {
+            get::<Touchpoint>(&admin, &ns, "kiosk")
+                .await
+                .and_then(|t| t.status)
+                .is_some_and(|s| {
+                    condition(&s.conditions, "ChannelResolved")
+                        == Some(("False".into(), "ChannelNotFound".into()))
+                })
+        })
+        .await
     );
-    assert!(
-        !collector_exists(&server, "kiosk"),
-        "nothing deployed for a dangling channel"
-    );
-    assert_eq!(
-        operator
-            .metrics
-            .reconciles
-            .with_label_values(&["touchpoint", "error"])
-            .get(),
-        0
-    );
-    // Creating the channel resolves it.
-    server.create(channel("kiosk", "friendly")).unwrap();
-    assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "kiosk"))
-            .await
-    );
+    assert!(!collector_exists(&admin, &ns, "kiosk").await);
+    assert_eq!(operator.reconciles("touchpoint", "error"), 0);
+    create(&admin, channel(&ns, "kiosk", "friendly")).await;
+    assert!(eventually(WAIT, || touchpoint_ready(&admin, &ns, "kiosk")).await);
     operator.stop().await;
 }
 
-#[tokio::test]
-async fn injected_failures_and_conflicts_are_retried_until_convergence() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    server
-        .create(touchpoint("checkout", "web", "purchase", 1))
-        .unwrap();
-    server.inject(
-        FaultRule::new(Fault::internal_error())
-            .method("PATCH")
-            .path("/deployments/")
-            .times(2),
-    );
-    server.inject(
-        FaultRule::new(Fault::conflict())
-            .method("PATCH")
-            .path("/status")
-            .times(2),
-    );
-    server.inject(
-        FaultRule::new(Fault::DropConnection)
-            .method("PATCH")
-            .path("/services/")
-            .times(1),
-    );
-    let operator = Operator::start(&server);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_outages_are_retried_until_convergence() {
+    let (ns, admin, _) = setup("faults").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    create(&admin, touchpoint(&ns, "checkout", "web", "purchase", 1)).await;
+    let proxy = FaultProxy::start(&cluster().server, &cluster().ca_pem).await;
+    proxy.inject(FaultRule::on(
+        Method::PATCH,
+        "/deployments/",
+        2,
+        Fault::Status(500),
+    ));
+    proxy.inject(FaultRule::on(
+        Method::PATCH,
+        "/status",
+        2,
+        Fault::Status(409),
+    ));
+    proxy.inject(FaultRule::on(
+        Method::PATCH,
+        "/services/",
+        1,
+        Fault::DropConnection,
+    ));
+    proxy.inject(FaultRule::on(
+        Method::PATCH,
+        "/configmaps/",
+        1,
+        Fault::Delay(Duration::from_secs(3)),
+    ));
+    let client = operator_client(default_release(), Some(&proxy.url)).await;
+    let operator = Operator::start(client, options_for(&ns));
     assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "checkout"))
-            .await,
+        eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await,
         "converged despite faults"
     );
-    server
-        .set_deployment_available("shop", "collector-checkout", 1)
-        .unwrap();
-    assert!(server.wait_until(WAIT, |s| ready(s, "checkout")).await);
-    assert!(server.pending_faults().is_empty(), "every fault was hit");
-    let errors = operator
-        .metrics
-        .reconciles
-        .with_label_values(&["touchpoint", "error"])
-        .get();
-    assert!(errors >= 2, "failures were seen and retried ({errors})");
+    assert!(proxy.rules_used_up(), "every fault was hit");
+    assert!(operator.reconciles("touchpoint", "error") >= 2);
+
+    // An outage (every connection, watches included, cut; new ones refused for 3 s), then a
+    // change made during it: the operator reconnects and catches up.
+    proxy.outage(Duration::from_secs(3));
+    create(&admin, touchpoint(&ns, "support", "web", "support", 1)).await;
+    assert!(
+        eventually(WAIT, || touchpoint_ready(&admin, &ns, "support")).await,
+        "caught up after the outage"
+    );
     operator.stop().await;
 }
 
-#[tokio::test]
-async fn a_restart_mid_way_creates_no_duplicates() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    for i in 0..10 {
-        server
-            .create(touchpoint(&format!("tp-{i}"), "web", "purchase", 1))
-            .unwrap();
-    }
-    let first = Operator::start(&server);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_the_server_refuses_is_a_condition_and_an_event() {
+    let (ns, admin, _) = setup("refused").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    create(&admin, touchpoint(&ns, "checkout", "web", "purchase", 1)).await;
+    let proxy = FaultProxy::start(&cluster().server, &cluster().ca_pem).await;
+    proxy.inject(FaultRule::on(
+        Method::PATCH,
+        "/deployments/",
+        3,
+        Fault::Status(422),
+    ));
+    let client = operator_client(default_release(), Some(&proxy.url)).await;
+    let operator = Operator::start(client, options_for(&ns));
     assert!(
-        server
-            .wait_until(WAIT, |s| s.list("deployments.apps", Some("shop")).len()
-                >= 3)
-            .await
+        eventually(WAIT, || async {
+            get::<Touchpoint>(&admin, &ns, "checkout")
+                .await
+                .and_then(|t| t.status)
+                .is_some_and(|s| {
+                    condition(&s.conditions, "Ready")
+                        == Some(("False".into(), "ApplyFailed".into()))
+                })
+        })
+        .await,
+        "ApplyFailed in the Ready condition"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            events(&admin, &ns).await.iter().any(|e| {
+                e.reason.as_deref() == Some("ApplyFailed")
+                    && e.note.as_deref().is_some_and(|n| {
+                        n.contains("422") || n.contains("Invalid") || n.contains("injected")
+                    })
+            })
+        })
+        .await,
+        "an ApplyFailed Event naming the refusal"
+    );
+    assert!(
+        eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await,
+        "recovered once the server accepts"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_that_cannot_finish_is_not_ready_and_keeps_the_deployed_hash() {
+    let (ns, admin, client) = setup("rollout").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    let mut tp = touchpoint(&ns, "checkout", "web", "purchase", 1);
+    create(&admin, tp.clone()).await;
+    let operator = Operator::start(client, options_for(&ns));
+    assert!(eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await);
+    let deployed = get::<Touchpoint>(&admin, &ns, "checkout")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .collector
+        .unwrap()
+        .config_hash;
+    // A new configuration whose pods no node can take: the new ReplicaSet never becomes ready.
+    tp["spec"]["signals"]["surveys"] = json!([{"metric": "nps"}]);
+    tp["spec"]["collector"]["resources"] = json!({"requests": {"cpu": "5000"}});
+    create(&admin, tp).await;
+    assert!(
+        eventually(WAIT, || async {
+            get::<Touchpoint>(&admin, &ns, "checkout")
+                .await
+                .and_then(|t| t.status)
+                .is_some_and(|s| {
+                    s.observed_generation == Some(2)
+                        && condition(&s.conditions, "Ready")
+                            == Some(("False".into(), "CollectorRollingOut".into()))
+                })
+        })
+        .await,
+        "not Ready while the new pods cannot start"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = get::<Touchpoint>(&admin, &ns, "checkout")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(
+        condition(&status.conditions, "Ready").map(|c| c.1),
+        Some("CollectorRollingOut".to_string())
+    );
+    assert_eq!(
+        status.collector.unwrap().config_hash,
+        deployed,
+        "the deployed hash stays"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_event_notes_are_shortened_not_lost() {
+    let (ns, admin, client) = setup("notes").await;
+    // 40 channels with long names and three brand voices: the Inconsistent note is long.
+    for i in 0..40 {
+        let name = format!("channel-with-a-rather-long-descriptive-name-{i:02}");
+        create(
+            &admin,
+            channel(&ns, &name, ["friendly", "formal", "playful"][i % 3]),
+        )
+        .await;
+    }
+    let name = "j".repeat(63);
+    create(&admin, journey(&ns, &name)).await;
+    let operator = Operator::start(client, options_for(&ns));
+    assert!(
+        eventually(WAIT, || async {
+            events(&admin, &ns).await.iter().any(|e| {
+                e.reason.as_deref() == Some("Inconsistent")
+                    && e.note
+                        .as_ref()
+                        .is_some_and(|n| n.len() <= 1024 && n.ends_with('…'))
+            })
+        })
+        .await,
+        "the Inconsistent Event was published with a shortened note"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_way_creates_no_duplicates() {
+    let (ns, admin, client) = setup("restart").await;
+    create(&admin, channel(&ns, "web", "friendly")).await;
+    for i in 0..10 {
+        create(
+            &admin,
+            touchpoint(&ns, &format!("tp-{i}"), "web", "purchase", 1),
+        )
+        .await;
+    }
+    let first = Operator::start(client.clone(), options_for(&ns));
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    assert!(
+        eventually(WAIT, || async {
+            deployments
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len()
+                >= 3
+        })
+        .await
     );
     first.stop().await;
-    let second = Operator::start(&server);
+    let second = Operator::start(client, options_for(&ns));
     assert!(
-        server
-            .wait_until(WAIT, |s| (0..10)
-                .all(|i| collector_exists(s, &format!("tp-{i}"))))
-            .await
+        eventually(WAIT, || async {
+            let mut all = true;
+            for i in 0..10 {
+                all &= touchpoint_ready(&admin, &ns, &format!("tp-{i}")).await;
+            }
+            all
+        })
+        .await
     );
-    assert_eq!(server.list("deployments.apps", Some("shop")).len(), 10);
-    assert_eq!(server.list("services", Some("shop")).len(), 10);
-    assert_eq!(server.list("configmaps", Some("shop")).len(), 10);
+    assert_eq!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
+    assert_eq!(
+        Api::<Service>::namespaced(admin.clone(), &ns)
+            .list(&ListParams::default().labels("app.kubernetes.io/name=cx-collector"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
     second.stop().await;
-}
-
-#[tokio::test]
-async fn one_invalid_object_does_not_block_the_valid_ones() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    // The fake does not validate schemas, like a cluster whose CRD is older than the object.
-    let mut broken = touchpoint("broken", "web", "purchase", 1);
-    broken["spec"]["stage"] = json!("checkout");
-    server.create(broken).unwrap();
-    server
-        .create(touchpoint("valid-a", "web", "purchase", 1))
-        .unwrap();
-    server
-        .create(touchpoint("valid-b", "web", "support", 1))
-        .unwrap();
-    let operator = Operator::start(&server);
-    assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "valid-a")
-                && collector_exists(s, "valid-b"))
-            .await
-    );
-    assert!(!collector_exists(&server, "broken"));
-    assert!(
-        server
-            .wait_until(WAIT, |s| {
-                s.list("events.events.k8s.io", Some("shop"))
-                    .iter()
-                    .any(|e| e["reason"] == "InvalidObject" && e["regarding"]["name"] == "broken")
-            })
-            .await,
-        "the invalid object is reported with an Event"
-    );
-    operator.stop().await;
-}
-
-#[tokio::test]
-async fn with_leader_election_only_the_leader_writes() {
-    let server = FakeApiServer::start().await;
-    server.create(channel("web", "friendly")).unwrap();
-    server
-        .create(touchpoint("checkout", "web", "purchase", 1))
-        .unwrap();
-    let options = OperatorOptions {
-        resync: Duration::from_millis(500),
-        ..Default::default()
-    };
-    let start = |identity: &str| {
-        let metrics = Arc::new(Metrics::new());
-        let (stop, stop_rx) = watch::channel(false);
-        let (stores, _) = watch::channel(None);
-        let election = LeaderElection {
-            namespace: "default".into(),
-            name: "cx-conductor-leader".into(),
-            identity: identity.into(),
-            duration_seconds: 15,
-        };
-        let task = tokio::spawn(run_as_leader(
-            server.client(),
-            options.clone(),
-            metrics.clone(),
-            election,
-            stores,
-            stop_rx,
-        ));
-        (stop, task, metrics)
-    };
-    let (stop_a, task_a, metrics_a) = start("replica-a");
-    assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "checkout"))
-            .await
-    );
-    let (stop_b, task_b, metrics_b) = start("replica-b");
-    server
-        .create(touchpoint("support", "web", "support", 1))
-        .unwrap();
-    assert!(
-        server
-            .wait_until(WAIT, |s| collector_exists(s, "support"))
-            .await
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let total = |m: &Metrics| -> u64 {
-        ["touchpoint", "channel", "journey"]
-            .iter()
-            .flat_map(|c| ["apply", "status"].map(|w| m.writes.with_label_values(&[c, w]).get()))
-            .sum()
-    };
-    assert!(total(&metrics_a) > 0, "the leader writes");
-    assert_eq!(total(&metrics_b), 0, "the standby replica writes nothing");
-    let lease = server
-        .get(
-            "leases.coordination.k8s.io",
-            Some("default"),
-            "cx-conductor-leader",
-        )
-        .unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
-    let _ = stop_b.send(true);
-    let _ = stop_a.send(true);
-    assert!(
-        tokio::time::timeout(WAIT, task_b)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_ok()
-    );
-    assert!(
-        tokio::time::timeout(WAIT, task_a)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_ok()
-    );
 }

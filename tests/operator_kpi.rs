@@ -1,65 +1,100 @@
-//! The operator's KPI evaluation end to end without a cluster: the fake API server holds the
-//! resources, a real collector counts posted answers, a real Prometheus scrapes it, and the
-//! operator writes the KPI's status and the journey's KPI counts.
+//! The operator's KPI evaluation end to end on the real control plane: the API server holds
+//! the resources, a real collector counts posted answers, a real Prometheus scrapes it, and the
+//! operator (with the chart's ServiceAccount) writes the KPI's status, the journey's KPI counts
+//! and the namespace's PrometheusRule, which the Prometheus Operator's own CRD validates.
 
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/operator.rs"]
+mod operator_support;
 #[path = "support/prometheus.rs"]
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use cluster::{apply, cluster, eventually};
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
 use cx_conductor::core::plan::collector_config;
+use cx_conductor::kpi::rules::RULE_NAME;
 use cx_conductor::kpi::{PrometheusClient, PrometheusConfig};
-use cx_conductor::operator::kpi::KpiOptions;
-use cx_conductor::operator::{Metrics, OperatorOptions, run_controllers};
-use cx_conductor::testing::FakeApiServer;
+use cx_conductor::operator::{KpiOptions, OperatorOptions};
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::core::{ApiResource, GroupVersionKind};
+use operator_support::{Operator, full_release, operator_client};
 use serde_json::json;
 use support::{Prometheus, RunningCollector, prometheus_binary};
-use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("a read")
+}
+
+fn rules_api(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        "PrometheusRule",
+    ));
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     let Some(binary) = prometheus_binary() else {
         return;
     };
-    let server = FakeApiServer::start().await;
-    server
-        .create(json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
-            "metadata": {"name": "web", "namespace": "shop"},
-            "spec": {"type": "web", "owner": "digital", "privacy": {"consentPolicyVersion": "v7"}}}))
-        .unwrap();
-    server
-        .create(json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
-            "metadata": {"name": "checkout", "namespace": "shop"},
-            "spec": {"channel": "web", "stage": "purchase", "signals": {"surveys": [{"metric": "csat"}]},
-                     "collector": {"replicas": 1, "maxEventBytes": 65536}}}))
-        .unwrap();
+    let release = full_release();
+    let ns = cluster().namespace("kpi").await;
+    let admin = cluster().admin();
+    let create = |object: serde_json::Value| {
+        let admin = admin.clone();
+        async move {
+            apply(&admin, &object, "test").await.expect("created");
+        }
+    };
+    create(
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"type": "web", "owner": "digital", "privacy": {"consentPolicyVersion": "v7"}}}),
+    )
+    .await;
+    create(json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
+        "metadata": {"name": "checkout", "namespace": ns},
+        "spec": {"channel": "web", "stage": "purchase", "signals": {"surveys": [{"metric": "csat"}]},
+                 "collector": {"replicas": 1, "maxEventBytes": 65536}}}))
+    .await;
     let kpi = |name: &str, target: f64, min_samples: i64| {
         json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "ExperienceKPI",
-            "metadata": {"name": name, "namespace": "shop"},
+            "metadata": {"name": name, "namespace": ns},
             "spec": {"indicator": {"builtin": "csat"}, "scope": {"stage": "purchase"},
                      "objective": {"target": target, "direction": "atLeast"}, "window": "1h", "interval": "2s",
                      "minSamples": min_samples, "owner": "digital", "journey": "main"}})
     };
-    server.create(kpi("checkout-csat", 75.0, 5)).unwrap();
-    server.create(kpi("ambitious-csat", 95.0, 5)).unwrap();
-    server.create(kpi("demanding-csat", 75.0, 1000)).unwrap();
-    server
-        .create(
-            json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
-            "metadata": {"name": "main", "namespace": "shop"},
-            "spec": {"owner": "cx", "stages": ["purchase"]}}),
-        )
-        .unwrap();
+    create(kpi("checkout-csat", 75.0, 5)).await;
+    create(kpi("ambitious-csat", 95.0, 5)).await;
+    create(kpi("demanding-csat", 75.0, 1000)).await;
+    create(
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
+        "metadata": {"name": "main", "namespace": ns},
+        "spec": {"owner": "cx", "stages": ["purchase"]}}),
+    )
+    .await;
 
     // A real collector for the touchpoint, with the configuration the operator would deploy.
-    let touchpoint = server
-        .get_as::<Touchpoint>(Some("shop"), "checkout")
-        .unwrap();
-    let channel = server.get_as::<Channel>(Some("shop"), "web").unwrap();
+    let touchpoint: Touchpoint = get(&admin, &ns, "checkout").await.unwrap();
+    let channel: Channel = get(&admin, &ns, "web").await.unwrap();
     let collector = RunningCollector::start(&collector_config(&touchpoint, Some(&channel))).await;
     let prometheus = Prometheus::start(binary, &[collector.addr], "1s").await;
     // Prometheus must see the zero-valued series first, or increase() cannot count the answers.
@@ -82,49 +117,41 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
 
     let client = PrometheusClient::new(PrometheusConfig::new(prometheus.url.clone())).unwrap();
     let options = OperatorOptions {
+        namespaces: vec![ns.clone()],
         resync: Duration::from_secs(1),
         kpi: Some(KpiOptions {
             prometheus: Arc::new(client),
-            prometheus_rules: None,
+            prometheus_rules: Some(
+                [("release".to_string(), "kube-prometheus-stack".to_string())].into(),
+            ),
         }),
         ..Default::default()
     };
-    let metrics = Arc::new(Metrics::new());
-    let (stop, stop_rx) = watch::channel(false);
-    let (stores, _) = watch::channel(None);
-    let task = tokio::spawn(run_controllers(
-        server.client(),
-        options,
-        metrics.clone(),
-        stores,
-        stop_rx,
-    ));
+    let operator = Operator::start(operator_client(release, None).await, options);
+    let metrics = operator.metrics.clone();
 
-    let status = |s: &FakeApiServer, name: &str| {
-        s.get_as::<ExperienceKPI>(Some("shop"), name)
-            .and_then(|k| k.status)
+    let status = |name: &'static str| {
+        let admin = admin.clone();
+        let ns = ns.clone();
+        async move {
+            get::<ExperienceKPI>(&admin, &ns, name)
+                .await
+                .and_then(|k| k.status)
+        }
     };
     assert!(
-        server
-            .wait_until(WAIT, |s| [
-                "checkout-csat",
-                "ambitious-csat",
-                "demanding-csat"
-            ]
-            .iter()
-            .all(|n| status(s, n).is_some_and(|st| st.state.is_some())))
-            .await,
-        "every KPI evaluated: {:?}\n{}\n{:?}",
-        server.list("experiencekpis.cx.conductor.dev", Some("shop")),
-        metrics.encode(),
-        server
-            .requests()
-            .iter()
-            .filter(|r| r.path.contains("experiencekpis"))
-            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
-            .collect::<Vec<_>>()
+        eventually(WAIT, || async {
+            let mut all = true;
+            for name in ["checkout-csat", "ambitious-csat", "demanding-csat"] {
+                all &= status(name).await.is_some_and(|st| st.state.is_some());
+            }
+            all
+        })
+        .await,
+        "every KPI evaluated\n{}",
+        metrics.encode()
     );
-    let met = status(&server, "checkout-csat").unwrap();
+    let met = status("checkout-csat").await.unwrap();
     assert_eq!(met.state, Some(KpiState::Met), "{met:?}");
     let value = met.value.unwrap();
     assert!(
@@ -143,58 +170,83 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
             .any(|c| c.type_ == "QueryValid" && c.status == "True")
     );
     assert_eq!(
-        status(&server, "ambitious-csat").unwrap().state,
+        status("ambitious-csat").await.unwrap().state,
         Some(KpiState::Breached)
     );
     assert_eq!(
-        status(&server, "demanding-csat").unwrap().state,
+        status("demanding-csat").await.unwrap().state,
         Some(KpiState::InsufficientData)
     );
 
     // The journey counts its KPIs by state.
     assert!(
-        server
-            .wait_until(WAIT, |s| s
-                .get_as::<CustomerJourney>(Some("shop"), "main")
+        eventually(WAIT, || async {
+            get::<CustomerJourney>(&admin, &ns, "main")
+                .await
                 .and_then(|j| j.status)
-                .is_some_and(|st| st.kpis.met == 1
-                    && st.kpis.breached == 1
-                    && st.kpis.insufficient_data == 1))
-            .await,
+                .is_some_and(|st| {
+                    st.kpis.met == 1 && st.kpis.breached == 1 && st.kpis.insufficient_data == 1
+                })
+        })
+        .await,
         "journey KPI counts"
     );
     // The gauges are exported with the KPI's labels.
     let text = metrics.encode();
     assert!(
-        text.contains(r#"cx_kpi_value{indicator="csat",journey="main",kpi="checkout-csat",namespace="shop",owner="digital",stage="purchase"} 80"#),
+        text.contains(&format!(r#"cx_kpi_value{{indicator="csat",journey="main",kpi="checkout-csat",namespace="{ns}",owner="digital",stage="purchase"}} 80"#)),
         "{text}"
     );
-    assert!(text.contains(r#"cx_kpi_state{indicator="csat",journey="main",kpi="ambitious-csat",namespace="shop",owner="digital",stage="purchase",state="Breached"} 1"#), "{text}");
+    assert!(text.contains(&format!(r#"cx_kpi_state{{indicator="csat",journey="main",kpi="ambitious-csat",namespace="{ns}",owner="digital",stage="purchase",state="Breached"}} 1"#)), "{text}");
 
     // The next cycle keeps this one as the previous value, with no change of gap.
     assert!(
-        server
-            .wait_until(WAIT, |s| status(s, "checkout-csat")
-                .is_some_and(|st| st.previous_value.is_some()))
-            .await
+        eventually(WAIT, || async {
+            status("checkout-csat")
+                .await
+                .is_some_and(|st| st.previous_value.is_some())
+        })
+        .await
     );
-    let second = status(&server, "checkout-csat").unwrap();
+    let second = status("checkout-csat").await.unwrap();
     assert!((second.previous_value.unwrap() - 80.0).abs() < 1e-6);
     assert!(second.gap_change.unwrap().abs() < 1e-6, "{second:?}");
     assert!(
-        server
-            .wait_until(WAIT, |s| status(s, "ambitious-csat")
-                .is_some_and(|st| st.previous_value.is_some()))
-            .await
+        eventually(WAIT, || async {
+            status("ambitious-csat")
+                .await
+                .is_some_and(|st| st.previous_value.is_some())
+        })
+        .await
+    );
+
+    // The namespace's PrometheusRule passes the Prometheus Operator's own schema.
+    let rules = rules_api(&admin, &ns);
+    assert!(
+        eventually(WAIT, || async {
+            rules.get_opt(RULE_NAME).await.unwrap().is_some()
+        })
+        .await,
+        "PrometheusRule applied"
+    );
+    let rule = rules.get(RULE_NAME).await.unwrap();
+    assert_eq!(
+        rule.metadata.labels.as_ref().unwrap()["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(
+        rule.data["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6,
+        "two alerts per KPI"
     );
 
     // Deleting a KPI removes its series.
-    server
-        .delete(
-            "experiencekpis.cx.conductor.dev",
-            Some("shop"),
-            "ambitious-csat",
-        )
+    let kpis: Api<ExperienceKPI> = Api::namespaced(admin.clone(), &ns);
+    kpis.delete("ambitious-csat", &DeleteParams::default())
+        .await
         .unwrap();
     let gone = async {
         loop {
@@ -207,6 +259,89 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     tokio::time::timeout(WAIT, gone)
         .await
         .expect("series of a deleted KPI removed");
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(WAIT, task).await;
+
+    // The last KPI of the namespace goes: so does its PrometheusRule.
+    for name in ["checkout-csat", "demanding-csat"] {
+        kpis.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    assert!(
+        eventually(WAIT, || async {
+            rules.get_opt(RULE_NAME).await.unwrap().is_none()
+        })
+        .await,
+        "PrometheusRule removed with the last KPI"
+    );
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
+    let release = full_release();
+    let ns = cluster().namespace("monitoring-off").await;
+    let admin = cluster().admin();
+    for object in [
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
+            "metadata": {"name": "web", "namespace": ns}, "spec": {"type": "web"}}),
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
+            "metadata": {"name": "checkout", "namespace": ns},
+            "spec": {"channel": "web", "stage": "purchase", "signals": {"surveys": [{"metric": "csat"}]}}}),
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "ExperienceKPI",
+            "metadata": {"name": "csat", "namespace": ns},
+            "spec": {"indicator": {"builtin": "csat"}, "objective": {"target": 80, "direction": "atLeast"},
+                     "window": "1h", "interval": "1m"}}),
+    ] {
+        apply(&admin, &object, "test").await.expect("created");
+    }
+    let prometheus =
+        Arc::new(PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap());
+    let options = |on: bool| OperatorOptions {
+        namespaces: vec![ns.clone()],
+        resync: Duration::from_secs(2),
+        plan: cx_conductor::core::plan::PlanOptions {
+            service_monitor: on,
+            ..Default::default()
+        },
+        kpi: Some(KpiOptions {
+            prometheus: prometheus.clone(),
+            prometheus_rules: on.then(Default::default),
+        }),
+    };
+    let monitors = Api::<DynamicObject>::namespaced_with(
+        admin.clone(),
+        &ns,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "monitoring.coreos.com",
+            "v1",
+            "ServiceMonitor",
+        )),
+    );
+    let rules = rules_api(&admin, &ns);
+    let on = Operator::start(operator_client(release, None).await, options(true));
+    assert!(
+        eventually(WAIT, || async {
+            monitors
+                .get_opt("collector-checkout")
+                .await
+                .unwrap()
+                .is_some()
+                && rules.get_opt(RULE_NAME).await.unwrap().is_some()
+        })
+        .await,
+        "ServiceMonitor and PrometheusRule applied"
+    );
+    on.stop().await;
+    let off = Operator::start(operator_client(release, None).await, options(false));
+    assert!(
+        eventually(WAIT, || async {
+            monitors
+                .get_opt("collector-checkout")
+                .await
+                .unwrap()
+                .is_none()
+                && rules.get_opt(RULE_NAME).await.unwrap().is_none()
+        })
+        .await,
+        "both removed once turned off"
+    );
+    off.stop().await;
 }

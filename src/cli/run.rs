@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use crate::core::plan::PlanOptions;
 use crate::kpi::{BearerToken, PrometheusClient, PrometheusConfig};
+use crate::operator::KpiOptions;
 use crate::operator::http::{HttpState, router};
-use crate::operator::kpi::KpiOptions;
 use crate::operator::{LeaderElection, Metrics, OperatorOptions, run_as_leader, run_controllers};
 
 /// Options of `cx-conductor run`.

@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use serde_json::json;
 
 use crate::api::{Channel, ChannelStatus, CustomerJourney, Touchpoint};
 use crate::core::analysis::collector_ready;
@@ -19,6 +17,7 @@ use crate::core::world::namespace_of;
 use super::conditions::{self, Verdict};
 use super::context::{Context, valid};
 use super::error::Result;
+use super::shell;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "channel";
@@ -97,7 +96,7 @@ pub fn desired_status(
 pub async fn reconcile(guard: Arc<DeserializeGuard<Channel>>, ctx: Arc<Context>) -> Result<Action> {
     let channel = match &guard.0 {
         Ok(c) => c,
-        Err(invalid) => return super::report_invalid::<Channel>(invalid, &ctx, CONTROLLER).await,
+        Err(invalid) => return shell::report_invalid::<Channel>(invalid, &ctx, CONTROLLER).await,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = desired_status(
@@ -106,19 +105,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Channel>>, ctx: Arc<Context>)
         &valid(&ctx.stores.journeys),
         &now,
     );
-    if Some(&status) != channel.status.as_ref() {
-        let api: Api<Channel> = Api::namespaced(ctx.client.clone(), namespace_of(channel));
-        api.patch_status(
-            &channel.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
-        ctx.metrics
-            .writes
-            .with_label_values(&[CONTROLLER, "status"])
-            .inc();
-    }
+    shell::write_status(&ctx, CONTROLLER, channel, &status).await?;
     Ok(Action::requeue(ctx.options.resync))
 }
 

@@ -1,6 +1,6 @@
 //! What every controller shares: the client, the caches of every kind, options and metrics.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use kube::{Client, Resource};
 
 use crate::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
 use crate::core::plan::PlanOptions;
+use crate::kpi::PrometheusClient;
 
 use super::metrics::Metrics;
 
@@ -41,6 +42,32 @@ pub struct Stores {
     pub network_policies: Store<NetworkPolicy>,
 }
 
+impl Stores {
+    /// Whether every cache has received its first full list; false if a watch stopped for good.
+    pub async fn wait_until_ready(&self) -> bool {
+        let (a, b, c, d, e, f, g, h, i) = tokio::join!(
+            self.channels.wait_until_ready(),
+            self.touchpoints.wait_until_ready(),
+            self.kpis.wait_until_ready(),
+            self.journeys.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.pdbs.wait_until_ready(),
+            self.network_policies.wait_until_ready(),
+        );
+        a.is_ok()
+            && b.is_ok()
+            && c.is_ok()
+            && d.is_ok()
+            && e.is_ok()
+            && f.is_ok()
+            && g.is_ok()
+            && h.is_ok()
+            && i.is_ok()
+    }
+}
+
 /// Valid objects of a guarded store (invalid ones are reported by their own reconcile).
 pub fn valid<K>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
 where
@@ -64,7 +91,18 @@ pub struct OperatorOptions {
     /// Periodic resync of every object, a safety net behind the watches.
     pub resync: Duration,
     /// KPI evaluation against Prometheus; `None`: KPIs are not evaluated.
-    pub kpi: Option<super::kpi::KpiOptions>,
+    pub kpi: Option<KpiOptions>,
+}
+
+/// Settings of KPI evaluation.
+#[derive(Clone)]
+pub struct KpiOptions {
+    /// The Prometheus to query.
+    pub prometheus: Arc<PrometheusClient>,
+    /// Apply one PrometheusRule per namespace (needs the Prometheus Operator's CRDs); with these
+    /// labels, so the Prometheus `ruleSelector` picks it up. `None`: rules are not applied, and
+    /// those applied earlier are removed.
+    pub prometheus_rules: Option<BTreeMap<String, String>>,
 }
 
 impl Default for OperatorOptions {

@@ -26,8 +26,21 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .with_state(state)
+}
+
+/// Ready only while this replica runs the controllers on synced caches: a standby replica (or
+/// one still listing the cluster) answers 503, so the metrics Service routes to the leader.
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.stores.borrow().is_some() {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "standby: not leading, or caches not synced yet",
+        )
+    }
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {

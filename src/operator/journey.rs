@@ -4,12 +4,10 @@
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::Resource;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use crate::api::{CustomerJourney, CustomerJourneyStatus};
 use crate::core::world::namespace_of;
@@ -18,6 +16,7 @@ use crate::core::{JourneyAssessment, World, assess_journey};
 use super::conditions::{self, Verdict};
 use super::context::{Context, valid};
 use super::error::Result;
+use super::shell;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "journey";
@@ -136,7 +135,7 @@ pub async fn reconcile(
     let journey = match &guard.0 {
         Ok(j) => j,
         Err(invalid) => {
-            return super::report_invalid::<CustomerJourney>(invalid, &ctx, CONTROLLER).await;
+            return shell::report_invalid::<CustomerJourney>(invalid, &ctx, CONTROLLER).await;
         }
     };
     let namespace = namespace_of(journey).to_string();
@@ -161,18 +160,7 @@ pub async fn reconcile(
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = desired_status(journey, &assessment, &now);
     let previous = journey.status.clone().unwrap_or_default();
-    if status != previous {
-        let api: Api<CustomerJourney> = Api::namespaced(ctx.client.clone(), &namespace);
-        api.patch_status(
-            &journey.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
-        ctx.metrics
-            .writes
-            .with_label_values(&[CONTROLLER, "status"])
-            .inc();
+    if shell::write_status(&ctx, CONTROLLER, journey, &status).await? {
         publish_transitions(journey, &previous, &status, &ctx).await;
     }
     Ok(Action::requeue(ctx.options.resync))
@@ -205,5 +193,5 @@ async fn publish_transitions(
     if is("Ready") && !was("Ready") {
         events.push((EventType::Normal, "JourneyReady", message("Ready")));
     }
-    super::publish(ctx, CONTROLLER, "Assess", &journey.object_ref(&()), events).await;
+    shell::publish(ctx, CONTROLLER, "Assess", &journey.object_ref(&()), events).await;
 }

@@ -6,44 +6,35 @@
 //! Evaluation is driven by time, not by watch events, so it is a loop over the shared KPI cache
 //! rather than a `Controller`; journeys see the new states through their KPI watch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use tokio::sync::watch;
 
 use crate::api::{ExperienceKPI, ExperienceKPIStatus, KpiState};
 use crate::core::World;
+use crate::core::plan::hash;
 use crate::core::world::namespace_of;
+use crate::kpi::rules::{RULE_NAME, prometheus_rules};
 use crate::kpi::{
-    KpiError, KpiLabels, KpiMetrics, KpiRequest, PrometheusClient, QueryScope, WindowSpec,
-    evaluate, measure_cycle, status_changed,
+    KpiError, KpiLabels, KpiMetrics, KpiRequest, QueryScope, WindowSpec, evaluate, measure_cycle,
+    status_changed,
 };
 
-use super::apply::apply_if_drifted;
 use super::conditions::{self, Verdict};
-use super::context::{Stores, valid};
-use super::metrics::Metrics;
+use super::context::{Context, KpiOptions, valid};
+use super::shell;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "kpi";
 /// How often the loop looks for KPIs that are due.
 pub const TICK: Duration = Duration::from_secs(5);
-
-/// Settings of KPI evaluation.
-#[derive(Clone)]
-pub struct KpiOptions {
-    /// The Prometheus to query.
-    pub prometheus: Arc<PrometheusClient>,
-    /// Apply one PrometheusRule per namespace (needs the Prometheus Operator's CRDs); with these
-    /// labels, so the Prometheus `ruleSelector` picks it up.
-    pub prometheus_rules: Option<BTreeMap<String, String>>,
-}
 
 /// When each KPI was last measured, and for which generation.
 #[derive(Default)]
@@ -118,14 +109,8 @@ pub fn next_status(
 }
 
 /// Runs the evaluation loop until `shutdown` turns true.
-pub async fn run(
-    client: kube::Client,
-    stores: Stores,
-    metrics: Arc<Metrics>,
-    options: KpiOptions,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let kpi_metrics = match KpiMetrics::new(&metrics.registry) {
+pub async fn run(ctx: Arc<Context>, options: KpiOptions, mut shutdown: watch::Receiver<bool>) {
+    let kpi_metrics = match KpiMetrics::new(&ctx.metrics.registry) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "cannot register KPI metrics; KPI evaluation disabled");
@@ -134,17 +119,15 @@ pub async fn run(
     };
     let mut schedule = Schedule::default();
     let mut exported: HashMap<(String, String), ()> = HashMap::new();
+    let mut rules = RuleTracker::default();
+    if options.prometheus_rules.is_some() {
+        rules.namespaces = existing_rule_namespaces(&ctx).await;
+    }
     loop {
-        cycle(
-            &client,
-            &stores,
-            &metrics,
-            &kpi_metrics,
-            &options,
-            &mut schedule,
-            &mut exported,
-        )
-        .await;
+        cycle(&ctx, &kpi_metrics, &options, &mut schedule, &mut exported).await;
+        if let Some(labels) = &options.prometheus_rules {
+            rules.sync(&ctx, labels).await;
+        }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.wait_for(|s| *s) => return,
@@ -153,14 +136,14 @@ pub async fn run(
 }
 
 async fn cycle(
-    client: &kube::Client,
-    stores: &Stores,
-    metrics: &Metrics,
+    ctx: &Context,
     kpi_metrics: &KpiMetrics,
     options: &KpiOptions,
     schedule: &mut Schedule,
     exported: &mut HashMap<(String, String), ()>,
 ) {
+    let stores = &ctx.stores;
+    let metrics = &ctx.metrics;
     let channels = valid(&stores.channels);
     let touchpoints = valid(&stores.touchpoints);
     let kpis = valid(&stores.kpis);
@@ -190,40 +173,22 @@ async fn cycle(
                 .reconcile_duration
                 .with_label_values(&[CONTROLLER])
                 .start_timer();
-            let written = if status_changed(kpi.status.as_ref(), &status) {
-                let api: Api<ExperienceKPI> = Api::namespaced(client.clone(), namespace_of(kpi));
-                api.patch_status(
-                    &kpi.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": status })),
-                )
-                .await
-                .map(|_| true)
-            } else {
-                Ok(false)
-            };
+            let written = shell::write_status(ctx, CONTROLLER, kpi, &status).await;
             timer.observe_duration();
             match written {
-                Ok(wrote) => {
-                    if wrote {
-                        metrics
-                            .writes
-                            .with_label_values(&[CONTROLLER, "status"])
-                            .inc();
-                    }
+                Ok(_) => {
                     metrics
                         .reconciles
                         .with_label_values(&[CONTROLLER, "ok"])
                         .inc();
                     schedule.done(kpi, started);
                 }
-                Err(e) => {
+                Err(error) => {
                     // Not marked done: retried on the next tick.
                     metrics
                         .reconciles
                         .with_label_values(&[CONTROLLER, "error"])
                         .inc();
-                    let error = super::error::Error::Kube(e);
                     metrics
                         .reconcile_errors
                         .with_label_values(&[CONTROLLER, error.reason()])
@@ -251,35 +216,113 @@ async fn cycle(
         schedule.last.remove(&key);
     }
     exported.extend(alive);
+}
 
-    if let Some(labels) = &options.prometheus_rules {
-        for rule in crate::kpi::rules::prometheus_rules(&kpis, labels) {
-            let name = rule.metadata.name.clone().unwrap_or_default();
+/// The Prometheus Operator's PrometheusRule kind.
+pub fn prometheus_rule_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        "PrometheusRule",
+    ))
+}
+
+/// Namespaces holding a PrometheusRule the operator applied (an absent CRD: none).
+async fn existing_rule_namespaces(ctx: &Context) -> BTreeSet<String> {
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &prometheus_rule_resource());
+    let params = ListParams::default().labels("app.kubernetes.io/managed-by=cx-conductor");
+    match api.list_metadata(&params).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter(|o| o.metadata.name.as_deref() == Some(RULE_NAME))
+            .filter_map(|o| o.metadata.namespace)
+            .filter(|ns| ctx.options.namespaces.is_empty() || ctx.options.namespaces.contains(ns))
+            .collect(),
+        Err(kube::Error::Api(s)) if s.code == 404 => BTreeSet::new(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list PrometheusRules");
+            BTreeSet::new()
+        }
+    }
+}
+
+/// Removes every PrometheusRule the operator applied, when rules are turned off.
+pub async fn remove_rules(ctx: &Context) {
+    let resource = prometheus_rule_resource();
+    for namespace in existing_rule_namespaces(ctx).await {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+        if let Err(error) = shell::delete(ctx, CONTROLLER, &api, RULE_NAME).await {
+            tracing::warn!(%namespace, %error, "cannot remove the PrometheusRule");
+        }
+    }
+}
+
+/// The PrometheusRules applied: one per namespace with KPIs; re-read from the server only when
+/// the rules change or a resync period passed, so a steady state costs no request.
+#[derive(Default)]
+struct RuleTracker {
+    namespaces: BTreeSet<String>,
+    applied: HashMap<String, (String, Instant)>,
+}
+
+impl RuleTracker {
+    async fn sync(&mut self, ctx: &Context, labels: &BTreeMap<String, String>) {
+        let kpis = valid(&ctx.stores.kpis);
+        let resource = prometheus_rule_resource();
+        let mut wanted = BTreeSet::new();
+        for rule in prometheus_rules(&kpis, labels) {
             let namespace = rule.metadata.namespace.clone().unwrap_or_default();
+            wanted.insert(namespace.clone());
             let Ok(desired) = serde_json::to_value(&rule) else {
                 continue;
             };
-            let resource = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-                "monitoring.coreos.com",
-                "v1",
-                "PrometheusRule",
-            ));
-            let api: Api<kube::api::DynamicObject> =
-                Api::namespaced_with(client.clone(), &namespace, &resource);
-            let observed = match api.get_opt(&name).await {
+            let fingerprint = hash(&desired.to_string());
+            let fresh = self
+                .applied
+                .get(&namespace)
+                .is_some_and(|(h, at)| *h == fingerprint && at.elapsed() < ctx.options.resync);
+            if fresh {
+                continue;
+            }
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+            let observed = match api.get_opt(RULE_NAME).await {
                 Ok(o) => o.and_then(|o| serde_json::to_value(o).ok()),
-                Err(e) => {
-                    tracing::warn!(%namespace, error = %e, "cannot read the PrometheusRule");
+                Err(error) => {
+                    tracing::warn!(%namespace, %error, "cannot read the PrometheusRule");
                     continue;
                 }
             };
-            match apply_if_drifted(client, &desired, observed.as_ref()).await {
-                Ok(true) => metrics
-                    .writes
-                    .with_label_values(&[CONTROLLER, "apply"])
-                    .inc(),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(%namespace, error = %e, "cannot apply the PrometheusRule"),
+            match shell::apply_all(ctx, CONTROLLER, &[(desired, observed)]).await {
+                Ok(()) => {
+                    self.applied
+                        .insert(namespace.clone(), (fingerprint, Instant::now()));
+                    self.namespaces.insert(namespace);
+                }
+                Err(error) => {
+                    tracing::warn!(%namespace, %error, "cannot apply the PrometheusRule")
+                }
+            }
+        }
+        // The last KPI of a namespace went: so does its rule.
+        for namespace in self
+            .namespaces
+            .difference(&wanted)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+            match shell::delete(ctx, CONTROLLER, &api, RULE_NAME).await {
+                Ok(()) => {
+                    self.namespaces.remove(&namespace);
+                    self.applied.remove(&namespace);
+                }
+                Err(error) => {
+                    tracing::warn!(%namespace, %error, "cannot remove the PrometheusRule")
+                }
             }
         }
     }

@@ -14,22 +14,21 @@ pub mod http;
 pub mod journey;
 pub mod kpi;
 pub mod metrics;
+pub mod shell;
 pub mod touchpoint;
 
 use std::fmt::Debug;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DynamicObject, ListParams};
 use kube::core::DeserializeGuard;
-use kube::core::error_boundary::InvalidObject;
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -38,10 +37,10 @@ use tokio::sync::watch;
 
 use crate::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
 
-pub use context::{Context, OperatorOptions, Stores};
+pub use context::{Context, KpiOptions, OperatorOptions, Stores};
 pub use metrics::Metrics;
 
-use error::{Error, Result};
+use shell::{error_policy, observed};
 
 /// Label every collector object carries; the operator caches only objects with it.
 pub const COLLECTOR_SELECTOR: &str = "app.kubernetes.io/name=cx-collector";
@@ -115,111 +114,6 @@ where
     Shared { store, subscribers }
 }
 
-/// Records the outcome of a reconcile in metrics and the backoff bookkeeping.
-async fn observed(
-    controller: &'static str,
-    key: String,
-    ctx: Arc<Context>,
-    reconcile: impl Future<Output = Result<Action>>,
-) -> Result<Action> {
-    let timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&[controller])
-        .start_timer();
-    let result = reconcile.await;
-    timer.observe_duration();
-    match &result {
-        Ok(_) => {
-            ctx.metrics
-                .reconciles
-                .with_label_values(&[controller, "ok"])
-                .inc();
-            ctx.succeeded(&key);
-        }
-        Err(error) => {
-            ctx.metrics
-                .reconciles
-                .with_label_values(&[controller, "error"])
-                .inc();
-            ctx.metrics
-                .reconcile_errors
-                .with_label_values(&[controller, error.reason()])
-                .inc();
-            tracing::warn!(controller, object = %key, reason = error.reason(), %error, "reconcile failed");
-        }
-    }
-    result
-}
-
-/// Retry with exponential backoff per object, so one failing object never slows the others.
-fn error_policy<K: Resource<DynamicType = ()>>(
-    object: Arc<K>,
-    _error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    let key = context::key_of_object(object.as_ref());
-    Action::requeue(ctx.backoff(&key))
-}
-
-/// Publishes Events about one object (kube's recorder folds repeats into a series) and counts
-/// each as a write of `controller`.
-pub(crate) async fn publish(
-    ctx: &Context,
-    controller: &'static str,
-    action: &str,
-    reference: &ObjectReference,
-    events: Vec<(EventType, &str, String)>,
-) {
-    for (type_, reason, note) in events {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        match ctx.recorder.publish(&event, reference).await {
-            Ok(()) => ctx
-                .metrics
-                .writes
-                .with_label_values(&[controller, "event"])
-                .inc(),
-            Err(error) => tracing::warn!(controller, reason, %error, "cannot publish an Event"),
-        }
-    }
-}
-
-/// An object that does not parse as its kind: reported as a Warning Event on it, and left out
-/// of every computation, so it never blocks the valid ones.
-pub(crate) async fn report_invalid<K: Resource<DynamicType = ()>>(
-    invalid: &InvalidObject,
-    ctx: &Context,
-    controller: &'static str,
-) -> Result<Action> {
-    let meta = &invalid.metadata;
-    let reference = ObjectReference {
-        api_version: Some(K::api_version(&()).into_owned()),
-        kind: Some(K::kind(&()).into_owned()),
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        ..Default::default()
-    };
-    tracing::warn!(controller, name = ?meta.name, namespace = ?meta.namespace, error = %invalid.error, "invalid object skipped");
-    let note = format!("cannot be read as a {}: {}", K::kind(&()), invalid.error);
-    publish(
-        ctx,
-        controller,
-        "Validate",
-        &reference,
-        vec![(EventType::Warning, "InvalidObject", note)],
-    )
-    .await;
-    Ok(Action::await_change())
-}
-
 /// Runs every controller until `shutdown` turns true. Returns when they have drained.
 pub async fn run_controllers(
     client: Client,
@@ -256,8 +150,16 @@ pub async fn run_controllers(
         pdbs: pdbs.store.clone(),
         network_policies: policies.store.clone(),
     };
-    let _ = stores_out.send(Some(stores.clone()));
     let ctx = Arc::new(Context::new(client, stores.clone(), options, metrics));
+    // Ready (and serving gauges) once every cache holds the cluster's state.
+    let stores_out = Arc::new(stores_out);
+    let (ready_stores, publish_to) = (stores.clone(), stores_out.clone());
+    tasks.push(tokio::spawn(async move {
+        if ready_stores.wait_until_ready().await {
+            let _ = publish_to.send(Some(ready_stores));
+        }
+    }));
+    tasks.push(tokio::spawn(remove_unplanned_monitoring(ctx.clone())));
     let config = ControllerConfig::default()
         .concurrency(8)
         .debounce(Duration::from_millis(100));
@@ -354,16 +256,10 @@ pub async fn run_controllers(
             .for_each(|_| std::future::ready(()));
 
     let kpi_loop = {
-        let options = ctx.options.kpi.clone();
-        let (client, stores, metrics, shutdown) = (
-            ctx.client.clone(),
-            stores.clone(),
-            ctx.metrics.clone(),
-            shutdown.clone(),
-        );
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {
-            if let Some(options) = options {
-                kpi::run(client, stores, metrics, options, shutdown).await;
+            if let Some(options) = ctx.options.kpi.clone() {
+                kpi::run(ctx, options, shutdown).await;
             }
         }
     };
@@ -377,6 +273,53 @@ pub async fn run_controllers(
         task.abort();
     }
     let _ = stores_out.send(None);
+}
+
+/// ServiceMonitors and PrometheusRules the operator applied under an earlier configuration are
+/// removed once that option is off (deleted touchpoints take theirs along by garbage
+/// collection). Without the Prometheus Operator's CRDs there is nothing to do.
+async fn remove_unplanned_monitoring(ctx: Arc<Context>) {
+    if !ctx.options.plan.service_monitor {
+        let api: Api<DynamicObject> =
+            Api::all_with(ctx.client.clone(), &touchpoint::service_monitor_resource());
+        let found = match api
+            .list_metadata(&ListParams::default().labels(COLLECTOR_SELECTOR))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(s)) if s.code == 404 => vec![],
+            Err(error) => {
+                tracing::warn!(%error, "cannot list ServiceMonitors to remove");
+                vec![]
+            }
+        };
+        let namespaces = &ctx.options.namespaces;
+        for monitor in found {
+            let (Some(namespace), Some(name)) = (monitor.metadata.namespace, monitor.metadata.name)
+            else {
+                continue;
+            };
+            if !namespaces.is_empty() && !namespaces.contains(&namespace) {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                ctx.client.clone(),
+                &namespace,
+                &touchpoint::service_monitor_resource(),
+            );
+            if let Err(error) = shell::delete(&ctx, touchpoint::CONTROLLER, &api, &name).await {
+                tracing::warn!(%namespace, %name, %error, "cannot remove a ServiceMonitor");
+            }
+        }
+    }
+    let rules_on = ctx
+        .options
+        .kpi
+        .as_ref()
+        .is_some_and(|k| k.prometheus_rules.is_some());
+    if !rules_on {
+        kpi::remove_rules(&ctx).await;
+    }
 }
 
 /// Leader election settings.

@@ -1,41 +1,47 @@
 //! Touchpoint controller: deploys the collector the core plans, repairs drift, and reports the
-//! collector's endpoint, replicas and readiness in status.
+//! collector's endpoint, replicas and rollout in status.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::core::DeserializeGuard;
+use kube::api::{Api, DynamicObject};
+use kube::core::{ApiResource, DeserializeGuard, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{Channel, CollectorStatus, Touchpoint, TouchpointStatus};
-use crate::core::plan::{CollectorPlan, collector_name, plan_collector};
+use crate::core::plan::{CONFIG_HASH_ANNOTATION, CollectorPlan, collector_name, plan_collector};
 use crate::core::world::namespace_of;
 
-use super::apply::apply_if_drifted;
 use super::conditions::{self, Verdict};
 use super::context::{Context, key_of};
-use super::error::{Error, Result};
+use super::error::Result;
+use super::shell;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "touchpoint";
 
 /// The status a touchpoint should have, from what exists: pure, so every case is unit-tested.
+/// `apply_error` is why the collector's objects could not be applied, when they could not.
 pub fn desired_status(
     touchpoint: &Touchpoint,
     channel_found: bool,
     plan: Option<&CollectorPlan>,
     deployment: Option<&Deployment>,
+    apply_error: Option<&str>,
     now: &Time,
 ) -> TouchpointStatus {
     let existing = touchpoint.status.clone().unwrap_or_default();
     let generation = touchpoint.metadata.generation;
-    let desired = touchpoint.spec.collector.replicas;
+    // Someone else may scale the Deployment (kubectl scale, an autoscaler): its count is the one
+    // pods follow.
+    let desired = deployment
+        .and_then(|d| d.spec.replicas)
+        .unwrap_or(touchpoint.spec.collector.replicas);
     let ready = deployment
         .and_then(|d| d.status.as_ref())
         .and_then(|s| s.ready_replicas)
@@ -58,21 +64,21 @@ pub fn desired_status(
             ),
         ));
     }
-    verdicts.push(if !channel_found {
-        Verdict::no(
+    let rollout = match (plan, apply_error) {
+        (_, Some(error)) => Verdict::no(
+            "Ready",
+            "ApplyFailed",
+            format!("the collector's objects could not be applied: {error}"),
+        ),
+        (None, None) => Verdict::no(
             "Ready",
             "ChannelNotFound",
             "no collector is deployed until the channel exists",
-        )
-    } else if let Some(verdict) = deployment_verdict(deployment, desired, ready) {
-        verdict
-    } else {
-        Verdict::yes(
-            "Ready",
-            "CollectorAvailable",
-            format!("{ready}/{desired} collector replicas ready"),
-        )
-    });
+        ),
+        (Some(plan), None) => rollout_verdict(deployment, &plan.config_hash, desired, ready),
+    };
+    let rolled_out = rollout.status;
+    verdicts.push(rollout);
     verdicts.push(if touchpoint.spec.paused {
         Verdict::yes(
             "Paused",
@@ -86,6 +92,15 @@ pub fn desired_status(
             "the collector's objects follow the touchpoint",
         )
     });
+    // The hash deployed is the planned one only once every pod runs it.
+    let deployed_hash = if rolled_out {
+        plan.map(|p| p.config_hash.clone())
+    } else {
+        existing
+            .collector
+            .as_ref()
+            .and_then(|c| c.config_hash.clone())
+    };
     TouchpointStatus {
         observed_generation: generation,
         collector: plan.map(|p| CollectorStatus {
@@ -93,71 +108,113 @@ pub fn desired_status(
             ready_replicas: ready,
             replicas: desired,
             replicas_summary: Some(format!("{ready}/{desired}")),
-            config_hash: Some(p.config_hash.clone()),
+            config_hash: deployed_hash,
         }),
         conditions: conditions::merge(&existing.conditions, &verdicts, generation, now),
     }
 }
 
-/// Why the collector is not ready, from the Deployment's own conditions (so a crash-looping or
-/// unschedulable collector says so); `None` when it is ready.
-fn deployment_verdict(
+/// Whether the collector Deployment runs the planned configuration on every desired pod, decided
+/// the way `kubectl rollout status` does (observed generation, updated, total and available
+/// replicas), and if not, why (from the Deployment's own conditions).
+fn rollout_verdict(
     deployment: Option<&Deployment>,
+    planned_hash: &str,
     desired: i32,
     ready: i32,
-) -> Option<Verdict> {
+) -> Verdict {
     let Some(deployment) = deployment else {
-        return Some(Verdict::no(
+        return Verdict::no(
             "Ready",
             "CollectorPending",
             "the collector Deployment does not exist yet",
-        ));
+        );
     };
-    if desired == 0 {
-        return Some(Verdict::no(
-            "Ready",
-            "ScaledToZero",
-            "spec.collector.replicas is 0: nothing listens at this touchpoint",
-        ));
-    }
-    if ready >= desired {
-        return None;
-    }
-    let conditions = deployment
-        .status
+    let template_hash = deployment
+        .spec
+        .template
+        .metadata
         .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let failed = |type_: &str| {
-        conditions
-            .iter()
-            .find(|c| c.type_.as_deref() == Some(type_) && c.status.as_deref() == Some("False"))
-    };
-    if let Some(c) = failed("Progressing") {
-        return Some(Verdict::no(
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION));
+    if template_hash.map(String::as_str) != Some(planned_hash) {
+        return Verdict::no(
+            "Ready",
+            "CollectorUpdating",
+            "the collector Deployment is being updated to the new configuration",
+        );
+    }
+    let status = deployment.status.clone().unwrap_or_default();
+    let conditions = status.conditions.clone().unwrap_or_default();
+    let deadline_exceeded = conditions.iter().find(|c| {
+        c.type_.as_deref() == Some("Progressing")
+            && c.status.as_deref() == Some("False")
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if let Some(c) = deadline_exceeded {
+        return Verdict::no(
             "Ready",
             "CollectorRolloutFailed",
             format!(
                 "{ready}/{desired} replicas ready; {}",
                 c.message.clone().unwrap_or_default()
             ),
-        ));
+        );
     }
-    if let Some(c) = failed("Available") {
-        return Some(Verdict::no(
+    if desired == 0 {
+        return Verdict::no(
             "Ready",
-            "CollectorUnavailable",
-            format!(
-                "{ready}/{desired} replicas ready; {}",
-                c.message.clone().unwrap_or_default()
-            ),
-        ));
+            "ScaledToZero",
+            "the collector is scaled to 0 replicas: nothing listens at this touchpoint",
+        );
     }
-    Some(Verdict::no(
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Verdict::no(
+            "Ready",
+            "CollectorRollingOut",
+            "the Deployment controller has not yet seen the latest collector Deployment",
+        );
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < desired || total > updated {
+        return Verdict::no(
+            "Ready",
+            "CollectorRollingOut",
+            format!(
+                "{updated}/{desired} replicas run the new configuration; {} old ones remain",
+                (total - updated).max(0)
+            ),
+        );
+    }
+    if available < desired {
+        let unavailable = conditions.iter().find(|c| {
+            matches!(c.type_.as_deref(), Some("Available" | "Progressing"))
+                && c.status.as_deref() == Some("False")
+        });
+        return match unavailable {
+            Some(c) => Verdict::no(
+                "Ready",
+                "CollectorUnavailable",
+                format!(
+                    "{ready}/{desired} replicas ready; {}",
+                    c.message.clone().unwrap_or_default()
+                ),
+            ),
+            None => Verdict::no(
+                "Ready",
+                "CollectorStarting",
+                format!("{ready}/{desired} replicas ready"),
+            ),
+        };
+    }
+    Verdict::yes(
         "Ready",
-        "CollectorStarting",
-        format!("{ready}/{desired} replicas ready"),
-    ))
+        "CollectorAvailable",
+        format!("{ready}/{desired} collector replicas ready"),
+    )
 }
 
 fn find<K: Resource<DynamicType = ()> + Clone>(
@@ -180,7 +237,7 @@ pub async fn reconcile(
     let touchpoint = match &guard.0 {
         Ok(t) => t,
         Err(invalid) => {
-            return super::report_invalid::<Touchpoint>(invalid, &ctx, CONTROLLER).await;
+            return shell::report_invalid::<Touchpoint>(invalid, &ctx, CONTROLLER).await;
         }
     };
     let namespace = namespace_of(touchpoint).to_string();
@@ -192,9 +249,11 @@ pub async fn reconcile(
         .as_ref()
         .map(|c| plan_collector(touchpoint, Some(c), &ctx.options.plan));
 
-    if let Some(plan) = plan.as_ref().filter(|_| !touchpoint.spec.paused) {
-        apply_plan(plan, &ctx, &namespace).await?;
-    }
+    let applied = match plan.as_ref().filter(|_| !touchpoint.spec.paused) {
+        Some(plan) => apply_plan(plan, &ctx, &namespace).await,
+        None => Ok(()),
+    };
+    let apply_error = applied.as_ref().err().map(ToString::to_string);
 
     let deployment = find(&stores.deployments, &namespace, &collector_name(&name));
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -203,51 +262,40 @@ pub async fn reconcile(
         channel.is_some(),
         plan.as_ref(),
         deployment.as_deref(),
+        apply_error.as_deref(),
         &now,
     );
     let previous = touchpoint.status.clone().unwrap_or_default();
-    if status != previous {
-        let api: Api<Touchpoint> = Api::namespaced(ctx.client.clone(), &namespace);
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
-        ctx.metrics
-            .writes
-            .with_label_values(&[CONTROLLER, "status"])
-            .inc();
+    if shell::write_status(&ctx, CONTROLLER, touchpoint, &status).await? {
         publish_transitions(touchpoint, &previous, &status, &ctx).await;
     }
+    // A failed apply is in status and an Event; the error also retries with backoff.
+    applied?;
     Ok(Action::requeue(ctx.options.resync))
 }
 
 async fn apply_plan(plan: &CollectorPlan, ctx: &Context, namespace: &str) -> Result<()> {
     let stores = &ctx.stores;
     let name = plan.config_map.metadata.name.clone().unwrap_or_default();
-    let desired: Vec<(Value, Option<Value>)> = vec![
-        (
-            serde_json::to_value(&plan.config_map)?,
-            to_json(find(&stores.config_maps, namespace, &name)),
-        ),
-        (
-            serde_json::to_value(&plan.service)?,
-            to_json(find(&stores.services, namespace, &name)),
-        ),
-        (
-            serde_json::to_value(&plan.deployment)?,
-            to_json(find(&stores.deployments, namespace, &name)),
-        ),
-    ];
-    for (object, observed) in &desired {
-        if apply_if_drifted(&ctx.client, object, observed.as_ref()).await? {
-            ctx.metrics
-                .writes
-                .with_label_values(&[CONTROLLER, "apply"])
-                .inc();
-        }
-    }
+    shell::apply_all(
+        ctx,
+        CONTROLLER,
+        &[
+            (
+                serde_json::to_value(&plan.config_map)?,
+                to_json(find(&stores.config_maps, namespace, &name)),
+            ),
+            (
+                serde_json::to_value(&plan.service)?,
+                to_json(find(&stores.services, namespace, &name)),
+            ),
+            (
+                serde_json::to_value(&plan.deployment)?,
+                to_json(find(&stores.deployments, namespace, &name)),
+            ),
+        ],
+    )
+    .await?;
     // Optional objects: applied when planned, deleted when no longer planned.
     let pdb = find(&stores.pdbs, namespace, &name);
     reconcile_optional(
@@ -262,25 +310,24 @@ async fn apply_plan(plan: &CollectorPlan, ctx: &Context, namespace: &str) -> Res
     reconcile_optional(ctx, namespace, &name, plan.network_policy.as_ref(), policy).await?;
     if let Some(monitor) = &plan.service_monitor {
         // No cache for ServiceMonitors (the CRD may be absent): read before writing.
-        let resource = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-            "monitoring.coreos.com",
-            "v1",
-            "ServiceMonitor",
-        ));
-        let api: Api<kube::api::DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), namespace, &service_monitor_resource());
         let observed = api
             .get_opt(&name)
             .await?
             .and_then(|o| serde_json::to_value(o).ok());
-        if apply_if_drifted(&ctx.client, monitor, observed.as_ref()).await? {
-            ctx.metrics
-                .writes
-                .with_label_values(&[CONTROLLER, "apply"])
-                .inc();
-        }
+        shell::apply_all(ctx, CONTROLLER, &[(monitor.clone(), observed)]).await?;
     }
     Ok(())
+}
+
+/// The Prometheus Operator's ServiceMonitor kind.
+pub fn service_monitor_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+    ))
 }
 
 /// Applies an optional object when planned (and drifted), deletes it when no longer planned.
@@ -300,75 +347,60 @@ where
 {
     match (desired, observed) {
         (Some(desired), observed) => {
-            if apply_if_drifted(
-                &ctx.client,
-                &serde_json::to_value(desired)?,
-                to_json(observed).as_ref(),
+            shell::apply_all(
+                ctx,
+                CONTROLLER,
+                &[(serde_json::to_value(desired)?, to_json(observed))],
             )
-            .await?
-            {
-                ctx.metrics
-                    .writes
-                    .with_label_values(&[CONTROLLER, "apply"])
-                    .inc();
-            }
+            .await
         }
         (None, Some(_)) => {
             let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-            delete_ignoring_missing(api.delete(name, &DeleteParams::default()).await)?;
-            ctx.metrics
-                .writes
-                .with_label_values(&[CONTROLLER, "delete"])
-                .inc();
+            shell::delete(ctx, CONTROLLER, &api, name).await
         }
-        (None, None) => {}
-    }
-    Ok(())
-}
-
-fn delete_ignoring_missing<T>(result: kube::Result<T>) -> Result<()> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
+        (None, None) => Ok(()),
     }
 }
 
 /// Events on meaningful transitions only: the collector became ready or stopped being ready,
-/// the channel went missing.
+/// its objects could not be applied, the channel went missing.
 async fn publish_transitions(
     touchpoint: &Touchpoint,
     before: &TouchpointStatus,
     after: &TouchpointStatus,
     ctx: &Context,
 ) {
-    let was_ready = conditions::is_true(&before.conditions, "Ready");
-    let is_ready = conditions::is_true(&after.conditions, "Ready");
+    let ready_of = |status: &TouchpointStatus| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()))
+            .unwrap_or_default()
+    };
+    let (was_ready, was_reason, _) = ready_of(before);
+    let (is_ready, reason, message) = ready_of(after);
     let had_channel =
         before.conditions.is_empty() || conditions::is_true(&before.conditions, "ChannelResolved");
     let has_channel = conditions::is_true(&after.conditions, "ChannelResolved");
-    let message = |type_: &str| {
-        after
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_)
-            .map(|c| c.message.clone())
-            .unwrap_or_default()
-    };
     let mut events = Vec::new();
     if is_ready && !was_ready {
-        events.push((EventType::Normal, "CollectorReady", message("Ready")));
+        events.push((EventType::Normal, "CollectorReady", message));
+    } else if reason == "ApplyFailed" && was_reason != "ApplyFailed" {
+        events.push((EventType::Warning, "ApplyFailed", message));
     } else if was_ready && !is_ready {
-        events.push((EventType::Warning, "CollectorNotReady", message("Ready")));
+        events.push((EventType::Warning, "CollectorNotReady", message));
     }
     if had_channel && !has_channel {
-        events.push((
-            EventType::Warning,
-            "ChannelNotFound",
-            message("ChannelResolved"),
-        ));
+        let note = after
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ChannelResolved")
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        events.push((EventType::Warning, "ChannelNotFound", note));
     }
-    super::publish(
+    shell::publish(
         ctx,
         CONTROLLER,
         "Reconcile",

@@ -63,14 +63,15 @@ pub fn cluster() -> &'static Cluster {
             String::from_utf8_lossy(&started.stderr)
         );
         let kubeconfig = PathBuf::from(String::from_utf8_lossy(&started.stdout).trim().to_string());
-        let bin = PathBuf::from(String::from_utf8_lossy(&script("bin").stdout).trim().to_string());
+        let bin = PathBuf::from(
+            String::from_utf8_lossy(&script("bin").stdout)
+                .trim()
+                .to_string(),
+        );
         let config = Kubeconfig::read_from(&kubeconfig).expect("the admin kubeconfig reads");
         let cluster = &config.clusters[0].cluster.as_ref().expect("a cluster");
         let server = cluster.server.clone().expect("a server URL");
-        let ca_path = cluster
-            .certificate_authority
-            .clone()
-            .expect("a CA file");
+        let ca_path = cluster.certificate_authority.clone().expect("a CA file");
         let ca_pem = std::fs::read(&ca_path).expect("the CA reads");
         let admin_token = std::fs::read_to_string(kubeconfig.with_file_name("admin.token"))
             .expect("the admin token reads")
@@ -125,9 +126,10 @@ impl Cluster {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let api: Api<Namespace> = Api::all(self.admin());
-        let namespace: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"cx-test": "true"}}}))
-                .expect("a namespace");
+        let namespace: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {"cx-test": "true"}}}),
+        )
+        .expect("a namespace");
         api.create(&PostParams::default(), &namespace)
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
@@ -138,18 +140,17 @@ impl Cluster {
     pub async fn service_account_token(&self, namespace: &str, name: &str) -> String {
         let api: Api<ServiceAccount> = Api::namespaced(self.admin(), namespace);
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
+            spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(3600),
                 ..Default::default()
-            },
+            }),
             ..Default::default()
         };
         let answer = api
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .unwrap_or_else(|e| panic!("token for {namespace}/{name}: {e}"));
-        answer.status.expect("a token").token
+        answer.status.and_then(|s| s.token).expect("a token")
     }
 
     /// Runs a binary of the control plane (`kubectl`, `helm`) with the admin kubeconfig.
@@ -157,9 +158,18 @@ impl Cluster {
         Command::new(self.bin.join(tool))
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("HELM_CACHE_HOME", self.bin.parent().expect("cache").join("helm-cache"))
-            .env("HELM_CONFIG_HOME", self.bin.parent().expect("cache").join("helm-config"))
-            .env("HELM_DATA_HOME", self.bin.parent().expect("cache").join("helm-data"))
+            .env(
+                "HELM_CACHE_HOME",
+                self.bin.parent().expect("cache").join("helm-cache"),
+            )
+            .env(
+                "HELM_CONFIG_HOME",
+                self.bin.parent().expect("cache").join("helm-config"),
+            )
+            .env(
+                "HELM_DATA_HOME",
+                self.bin.parent().expect("cache").join("helm-data"),
+            )
             .current_dir(root())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"))
@@ -189,13 +199,7 @@ impl Cluster {
     pub fn install_crds(&self) {
         static ONCE: OnceLock<()> = OnceLock::new();
         ONCE.get_or_init(|| {
-            self.kubectl_ok(&[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                "crds/",
-            ]);
+            self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", "crds/"]);
             self.kubectl_ok(&[
                 "wait",
                 "--for=condition=Established",
@@ -232,8 +236,12 @@ pub async fn apply(client: &Client, object: &Value, manager: &str) -> kube::Resu
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(object))
-        .await
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(object),
+    )
+    .await
 }
 
 /// Polls `check` until it answers true or `timeout` passes; whether it did.

@@ -99,9 +99,10 @@ type Body = BoxBody<Bytes, hyper::Error>;
 fn full(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert("content-type", "application/json".parse().expect("a header"));
+    response.headers_mut().insert(
+        "content-type",
+        "application/json".parse().expect("a header"),
+    );
     response
 }
 
@@ -267,7 +268,11 @@ async fn forward(
     let (mut parts, body) = request.into_parts();
     let target = format!(
         "{upstream}{}",
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
     );
     parts.uri = target.parse().map_err(std::io::Error::other)?;
     parts.headers.remove(http::header::HOST);
