@@ -230,3 +230,34 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::io::Read;
+    for args in [
+        &[
+            "check",
+            "-f",
+            "examples/retail",
+            "--plan",
+            "--network-policy",
+            "--service-monitor",
+        ][..],
+        &["crd"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -c 10`: read a little, then close the pipe.
+        let mut first = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}

@@ -8,9 +8,7 @@
 //! Notes (documents of other API groups, skipped) are neither.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use serde::Serialize;
 
@@ -20,8 +18,6 @@ use crate::core::world::namespace_of;
 use crate::core::{Analysis, Finding, JourneyAssessment, World, analyze};
 use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
 use crate::schema::SchemaValidator;
-
-use super::{CheckArgs, ColorChoice, OutputFormat};
 
 /// Exit code when findings of severity error exist.
 pub const EXIT_ERRORS: u8 = 1;
@@ -166,57 +162,4 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         },
     };
     CheckOutcome { report, plans }
-}
-
-/// Runs `check` from the command line: prints the report and returns the exit code.
-pub fn run(args: &CheckArgs) -> ExitCode {
-    let options = PlanOptions {
-        default_image: args
-            .collector_image
-            .clone()
-            .unwrap_or_else(|| PlanOptions::default().default_image),
-        service_monitor: args.service_monitor,
-        network_policy: args.network_policy,
-    };
-    let outcome = match check_paths(&args.paths, &options) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_UNUSABLE);
-        }
-    };
-    if args.plan {
-        print!("{}", render_plan(&outcome.plans));
-    } else {
-        match args.output {
-            OutputFormat::Json => match serde_json::to_string_pretty(&outcome.report) {
-                Ok(json) => println!("{json}"),
-                Err(e) => {
-                    eprintln!("error: cannot render the report: {e}");
-                    return ExitCode::from(EXIT_UNUSABLE);
-                }
-            },
-            OutputFormat::Text => {
-                let color = match args.color {
-                    ColorChoice::Always => true,
-                    ColorChoice::Never => false,
-                    ColorChoice::Auto => std::io::stdout().is_terminal(),
-                };
-                print!("{}", super::report::render_text(&outcome.report, color));
-            }
-        }
-    }
-    ExitCode::from(outcome.exit_code())
-}
-
-/// The planned objects as one multi-document YAML, in apply order.
-pub fn render_plan(plans: &[CollectorPlan]) -> String {
-    let mut out = String::new();
-    for plan in plans {
-        for object in plan.objects() {
-            out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
-        }
-    }
-    out
 }

@@ -1,9 +1,11 @@
-//! The human-readable `check` report: one section per journey, a table per section.
+//! Rendering a check's outcome: the human-readable report (one section per journey), JSON, and
+//! the deployment plan. Rendering depends on the check's types; the check never on rendering.
 
 use std::fmt::Write;
 
 use crate::api::Severity;
 use crate::core::Finding;
+use crate::core::plan::CollectorPlan;
 
 use super::check::CheckReport;
 
@@ -261,5 +263,17 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         "\n{verdict}: {} errors, {} warnings",
         s.errors, s.warnings
     );
+    out
+}
+
+/// The planned objects as one multi-document YAML, in apply order.
+pub fn render_plan(plans: &[CollectorPlan]) -> String {
+    let mut out = String::new();
+    for plan in plans {
+        for object in plan.objects() {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
+        }
+    }
     out
 }
