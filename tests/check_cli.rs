@@ -31,7 +31,11 @@ fn clean_examples_exit_0_with_a_report_grouped_by_journey() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("Journey retail/retail — readiness 77 (customer-centric)"),
+        stdout.contains("\nJourney retail/retail (examples/retail/journey.yaml:2)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("readiness:    100 (customer-centric), over 17 of 22 points (kpis-met, collectors-ready not evaluated offline)"),
         "{stdout}"
     );
     assert!(stdout.contains("OK: 0 errors, 0 warnings"), "{stdout}");
@@ -53,7 +57,11 @@ fn findings_of_severity_error_exit_1() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("brand.voice differs: friendly-expert on app, call-centre, chat, email, store, web; formal on marketplace"), "{stdout}");
-    assert!(stdout.contains("FAILED: 1 errors, 0 warnings"), "{stdout}");
+    assert!(
+        stdout.contains("error[consistency]: examples/retail/journey.yaml:14: brand.voice differs"),
+        "the finding names the rule's file and line: {stdout}"
+    );
+    assert!(stdout.contains("FAILED: 1 error, 0 warnings"), "{stdout}");
 }
 
 #[test]
@@ -85,6 +93,41 @@ fn json_output_is_stable_and_machine_readable() {
 }
 
 #[test]
+fn every_finding_and_refusal_names_its_file_and_line_in_json() {
+    let mut args = vec!["check", "-o", "json", "-f", "examples/retail"];
+    let broken: Vec<String> = std::fs::read_dir("examples/broken")
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    for b in &broken {
+        args.extend(["-f", b.as_str()]);
+    }
+    let out = cx(&args, None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut findings: Vec<&serde_json::Value> =
+        report["findings"].as_array().unwrap().iter().collect();
+    for j in report["journeys"].as_array().unwrap() {
+        assert!(j["file"].is_string() && j["line"].is_u64(), "{j}");
+        findings.extend(j["findings"].as_array().unwrap());
+    }
+    for r in report["rejected"].as_array().unwrap() {
+        findings.extend(r["violations"].as_array().unwrap());
+    }
+    assert!(findings.len() >= 12, "{report:#}");
+    for f in findings {
+        assert!(
+            f["file"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("examples/")),
+            "{f}"
+        );
+        assert!(f["line"].as_u64().is_some_and(|l| l > 1), "{f}");
+    }
+}
+
+#[test]
 fn stdin_is_read_with_a_dash() {
     let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broken/bad-enum.yaml"),
@@ -93,8 +136,10 @@ fn stdin_is_read_with_a_dash() {
     let out = cx(&["check", "-f", "-"], Some(&manifest));
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout.contains("-:4"), "{stdout}");
-    assert!(stdout.contains("spec.stage"), "{stdout}");
+    assert!(
+        stdout.contains("error[schema]: -:11: Touchpoint retail/web-checkout-v2: spec.stage: \"checkout\" is not one of"),
+        "the line of the field, not of the document: {stdout}"
+    );
 }
 
 #[test]

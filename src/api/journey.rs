@@ -299,7 +299,7 @@ pub struct KpiCounts {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Readiness {
-    /// Percentage of criteria weight passed, 0-100.
+    /// Percentage of the evaluated criteria weight that passed, 0-100.
     pub score: i32,
     /// customer-centric (>= 72), gaps-to-close (>= 36) or structural-weaknesses.
     pub band: ReadinessBand,
@@ -341,6 +341,14 @@ pub struct CriterionResult {
     pub weight: i32,
     /// Whether it passed.
     pub passed: bool,
+    /// False when the criterion could not be judged (KPI states and collector readiness when
+    /// checking manifests without a cluster): it then counts neither for nor against the score.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub evaluated: bool,
     /// Why it passed or failed, and what to do to pass it.
     pub reason: String,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }

@@ -2,10 +2,13 @@
 //! cluster. Load → schema validation → consistency, coverage, readiness → deployment plan → report.
 //!
 //! Severity: **errors** are what the API server would refuse (schema and CEL violations, duplicate
-//! names) and findings that make a journey not Ready (broken consistency rules of severity error,
-//! dangling references, KPI scopes that match nothing, duplicate touchpoints, coverage gaps the
-//! journey requires). **Warnings** are consistency rules declared with `severity: warning`.
-//! Notes (documents of other API groups, skipped) are neither.
+//! names and list items) and findings that make a journey not Ready or a KPI measure the wrong
+//! thing (broken consistency rules of severity error, rules that check nothing, dangling
+//! references, KPI scopes that match nothing, duplicate touchpoints, coverage gaps the journey
+//! requires). **Warnings** are what is legitimate but probably a mistake: rules declared with
+//! `severity: warning`, objects no journey looks at, KPIs without an owner. Notes (documents of
+//! other API groups, skipped) are neither. Every finding names the file and line of the field to
+//! change.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +18,7 @@ use serde::Serialize;
 use crate::api::Severity;
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
 use crate::core::world::namespace_of;
-use crate::core::{Analysis, Finding, JourneyAssessment, World, analyze};
+use crate::core::{Analysis, Finding, FindingCode, JourneyAssessment, World, analyze};
 use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
 use crate::schema::SchemaValidator;
 
@@ -93,22 +96,65 @@ impl CheckOutcome {
     }
 }
 
-/// Checks the manifests under `paths`. `Err` means the input is unusable (exit 2).
+/// Checks the manifests under `paths`. `Err` means the input is unusable (exit 2): unreadable,
+/// not YAML, or holding no cx.conductor.dev resource at all (nothing to check is not "OK").
 pub fn check_paths(paths: &[PathBuf], options: &PlanOptions) -> Result<CheckOutcome, LoadError> {
     let documents = load_paths(paths)?;
     let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
+    let resources = inventory.origins.len() + inventory.rejected.len();
+    if resources == 0 {
+        let given: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let given = given.join(", ");
+        return Err(if documents.is_empty() {
+            LoadError::NothingToCheck {
+                message: format!(
+                    "{given}: no manifest found (no .yaml, .yml or .json file with a document in it)"
+                ),
+            }
+        } else {
+            let skipped: Vec<String> = inventory
+                .skipped
+                .iter()
+                .map(|s| format!("{} at {}", s.what, s.origin))
+                .collect();
+            LoadError::NothingToCheck {
+                message: format!(
+                    "{given}: no cx.conductor.dev resource to check ({} skipped: {})",
+                    if skipped.len() == 1 {
+                        "1 document".to_string()
+                    } else {
+                        format!("{} documents", skipped.len())
+                    },
+                    crate::core::analysis::list(&skipped)
+                ),
+            }
+        });
+    }
     Ok(check_inventory(&inventory, options))
 }
 
-/// Checks accepted objects: the pure part of `check`.
+/// Checks accepted objects: the pure part of `check`. Statuses in the manifests are not trusted:
+/// KPI states and collector readiness are "not evaluated offline".
 pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOutcome {
     let world = World::new(
         &inventory.channels,
         &inventory.touchpoints,
         &inventory.kpis,
         &inventory.journeys,
-    );
-    let analysis: Analysis = analyze(&world);
+    )
+    .offline();
+    let mut analysis: Analysis = analyze(&world);
+    for finding in analysis.findings.iter_mut().chain(
+        analysis
+            .journeys
+            .iter_mut()
+            .flat_map(|j| j.findings.iter_mut()),
+    ) {
+        locate(finding, inventory);
+    }
+    for journey in &mut analysis.journeys {
+        journey.origin = inventory.origins.get(&journey.journey).cloned();
+    }
     let mut order: Vec<usize> = (0..inventory.touchpoints.len()).collect();
     order.sort_by_key(|&i| {
         let t = &inventory.touchpoints[i];
@@ -162,4 +208,28 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         },
     };
     CheckOutcome { report, plans }
+}
+
+/// Fills in where a finding's field is written, and, when the object it names was refused by the
+/// schema, says so: the refusal is the cause to fix first.
+fn locate(finding: &mut Finding, inventory: &Inventory) {
+    let (object, field) = finding.place();
+    finding.origin = inventory.locate(object, field);
+    let refused_kind = match finding.code {
+        FindingCode::DanglingChannel | FindingCode::DanglingScopeChannel => "Channel",
+        FindingCode::DanglingJourney => "CustomerJourney",
+        _ => return,
+    };
+    let Some(name) = finding.detail.as_deref() else {
+        return;
+    };
+    let namespace = &finding.subject.namespace;
+    if let Some(refused) = inventory.rejected.iter().find(|r| {
+        r.object.kind == refused_kind && r.object.name == name && &r.object.namespace == namespace
+    }) {
+        finding.message.push_str(&format!(
+            "; {} was refused by the schema at {}: fix that first",
+            refused.object, refused.origin
+        ));
+    }
 }

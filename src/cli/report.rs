@@ -79,36 +79,24 @@ fn table(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
-fn finding_rows(style: &Style, findings: &[&Finding], with_subject: bool) -> Vec<Vec<String>> {
-    let mut rows = vec![if with_subject {
-        vec![
-            "SEVERITY".into(),
-            "CODE".into(),
-            "OBJECT".into(),
-            "MESSAGE".into(),
-        ]
-    } else {
-        vec![
-            "SEVERITY".into(),
-            "CODE".into(),
-            "ABOUT".into(),
-            "MESSAGE".into(),
-        ]
-    }];
-    for f in findings {
-        let about = if with_subject {
-            f.subject.to_string()
-        } else {
-            f.detail.clone().unwrap_or_default()
-        };
-        rows.push(vec![
-            style.severity(f.severity),
-            f.code.as_str().into(),
-            about,
-            f.message.clone(),
-        ]);
-    }
-    rows
+/// "1 journey", "2 journeys".
+fn count(n: usize, one: &str, many: &str) -> String {
+    crate::core::analysis::count(n, one, many)
+}
+
+/// One finding as one line: `error[code]: file:line: message`, the form editors and CI logs link.
+fn diagnostic(style: &Style, finding: &Finding) -> String {
+    let place = finding
+        .origin
+        .as_ref()
+        .map(|o| format!("{o}: "))
+        .unwrap_or_default();
+    format!(
+        "{}[{}]: {place}{}",
+        style.severity(finding.severity),
+        finding.code,
+        finding.message
+    )
 }
 
 /// The text report of a check.
@@ -118,12 +106,12 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} {} channels, {} touchpoints, {} KPIs, {} journeys",
+        "{} {}, {}, {}, {}",
         style.bold("cx-conductor check:"),
-        s.channels,
-        s.touchpoints,
-        s.kpis,
-        s.journeys
+        count(s.channels, "channel", "channels"),
+        count(s.touchpoints, "touchpoint", "touchpoints"),
+        count(s.kpis, "KPI", "KPIs"),
+        count(s.journeys, "journey", "journeys"),
     );
 
     if !report.skipped.is_empty() {
@@ -140,76 +128,131 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         out.push_str(&table(&rows, "  "));
     }
 
+    // Causes first: what the API server would refuse, then single objects, then journeys.
     if !report.rejected.is_empty() {
         let _ = writeln!(
             out,
             "\n{}",
             style.bold("Refused by the schema (the API server would reject these)")
         );
-        let mut rows = vec![vec![
-            "WHERE".into(),
-            "OBJECT".into(),
-            "FIELD".into(),
-            "RULE".into(),
-            "PROBLEM".into(),
-        ]];
         for r in &report.rejected {
             for v in &r.violations {
-                rows.push(vec![
-                    r.origin.to_string(),
-                    r.object.to_string(),
-                    if v.field.is_empty() {
-                        "<object>".into()
-                    } else {
-                        v.field.clone()
-                    },
-                    v.rule.clone(),
-                    v.message.clone(),
-                ]);
+                let origin = v.origin.as_ref().unwrap_or(&r.origin);
+                let field = if v.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", v.field)
+                };
+                let _ = writeln!(
+                    out,
+                    "  {}[schema]: {origin}: {}: {field}{}",
+                    style.severity(Severity::Error),
+                    r.object,
+                    v.message
+                );
             }
         }
-        out.push_str(&table(&rows, "  "));
+    }
+
+    if !report.findings.is_empty() {
+        let _ = writeln!(out, "\n{}", style.bold("Objects"));
+        for f in &report.findings {
+            let _ = writeln!(out, "  {}", diagnostic(&style, f));
+        }
     }
 
     for j in &report.journeys {
         let readiness = &j.readiness;
         let _ = writeln!(
             out,
-            "\n{} — readiness {} ({})",
+            "\n{}{}",
             style.bold(&format!(
                 "Journey {}/{}",
                 j.journey.namespace, j.journey.name
             )),
-            readiness.score,
-            readiness.band.as_str()
+            j.origin
+                .as_ref()
+                .map(|o| format!(" ({o})"))
+                .unwrap_or_default()
         );
-        let k = &j.kpi_counts;
         let _ = writeln!(
             out,
-            "  channels:    {}",
+            "  channels:     {}",
             if j.channels.is_empty() {
-                "-".into()
+                "none".into()
             } else {
                 j.channels.join(", ")
             }
         );
+        let _ = writeln!(out, "  touchpoints:  {}", j.touchpoints.len());
+        let k = &j.kpi_counts;
+        if j.statuses_known {
+            let _ = writeln!(
+                out,
+                "  KPIs:         {} (met {}, at risk {}, breached {}, insufficient data {}, not evaluated {})",
+                j.kpis.len(),
+                k.met,
+                k.at_risk,
+                k.breached,
+                k.insufficient_data,
+                k.unknown
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  KPIs:         {}{}",
+                j.kpis.len(),
+                if j.kpis.is_empty() {
+                    ""
+                } else {
+                    ", states not evaluated offline"
+                }
+            );
+        }
+        let total: i32 = readiness.criteria.iter().map(|c| c.weight).sum();
+        let evaluated: i32 = readiness
+            .criteria
+            .iter()
+            .filter(|c| c.evaluated)
+            .map(|c| c.weight)
+            .sum();
+        let not_evaluated: Vec<&str> = readiness
+            .criteria
+            .iter()
+            .filter(|c| !c.evaluated)
+            .map(|c| c.id.as_str())
+            .collect();
+        let over = if not_evaluated.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", over {evaluated} of {total} points ({} not evaluated offline)",
+                not_evaluated.join(", ")
+            )
+        };
         let _ = writeln!(
             out,
-            "  touchpoints: {} · KPIs: {} (met {}, at risk {}, breached {}, insufficient data {}, not evaluated {})",
-            j.touchpoints.len(),
-            j.kpis.len(),
-            k.met,
-            k.at_risk,
-            k.breached,
-            k.insufficient_data,
-            k.unknown
+            "  readiness:    {} ({}){over}",
+            readiness.score,
+            readiness.band.as_str()
         );
         if j.findings.is_empty() {
-            let _ = writeln!(out, "  findings:    none — consistent and covered");
+            let _ = writeln!(out, "  findings:     none: consistent and covered");
         } else {
-            let _ = writeln!(out, "  findings:");
-            let findings: Vec<&Finding> = j.findings.iter().collect();
-            out.push_str(&table(&finding_rows(&style, &findings, false), "    "));
+            let errors = j
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
+            let _ = writeln!(
+                out,
+                "  findings:     {}, {}",
+                count(errors, "error", "errors"),
+                count(j.findings.len() - errors, "warning", "warnings")
+            );
+            for f in &j.findings {
+                let _ = writeln!(out, "    {}", diagnostic(&style, f));
+            }
         }
         let _ = writeln!(out, "  readiness criteria:");
         let rows: Vec<Vec<String>> = readiness
@@ -217,7 +260,11 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
             .iter()
             .map(|c| {
                 vec![
-                    style.mark(c.passed),
+                    if c.evaluated {
+                        style.mark(c.passed)
+                    } else {
+                        style.paint("2", "n/a")
+                    },
                     c.id.clone(),
                     format!("×{}", c.weight),
                     c.reason.clone(),
@@ -227,19 +274,13 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         out.push_str(&table(&rows, "    "));
     }
 
-    if !report.findings.is_empty() {
-        let _ = writeln!(out, "\n{}", style.bold("Other findings"));
-        let findings: Vec<&Finding> = report.findings.iter().collect();
-        out.push_str(&table(&finding_rows(&style, &findings, true), "  "));
-    }
-
     let p = &report.plan;
     let objects: Vec<String> = p.objects.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let _ = writeln!(
         out,
-        "\n{} {} collectors: {} (print them with --plan)",
+        "\n{} {}: {} (print them with --plan)",
         style.bold("Plan:"),
-        p.collectors,
+        count(p.collectors, "collector", "collectors"),
         if objects.is_empty() {
             "no objects".into()
         } else {
@@ -260,8 +301,9 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "\n{verdict}: {} errors, {} warnings",
-        s.errors, s.warnings
+        "\n{verdict}: {}, {}",
+        count(s.errors, "error", "errors"),
+        count(s.warnings, "warning", "warnings")
     );
     out
 }

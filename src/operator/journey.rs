@@ -57,7 +57,7 @@ pub fn desired_status(
         let gaps: Vec<String> = assessment
             .findings
             .iter()
-            .filter(|f| f.code != crate::core::FindingCode::Consistency)
+            .filter(|f| f.code.is_coverage())
             .map(|f| f.message.clone())
             .collect();
         Verdict::no("Covered", "CoverageGaps", gaps.join("; "))
