@@ -306,3 +306,67 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}");
     }
 }
+
+#[test]
+fn plan_as_json_is_one_list_and_errors_are_said_on_stderr() {
+    let out = cx(
+        &["check", "-f", "examples/retail", "--plan", "-o", "json"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 15 + 15 + 15 + 3);
+    assert_eq!(items[0]["kind"], "ConfigMap");
+
+    let out = cx(
+        &[
+            "check",
+            "-f",
+            "examples/retail",
+            "-f",
+            "examples/broken/bad-enum.yaml",
+            "-f",
+            "examples/broken/dangling-channel.yaml",
+            "--plan",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !out.stdout.is_empty(),
+        "the plan of what is accepted is printed"
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "error[schema]: examples/broken/bad-enum.yaml:11: Touchpoint retail/web-checkout-v2: spec.stage: \"checkout\" is not one of: awareness, consideration, purchase, delivery, usage, support, loyalty, advocacy\n\
+         error[dangling-channel]: examples/broken/dangling-channel.yaml:10: touchpoint kiosk-checkin names channel kiosk, which does not exist in namespace retail\n\
+         check failed: 2 errors; the plan covers only what the API server would accept (run without --plan for the whole report)\n"
+    );
+}
+
+#[test]
+fn nothing_to_check_is_an_error_not_ok() {
+    let empty = tempdir("empty");
+    let out = cx(&["check", "-f", empty.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {}: no manifest found (no .yaml, .yml or .json file with a document in it)\n",
+            empty.display()
+        )
+    );
+    let out = cx(&["check", "-f", "examples/retail/00-namespace.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: examples/retail/00-namespace.yaml: no cx.conductor.dev resource to check (1 document skipped: v1 Namespace at examples/retail/00-namespace.yaml:2)\n"
+    );
+    let out = cx(&["check", "-f", "-"], Some("# nothing\n"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

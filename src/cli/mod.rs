@@ -41,7 +41,8 @@ pub struct CheckArgs {
     /// Report format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Print the Kubernetes objects the operator would deploy, as YAML, instead of the report.
+    /// Print the Kubernetes objects the operator would deploy instead of the report: YAML, or a
+    /// JSON `v1` List with `-o json`. Errors go to stderr (and the exit code is 1).
     #[arg(long)]
     pub plan: bool,
     /// Collector image to plan when a touchpoint names none (default: this version's image).
@@ -118,8 +119,25 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(check::EXIT_UNUSABLE);
         }
     };
+    let stderr_color = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal(),
+    };
     if args.plan {
-        write_stdout(&report::render_plan(&outcome.plans));
+        write_stdout(&match args.output {
+            OutputFormat::Json => report::render_plan_json(&outcome.plans),
+            OutputFormat::Text => report::render_plan(&outcome.plans),
+        });
+        let summary = &outcome.report.summary;
+        if summary.errors > 0 {
+            // The plan leaves out what is refused or broken: say what, where people look.
+            eprint!("{}", report::render_errors(&outcome.report, stderr_color));
+            eprintln!(
+                "check failed: {}; the plan covers only what the API server would accept (run without --plan for the whole report)",
+                crate::core::analysis::count(summary.errors, "error", "errors")
+            );
+        }
     } else {
         match args.output {
             OutputFormat::Json => match serde_json::to_string_pretty(&outcome.report) {

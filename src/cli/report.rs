@@ -6,6 +6,8 @@ use std::fmt::Write;
 use crate::api::Severity;
 use crate::core::Finding;
 use crate::core::plan::CollectorPlan;
+use crate::manifest::Rejected;
+use crate::schema::SchemaViolation;
 
 use super::check::CheckReport;
 
@@ -99,14 +101,38 @@ fn diagnostic(style: &Style, finding: &Finding) -> String {
     )
 }
 
+/// One schema violation as one line: `error[schema]: file:line: Kind ns/name: field: message`.
+fn refusal(style: &Style, rejected: &Rejected, violation: &SchemaViolation) -> String {
+    let origin = violation.origin.as_ref().unwrap_or(&rejected.origin);
+    let field = if violation.field.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", violation.field)
+    };
+    format!(
+        "{}[schema]: {origin}: {}: {field}{}",
+        style.severity(Severity::Error),
+        rejected.object,
+        violation.message
+    )
+}
+
 /// The text report of a check.
 pub fn render_text(report: &CheckReport, color: bool) -> String {
     let style = Style { color };
     let s = &report.summary;
     let mut out = String::new();
+    let refused = if report.rejected.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} refused",
+            count(report.rejected.len(), "object", "objects")
+        )
+    };
     let _ = writeln!(
         out,
-        "{} {}, {}, {}, {}",
+        "{} {}, {}, {}, {}{refused}",
         style.bold("cx-conductor check:"),
         count(s.channels, "channel", "channels"),
         count(s.touchpoints, "touchpoint", "touchpoints"),
@@ -137,19 +163,7 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         );
         for r in &report.rejected {
             for v in &r.violations {
-                let origin = v.origin.as_ref().unwrap_or(&r.origin);
-                let field = if v.field.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}: ", v.field)
-                };
-                let _ = writeln!(
-                    out,
-                    "  {}[schema]: {origin}: {}: {field}{}",
-                    style.severity(Severity::Error),
-                    r.object,
-                    v.message
-                );
+                let _ = writeln!(out, "  {}", refusal(&style, r, v));
             }
         }
     }
@@ -305,6 +319,35 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         count(s.errors, "error", "errors"),
         count(s.warnings, "warning", "warnings")
     );
+    out
+}
+
+/// Every error of a check, one line each (as in the text report), for stderr when the plan is printed.
+pub fn render_errors(report: &CheckReport, color: bool) -> String {
+    let style = Style { color };
+    let mut out = String::new();
+    for r in &report.rejected {
+        for v in &r.violations {
+            let _ = writeln!(out, "{}", refusal(&style, r, v));
+        }
+    }
+    let findings = report
+        .findings
+        .iter()
+        .chain(report.journeys.iter().flat_map(|j| j.findings.iter()))
+        .filter(|f| f.severity == Severity::Error);
+    for f in findings {
+        let _ = writeln!(out, "{}", diagnostic(&style, f));
+    }
+    out
+}
+
+/// The planned objects as one `v1` List in JSON (what `kubectl apply -f` takes), in apply order.
+pub fn render_plan_json(plans: &[CollectorPlan]) -> String {
+    let items: Vec<serde_json::Value> = plans.iter().flat_map(|p| p.objects()).collect();
+    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
+    let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
+    out.push('\n');
     out
 }
 
