@@ -35,7 +35,11 @@ fn clean_examples_exit_0_with_a_report_grouped_by_journey() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("readiness:    100 (customer-centric), over 17 of 22 points (kpis-met, collectors-ready not evaluated offline)"),
+        stdout.contains("readiness:       100 (customer-centric), over 17 of 22 points (kpis-met, collectors-ready not evaluated offline)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("self-assessment: 17 of 25 yes (missing-pieces): 6 evidenced, 16 declared, 3 missing (2 of them not evaluated offline)"),
         "{stdout}"
     );
     assert!(stdout.contains("OK: 0 errors, 0 warnings"), "{stdout}");

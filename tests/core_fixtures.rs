@@ -261,3 +261,75 @@ fn the_clean_example_has_no_finding_and_plans_every_collector() {
     assert_eq!(journey.readiness.score, 100);
     assert!(!journey.statuses_known);
 }
+
+/// (score, band, evidenced, declared, missing) of a journey's self-assessment.
+fn self_assessment_of(
+    paths: &[PathBuf],
+    journey: &str,
+) -> (i32, &'static str, Vec<i32>, Vec<i32>, Vec<i32>) {
+    let documents = load_paths(paths).unwrap();
+    let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
+    let outcome = check_inventory(&inventory, &PlanOptions::default());
+    let j = outcome
+        .report
+        .journeys
+        .iter()
+        .find(|j| j.journey.name == journey)
+        .unwrap();
+    let sa = &j.self_assessment;
+    assert_eq!(sa.answers.len(), 25);
+    (
+        sa.score,
+        sa.band.as_str(),
+        sa.evidenced.clone(),
+        sa.declared.clone(),
+        sa.missing.clone(),
+    )
+}
+
+#[test]
+fn the_self_assessment_takes_evidence_first_then_declarations() {
+    let (score, band, evidenced, declared, missing) = self_assessment_of(
+        &[
+            fixtures().join("_base.yaml"),
+            fixtures().join("self-assessment-contradicted.yaml"),
+        ],
+        "declared",
+    );
+    // Evidenced yes: 10 (covered), 17 and 22 (owners); declared yes: 9 (unknown offline).
+    assert_eq!(score, 4);
+    assert_eq!(band, "many-gaps");
+    assert_eq!(evidenced, [7, 10, 11, 14, 15, 17, 22]);
+    assert_eq!(declared, [1, 9]);
+    assert_eq!(
+        missing,
+        [2, 3, 4, 5, 6, 8, 12, 13, 16, 18, 19, 20, 21, 23, 24, 25]
+    );
+    // Without declarations, the base journey has only evidence: 7, 10, 11, 17 and 22 say yes;
+    // 14 says no (no rule declared), 15 no (no loyalty stage); nothing is assumed.
+    let (score, band, evidenced, declared, missing) =
+        self_assessment_of(&[fixtures().join("_base.yaml")], "main");
+    assert_eq!((score, band), (5, "many-gaps"));
+    assert_eq!(evidenced, [7, 10, 11, 14, 15, 17, 22]);
+    assert!(declared.is_empty());
+    assert_eq!(missing.len(), 18);
+}
+
+#[test]
+fn the_retail_example_scores_missing_pieces_offline() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (score, band, evidenced, declared, missing) =
+        self_assessment_of(&[root.join("examples/retail")], "retail");
+    assert_eq!(score, 17);
+    assert_eq!(band, "missing-pieces");
+    assert_eq!(evidenced, [7, 10, 11, 14, 17, 22]);
+    assert_eq!(
+        declared,
+        [1, 2, 3, 4, 5, 6, 8, 9, 12, 13, 15, 16, 19, 20, 21, 24]
+    );
+    assert_eq!(
+        missing,
+        [18, 23, 25],
+        "18 and 25 need a cluster; 23 is undeclared"
+    );
+}

@@ -259,3 +259,46 @@ fn every_broken_example_is_explained_without_a_regular_expression() {
         }
     }
 }
+
+#[test]
+fn declared_self_assessment_answers_are_checked_by_the_schema() {
+    let violations = said(
+        "apiVersion: cx.conductor.dev/v1alpha1
+kind: CustomerJourney
+metadata: { name: retail, namespace: retail }
+spec:
+  stages: [purchase]
+  selfAssessment:
+    answers:
+      - { question: 7, answer: true, answeredBy: giulia, answeredAt: \"2026-10-15\" }
+      - { question: 7, answer: false, answeredBy: marco, answeredAt: \"2026-10-20\" }
+      - { question: 26, answer: true, answeredBy: giulia, answeredAt: \"15/10/2026\" }
+      - { question: 3, answer: yes, answeredBy: giulia, answeredAt: \"2026-10-15\" }
+",
+    );
+    assert_eq!(
+        violations,
+        [
+            (
+                "spec.selfAssessment.answers[1]".to_string(),
+                9,
+                "a second entry with question 7: one entry per question".to_string()
+            ),
+            (
+                "spec.selfAssessment.answers[2].answeredAt".to_string(),
+                10,
+                "\"15/10/2026\" is not a date: write it as YYYY-MM-DD, e.g. 2026-03-31".to_string()
+            ),
+            (
+                "spec.selfAssessment.answers[2].question".to_string(),
+                10,
+                "must be at most 25 (got 26)".to_string()
+            ),
+            (
+                "spec.selfAssessment.answers[3].answer".to_string(),
+                11,
+                "must be true or false (got \"yes\")".to_string()
+            ),
+        ]
+    );
+}

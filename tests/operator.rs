@@ -376,6 +376,23 @@ async fn a_steady_state_costs_no_writes_over_several_resyncs() {
         text.contains(r#"cx_journey_readiness_score{journey="main",namespace="shop"}"#),
         "{text}"
     );
+    // In a cluster every evidenced question of the self-assessment is answered from the statuses
+    // (collector readiness, KPI states); none is left "not evaluated".
+    let assessment = server
+        .get_as::<CustomerJourney>(Some("shop"), "main")
+        .and_then(|j| j.status)
+        .and_then(|s| s.self_assessment)
+        .expect("the journey status carries the self-assessment");
+    assert_eq!(assessment.evidenced, [7, 9, 10, 11, 14, 15, 17, 18, 22, 25]);
+    assert!(assessment.declared.is_empty());
+    assert_eq!(assessment.missing.len(), 15);
+    assert!(
+        text.contains(&format!(
+            r#"cx_journey_self_assessment_score{{journey="main",namespace="shop"}} {}"#,
+            assessment.score
+        )),
+        "{text}"
+    );
     operator.stop().await;
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::api::Severity;
+use crate::api::{AnswerSource, SelfAssessment, Severity};
 use crate::core::Finding;
 use crate::core::plan::CollectorPlan;
 use crate::manifest::Rejected;
@@ -117,6 +117,43 @@ fn refusal(style: &Style, rejected: &Rejected, violation: &SchemaViolation) -> S
     )
 }
 
+/// The self-assessment's answers: evidenced, declared, and the missing that evidence could give,
+/// one per line; the other missing questions in one line.
+fn self_assessment(style: &Style, sa: &SelfAssessment) -> String {
+    use crate::core::self_assessment::SHORT;
+    let mut out = String::from("  self-assessment answers:\n");
+    let mut rows = Vec::new();
+    let mut undeclared = Vec::new();
+    for a in &sa.answers {
+        let (text, evidenced) = SHORT[a.question as usize - 1];
+        if a.source == AnswerSource::Missing && !evidenced {
+            undeclared.push(format!("Q{}", a.question));
+            continue;
+        }
+        rows.push(vec![
+            match a.answer {
+                Some(true) => style.paint("32", "yes"),
+                Some(false) => style.paint("31", "no"),
+                None => style.paint("2", "?"),
+            },
+            format!("Q{}", a.question),
+            a.source.as_str().to_string(),
+            text.to_string(),
+            a.reason.clone(),
+        ]);
+    }
+    out.push_str(&table(&rows, "    "));
+    if !undeclared.is_empty() {
+        let _ = writeln!(
+            out,
+            "    missing, counted as no: {} (declare {} in spec.selfAssessment.answers)",
+            undeclared.join(", "),
+            if undeclared.len() == 1 { "it" } else { "them" }
+        );
+    }
+    out
+}
+
 /// The text report of a check.
 pub fn render_text(report: &CheckReport, color: bool) -> String {
     let style = Style { color };
@@ -191,19 +228,19 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         );
         let _ = writeln!(
             out,
-            "  channels:     {}",
+            "  channels:        {}",
             if j.channels.is_empty() {
                 "none".into()
             } else {
                 j.channels.join(", ")
             }
         );
-        let _ = writeln!(out, "  touchpoints:  {}", j.touchpoints.len());
+        let _ = writeln!(out, "  touchpoints:     {}", j.touchpoints.len());
         let k = &j.kpi_counts;
         if j.statuses_known {
             let _ = writeln!(
                 out,
-                "  KPIs:         {} (met {}, at risk {}, breached {}, insufficient data {}, not evaluated {})",
+                "  KPIs:            {} (met {}, at risk {}, breached {}, insufficient data {}, not evaluated {})",
                 j.kpis.len(),
                 k.met,
                 k.at_risk,
@@ -214,7 +251,7 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         } else {
             let _ = writeln!(
                 out,
-                "  KPIs:         {}{}",
+                "  KPIs:            {}{}",
                 j.kpis.len(),
                 if j.kpis.is_empty() {
                     ""
@@ -246,12 +283,32 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         };
         let _ = writeln!(
             out,
-            "  readiness:    {} ({}){over}",
+            "  readiness:       {} ({}){over}",
             readiness.score,
             readiness.band.as_str()
         );
+        let sa = &j.self_assessment;
+        let unknown = sa
+            .missing
+            .iter()
+            .filter(|q| crate::core::self_assessment::SHORT[**q as usize - 1].1)
+            .count();
+        let _ = writeln!(
+            out,
+            "  self-assessment: {} of 25 yes ({}): {} evidenced, {} declared, {} missing{}",
+            sa.score,
+            sa.band.as_str(),
+            sa.evidenced.len(),
+            sa.declared.len(),
+            sa.missing.len(),
+            if unknown > 0 {
+                format!(" ({unknown} of them not evaluated offline)")
+            } else {
+                String::new()
+            }
+        );
         if j.findings.is_empty() {
-            let _ = writeln!(out, "  findings:     none: consistent and covered");
+            let _ = writeln!(out, "  findings:        none: consistent and covered");
         } else {
             let errors = j
                 .findings
@@ -260,7 +317,7 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
                 .count();
             let _ = writeln!(
                 out,
-                "  findings:     {}, {}",
+                "  findings:        {}, {}",
                 count(errors, "error", "errors"),
                 count(j.findings.len() - errors, "warning", "warnings")
             );
@@ -286,6 +343,7 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
             })
             .collect();
         out.push_str(&table(&rows, "    "));
+        out.push_str(&self_assessment(&style, &j.self_assessment));
     }
 
     let p = &report.plan;

@@ -8,14 +8,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{
-    ChannelSpec, CoverageStatus, CustomerJourney, KpiCounts, KpiState, Readiness, Severity, Stage,
-    Violation,
+    ChannelSpec, ChannelType, CoverageStatus, CustomerJourney, KpiCounts, KpiState, Readiness,
+    SelfAssessment, Severity, Stage, Violation,
 };
 
 use super::consistency::{check_rule, checks_nothing};
 use super::findings::{Finding, FindingCode, ObjectRef};
 use super::readiness::{self, ReadinessInputs};
 use super::selector;
+use super::self_assessment::{self, EvidenceInputs};
 use super::world::{Groups, World, namespace_of};
 
 /// What the conductor concludes about one journey: what its status says.
@@ -40,6 +41,8 @@ pub struct JourneyAssessment {
     pub statuses_known: bool,
     /// Readiness score, band and criteria.
     pub readiness: Readiness,
+    /// The 25-question CX self-assessment: evidenced, declared and missing answers.
+    pub self_assessment: SelfAssessment,
     /// Findings about the journey: root causes first (no channel), then rules, duplicates and
     /// the coverage gaps it requires.
     pub findings: Vec<Finding>,
@@ -213,7 +216,13 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
     }
     kpis_not_met.sort();
 
-    let findings = journey_findings(world, journey, &subject, &located, &coverage, &channel_idx);
+    let mut findings =
+        journey_findings(world, journey, &subject, &located, &coverage, &channel_idx);
+    let rules_not_holding: Vec<String> = located
+        .iter()
+        .filter(|l| l.code != FindingCode::DuplicateTouchpoint)
+        .map(|l| l.violation.rule.clone())
+        .collect();
     let violations: Vec<Violation> = located.into_iter().map(|l| l.violation).collect();
     let channels = |pred: &dyn Fn(&ChannelSpec) -> bool| -> Vec<String> {
         channel_idx
@@ -263,13 +272,120 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
         kpis_without_owner,
         kpis: kpi_idx.len(),
         kpis_not_met,
-        collectors_not_ready,
+        collectors_not_ready: collectors_not_ready.clone(),
         touchpoints: touchpoint_idx.len(),
         offline: world.offline,
     });
 
     let mut kpi_names: Vec<String> = kpi_idx.iter().map(|&k| world.kpis[k].name_any()).collect();
     kpi_names.sort();
+
+    // The self-assessment: evidence from what was just concluded, then the declared answers.
+    let state_of = |k: usize| {
+        world.kpis[k]
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .unwrap_or(KpiState::Unknown)
+    };
+    let kpis_where = |pred: &dyn Fn(usize) -> bool| -> Vec<String> {
+        let mut names: Vec<String> = kpi_idx
+            .iter()
+            .copied()
+            .filter(|&k| pred(k))
+            .map(|k| world.kpis[k].name_any())
+            .collect();
+        names.sort();
+        names
+    };
+    let at_stage_kpis = |stage: Stage| -> Vec<(String, bool)> {
+        let mut found: Vec<(String, bool)> = kpi_idx
+            .iter()
+            .copied()
+            .filter(|&k| world.kpi_stages(k, &touchpoint_idx).contains(&stage))
+            .map(|k| (world.kpis[k].name_any(), state_of(k) == KpiState::Met))
+            .collect();
+        found.sort();
+        found
+    };
+    let journey_name = journey.name_any();
+    let evidence = self_assessment::evidence(&EvidenceInputs {
+        offline: world.offline,
+        journey_owner: journey.spec.owner.is_some(),
+        channels: specs.iter().map(|(n, _)| n.clone()).collect(),
+        physical_channels: channels(&|s| {
+            matches!(
+                s.channel_type,
+                ChannelType::Store | ChannelType::Voice | ChannelType::Kiosk
+            )
+        }),
+        digital_channels: channels(&|s| {
+            !matches!(
+                s.channel_type,
+                ChannelType::Store | ChannelType::Voice | ChannelType::Kiosk | ChannelType::Other
+            )
+        }),
+        channels_without_owner: channels(&|s| s.owner.is_none()),
+        channels_without_consent: channels(&|s| {
+            s.privacy
+                .as_ref()
+                .and_then(|p| p.consent_policy_version.as_ref())
+                .is_none()
+        }),
+        rules: journey.spec.consistency.rules.len(),
+        rules_not_holding,
+        error_violations: violations
+            .iter()
+            .filter(|v| v.severity == Severity::Error)
+            .count(),
+        coverage_gaps: findings
+            .iter()
+            .filter(|f| f.code.is_coverage() && f.severity == Severity::Error)
+            .map(|f| {
+                let what = f.detail.clone().unwrap_or_default();
+                match f.code {
+                    FindingCode::StageWithoutTouchpoints => format!("no touchpoint at {what}"),
+                    FindingCode::StageWithoutListening => format!("no survey at {what}"),
+                    FindingCode::StageWithoutKpi => format!("no KPI at {what}"),
+                    FindingCode::ChannelWithoutTouchpoints => format!("no touchpoint on {what}"),
+                    _ => "no channel".into(),
+                }
+            })
+            .collect(),
+        stages_without_touchpoints: stage_names(&coverage.stages_without_touchpoints),
+        stages_without_listening: stage_names(&coverage.stages_without_listening),
+        channels_without_touchpoints: coverage.channels_without_touchpoints.clone(),
+        touchpoints: touchpoint_idx.len(),
+        collectors_not_ready: collectors_not_ready.clone(),
+        kpis: kpi_names.clone(),
+        kpis_without_owner: kpis_where(&|k| world.kpis[k].spec.owner.is_none()),
+        kpis_missing_journey: kpis_where(&|k| {
+            world.kpis[k].spec.journey.as_deref() == Some(journey_name.as_str())
+                && world.kpi_stages(k, &touchpoint_idx).is_empty()
+        }),
+        kpis_not_evaluated: kpis_where(&|k| state_of(k) == KpiState::Unknown),
+        kpis_without_samples: kpis_where(&|k| {
+            matches!(state_of(k), KpiState::Unknown | KpiState::InsufficientData)
+        }),
+        has_loyalty_stage: stages.contains(&Stage::Loyalty),
+        has_advocacy_stage: stages.contains(&Stage::Advocacy),
+        loyalty_kpis: at_stage_kpis(Stage::Loyalty),
+        advocacy_kpis: at_stage_kpis(Stage::Advocacy),
+    });
+    let (self_assessment, contradictions) =
+        self_assessment::assess(journey.spec.self_assessment.as_ref(), &evidence);
+    for c in contradictions {
+        findings.push(
+            Finding::new(
+                FindingCode::SelfAssessmentContradicted,
+                Severity::Warning,
+                subject.clone(),
+                c.message,
+            )
+            .detail(c.question.to_string())
+            .field(format!("spec.selfAssessment.answers[{}].answer", c.index)),
+        );
+    }
     let mut touchpoint_names: Vec<String> = touchpoint_idx
         .iter()
         .map(|&t| world.touchpoints[t].name_any())
@@ -285,6 +401,7 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
         kpi_counts,
         statuses_known: !world.offline,
         readiness,
+        self_assessment,
         findings,
         origin: None,
     }

@@ -91,11 +91,13 @@ pub enum FindingCode {
     StageWithoutKpi,
     /// A channel of a journey has no touchpoint at the journey's stages.
     ChannelWithoutTouchpoints,
+    /// A declared self-assessment "yes" that the evidence contradicts.
+    SelfAssessmentContradicted,
 }
 
 impl FindingCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [FindingCode; 17] = [
+    pub const ALL: [FindingCode; 18] = [
         FindingCode::Consistency,
         FindingCode::RuleChecksNothing,
         FindingCode::DuplicateTouchpoint,
@@ -113,6 +115,7 @@ impl FindingCode {
         FindingCode::StageWithoutListening,
         FindingCode::StageWithoutKpi,
         FindingCode::ChannelWithoutTouchpoints,
+        FindingCode::SelfAssessmentContradicted,
     ];
 
     /// The code as written in reports.
@@ -135,6 +138,7 @@ impl FindingCode {
             FindingCode::StageWithoutListening => "stage-without-listening",
             FindingCode::StageWithoutKpi => "stage-without-kpi",
             FindingCode::ChannelWithoutTouchpoints => "channel-without-touchpoints",
+            FindingCode::SelfAssessmentContradicted => "self-assessment-contradicted",
         }
     }
 

@@ -8,6 +8,7 @@ pub mod objects;
 pub mod plan;
 pub mod readiness;
 pub mod selector;
+pub mod self_assessment;
 pub mod world;
 
 pub use analysis::{Analysis, JourneyAssessment, analyze, assess_journey};

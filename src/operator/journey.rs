@@ -119,6 +119,7 @@ pub fn desired_status(
         coverage: assessment.coverage.clone(),
         kpis: assessment.kpi_counts.clone(),
         readiness: Some(assessment.readiness.clone()),
+        self_assessment: Some(assessment.self_assessment.clone()),
         conditions: conditions::merge(
             &existing.conditions,
             &[consistent, covered, kpis_met, ready],
