@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::api::Severity;
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
 use crate::core::world::namespace_of;
-use crate::core::{Analysis, Finding, FindingCode, JourneyAssessment, World, analyze};
+use crate::core::{Analysis, Finding, FindingCode, JourneyAssessment, ObjectRef, World, analyze};
 use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
 use crate::schema::SchemaValidator;
 
@@ -144,6 +144,10 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
     )
     .offline();
     let mut analysis: Analysis = analyze(&world);
+    analysis.findings.extend(kpi_query_findings(&world));
+    analysis
+        .findings
+        .sort_by_key(|f| (kind_rank(&f.subject.kind), f.subject.clone(), f.code));
     for finding in analysis.findings.iter_mut().chain(
         analysis
             .journeys
@@ -232,4 +236,90 @@ fn locate(finding: &mut Finding, inventory: &Inventory) {
             refused.object, refused.origin
         ));
     }
+}
+
+/// Causes first: channels, then touchpoints, then KPIs.
+fn kind_rank(kind: &str) -> u8 {
+    match kind {
+        "Channel" => 0,
+        "Touchpoint" => 1,
+        "ExperienceKPI" => 2,
+        _ => 3,
+    }
+}
+
+/// KPIs the operator could never evaluate, found by compiling their queries as it would: a builtin
+/// indicator whose touchpoints produce none of its signal (an nps KPI over csat touchpoints), a
+/// custom PromQL expression or a window Prometheus would refuse. Without this, `check` passed them.
+fn kpi_query_findings(world: &World) -> Vec<Finding> {
+    use crate::kpi::{KpiError, QueryScope, WindowSpec, compile};
+    let mut findings = Vec::new();
+    for (k, kpi) in world.kpis.iter().enumerate() {
+        let name = kpi.metadata.name.clone().unwrap_or_default();
+        let subject = ObjectRef::to(kpi);
+        let window = match WindowSpec::parse(&kpi.spec.window) {
+            Ok(window) => window,
+            Err(e) => {
+                findings.push(
+                    Finding::new(
+                        FindingCode::KpiQueryInvalid,
+                        Severity::Error,
+                        subject,
+                        format!(
+                            "KPI {name} cannot be evaluated: {e} (write the units largest first, e.g. 1h30m)"
+                        ),
+                    )
+                    .field("spec.window"),
+                );
+                continue;
+            }
+        };
+        let scope = QueryScope::resolve(world, k);
+        if kpi.spec.indicator.builtin.is_some() && scope.touchpoints.is_empty() {
+            continue; // kpi-scope-empty (or a dangling scope channel) says it already
+        }
+        match compile(
+            &kpi.spec,
+            &scope,
+            &window,
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ) {
+            Ok(_) => {}
+            Err(KpiError::EmptyScope(why)) => findings.push(
+                Finding::new(
+                    FindingCode::KpiSignalMissing,
+                    Severity::Error,
+                    subject,
+                    format!("KPI {name} can never be measured: {why}"),
+                )
+                .detail(
+                    kpi.spec
+                        .indicator
+                        .builtin
+                        .map(|b| b.as_str())
+                        .unwrap_or_default(),
+                )
+                .field("spec.indicator.builtin"),
+            ),
+            Err(KpiError::InvalidQuery { field, message }) => findings.push(
+                Finding::new(
+                    FindingCode::KpiQueryInvalid,
+                    Severity::Error,
+                    subject,
+                    format!("KPI {name}'s {field} is not a query Prometheus would run: {message}"),
+                )
+                .field(format!("spec.indicator.{field}")),
+            ),
+            Err(other) => findings.push(
+                Finding::new(
+                    FindingCode::KpiQueryInvalid,
+                    Severity::Error,
+                    subject,
+                    format!("KPI {name} cannot be evaluated: {other}"),
+                )
+                .field("spec.indicator"),
+            ),
+        }
+    }
+    findings
 }

@@ -67,6 +67,10 @@ pub enum FindingCode {
     KpiScopeEmpty,
     /// A KPI's scope names a channel that does not exist.
     DanglingScopeChannel,
+    /// A builtin KPI covers touchpoints of which none produces its signal: it can never be measured.
+    KpiSignalMissing,
+    /// A KPI's PromQL (or window) is one Prometheus would refuse.
+    KpiQueryInvalid,
     /// A KPI names a journey that does not exist.
     DanglingJourney,
     /// A KPI names a journey but covers none of its touchpoints.
@@ -97,7 +101,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [FindingCode; 18] = [
+    pub const ALL: [FindingCode; 20] = [
         FindingCode::Consistency,
         FindingCode::RuleChecksNothing,
         FindingCode::DuplicateTouchpoint,
@@ -105,6 +109,8 @@ impl FindingCode {
         FindingCode::DanglingJourney,
         FindingCode::DanglingScopeChannel,
         FindingCode::KpiScopeEmpty,
+        FindingCode::KpiSignalMissing,
+        FindingCode::KpiQueryInvalid,
         FindingCode::KpiMissesJourney,
         FindingCode::KpiWithoutJourney,
         FindingCode::KpiWithoutOwner,
@@ -126,6 +132,8 @@ impl FindingCode {
             FindingCode::DanglingChannel => "dangling-channel",
             FindingCode::KpiScopeEmpty => "kpi-scope-empty",
             FindingCode::DanglingScopeChannel => "dangling-scope-channel",
+            FindingCode::KpiSignalMissing => "kpi-signal-missing",
+            FindingCode::KpiQueryInvalid => "kpi-query-invalid",
             FindingCode::DanglingJourney => "dangling-journey",
             FindingCode::KpiMissesJourney => "kpi-misses-journey",
             FindingCode::KpiWithoutJourney => "kpi-without-journey",
