@@ -171,6 +171,7 @@ fn organisation(scale: f64) -> Org {
                         ],
                     },
                     coverage: CoverageRequirements::default(),
+                    self_assessment: None,
                 },
             ));
         }

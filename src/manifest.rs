@@ -9,31 +9,34 @@ use serde_json::Value;
 use crate::api::{Channel, CustomerJourney, ExperienceKPI, GROUP, Touchpoint};
 use crate::schema::{SchemaValidator, SchemaViolation};
 
+pub mod lines;
+
+pub use crate::core::Origin;
+pub use lines::FieldLines;
+
 /// Largest manifest file read; bigger ones are refused rather than exhausting memory.
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
-
-/// Where an object was read from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Origin {
-    /// File path as given (or `-` for stdin).
-    pub file: String,
-    /// 1-based line where the document starts.
-    pub line: usize,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
-    }
-}
 
 /// One YAML document that parsed.
 #[derive(Debug, Clone)]
 pub struct Document {
-    /// Where it came from.
+    /// Where it came from: its file and the line where it starts.
     pub origin: Origin,
     /// Its content.
     pub value: Value,
+    /// The line of each of its fields.
+    pub fields: FieldLines,
+}
+
+impl Document {
+    /// Where `field` (a path such as `spec.stage`) is written, or its nearest enclosing field, or
+    /// the document's start.
+    pub fn locate(&self, field: &str) -> Origin {
+        Origin {
+            file: self.origin.file.clone(),
+            line: self.fields.line_of(field).unwrap_or(self.origin.line),
+        }
+    }
 }
 
 /// Input that cannot be used at all: the check cannot say anything meaningful about it.
@@ -47,6 +50,9 @@ pub enum LoadError {
         "{file}: {size} bytes is larger than the {MAX_FILE_BYTES}-byte limit for a manifest file"
     )]
     TooLarge { file: String, size: u64 },
+    /// Nothing in the input is a cx-conductor resource: there is nothing to check.
+    #[error("{message}")]
+    NothingToCheck { message: String },
     /// A document is not valid YAML.
     #[error("{file}:{line}:{column}: invalid YAML: {message}")]
     InvalidYaml {
@@ -201,6 +207,7 @@ fn push_document(
             line: first_line + offset + 1,
         },
         value,
+        fields: FieldLines::scan(chunk, first_line + 1),
     });
     Ok(())
 }
@@ -258,6 +265,8 @@ pub struct Inventory {
     pub journeys: Vec<CustomerJourney>,
     /// Where each accepted object came from.
     pub origins: std::collections::BTreeMap<ObjectRef, Origin>,
+    /// The line of each field of each accepted object.
+    pub fields: std::collections::BTreeMap<ObjectRef, FieldLines>,
     /// Objects the API server would refuse.
     pub rejected: Vec<Rejected>,
     /// Documents of other API groups, not checked.
@@ -298,14 +307,14 @@ impl Inventory {
             let object = ObjectRef::of(value);
             let mut violations = validator.validate(value);
             if violations.is_empty() && inventory.origins.contains_key(&object) {
-                violations.push(SchemaViolation {
-                    field: "metadata.name".into(),
-                    rule: "unique".into(),
-                    message: format!(
+                violations.push(SchemaViolation::new(
+                    "metadata.name",
+                    "unique",
+                    format!(
                         "{object} is already defined at {}",
                         inventory.origins[&object]
                     ),
-                });
+                ));
             }
             if violations.is_empty() {
                 match inventory.accept(&object, value) {
@@ -313,14 +322,16 @@ impl Inventory {
                         inventory
                             .origins
                             .insert(object.clone(), document.origin.clone());
+                        inventory
+                            .fields
+                            .insert(object.clone(), document.fields.clone());
                         continue;
                     }
-                    Err(e) => violations.push(SchemaViolation {
-                        field: String::new(),
-                        rule: "type".into(),
-                        message: e.to_string(),
-                    }),
+                    Err(e) => violations.push(SchemaViolation::new("", "type", e.to_string())),
                 }
+            }
+            for violation in &mut violations {
+                violation.origin = Some(document.locate(&violation.field));
             }
             inventory.rejected.push(Rejected {
                 origin: document.origin.clone(),
@@ -329,6 +340,21 @@ impl Inventory {
             });
         }
         inventory
+    }
+
+    /// Where `field` of an accepted object is written (its nearest enclosing field, or the
+    /// object's first line, when the field itself is not written).
+    pub fn locate(&self, object: &ObjectRef, field: &str) -> Option<Origin> {
+        let origin = self.origins.get(object)?;
+        let line = self
+            .fields
+            .get(object)
+            .and_then(|f| f.line_of(field))
+            .unwrap_or(origin.line);
+        Some(Origin {
+            file: origin.file.clone(),
+            line,
+        })
     }
 
     fn accept(&mut self, object: &ObjectRef, value: &Value) -> Result<(), serde_json::Error> {

@@ -20,6 +20,25 @@ pub struct SchemaViolation {
     pub rule: String,
     /// What is wrong, in words.
     pub message: String,
+    /// Where the field is written, when the manifest was read from a file.
+    #[serde(flatten)]
+    pub origin: Option<crate::core::Origin>,
+}
+
+impl SchemaViolation {
+    /// A violation of `rule` at `field`, not located yet.
+    pub fn new(
+        field: impl Into<String>,
+        rule: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+            message: message.into(),
+            origin: None,
+        }
+    }
 }
 
 impl std::fmt::Display for SchemaViolation {
@@ -41,6 +60,7 @@ pub struct SchemaValidator {
 struct CompiledKind {
     structure: jsonschema::Validator,
     cel: kube::core::cel::CompiledSchema,
+    openapi: Value,
 }
 
 impl SchemaValidator {
@@ -59,7 +79,14 @@ impl SchemaValidator {
                 .build(&to_json_schema(&openapi, true))
                 .expect("the generated CRD schema is a valid JSON Schema");
             let cel = kube::core::cel::compile_schema(&openapi);
-            kinds.insert(crd.spec.names.kind.clone(), CompiledKind { structure, cel });
+            kinds.insert(
+                crd.spec.names.kind.clone(),
+                CompiledKind {
+                    structure,
+                    cel,
+                    openapi,
+                },
+            );
         }
         Self { kinds }
     }
@@ -77,14 +104,14 @@ impl SchemaValidator {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let Some(compiled) = self.kinds.get(kind) else {
-            return vec![SchemaViolation {
-                field: "kind".into(),
-                rule: "kind".into(),
-                message: format!(
+            return vec![SchemaViolation::new(
+                "kind",
+                "kind",
+                format!(
                     "unknown kind {kind:?} in {API_VERSION}; expected one of {}",
                     self.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
                 ),
-            }];
+            )];
         };
         let mut found: Vec<SchemaViolation> = compiled
             .structure
@@ -92,19 +119,18 @@ impl SchemaValidator {
             .flat_map(|e| violations_of(&e))
             .collect();
         if object.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
-            found.push(SchemaViolation {
-                field: "apiVersion".into(),
-                rule: "apiVersion".into(),
-                message: format!("must be {API_VERSION}"),
-            });
+            found.push(SchemaViolation::new(
+                "apiVersion",
+                "apiVersion",
+                format!("must be {API_VERSION}"),
+            ));
         }
+        duplicates(&compiled.openapi, object, "", &mut found);
         if found.is_empty() {
             let validator = kube::core::cel::Validator::new();
             if let Err(errors) = validator.validate_compiled(&compiled.cel, object, None) {
-                found.extend(errors.into_vec().into_iter().map(|e| SchemaViolation {
-                    field: e.field_path.trim_start_matches('.').to_string(),
-                    rule: "cel".into(),
-                    message: e.message,
+                found.extend(errors.into_vec().into_iter().map(|e| {
+                    SchemaViolation::new(e.field_path.trim_start_matches('.'), "cel", e.message)
                 }));
             }
         }
@@ -132,23 +158,27 @@ fn violations_of(error: &jsonschema::ValidationError<'_>) -> Vec<SchemaViolation
             format!("{parent}.{name}")
         }
     };
+    let instance = error.instance();
+    let got = render(instance);
     match error.kind() {
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
-            vec![SchemaViolation {
-                field: child(name),
-                rule: "required".into(),
-                message: format!("required field {name:?} is missing"),
-            }]
+            vec![SchemaViolation::new(
+                child(name),
+                "required",
+                format!("required field {name:?} is missing"),
+            )]
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
             .iter()
-            .map(|name| SchemaViolation {
-                field: child(name),
-                rule: "additionalProperties".into(),
-                message: format!(
-                    "unknown field {name:?} (check the spelling; the API server would drop it)"
-                ),
+            .map(|name| {
+                SchemaViolation::new(
+                    child(name),
+                    "additionalProperties",
+                    format!(
+                        "unknown field {name:?} (check the spelling; the API server would drop it)"
+                    ),
+                )
             })
             .collect(),
         ValidationErrorKind::Enum { options } => {
@@ -161,17 +191,97 @@ fn violations_of(error: &jsonschema::ValidationError<'_>) -> Vec<SchemaViolation
                         .collect()
                 })
                 .unwrap_or_default();
-            vec![SchemaViolation {
-                field: parent,
-                rule: "enum".into(),
-                message: format!("{} is not one of: {}", error.instance(), allowed.join(", ")),
-            }]
+            let mut message = format!("{got} is not one of: {}", allowed.join(", "));
+            if let Some(near) = instance
+                .as_str()
+                .and_then(|v| allowed.iter().find(|a| same_word(a, v)))
+            {
+                message.push_str(&format!(" (did you mean {near:?}?)"));
+            }
+            vec![SchemaViolation::new(parent, "enum", message)]
         }
-        kind => vec![SchemaViolation {
-            field: parent,
-            rule: kind.keyword().to_string(),
-            message: describe(error),
-        }],
+        ValidationErrorKind::Pattern { pattern } => vec![SchemaViolation::new(
+            parent,
+            "pattern",
+            describe_pattern(pattern, instance.as_str().unwrap_or_default()),
+        )],
+        ValidationErrorKind::Minimum { limit } => vec![SchemaViolation::new(
+            parent,
+            "minimum",
+            format!("must be at least {} (got {got})", render(limit)),
+        )],
+        ValidationErrorKind::Maximum { limit } => vec![SchemaViolation::new(
+            parent,
+            "maximum",
+            format!("must be at most {} (got {got})", render(limit)),
+        )],
+        ValidationErrorKind::MinLength { limit: 1 } => {
+            vec![SchemaViolation::new(
+                parent,
+                "minLength",
+                "must not be empty",
+            )]
+        }
+        ValidationErrorKind::MinLength { limit } => vec![SchemaViolation::new(
+            parent,
+            "minLength",
+            format!("must be at least {limit} characters long"),
+        )],
+        ValidationErrorKind::MaxLength { limit } => vec![SchemaViolation::new(
+            parent,
+            "maxLength",
+            format!(
+                "must be at most {limit} characters long (this one has {})",
+                instance.as_str().map_or(0, |s| s.chars().count())
+            ),
+        )],
+        ValidationErrorKind::MinItems { limit } => vec![SchemaViolation::new(
+            parent,
+            "minItems",
+            format!("must list at least {}", plural(*limit, "item")),
+        )],
+        ValidationErrorKind::MaxItems { limit } => vec![SchemaViolation::new(
+            parent,
+            "maxItems",
+            format!(
+                "must list at most {} (this one has {})",
+                plural(*limit, "item"),
+                instance.as_array().map_or(0, Vec::len)
+            ),
+        )],
+        ValidationErrorKind::MaxProperties { limit } => vec![SchemaViolation::new(
+            parent,
+            "maxProperties",
+            format!("must have at most {}", plural(*limit, "entry")),
+        )],
+        ValidationErrorKind::Type { kind } => {
+            let wanted = match kind {
+                jsonschema::error::TypeKind::Single(t) => t.to_string(),
+                jsonschema::error::TypeKind::Multiple(ts) => ts
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            };
+            let wanted = wanted
+                .replace("object", "a mapping (key: value)")
+                .replace("array", "a list")
+                .replace("string", "a string")
+                .replace("integer", "a whole number")
+                .replace("number", "a number")
+                .replace("boolean", "true or false")
+                .replace("null", "empty");
+            vec![SchemaViolation::new(
+                parent,
+                "type",
+                format!("must be {wanted} (got {got})"),
+            )]
+        }
+        kind => vec![SchemaViolation::new(
+            parent,
+            kind.keyword().to_string(),
+            describe(error),
+        )],
     }
 }
 
@@ -182,6 +292,275 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> String {
         format!("{}…", &message[..message.floor_char_boundary(300)])
     } else {
         message
+    }
+}
+
+/// "1 item", "2 items", "1 entry", "3 entries".
+fn plural(n: u64, word: &str) -> String {
+    match (n, word.strip_suffix('y')) {
+        (1, _) => format!("1 {word}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {word}s"),
+    }
+}
+
+/// A value as written in YAML: strings quoted, numbers without a trailing `.0`.
+fn render(value: &Value) -> String {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        Value::String(s) => format!("{s:?}"),
+        Value::Object(_) => "a mapping".into(),
+        Value::Array(_) => "a list".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether two words are the same but for case and separators (`Purchase`, `mobile_app`).
+fn same_word(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !matches!(c, '-' | '_' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    a != b && norm(a) == norm(b)
+}
+
+/// A pattern of the API, described in words with examples (never the regular expression).
+struct Format {
+    pattern: &'static str,
+    what: &'static str,
+    hint: fn(&str) -> Option<String>,
+}
+
+const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const SECRET_NAME: &str = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+
+/// Every pattern the CRDs (and manifest metadata) use; `tests` check none is missing.
+const FORMATS: &[Format] = &[
+    Format {
+        pattern: DNS_LABEL,
+        what: "is not a valid name: names are lower case, made of letters a-z, digits and '-', and start and end with a letter or digit, e.g. web-checkout",
+        hint: |v| name_hint(v, false),
+    },
+    Format {
+        pattern: DNS_SUBDOMAIN,
+        what: "is not a valid name: names are lower case, made of letters a-z, digits, '-' and '.', and start and end with a letter or digit, e.g. web-checkout",
+        hint: |v| name_hint(v, true),
+    },
+    Format {
+        pattern: SECRET_NAME,
+        what: "is not a valid Secret name: lower-case letters a-z, digits, '-' and '.', starting and ending with a letter or digit, e.g. checkout-ingest",
+        hint: |v| name_hint(v, true),
+    },
+    Format {
+        pattern: "^[-._a-zA-Z0-9]+$",
+        what: "is not a valid Secret key: letters, digits, '-', '_' and '.' only, e.g. token",
+        hint: |_| None,
+    },
+    Format {
+        pattern: "^[1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*$",
+        what: "is not a duration: write a whole number and a unit, e.g. 5m, 90m, 12h or 1h30m (units ms, s, m, h, d, w, y)",
+        hint: duration_hint,
+    },
+    Format {
+        pattern: "^([1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*|calendar-month|calendar-quarter)$",
+        what: "is not a window: write a duration such as 7d, 28d or 12h (a whole number and a unit: ms, s, m, h, d, w, y), or calendar-month or calendar-quarter",
+        hint: duration_hint,
+    },
+    Format {
+        pattern: "^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$",
+        what: "is not a language tag: write a BCP 47 tag such as it-IT, en-GB, zh-Hant-TW or es-419",
+        hint: locale_hint,
+    },
+    Format {
+        pattern: "^(type|displayName|owner|brand\\.(name|voice|styleGuideVersion)|content\\.(catalogVersion|pricingVersion)|privacy\\.(consentPolicyVersion|dataRetentionDays)|locales|serviceLevels\\.(firstResponseSeconds|resolutionHours)|attributes\\.[-._a-zA-Z0-9/]+)$",
+        what: "is not a Channel field a rule can compare: type, displayName, owner, brand.name, brand.voice, brand.styleGuideVersion, content.catalogVersion, content.pricingVersion, privacy.consentPolicyVersion, privacy.dataRetentionDays, locales, serviceLevels.firstResponseSeconds, serviceLevels.resolutionHours or attributes.<key>",
+        hint: rule_field_hint,
+    },
+    Format {
+        pattern: crate::api::DATE_PATTERN,
+        what: "is not a date: write it as YYYY-MM-DD, e.g. 2026-03-31",
+        hint: |_| None,
+    },
+];
+
+/// Whether a pattern of the schema has a description in words.
+pub fn pattern_is_described(pattern: &str) -> bool {
+    FORMATS.iter().any(|f| f.pattern == pattern)
+}
+
+/// What a value breaking `pattern` should look like, in words, with a suggestion when one is obvious.
+fn describe_pattern(pattern: &str, value: &str) -> String {
+    match FORMATS.iter().find(|f| f.pattern == pattern) {
+        Some(format) => {
+            let mut message = format!("{value:?} {}", format.what);
+            if let Some(hint) = (format.hint)(value) {
+                message.push_str(&format!(" (did you mean {hint:?}?)"));
+            }
+            message
+        }
+        None => {
+            format!("{value:?} does not have the format this field takes (see kubectl explain)")
+        }
+    }
+}
+
+/// `Web Shop` → `web-shop`: lower case, other characters replaced by '-'.
+fn name_hint(value: &str, dots: bool) -> Option<String> {
+    let mut out = String::new();
+    for c in value.trim().chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || (dots && c == '.') {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches(|c| c == '-' || c == '.').to_string();
+    (!out.is_empty() && out != value).then_some(out)
+}
+
+/// `7 days` → `7d`, `90 minutes` → `90m`.
+fn duration_hint(value: &str) -> Option<String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let [number, unit] = words[..] else {
+        return None;
+    };
+    number.parse::<u64>().ok().filter(|n| *n > 0)?;
+    let unit = match unit.to_lowercase().trim_end_matches('s') {
+        "millisecond" | "m" => "ms",
+        "second" | "sec" => "s",
+        "minute" | "min" => "m",
+        "hour" | "hr" | "h" => "h",
+        "day" | "d" => "d",
+        "week" | "wk" | "w" => "w",
+        "year" | "yr" | "y" => "y",
+        _ => return None,
+    };
+    Some(format!("{number}{unit}"))
+}
+
+/// `it_IT` → `it-IT`, `en-gb` → `en-GB`.
+fn locale_hint(value: &str) -> Option<String> {
+    let parts: Vec<&str> = value.split(['-', '_']).collect();
+    let mut out = vec![parts.first()?.to_lowercase()];
+    for part in &parts[1..] {
+        out.push(match part.len() {
+            2 => part.to_uppercase(),
+            4 => {
+                let mut c = part.chars();
+                let first = c.next()?.to_uppercase().to_string();
+                first + &c.as_str().to_lowercase()
+            }
+            _ => part.to_string(),
+        });
+    }
+    let hint = out.join("-");
+    (hint != value).then_some(hint)
+}
+
+/// `brand.Voice` → `brand.voice`, `attribute.returnPolicy` → `attributes.returnPolicy`.
+fn rule_field_hint(value: &str) -> Option<String> {
+    const FIELDS: [&str; 13] = [
+        "type",
+        "displayName",
+        "owner",
+        "brand.name",
+        "brand.voice",
+        "brand.styleGuideVersion",
+        "content.catalogVersion",
+        "content.pricingVersion",
+        "privacy.consentPolicyVersion",
+        "privacy.dataRetentionDays",
+        "locales",
+        "serviceLevels.firstResponseSeconds",
+        "serviceLevels.resolutionHours",
+    ];
+    if let Some(field) = FIELDS.iter().find(|f| f.eq_ignore_ascii_case(value)) {
+        return Some(field.to_string());
+    }
+    for prefix in ["attribute.", "attrs.", "attr.", "Attributes."] {
+        if let Some(key) = value.strip_prefix(prefix) {
+            return Some(format!("attributes.{key}"));
+        }
+    }
+    None
+}
+
+/// Items repeated in lists the API server keeps as sets or maps (`x-kubernetes-list-type`): it
+/// refuses them ("Duplicate value"), so `check` does too.
+fn duplicates(schema: &Value, value: &Value, path: &str, found: &mut Vec<SchemaViolation>) {
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (key, item) in map {
+                let sub = properties
+                    .and_then(|p| p.get(key))
+                    .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()));
+                if let Some(sub) = sub {
+                    let here = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    duplicates(sub, item, &here, found);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
+            let keys: Vec<&str> = schema
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|k| k.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut seen: Vec<Value> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let identity = match list_type {
+                    Some("set") => item.clone(),
+                    Some("map") => Value::Array(
+                        keys.iter()
+                            .map(|k| item.get(*k).cloned().unwrap_or(Value::Null))
+                            .collect(),
+                    ),
+                    _ => Value::Null,
+                };
+                if list_type.is_some_and(|t| t == "set" || t == "map") {
+                    if seen.contains(&identity) {
+                        let message = if list_type == Some("set") {
+                            format!("{} is listed twice: each value appears once", render(item))
+                        } else {
+                            let described: Vec<String> = keys
+                                .iter()
+                                .map(|k| {
+                                    format!("{k} {}", render(item.get(*k).unwrap_or(&Value::Null)))
+                                })
+                                .collect();
+                            format!(
+                                "a second entry with {}: one entry per {}",
+                                described.join(" and "),
+                                keys.join(" and ")
+                            )
+                        };
+                        found.push(SchemaViolation::new(
+                            format!("{path}[{i}]"),
+                            "unique",
+                            message,
+                        ));
+                    } else {
+                        seen.push(identity);
+                    }
+                }
+                if let Some(sub) = schema.get("items") {
+                    duplicates(sub, item, &format!("{path}[{i}]"), found);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -31,7 +31,15 @@ fn clean_examples_exit_0_with_a_report_grouped_by_journey() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("Journey retail/retail — readiness 77 (customer-centric)"),
+        stdout.contains("\nJourney retail/retail (examples/retail/journey.yaml:2)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("readiness:       100 (customer-centric), over 17 of 22 points (kpis-met, collectors-ready not evaluated offline)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("self-assessment: 17 of 25 yes (missing-pieces): 6 evidenced, 16 declared, 3 missing (2 of them not evaluated offline)"),
         "{stdout}"
     );
     assert!(stdout.contains("OK: 0 errors, 0 warnings"), "{stdout}");
@@ -53,7 +61,11 @@ fn findings_of_severity_error_exit_1() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("brand.voice differs: friendly-expert on app, call-centre, chat, email, store, web; formal on marketplace"), "{stdout}");
-    assert!(stdout.contains("FAILED: 1 errors, 0 warnings"), "{stdout}");
+    assert!(
+        stdout.contains("error[consistency]: examples/retail/journey.yaml:14: brand.voice differs"),
+        "the finding names the rule's file and line: {stdout}"
+    );
+    assert!(stdout.contains("FAILED: 1 error, 0 warnings"), "{stdout}");
 }
 
 #[test]
@@ -85,6 +97,41 @@ fn json_output_is_stable_and_machine_readable() {
 }
 
 #[test]
+fn every_finding_and_refusal_names_its_file_and_line_in_json() {
+    let mut args = vec!["check", "-o", "json", "-f", "examples/retail"];
+    let broken: Vec<String> = std::fs::read_dir("examples/broken")
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    for b in &broken {
+        args.extend(["-f", b.as_str()]);
+    }
+    let out = cx(&args, None);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut findings: Vec<&serde_json::Value> =
+        report["findings"].as_array().unwrap().iter().collect();
+    for j in report["journeys"].as_array().unwrap() {
+        assert!(j["file"].is_string() && j["line"].is_u64(), "{j}");
+        findings.extend(j["findings"].as_array().unwrap());
+    }
+    for r in report["rejected"].as_array().unwrap() {
+        findings.extend(r["violations"].as_array().unwrap());
+    }
+    assert!(findings.len() >= 12, "{report:#}");
+    for f in findings {
+        assert!(
+            f["file"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("examples/")),
+            "{f}"
+        );
+        assert!(f["line"].as_u64().is_some_and(|l| l > 1), "{f}");
+    }
+}
+
+#[test]
 fn stdin_is_read_with_a_dash() {
     let manifest = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broken/bad-enum.yaml"),
@@ -93,8 +140,10 @@ fn stdin_is_read_with_a_dash() {
     let out = cx(&["check", "-f", "-"], Some(&manifest));
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout.contains("-:4"), "{stdout}");
-    assert!(stdout.contains("spec.stage"), "{stdout}");
+    assert!(
+        stdout.contains("error[schema]: -:11: Touchpoint retail/web-checkout-v2: spec.stage: \"checkout\" is not one of"),
+        "the line of the field, not of the document: {stdout}"
+    );
 }
 
 #[test]
@@ -229,4 +278,99 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::io::Read;
+    for args in [
+        &[
+            "check",
+            "-f",
+            "examples/retail",
+            "--plan",
+            "--network-policy",
+            "--service-monitor",
+        ][..],
+        &["crd"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -c 10`: read a little, then close the pipe.
+        let mut first = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}
+
+#[test]
+fn plan_as_json_is_one_list_and_errors_are_said_on_stderr() {
+    let out = cx(
+        &["check", "-f", "examples/retail", "--plan", "-o", "json"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 15 + 15 + 15 + 3);
+    assert_eq!(items[0]["kind"], "ConfigMap");
+
+    let out = cx(
+        &[
+            "check",
+            "-f",
+            "examples/retail",
+            "-f",
+            "examples/broken/bad-enum.yaml",
+            "-f",
+            "examples/broken/dangling-channel.yaml",
+            "--plan",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !out.stdout.is_empty(),
+        "the plan of what is accepted is printed"
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "error[schema]: examples/broken/bad-enum.yaml:11: Touchpoint retail/web-checkout-v2: spec.stage: \"checkout\" is not one of: awareness, consideration, purchase, delivery, usage, support, loyalty, advocacy\n\
+         error[dangling-channel]: examples/broken/dangling-channel.yaml:10: touchpoint kiosk-checkin names channel kiosk, which does not exist in namespace retail\n\
+         check failed: 2 errors; the plan covers only what the API server would accept (run without --plan for the whole report)\n"
+    );
+}
+
+#[test]
+fn nothing_to_check_is_an_error_not_ok() {
+    let empty = tempdir("empty");
+    let out = cx(&["check", "-f", empty.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {}: no manifest found (no .yaml, .yml or .json file with a document in it)\n",
+            empty.display()
+        )
+    );
+    let out = cx(&["check", "-f", "examples/retail/00-namespace.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: examples/retail/00-namespace.yaml: no cx.conductor.dev resource to check (1 document skipped: v1 Namespace at examples/retail/00-namespace.yaml:2)\n"
+    );
+    let out = cx(&["check", "-f", "-"], Some("# nothing\n"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

@@ -50,7 +50,7 @@ fn add(inventory: &mut Inventory, name: &str, labels: impl IntoIterator<Item = S
 /// series with no child yet count too. A new field here is a new metric to list.
 fn operator_metrics(inventory: &mut Inventory) {
     let m = Metrics::new();
-    let collectors: [(&dyn Collector, bool); 8] = [
+    let collectors: [(&dyn Collector, bool); 9] = [
         (&m.reconciles, false),
         (&m.reconcile_errors, false),
         (&m.reconcile_duration, true),
@@ -58,6 +58,7 @@ fn operator_metrics(inventory: &mut Inventory) {
         (&m.consistency_violations, false),
         (&m.coverage_gaps, false),
         (&m.readiness_score, false),
+        (&m.self_assessment_score, false),
         (&m.collector_ready, false),
     ];
     for (collector, histogram) in collectors {
@@ -207,6 +208,10 @@ fn the_inventory_holds_the_metrics_contract() {
             &["namespace", "journey", "kind"],
         ),
         ("cx_journey_readiness_score", &["namespace", "journey"]),
+        (
+            "cx_journey_self_assessment_score",
+            &["namespace", "journey"],
+        ),
         (
             "cx_touchpoint_collector_ready",
             &["namespace", "touchpoint", "channel", "stage"],
@@ -687,6 +692,7 @@ fn each_dashboard_shows_what_it_promises() {
             "cx_kpi_state",
             "cx_consistency_violations",
             "cx_journey_readiness_score",
+            "cx_journey_self_assessment_score",
             "cx_journey_coverage_gaps",
             "cx_touchpoint_collector_ready",
             "cx_reconcile_errors_total",

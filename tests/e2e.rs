@@ -108,6 +108,17 @@ async fn examples_deploy_ready_collectors_and_journey_status() {
         }
     })
     .await;
+    // The self-assessment in the status: in a cluster every evidenced question is answered from
+    // the statuses; the example's declared answers fill the others but for question 23.
+    let assessment = journeys
+        .get("retail")
+        .await
+        .expect("retail journey")
+        .status
+        .and_then(|s| s.self_assessment)
+        .expect("status.selfAssessment written");
+    assert_eq!(assessment.evidenced, [7, 9, 10, 11, 14, 15, 17, 18, 22, 25]);
+    assert_eq!(assessment.missing, [23]);
 }
 
 #[tokio::test]

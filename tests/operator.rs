@@ -402,6 +402,23 @@ async fn a_steady_state_costs_no_writes_with_every_option_on() {
         )),
         "{text}"
     );
+    // In a cluster every evidenced question of the self-assessment is answered from the statuses
+    // (collector readiness, KPI states); none is left "not evaluated".
+    let assessment = get::<CustomerJourney>(&admin, &ns, "main")
+        .await
+        .and_then(|j| j.status)
+        .and_then(|s| s.self_assessment)
+        .expect("the journey status carries the self-assessment");
+    assert_eq!(assessment.evidenced, [7, 9, 10, 11, 14, 15, 17, 18, 22, 25]);
+    assert!(assessment.declared.is_empty());
+    assert_eq!(assessment.missing.len(), 15);
+    assert!(
+        text.contains(&format!(
+            r#"cx_journey_self_assessment_score{{journey="main",namespace="{ns}"}} {}"#,
+            assessment.score
+        )),
+        "{text}"
+    );
     operator.stop().await;
 }
 

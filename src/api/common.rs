@@ -122,3 +122,6 @@ pub const DURATION_PATTERN: &str = r"^[1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|
 
 /// Regular expression of a Kubernetes object name (RFC 1123 DNS subdomain label).
 pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// Regular expression of a calendar date, `YYYY-MM-DD`.
+pub const DATE_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";

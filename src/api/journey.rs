@@ -50,6 +50,12 @@ pub const RULE_FIELD_PATTERN: &str = r"^(type|displayName|owner|brand\.(name|voi
         description = "Readiness band"
     ),
     printcolumn(
+        name = "Self-Assessment",
+        type_ = "integer",
+        json_path = ".status.selfAssessment.score",
+        description = "Yes answers to the 25-question CX self-assessment (18-25 customer-centric, 9-17 missing pieces, 0-8 many gaps)"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
@@ -80,6 +86,45 @@ pub struct CustomerJourneySpec {
     /// What the journey requires at each stage.
     #[serde(default)]
     pub coverage: CoverageRequirements,
+    /// Answers people declare to the 25-question CX self-assessment, for the questions the
+    /// conductor holds no evidence for (or none yet). Evidence, when known, takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_assessment: Option<SelfAssessmentSpec>,
+}
+
+/// Declared answers to the CX self-assessment (25 yes/no questions; 18-25 yes is customer-centric,
+/// 9-17 has missing pieces, 0-8 many gaps).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfAssessmentSpec {
+    /// One answer per question, each with who answered and when.
+    #[serde(default)]
+    #[schemars(
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["question"]),
+        length(max = 25)
+    )]
+    pub answers: Vec<DeclaredAnswer>,
+}
+
+/// A declared answer to one question of the self-assessment.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclaredAnswer {
+    /// Question number, 1 to 25, as in the self-assessment (e.g. 17: is there a "conductor" who owns CX?).
+    #[schemars(range(min = 1, max = 25))]
+    pub question: i32,
+    /// The answer: true for yes, false for no.
+    pub answer: bool,
+    /// Who answered and is accountable for the answer: a person or a role, e.g. giulia.bianchi@larkspur.example.
+    #[schemars(length(min = 1, max = 253))]
+    pub answered_by: String,
+    /// When the answer was given, as a date: YYYY-MM-DD.
+    #[schemars(regex(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"))]
+    pub answered_at: String,
+    /// Why, or where the supporting evidence is (a survey, a workshop, a document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub note: Option<String>,
 }
 
 /// Cross-channel consistency requirements.
@@ -235,6 +280,9 @@ pub struct CustomerJourneyStatus {
     /// Readiness assessment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<Readiness>,
+    /// The 25-question CX self-assessment: evidenced answers, declared ones, and the missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_assessment: Option<SelfAssessment>,
     /// Conditions: Consistent, Covered, KPIsMet, Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
@@ -299,7 +347,7 @@ pub struct KpiCounts {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Readiness {
-    /// Percentage of criteria weight passed, 0-100.
+    /// Percentage of the evaluated criteria weight that passed, 0-100.
     pub score: i32,
     /// customer-centric (>= 72), gaps-to-close (>= 36) or structural-weaknesses.
     pub band: ReadinessBand,
@@ -341,6 +389,100 @@ pub struct CriterionResult {
     pub weight: i32,
     /// Whether it passed.
     pub passed: bool,
+    /// False when the criterion could not be judged (KPI states and collector readiness when
+    /// checking manifests without a cluster): it then counts neither for nor against the score.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub evaluated: bool,
     /// Why it passed or failed, and what to do to pass it.
     pub reason: String,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+/// The CX self-assessment of a journey: 25 yes/no questions, ten answered from evidence the
+/// conductor holds, the others by declaration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfAssessment {
+    /// Number of yes answers, 0-25 (a missing answer counts as no).
+    #[schemars(range(min = 0, max = 25))]
+    pub score: i32,
+    /// customer-centric (18-25), missing-pieces (9-17) or many-gaps (0-8).
+    pub band: SelfAssessmentBand,
+    /// Questions answered from evidence (journeys, channels, touchpoints, KPIs, collectors).
+    #[serde(default)]
+    pub evidenced: Vec<i32>,
+    /// Questions answered by declaration (spec.selfAssessment.answers).
+    #[serde(default)]
+    pub declared: Vec<i32>,
+    /// Questions with neither evidence nor declaration: they count as no.
+    #[serde(default)]
+    pub missing: Vec<i32>,
+    /// Every question's answer, where it comes from and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<SelfAssessmentAnswer>,
+}
+
+/// Bands of the self-assessment score.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelfAssessmentBand {
+    /// 18 to 25 yes: a customer-centric culture shared by every function.
+    CustomerCentric,
+    /// 9 to 17 yes: something is missing before culture and CX give the desired results.
+    MissingPieces,
+    /// 0 to 8 yes: many gaps at strategic, information, organisational and technological level.
+    ManyGaps,
+}
+
+impl SelfAssessmentBand {
+    /// The name used in status and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelfAssessmentBand::CustomerCentric => "customer-centric",
+            SelfAssessmentBand::MissingPieces => "missing-pieces",
+            SelfAssessmentBand::ManyGaps => "many-gaps",
+        }
+    }
+}
+
+/// One question's answer in the self-assessment.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfAssessmentAnswer {
+    /// Question number, 1-25.
+    #[schemars(range(min = 1, max = 25))]
+    pub question: i32,
+    /// The answer; absent when missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<bool>,
+    /// Where the answer comes from: evidenced, declared or missing.
+    pub source: AnswerSource,
+    /// The evidence, or who declared it and when, or what would answer it.
+    pub reason: String,
+}
+
+/// Where a self-assessment answer comes from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum AnswerSource {
+    /// Computed from the objects and their status.
+    Evidenced,
+    /// Declared in spec.selfAssessment.answers.
+    Declared,
+    /// Neither evidence nor declaration.
+    Missing,
+}
+
+impl AnswerSource {
+    /// The name used in status and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerSource::Evidenced => "evidenced",
+            AnswerSource::Declared => "declared",
+            AnswerSource::Missing => "missing",
+        }
+    }
 }

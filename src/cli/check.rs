@@ -2,26 +2,25 @@
 //! cluster. Load → schema validation → consistency, coverage, readiness → deployment plan → report.
 //!
 //! Severity: **errors** are what the API server would refuse (schema and CEL violations, duplicate
-//! names) and findings that make a journey not Ready (broken consistency rules of severity error,
-//! dangling references, KPI scopes that match nothing, duplicate touchpoints, coverage gaps the
-//! journey requires). **Warnings** are consistency rules declared with `severity: warning`.
-//! Notes (documents of other API groups, skipped) are neither.
+//! names and list items) and findings that make a journey not Ready or a KPI measure the wrong
+//! thing (broken consistency rules of severity error, rules that check nothing, dangling
+//! references, KPI scopes that match nothing, duplicate touchpoints, coverage gaps the journey
+//! requires). **Warnings** are what is legitimate but probably a mistake: rules declared with
+//! `severity: warning`, objects no journey looks at, KPIs without an owner. Notes (documents of
+//! other API groups, skipped) are neither. Every finding names the file and line of the field to
+//! change.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use serde::Serialize;
 
 use crate::api::Severity;
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
 use crate::core::world::namespace_of;
-use crate::core::{Analysis, Finding, JourneyAssessment, World, analyze};
+use crate::core::{Analysis, Finding, FindingCode, JourneyAssessment, ObjectRef, World, analyze};
 use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
 use crate::schema::SchemaValidator;
-
-use super::{CheckArgs, ColorChoice, OutputFormat};
 
 /// Exit code when findings of severity error exist.
 pub const EXIT_ERRORS: u8 = 1;
@@ -97,22 +96,69 @@ impl CheckOutcome {
     }
 }
 
-/// Checks the manifests under `paths`. `Err` means the input is unusable (exit 2).
+/// Checks the manifests under `paths`. `Err` means the input is unusable (exit 2): unreadable,
+/// not YAML, or holding no cx.conductor.dev resource at all (nothing to check is not "OK").
 pub fn check_paths(paths: &[PathBuf], options: &PlanOptions) -> Result<CheckOutcome, LoadError> {
     let documents = load_paths(paths)?;
     let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
+    let resources = inventory.origins.len() + inventory.rejected.len();
+    if resources == 0 {
+        let given: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let given = given.join(", ");
+        return Err(if documents.is_empty() {
+            LoadError::NothingToCheck {
+                message: format!(
+                    "{given}: no manifest found (no .yaml, .yml or .json file with a document in it)"
+                ),
+            }
+        } else {
+            let skipped: Vec<String> = inventory
+                .skipped
+                .iter()
+                .map(|s| format!("{} at {}", s.what, s.origin))
+                .collect();
+            LoadError::NothingToCheck {
+                message: format!(
+                    "{given}: no cx.conductor.dev resource to check ({} skipped: {})",
+                    if skipped.len() == 1 {
+                        "1 document".to_string()
+                    } else {
+                        format!("{} documents", skipped.len())
+                    },
+                    crate::core::analysis::list(&skipped)
+                ),
+            }
+        });
+    }
     Ok(check_inventory(&inventory, options))
 }
 
-/// Checks accepted objects: the pure part of `check`.
+/// Checks accepted objects: the pure part of `check`. Statuses in the manifests are not trusted:
+/// KPI states and collector readiness are "not evaluated offline".
 pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOutcome {
     let world = World::new(
         &inventory.channels,
         &inventory.touchpoints,
         &inventory.kpis,
         &inventory.journeys,
-    );
-    let analysis: Analysis = analyze(&world);
+    )
+    .offline();
+    let mut analysis: Analysis = analyze(&world);
+    analysis.findings.extend(kpi_query_findings(&world));
+    analysis
+        .findings
+        .sort_by_key(|f| (kind_rank(&f.subject.kind), f.subject.clone(), f.code));
+    for finding in analysis.findings.iter_mut().chain(
+        analysis
+            .journeys
+            .iter_mut()
+            .flat_map(|j| j.findings.iter_mut()),
+    ) {
+        locate(finding, inventory);
+    }
+    for journey in &mut analysis.journeys {
+        journey.origin = inventory.origins.get(&journey.journey).cloned();
+    }
     let mut order: Vec<usize> = (0..inventory.touchpoints.len()).collect();
     order.sort_by_key(|&i| {
         let t = &inventory.touchpoints[i];
@@ -168,55 +214,112 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
     CheckOutcome { report, plans }
 }
 
-/// Runs `check` from the command line: prints the report and returns the exit code.
-pub fn run(args: &CheckArgs) -> ExitCode {
-    let options = PlanOptions {
-        default_image: args
-            .collector_image
-            .clone()
-            .unwrap_or_else(|| PlanOptions::default().default_image),
-        service_monitor: args.service_monitor,
-        network_policy: args.network_policy,
+/// Fills in where a finding's field is written, and, when the object it names was refused by the
+/// schema, says so: the refusal is the cause to fix first.
+fn locate(finding: &mut Finding, inventory: &Inventory) {
+    let (object, field) = finding.place();
+    finding.origin = inventory.locate(object, field);
+    let refused_kind = match finding.code {
+        FindingCode::DanglingChannel | FindingCode::DanglingScopeChannel => "Channel",
+        FindingCode::DanglingJourney => "CustomerJourney",
+        _ => return,
     };
-    let outcome = match check_paths(&args.paths, &options) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_UNUSABLE);
-        }
+    let Some(name) = finding.detail.as_deref() else {
+        return;
     };
-    if args.plan {
-        print!("{}", render_plan(&outcome.plans));
-    } else {
-        match args.output {
-            OutputFormat::Json => match serde_json::to_string_pretty(&outcome.report) {
-                Ok(json) => println!("{json}"),
-                Err(e) => {
-                    eprintln!("error: cannot render the report: {e}");
-                    return ExitCode::from(EXIT_UNUSABLE);
-                }
-            },
-            OutputFormat::Text => {
-                let color = match args.color {
-                    ColorChoice::Always => true,
-                    ColorChoice::Never => false,
-                    ColorChoice::Auto => std::io::stdout().is_terminal(),
-                };
-                print!("{}", super::report::render_text(&outcome.report, color));
-            }
-        }
+    let namespace = &finding.subject.namespace;
+    if let Some(refused) = inventory.rejected.iter().find(|r| {
+        r.object.kind == refused_kind && r.object.name == name && &r.object.namespace == namespace
+    }) {
+        finding.message.push_str(&format!(
+            "; {} was refused by the schema at {}: fix that first",
+            refused.object, refused.origin
+        ));
     }
-    ExitCode::from(outcome.exit_code())
 }
 
-/// The planned objects as one multi-document YAML, in apply order.
-pub fn render_plan(plans: &[CollectorPlan]) -> String {
-    let mut out = String::new();
-    for plan in plans {
-        for object in plan.objects() {
-            out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
+/// Causes first: channels, then touchpoints, then KPIs.
+fn kind_rank(kind: &str) -> u8 {
+    match kind {
+        "Channel" => 0,
+        "Touchpoint" => 1,
+        "ExperienceKPI" => 2,
+        _ => 3,
+    }
+}
+
+/// KPIs the operator could never evaluate, found by compiling their queries as it would: a builtin
+/// indicator whose touchpoints produce none of its signal (an nps KPI over csat touchpoints), a
+/// custom PromQL expression or a window Prometheus would refuse. Without this, `check` passed them.
+fn kpi_query_findings(world: &World) -> Vec<Finding> {
+    use crate::kpi::{KpiError, QueryScope, WindowSpec, compile};
+    let mut findings = Vec::new();
+    for (k, kpi) in world.kpis.iter().enumerate() {
+        let name = kpi.metadata.name.clone().unwrap_or_default();
+        let subject = ObjectRef::to(kpi);
+        let window = match WindowSpec::parse(&kpi.spec.window) {
+            Ok(window) => window,
+            Err(e) => {
+                findings.push(
+                    Finding::new(
+                        FindingCode::KpiQueryInvalid,
+                        Severity::Error,
+                        subject,
+                        format!(
+                            "KPI {name} cannot be evaluated: {e} (write the units largest first, e.g. 1h30m)"
+                        ),
+                    )
+                    .field("spec.window"),
+                );
+                continue;
+            }
+        };
+        let scope = QueryScope::resolve(world, k);
+        if kpi.spec.indicator.builtin.is_some() && scope.touchpoints.is_empty() {
+            continue; // kpi-scope-empty (or a dangling scope channel) says it already
+        }
+        match compile(
+            &kpi.spec,
+            &scope,
+            &window,
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ) {
+            Ok(_) => {}
+            Err(KpiError::EmptyScope(why)) => findings.push(
+                Finding::new(
+                    FindingCode::KpiSignalMissing,
+                    Severity::Error,
+                    subject,
+                    format!("KPI {name} can never be measured: {why}"),
+                )
+                .detail(
+                    kpi.spec
+                        .indicator
+                        .builtin
+                        .map(|b| b.as_str())
+                        .unwrap_or_default(),
+                )
+                .field("spec.indicator.builtin"),
+            ),
+            Err(KpiError::InvalidQuery { field, message }) => findings.push(
+                Finding::new(
+                    FindingCode::KpiQueryInvalid,
+                    Severity::Error,
+                    subject,
+                    format!("KPI {name}'s {field} is not a query Prometheus would run: {message}"),
+                )
+                .field(format!("spec.indicator.{field}")),
+            ),
+            Err(other) => findings.push(
+                Finding::new(
+                    FindingCode::KpiQueryInvalid,
+                    Severity::Error,
+                    subject,
+                    format!("KPI {name} cannot be evaluated: {other}"),
+                )
+                .field("spec.indicator"),
+            ),
         }
     }
-    out
+    findings
 }

@@ -1,5 +1,6 @@
 //! Command-line interface: subcommands and their options.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,7 +41,8 @@ pub struct CheckArgs {
     /// Report format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Print the Kubernetes objects the operator would deploy, as YAML, instead of the report.
+    /// Print the Kubernetes objects the operator would deploy instead of the report: YAML, or a
+    /// JSON `v1` List with `-o json`. Errors go to stderr (and the exit code is 1).
     #[arg(long)]
     pub plan: bool,
     /// Collector image to plan when a touchpoint names none (default: this version's image).
@@ -81,11 +83,79 @@ pub enum ColorChoice {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd => {
-            print!("{}", crate::crd::to_yaml());
+            write_stdout(&crate::crd::to_yaml());
             ExitCode::SUCCESS
         }
-        Command::Check(args) => check::run(&args),
+        Command::Check(args) => run_check(&args),
         Command::Run(args) => run::run(&args),
         Command::Collector(args) => crate::collector::run(&args),
     }
+}
+
+/// Writes `text` to stdout. A reader that went away (`cx-conductor check ... | head`) is not an
+/// error worth a panic: the rest of the output is dropped quietly.
+pub fn write_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// `cx-conductor check`: computes the outcome, prints it in the asked format, returns the exit code.
+fn run_check(args: &CheckArgs) -> ExitCode {
+    use crate::core::plan::PlanOptions;
+    let options = PlanOptions {
+        default_image: args
+            .collector_image
+            .clone()
+            .unwrap_or_else(|| PlanOptions::default().default_image),
+        service_monitor: args.service_monitor,
+        network_policy: args.network_policy,
+    };
+    let outcome = match check::check_paths(&args.paths, &options) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(check::EXIT_UNUSABLE);
+        }
+    };
+    let stderr_color = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal(),
+    };
+    if args.plan {
+        write_stdout(&match args.output {
+            OutputFormat::Json => report::render_plan_json(&outcome.plans),
+            OutputFormat::Text => report::render_plan(&outcome.plans),
+        });
+        let summary = &outcome.report.summary;
+        if summary.errors > 0 {
+            // The plan leaves out what is refused or broken: say what, where people look.
+            eprint!("{}", report::render_errors(&outcome.report, stderr_color));
+            eprintln!(
+                "check failed: {}; the plan covers only what the API server would accept (run without --plan for the whole report)",
+                crate::core::analysis::count(summary.errors, "error", "errors")
+            );
+        }
+    } else {
+        match args.output {
+            OutputFormat::Json => match serde_json::to_string_pretty(&outcome.report) {
+                Ok(json) => write_stdout(&format!("{json}\n")),
+                Err(e) => {
+                    eprintln!("error: cannot render the report: {e}");
+                    return ExitCode::from(check::EXIT_UNUSABLE);
+                }
+            },
+            OutputFormat::Text => {
+                let color = match args.color {
+                    ColorChoice::Always => true,
+                    ColorChoice::Never => false,
+                    ColorChoice::Auto => std::io::stdout().is_terminal(),
+                };
+                write_stdout(&report::render_text(&outcome.report, color));
+            }
+        }
+    }
+    ExitCode::from(outcome.exit_code())
 }

@@ -1,9 +1,13 @@
-//! The human-readable `check` report: one section per journey, a table per section.
+//! Rendering a check's outcome: the human-readable report (one section per journey), JSON, and
+//! the deployment plan. Rendering depends on the check's types; the check never on rendering.
 
 use std::fmt::Write;
 
-use crate::api::Severity;
+use crate::api::{AnswerSource, SelfAssessment, Severity};
 use crate::core::Finding;
+use crate::core::plan::CollectorPlan;
+use crate::manifest::Rejected;
+use crate::schema::SchemaViolation;
 
 use super::check::CheckReport;
 
@@ -77,36 +81,77 @@ fn table(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
-fn finding_rows(style: &Style, findings: &[&Finding], with_subject: bool) -> Vec<Vec<String>> {
-    let mut rows = vec![if with_subject {
-        vec![
-            "SEVERITY".into(),
-            "CODE".into(),
-            "OBJECT".into(),
-            "MESSAGE".into(),
-        ]
+/// "1 journey", "2 journeys".
+fn count(n: usize, one: &str, many: &str) -> String {
+    crate::core::analysis::count(n, one, many)
+}
+
+/// One finding as one line: `error[code]: file:line: message`, the form editors and CI logs link.
+fn diagnostic(style: &Style, finding: &Finding) -> String {
+    let place = finding
+        .origin
+        .as_ref()
+        .map(|o| format!("{o}: "))
+        .unwrap_or_default();
+    format!(
+        "{}[{}]: {place}{}",
+        style.severity(finding.severity),
+        finding.code,
+        finding.message
+    )
+}
+
+/// One schema violation as one line: `error[schema]: file:line: Kind ns/name: field: message`.
+fn refusal(style: &Style, rejected: &Rejected, violation: &SchemaViolation) -> String {
+    let origin = violation.origin.as_ref().unwrap_or(&rejected.origin);
+    let field = if violation.field.is_empty() {
+        String::new()
     } else {
-        vec![
-            "SEVERITY".into(),
-            "CODE".into(),
-            "ABOUT".into(),
-            "MESSAGE".into(),
-        ]
-    }];
-    for f in findings {
-        let about = if with_subject {
-            f.subject.to_string()
-        } else {
-            f.detail.clone().unwrap_or_default()
-        };
+        format!("{}: ", violation.field)
+    };
+    format!(
+        "{}[schema]: {origin}: {}: {field}{}",
+        style.severity(Severity::Error),
+        rejected.object,
+        violation.message
+    )
+}
+
+/// The self-assessment's answers: evidenced, declared, and the missing that evidence could give,
+/// one per line; the other missing questions in one line.
+fn self_assessment(style: &Style, sa: &SelfAssessment) -> String {
+    use crate::core::self_assessment::SHORT;
+    let mut out = String::from("  self-assessment answers:\n");
+    let mut rows = Vec::new();
+    let mut undeclared = Vec::new();
+    for a in &sa.answers {
+        let (text, evidenced) = SHORT[a.question as usize - 1];
+        if a.source == AnswerSource::Missing && !evidenced {
+            undeclared.push(format!("Q{}", a.question));
+            continue;
+        }
         rows.push(vec![
-            style.severity(f.severity),
-            f.code.as_str().into(),
-            about,
-            f.message.clone(),
+            match a.answer {
+                Some(true) => style.paint("32", "yes"),
+                Some(false) => style.paint("31", "no"),
+                None => style.paint("2", "?"),
+            },
+            format!("Q{}", a.question),
+            a.source.as_str().to_string(),
+            text.to_string(),
+            a.reason.clone(),
         ]);
     }
-    rows
+    out.push_str(&table(&rows, "    "));
+    if !undeclared.is_empty() {
+        let _ = writeln!(
+            out,
+            "    missing, counted as no: {} (declare {} in spec.selfAssessment.answers)",
+            undeclared.join(", "),
+            if undeclared.len() == 1 { "it" } else { "them" }
+        );
+    }
+    out
 }
 
 /// The text report of a check.
@@ -114,14 +159,22 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
     let style = Style { color };
     let s = &report.summary;
     let mut out = String::new();
+    let refused = if report.rejected.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} refused",
+            count(report.rejected.len(), "object", "objects")
+        )
+    };
     let _ = writeln!(
         out,
-        "{} {} channels, {} touchpoints, {} KPIs, {} journeys",
+        "{} {}, {}, {}, {}{refused}",
         style.bold("cx-conductor check:"),
-        s.channels,
-        s.touchpoints,
-        s.kpis,
-        s.journeys
+        count(s.channels, "channel", "channels"),
+        count(s.touchpoints, "touchpoint", "touchpoints"),
+        count(s.kpis, "KPI", "KPIs"),
+        count(s.journeys, "journey", "journeys"),
     );
 
     if !report.skipped.is_empty() {
@@ -138,76 +191,139 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         out.push_str(&table(&rows, "  "));
     }
 
+    // Causes first: what the API server would refuse, then single objects, then journeys.
     if !report.rejected.is_empty() {
         let _ = writeln!(
             out,
             "\n{}",
             style.bold("Refused by the schema (the API server would reject these)")
         );
-        let mut rows = vec![vec![
-            "WHERE".into(),
-            "OBJECT".into(),
-            "FIELD".into(),
-            "RULE".into(),
-            "PROBLEM".into(),
-        ]];
         for r in &report.rejected {
             for v in &r.violations {
-                rows.push(vec![
-                    r.origin.to_string(),
-                    r.object.to_string(),
-                    if v.field.is_empty() {
-                        "<object>".into()
-                    } else {
-                        v.field.clone()
-                    },
-                    v.rule.clone(),
-                    v.message.clone(),
-                ]);
+                let _ = writeln!(out, "  {}", refusal(&style, r, v));
             }
         }
-        out.push_str(&table(&rows, "  "));
+    }
+
+    if !report.findings.is_empty() {
+        let _ = writeln!(out, "\n{}", style.bold("Objects"));
+        for f in &report.findings {
+            let _ = writeln!(out, "  {}", diagnostic(&style, f));
+        }
     }
 
     for j in &report.journeys {
         let readiness = &j.readiness;
         let _ = writeln!(
             out,
-            "\n{} — readiness {} ({})",
+            "\n{}{}",
             style.bold(&format!(
                 "Journey {}/{}",
                 j.journey.namespace, j.journey.name
             )),
-            readiness.score,
-            readiness.band.as_str()
+            j.origin
+                .as_ref()
+                .map(|o| format!(" ({o})"))
+                .unwrap_or_default()
         );
-        let k = &j.kpi_counts;
         let _ = writeln!(
             out,
-            "  channels:    {}",
+            "  channels:        {}",
             if j.channels.is_empty() {
-                "-".into()
+                "none".into()
             } else {
                 j.channels.join(", ")
             }
         );
+        let _ = writeln!(out, "  touchpoints:     {}", j.touchpoints.len());
+        let k = &j.kpi_counts;
+        if j.statuses_known {
+            let _ = writeln!(
+                out,
+                "  KPIs:            {} (met {}, at risk {}, breached {}, insufficient data {}, not evaluated {})",
+                j.kpis.len(),
+                k.met,
+                k.at_risk,
+                k.breached,
+                k.insufficient_data,
+                k.unknown
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  KPIs:            {}{}",
+                j.kpis.len(),
+                if j.kpis.is_empty() {
+                    ""
+                } else {
+                    ", states not evaluated offline"
+                }
+            );
+        }
+        let total: i32 = readiness.criteria.iter().map(|c| c.weight).sum();
+        let evaluated: i32 = readiness
+            .criteria
+            .iter()
+            .filter(|c| c.evaluated)
+            .map(|c| c.weight)
+            .sum();
+        let not_evaluated: Vec<&str> = readiness
+            .criteria
+            .iter()
+            .filter(|c| !c.evaluated)
+            .map(|c| c.id.as_str())
+            .collect();
+        let over = if not_evaluated.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", over {evaluated} of {total} points ({} not evaluated offline)",
+                not_evaluated.join(", ")
+            )
+        };
         let _ = writeln!(
             out,
-            "  touchpoints: {} · KPIs: {} (met {}, at risk {}, breached {}, insufficient data {}, not evaluated {})",
-            j.touchpoints.len(),
-            j.kpis.len(),
-            k.met,
-            k.at_risk,
-            k.breached,
-            k.insufficient_data,
-            k.unknown
+            "  readiness:       {} ({}){over}",
+            readiness.score,
+            readiness.band.as_str()
+        );
+        let sa = &j.self_assessment;
+        let unknown = sa
+            .missing
+            .iter()
+            .filter(|q| crate::core::self_assessment::SHORT[**q as usize - 1].1)
+            .count();
+        let _ = writeln!(
+            out,
+            "  self-assessment: {} of 25 yes ({}): {} evidenced, {} declared, {} missing{}",
+            sa.score,
+            sa.band.as_str(),
+            sa.evidenced.len(),
+            sa.declared.len(),
+            sa.missing.len(),
+            if unknown > 0 {
+                format!(" ({unknown} of them not evaluated offline)")
+            } else {
+                String::new()
+            }
         );
         if j.findings.is_empty() {
-            let _ = writeln!(out, "  findings:    none — consistent and covered");
+            let _ = writeln!(out, "  findings:        none: consistent and covered");
         } else {
-            let _ = writeln!(out, "  findings:");
-            let findings: Vec<&Finding> = j.findings.iter().collect();
-            out.push_str(&table(&finding_rows(&style, &findings, false), "    "));
+            let errors = j
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
+            let _ = writeln!(
+                out,
+                "  findings:        {}, {}",
+                count(errors, "error", "errors"),
+                count(j.findings.len() - errors, "warning", "warnings")
+            );
+            for f in &j.findings {
+                let _ = writeln!(out, "    {}", diagnostic(&style, f));
+            }
         }
         let _ = writeln!(out, "  readiness criteria:");
         let rows: Vec<Vec<String>> = readiness
@@ -215,7 +331,11 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
             .iter()
             .map(|c| {
                 vec![
-                    style.mark(c.passed),
+                    if c.evaluated {
+                        style.mark(c.passed)
+                    } else {
+                        style.paint("2", "n/a")
+                    },
                     c.id.clone(),
                     format!("×{}", c.weight),
                     c.reason.clone(),
@@ -223,21 +343,16 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
             })
             .collect();
         out.push_str(&table(&rows, "    "));
-    }
-
-    if !report.findings.is_empty() {
-        let _ = writeln!(out, "\n{}", style.bold("Other findings"));
-        let findings: Vec<&Finding> = report.findings.iter().collect();
-        out.push_str(&table(&finding_rows(&style, &findings, true), "  "));
+        out.push_str(&self_assessment(&style, &j.self_assessment));
     }
 
     let p = &report.plan;
     let objects: Vec<String> = p.objects.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let _ = writeln!(
         out,
-        "\n{} {} collectors: {} (print them with --plan)",
+        "\n{} {}: {} (print them with --plan)",
         style.bold("Plan:"),
-        p.collectors,
+        count(p.collectors, "collector", "collectors"),
         if objects.is_empty() {
             "no objects".into()
         } else {
@@ -258,8 +373,50 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "\n{verdict}: {} errors, {} warnings",
-        s.errors, s.warnings
+        "\n{verdict}: {}, {}",
+        count(s.errors, "error", "errors"),
+        count(s.warnings, "warning", "warnings")
     );
+    out
+}
+
+/// Every error of a check, one line each (as in the text report), for stderr when the plan is printed.
+pub fn render_errors(report: &CheckReport, color: bool) -> String {
+    let style = Style { color };
+    let mut out = String::new();
+    for r in &report.rejected {
+        for v in &r.violations {
+            let _ = writeln!(out, "{}", refusal(&style, r, v));
+        }
+    }
+    let findings = report
+        .findings
+        .iter()
+        .chain(report.journeys.iter().flat_map(|j| j.findings.iter()))
+        .filter(|f| f.severity == Severity::Error);
+    for f in findings {
+        let _ = writeln!(out, "{}", diagnostic(&style, f));
+    }
+    out
+}
+
+/// The planned objects as one `v1` List in JSON (what `kubectl apply -f` takes), in apply order.
+pub fn render_plan_json(plans: &[CollectorPlan]) -> String {
+    let items: Vec<serde_json::Value> = plans.iter().flat_map(|p| p.objects()).collect();
+    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
+    let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// The planned objects as one multi-document YAML, in apply order.
+pub fn render_plan(plans: &[CollectorPlan]) -> String {
+    let mut out = String::new();
+    for plan in plans {
+        for object in plan.objects() {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
+        }
+    }
     out
 }

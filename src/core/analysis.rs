@@ -1,19 +1,22 @@
 //! The whole assessment of a set of objects: per journey (consistency, coverage, KPI counts,
-//! readiness) and per object (dangling references, empty scopes, duplicates).
+//! readiness) and per object (dangling references, empty scopes, what no journey looks at).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{
-    CoverageStatus, CustomerJourney, KpiCounts, KpiState, Readiness, Severity, Stage, Violation,
+    ChannelSpec, ChannelType, CoverageStatus, CustomerJourney, KpiCounts, KpiState, Readiness,
+    SelfAssessment, Severity, Stage, Violation,
 };
 
-use super::consistency::check_rule;
+use super::consistency::{check_rule, checks_nothing};
 use super::findings::{Finding, FindingCode, ObjectRef};
 use super::readiness::{self, ReadinessInputs};
+use super::selector;
+use super::self_assessment::{self, EvidenceInputs};
 use super::world::{Groups, World, namespace_of};
 
 /// What the conductor concludes about one journey: what its status says.
@@ -28,16 +31,24 @@ pub struct JourneyAssessment {
     pub touchpoints: Vec<String>,
     /// KPIs reporting to the journey, by name.
     pub kpis: Vec<String>,
-    /// Consistency violations: declared rules, then duplicate touchpoints.
+    /// Consistency violations: declared rules (broken, or checking nothing), then duplicate touchpoints.
     pub violations: Vec<Violation>,
     /// Coverage gaps (complete lists, whatever the journey requires).
     pub coverage: CoverageStatus,
     /// KPIs by state.
     pub kpi_counts: KpiCounts,
+    /// Whether KPI states and collector readiness are known (false when checking manifests).
+    pub statuses_known: bool,
     /// Readiness score, band and criteria.
     pub readiness: Readiness,
-    /// Findings about the journey (violations and required coverage gaps).
+    /// The 25-question CX self-assessment: evidenced, declared and missing answers.
+    pub self_assessment: SelfAssessment,
+    /// Findings about the journey: root causes first (no channel), then rules, duplicates and
+    /// the coverage gaps it requires.
     pub findings: Vec<Finding>,
+    /// Where the journey is written, when it was read from a file (`check`).
+    #[serde(flatten)]
+    pub origin: Option<super::findings::Origin>,
 }
 
 impl JourneyAssessment {
@@ -54,7 +65,7 @@ impl JourneyAssessment {
         !self
             .findings
             .iter()
-            .any(|f| f.code != FindingCode::Consistency && f.severity == Severity::Error)
+            .any(|f| f.code.is_coverage() && f.severity == Severity::Error)
     }
 }
 
@@ -63,29 +74,38 @@ impl JourneyAssessment {
 pub struct Analysis {
     /// One assessment per journey, in namespace/name order.
     pub journeys: Vec<JourneyAssessment>,
-    /// Findings about single objects (not tied to one journey).
+    /// Findings about single objects (not tied to one journey), causes first: channels, then
+    /// touchpoints, then KPIs.
     pub findings: Vec<Finding>,
 }
 
 impl Analysis {
-    /// Every finding: per journey, then per object.
+    /// Every finding: per object (the causes), then per journey.
     pub fn all_findings(&self) -> impl Iterator<Item = &Finding> {
-        self.journeys
+        self.findings
             .iter()
-            .flat_map(|j| j.findings.iter())
-            .chain(self.findings.iter())
+            .chain(self.journeys.iter().flat_map(|j| j.findings.iter()))
     }
 }
 
 /// Assesses every journey and every object of the world.
 pub fn analyze(world: &World) -> Analysis {
-    let mut journeys: Vec<JourneyAssessment> = (0..world.journeys.len())
-        .map(|j| assess_journey(world, &world.journeys[j]))
+    let mut journeys: Vec<JourneyAssessment> = world
+        .journeys
+        .iter()
+        .map(|journey| assess_journey(world, journey))
         .collect();
     journeys.sort_by(|a, b| a.journey.cmp(&b.journey));
-    let mut findings = object_findings(world);
-    findings.sort_by(|a, b| (&a.subject, a.code).cmp(&(&b.subject, b.code)));
+    let findings = super::objects::object_findings(world);
     Analysis { journeys, findings }
+}
+
+/// A violation with the finding code it stands for and the field to fix.
+struct Located {
+    code: FindingCode,
+    violation: Violation,
+    field: String,
+    field_of: Option<ObjectRef>,
 }
 
 /// Assesses one journey against the world.
@@ -108,14 +128,25 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
         })
         .collect();
     let spec_refs: Vec<(&str, &Value)> = specs.iter().map(|(n, v)| (n.as_str(), v)).collect();
-    let mut violations: Vec<Violation> = journey
-        .spec
-        .consistency
-        .rules
-        .iter()
-        .filter_map(|rule| check_rule(rule, &spec_refs))
-        .collect();
-    violations.extend(duplicate_touchpoints(world, &touchpoint_idx));
+    let mut located: Vec<Located> = Vec::new();
+    for (i, rule) in journey.spec.consistency.rules.iter().enumerate() {
+        if let Some(violation) = checks_nothing(rule, &spec_refs) {
+            located.push(Located {
+                code: FindingCode::RuleChecksNothing,
+                violation,
+                field: format!("spec.consistency.rules[{i}].field"),
+                field_of: None,
+            });
+        } else if let Some(violation) = check_rule(rule, &spec_refs) {
+            located.push(Located {
+                code: FindingCode::Consistency,
+                violation,
+                field: format!("spec.consistency.rules[{i}]"),
+                field_of: None,
+            });
+        }
+    }
+    located.extend(duplicate_touchpoints(world, &touchpoint_idx));
 
     // Coverage.
     let at_stage = |s: Stage| {
@@ -185,8 +216,15 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
     }
     kpis_not_met.sort();
 
-    let findings = journey_findings(journey, &subject, &violations, &coverage);
-    let channels = |pred: &dyn Fn(&crate::api::ChannelSpec) -> bool| -> Vec<String> {
+    let mut findings =
+        journey_findings(world, journey, &subject, &located, &coverage, &channel_idx);
+    let rules_not_holding: Vec<String> = located
+        .iter()
+        .filter(|l| l.code != FindingCode::DuplicateTouchpoint)
+        .map(|l| l.violation.rule.clone())
+        .collect();
+    let violations: Vec<Violation> = located.into_iter().map(|l| l.violation).collect();
+    let channels = |pred: &dyn Fn(&ChannelSpec) -> bool| -> Vec<String> {
         channel_idx
             .iter()
             .filter(|&&c| pred(&world.channels[c].spec))
@@ -208,10 +246,12 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
     collectors_not_ready.sort();
     let readiness = readiness::assess(&ReadinessInputs {
         journey_owner: journey.spec.owner.is_some(),
+        channels: channel_idx.len(),
         channels_without_owner: channels(&|s| s.owner.is_none()),
         stages_without_touchpoints: stage_names(&coverage.stages_without_touchpoints),
         stages_without_listening: stage_names(&coverage.stages_without_listening),
         channels_without_touchpoints: coverage.channels_without_touchpoints.clone(),
+        rules: journey.spec.consistency.rules.len(),
         error_violations: violations
             .iter()
             .filter(|v| v.severity == Severity::Error)
@@ -232,12 +272,120 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
         kpis_without_owner,
         kpis: kpi_idx.len(),
         kpis_not_met,
-        collectors_not_ready,
+        collectors_not_ready: collectors_not_ready.clone(),
         touchpoints: touchpoint_idx.len(),
+        offline: world.offline,
     });
 
     let mut kpi_names: Vec<String> = kpi_idx.iter().map(|&k| world.kpis[k].name_any()).collect();
     kpi_names.sort();
+
+    // The self-assessment: evidence from what was just concluded, then the declared answers.
+    let state_of = |k: usize| {
+        world.kpis[k]
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .unwrap_or(KpiState::Unknown)
+    };
+    let kpis_where = |pred: &dyn Fn(usize) -> bool| -> Vec<String> {
+        let mut names: Vec<String> = kpi_idx
+            .iter()
+            .copied()
+            .filter(|&k| pred(k))
+            .map(|k| world.kpis[k].name_any())
+            .collect();
+        names.sort();
+        names
+    };
+    let at_stage_kpis = |stage: Stage| -> Vec<(String, bool)> {
+        let mut found: Vec<(String, bool)> = kpi_idx
+            .iter()
+            .copied()
+            .filter(|&k| world.kpi_stages(k, &touchpoint_idx).contains(&stage))
+            .map(|k| (world.kpis[k].name_any(), state_of(k) == KpiState::Met))
+            .collect();
+        found.sort();
+        found
+    };
+    let journey_name = journey.name_any();
+    let evidence = self_assessment::evidence(&EvidenceInputs {
+        offline: world.offline,
+        journey_owner: journey.spec.owner.is_some(),
+        channels: specs.iter().map(|(n, _)| n.clone()).collect(),
+        physical_channels: channels(&|s| {
+            matches!(
+                s.channel_type,
+                ChannelType::Store | ChannelType::Voice | ChannelType::Kiosk
+            )
+        }),
+        digital_channels: channels(&|s| {
+            !matches!(
+                s.channel_type,
+                ChannelType::Store | ChannelType::Voice | ChannelType::Kiosk | ChannelType::Other
+            )
+        }),
+        channels_without_owner: channels(&|s| s.owner.is_none()),
+        channels_without_consent: channels(&|s| {
+            s.privacy
+                .as_ref()
+                .and_then(|p| p.consent_policy_version.as_ref())
+                .is_none()
+        }),
+        rules: journey.spec.consistency.rules.len(),
+        rules_not_holding,
+        error_violations: violations
+            .iter()
+            .filter(|v| v.severity == Severity::Error)
+            .count(),
+        coverage_gaps: findings
+            .iter()
+            .filter(|f| f.code.is_coverage() && f.severity == Severity::Error)
+            .map(|f| {
+                let what = f.detail.clone().unwrap_or_default();
+                match f.code {
+                    FindingCode::StageWithoutTouchpoints => format!("no touchpoint at {what}"),
+                    FindingCode::StageWithoutListening => format!("no survey at {what}"),
+                    FindingCode::StageWithoutKpi => format!("no KPI at {what}"),
+                    FindingCode::ChannelWithoutTouchpoints => format!("no touchpoint on {what}"),
+                    _ => "no channel".into(),
+                }
+            })
+            .collect(),
+        stages_without_touchpoints: stage_names(&coverage.stages_without_touchpoints),
+        stages_without_listening: stage_names(&coverage.stages_without_listening),
+        channels_without_touchpoints: coverage.channels_without_touchpoints.clone(),
+        touchpoints: touchpoint_idx.len(),
+        collectors_not_ready: collectors_not_ready.clone(),
+        kpis: kpi_names.clone(),
+        kpis_without_owner: kpis_where(&|k| world.kpis[k].spec.owner.is_none()),
+        kpis_missing_journey: kpis_where(&|k| {
+            world.kpis[k].spec.journey.as_deref() == Some(journey_name.as_str())
+                && world.kpi_stages(k, &touchpoint_idx).is_empty()
+        }),
+        kpis_not_evaluated: kpis_where(&|k| state_of(k) == KpiState::Unknown),
+        kpis_without_samples: kpis_where(&|k| {
+            matches!(state_of(k), KpiState::Unknown | KpiState::InsufficientData)
+        }),
+        has_loyalty_stage: stages.contains(&Stage::Loyalty),
+        has_advocacy_stage: stages.contains(&Stage::Advocacy),
+        loyalty_kpis: at_stage_kpis(Stage::Loyalty),
+        advocacy_kpis: at_stage_kpis(Stage::Advocacy),
+    });
+    let (self_assessment, contradictions) =
+        self_assessment::assess(journey.spec.self_assessment.as_ref(), &evidence);
+    for c in contradictions {
+        findings.push(
+            Finding::new(
+                FindingCode::SelfAssessmentContradicted,
+                Severity::Warning,
+                subject.clone(),
+                c.message,
+            )
+            .detail(c.question.to_string())
+            .field(format!("spec.selfAssessment.answers[{}].answer", c.index)),
+        );
+    }
     let mut touchpoint_names: Vec<String> = touchpoint_idx
         .iter()
         .map(|&t| world.touchpoints[t].name_any())
@@ -251,8 +399,11 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
         violations,
         coverage,
         kpi_counts,
+        statuses_known: !world.offline,
         readiness,
+        self_assessment,
         findings,
+        origin: None,
     }
 }
 
@@ -266,9 +417,9 @@ pub fn collector_ready(touchpoint: &crate::api::Touchpoint) -> bool {
 }
 
 /// Touchpoints with the same channel, stage and signals: their collectors would count the same
-/// customers twice, inflating every KPI over them.
-fn duplicate_touchpoints(world: &World, touchpoints: &[usize]) -> Vec<Violation> {
-    let mut groups: BTreeMap<String, (String, Stage, Vec<String>)> = BTreeMap::new();
+/// customers twice, inflating every KPI over them. Located at the last of them by name.
+fn duplicate_touchpoints(world: &World, touchpoints: &[usize]) -> Vec<Located> {
+    let mut groups: BTreeMap<String, (String, Stage, Vec<usize>)> = BTreeMap::new();
     for &t in touchpoints {
         let tp = &world.touchpoints[t];
         let mut surveys: Vec<String> = tp
@@ -294,189 +445,240 @@ fn duplicate_touchpoints(world: &World, touchpoints: &[usize]) -> Vec<Violation>
             .entry(key)
             .or_insert_with(|| (tp.spec.channel.clone(), tp.spec.stage, Vec::new()))
             .2
-            .push(tp.name_any());
+            .push(t);
     }
     groups
         .into_values()
-        .filter(|(_, _, names)| names.len() > 1)
-        .map(|(channel, stage, mut names)| {
-            names.sort();
-            Violation {
-                rule: "duplicate-touchpoint".into(),
-                severity: Severity::Error,
-                message: format!(
-                    "touchpoints {} listen to the same signals on {channel} at {stage}: their answers would be counted twice",
-                    names.join(", "),
-                ),
-                values: Groups::from([(format!("{channel} at {stage}"), names)]),
+        .filter(|(_, _, members)| members.len() > 1)
+        .map(|(channel, stage, mut members)| {
+            members.sort_by_key(|&t| world.touchpoints[t].name_any());
+            let names: Vec<String> = members
+                .iter()
+                .map(|&t| world.touchpoints[t].name_any())
+                .collect();
+            let last = &world.touchpoints[*members.last().expect("a group of two or more")];
+            Located {
+                code: FindingCode::DuplicateTouchpoint,
+                violation: Violation {
+                    rule: "duplicate-touchpoint".into(),
+                    severity: Severity::Error,
+                    message: format!(
+                        "touchpoints {} listen to the same signals on {channel} at {stage}: their answers would be counted twice",
+                        names.join(", "),
+                    ),
+                    values: Groups::from([(format!("{channel} at {stage}"), names)]),
+                },
+                field: "spec.signals".into(),
+                field_of: Some(ObjectRef::to(last)),
             }
         })
         .collect()
 }
 
+/// "1 stage", "2 stages".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// "a, b, c and 4 more": keeps messages short on large organisations.
+pub fn list(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    if items.len() <= SHOWN {
+        items.join(", ")
+    } else {
+        format!(
+            "{} and {} more",
+            items[..SHOWN].join(", "),
+            items.len() - SHOWN
+        )
+    }
+}
+
+fn stage_field(journey: &CustomerJourney, stage: Stage) -> String {
+    journey
+        .spec
+        .stages
+        .iter()
+        .position(|s| *s == stage)
+        .map_or_else(|| "spec.stages".into(), |i| format!("spec.stages[{i}]"))
+}
+
 fn journey_findings(
+    world: &World,
     journey: &CustomerJourney,
     subject: &ObjectRef,
-    violations: &[Violation],
+    located: &[Located],
     coverage: &CoverageStatus,
+    channel_idx: &[usize],
 ) -> Vec<Finding> {
     let required = &journey.spec.coverage;
-    let finding = |code, detail: String, message: String, values: Groups, severity| Finding {
-        code,
-        severity,
-        subject: subject.clone(),
-        detail: Some(detail),
-        message,
-        values,
-    };
-    let mut findings: Vec<Finding> = violations
-        .iter()
-        .map(|v| {
-            let code = if v.rule == "duplicate-touchpoint" {
-                FindingCode::DuplicateTouchpoint
-            } else {
-                FindingCode::Consistency
-            };
-            let detail = if code == FindingCode::Consistency {
-                v.rule.split(' ').next().unwrap_or_default().to_string()
-            } else {
-                v.rule.clone()
-            };
-            finding(
-                code,
-                detail,
-                v.message.clone(),
-                v.values.clone(),
-                v.severity,
-            )
-        })
-        .collect();
     let journey_name = journey.name_any();
-    for stage in &coverage.stages_without_touchpoints {
-        findings.push(finding(
-            FindingCode::StageWithoutTouchpoints,
-            stage.to_string(),
-            format!("stage {stage} of journey {journey_name} has no touchpoint: nothing listens to or measures customers there"),
-            Groups::new(),
+    let ns = namespace_of(journey);
+    let mut findings = Vec::new();
+
+    // The root cause first: with no channel, every stage lacks touchpoints and every rule checks
+    // nothing; those consequences are said once, here.
+    if channel_idx.is_empty() {
+        let in_namespace =
+            super::world::names(world.channels, world.channels_in(ns).iter().copied());
+        let selector = journey.spec.channel_selector.as_ref();
+        let why = if in_namespace.is_empty() {
+            format!("namespace {ns} has no channel")
+        } else {
+            format!(
+                "selector {} matches none of the {} in namespace {ns} ({})",
+                selector::describe(selector),
+                count(in_namespace.len(), "channel", "channels"),
+                list(&in_namespace)
+            )
+        };
+        let stages: Vec<String> = journey.spec.stages.iter().map(|s| s.to_string()).collect();
+        let mut finding = Finding::new(
+            FindingCode::JourneyWithoutChannels,
             Severity::Error,
-        ));
+            subject.clone(),
+            format!(
+                "journey {journey_name} selects no channel: {why}; so no stage ({}) has a touchpoint and no rule has anything to check",
+                stages.join(", ")
+            ),
+        )
+        .detail(selector::describe(selector));
+        if selector.is_some() {
+            finding = finding.field("spec.channelSelector");
+        }
+        findings.push(finding);
+        return findings;
+    }
+
+    for l in located {
+        let detail = match l.code {
+            FindingCode::DuplicateTouchpoint => l.violation.rule.clone(),
+            _ => l
+                .violation
+                .rule
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let mut finding = Finding::new(
+            l.code,
+            l.violation.severity,
+            subject.clone(),
+            l.violation.message.clone(),
+        )
+        .detail(detail)
+        .values(l.violation.values.clone());
+        finding = match &l.field_of {
+            Some(object) => finding.field_of(object.clone(), &l.field),
+            None => finding.field(&l.field),
+        };
+        findings.push(finding);
+    }
+
+    for &stage in &coverage.stages_without_touchpoints {
+        // Touchpoints at this stage on channels the journey does not select explain the gap.
+        let elsewhere: Vec<String> = world
+            .touchpoints_in(ns)
+            .iter()
+            .map(|&t| &world.touchpoints[t])
+            .filter(|t| t.spec.stage == stage)
+            .map(|t| format!("{} (channel {})", t.name_any(), t.spec.channel))
+            .collect();
+        let hint = if elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; touchpoints at {stage} on channels the journey does not select: {}",
+                list(&elsewhere)
+            )
+        };
+        findings.push(
+            Finding::new(
+                FindingCode::StageWithoutTouchpoints,
+                Severity::Error,
+                subject.clone(),
+                format!("stage {stage} of journey {journey_name} has no touchpoint: nothing listens to or measures customers there{hint}"),
+            )
+            .detail(stage.as_str())
+            .field(stage_field(journey, stage)),
+        );
     }
     if required.listening_per_stage {
-        for stage in coverage
+        for &stage in coverage
             .stages_without_listening
             .iter()
             .filter(|s| !coverage.stages_without_touchpoints.contains(s))
         {
-            findings.push(finding(
-                FindingCode::StageWithoutListening,
-                stage.to_string(),
-                format!("stage {stage} of journey {journey_name} has touchpoints but none asks customers a survey question (nps, csat or ces)"),
-                Groups::new(),
-                Severity::Error,
-            ));
+            findings.push(
+                Finding::new(
+                    FindingCode::StageWithoutListening,
+                    Severity::Error,
+                    subject.clone(),
+                    format!("stage {stage} of journey {journey_name} has touchpoints but none asks customers a survey question (nps, csat or ces)"),
+                )
+                .detail(stage.as_str())
+                .field(stage_field(journey, stage)),
+            );
         }
     }
     if required.kpi_per_stage {
-        for stage in coverage
+        for &stage in coverage
             .stages_without_kpis
             .iter()
             .filter(|s| !coverage.stages_without_touchpoints.contains(s))
         {
-            findings.push(finding(
-                FindingCode::StageWithoutKpi,
-                stage.to_string(),
-                format!(
-                    "stage {stage} of journey {journey_name} is not measured by any ExperienceKPI"
+            // A KPI meant for this stage whose scope matches nothing is the cause.
+            let meant: Vec<String> = (0..world.kpis.len())
+                .filter(|&k| {
+                    let kpi = &world.kpis[k];
+                    namespace_of(kpi) == ns
+                        && kpi.spec.scope.stage == Some(stage)
+                        && kpi.spec.journey.as_ref().is_none_or(|j| *j == journey_name)
+                        && world.kpi_touchpoints(k).is_empty()
+                })
+                .map(|k| world.kpis[k].name_any())
+                .collect();
+            let hint = match meant.len() {
+                0 => String::new(),
+                1 => format!(
+                    " (KPI {} would, but its scope matches no touchpoint)",
+                    meant[0]
                 ),
-                Groups::new(),
-                Severity::Error,
-            ));
+                _ => format!(
+                    " (KPIs {} would, but their scopes match no touchpoint)",
+                    list(&meant)
+                ),
+            };
+            findings.push(
+                Finding::new(
+                    FindingCode::StageWithoutKpi,
+                    Severity::Error,
+                    subject.clone(),
+                    format!("stage {stage} of journey {journey_name} is not measured by any ExperienceKPI{hint}"),
+                )
+                .detail(stage.as_str())
+                .field(stage_field(journey, stage)),
+            );
         }
     }
     if required.touchpoint_per_channel {
         for channel in &coverage.channels_without_touchpoints {
-            findings.push(finding(
+            let mut finding = Finding::new(
                 FindingCode::ChannelWithoutTouchpoints,
-                channel.clone(),
-                format!("channel {channel} takes part in journey {journey_name} but has no touchpoint at its stages"),
-                Groups::new(),
                 Severity::Error,
-            ));
-        }
-    }
-    findings
-}
-
-/// Findings about single objects: references to what does not exist, scopes that match nothing,
-/// journeys without channels.
-fn object_findings(world: &World) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    for tp in world.touchpoints {
-        let ns = namespace_of(tp);
-        if world.channel(ns, &tp.spec.channel).is_none() {
-            findings.push(Finding {
-                code: FindingCode::DanglingChannel,
-                severity: Severity::Error,
-                subject: ObjectRef::to(tp),
-                detail: Some(tp.spec.channel.clone()),
-                message: format!(
-                    "touchpoint {} names channel {}, which does not exist in namespace {ns}",
-                    tp.name_any(),
-                    tp.spec.channel
-                ),
-                values: Groups::new(),
-            });
-        }
-    }
-    let journey_names: HashMap<(&str, String), ()> = world
-        .journeys
-        .iter()
-        .map(|j| ((namespace_of(j), j.name_any()), ()))
-        .collect();
-    for (k, kpi) in world.kpis.iter().enumerate() {
-        let ns = namespace_of(kpi);
-        if world.kpi_touchpoints(k).is_empty() {
-            findings.push(Finding {
-                code: FindingCode::KpiScopeEmpty,
-                severity: Severity::Error,
-                subject: ObjectRef::to(kpi),
-                detail: None,
-                message: format!(
-                    "KPI {} covers no touchpoint: its scope (selector, channels, stage) matches nothing in namespace {ns}",
-                    kpi.name_any()
-                ),
-                values: Groups::new(),
-            });
-        }
-        if let Some(j) = &kpi.spec.journey
-            && !journey_names.contains_key(&(ns, j.clone()))
-        {
-            findings.push(Finding {
-                code: FindingCode::DanglingJourney,
-                severity: Severity::Error,
-                subject: ObjectRef::to(kpi),
-                detail: Some(j.clone()),
-                message: format!(
-                    "KPI {} reports to journey {j}, which does not exist in namespace {ns}",
-                    kpi.name_any()
-                ),
-                values: Groups::new(),
-            });
-        }
-    }
-    for journey in world.journeys {
-        if world.journey_channels(journey).is_empty() {
-            findings.push(Finding {
-                code: FindingCode::JourneyWithoutChannels,
-                severity: Severity::Error,
-                subject: ObjectRef::to(journey),
-                detail: None,
-                message: format!(
-                    "journey {} selects no channel: check spec.channelSelector against the channels' labels",
-                    journey.name_any()
-                ),
-                values: Groups::new(),
-            });
+                subject.clone(),
+                format!("channel {channel} takes part in journey {journey_name} but has no touchpoint at its stages"),
+            )
+            .detail(channel.clone());
+            if let Some(c) = world.channel(ns, channel) {
+                finding = finding.field_of(ObjectRef::to(c), "metadata.name");
+            }
+            findings.push(finding);
         }
     }
     findings

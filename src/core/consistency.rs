@@ -169,6 +169,83 @@ pub fn check_rule(rule: &ConsistencyRule, channels: &[(&str, &Value)]) -> Option
     })
 }
 
+/// A rule that compares values (`equal`, `atMost`, `atLeast`) over a field that no channel sets
+/// passes whatever the channels say: a typo in an attribute key makes it check nothing. Such a
+/// rule is reported with the rule's severity, naming the closest attribute key the channels do set.
+pub fn checks_nothing(rule: &ConsistencyRule, channels: &[(&str, &Value)]) -> Option<Violation> {
+    if channels.is_empty()
+        || !matches!(
+            rule.policy,
+            Policy::Equal | Policy::AtMost | Policy::AtLeast
+        )
+    {
+        return None;
+    }
+    let field = rule.field.as_str();
+    if channels
+        .iter()
+        .any(|(_, spec)| field_value(spec, field).is_some())
+    {
+        return None;
+    }
+    let names: Vec<&str> = channels.iter().map(|(n, _)| *n).collect();
+    let mut message = format!(
+        "no channel of the journey sets {field} ({} checked), so rule `{}` checks nothing",
+        names.join(", "),
+        rule_id(rule)
+    );
+    let suggestion = field.strip_prefix("attributes.").and_then(|key| {
+        let mut keys: Vec<&str> = channels
+            .iter()
+            .filter_map(|(_, spec)| spec.get("attributes")?.as_object())
+            .flat_map(|m| m.keys().map(String::as_str))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter()
+            .map(|k| (distance(&k.to_lowercase(), &key.to_lowercase()), k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+            .min()
+            .map(|(_, k)| k.to_string())
+    });
+    match suggestion {
+        Some(key) => message.push_str(&format!(": did you mean attributes.{key}?")),
+        None if rule.policy == Policy::Equal => message.push_str(&format!(
+            ": set it on the channels, or require it with `{field} present`"
+        )),
+        None => message.push_str(": set it on the channels"),
+    }
+    Some(Violation {
+        rule: rule_id(rule),
+        severity: rule.severity.unwrap_or_default(),
+        message,
+        values: Groups::from([(
+            UNSET.to_string(),
+            names.iter().map(|n| n.to_string()).collect(),
+        )]),
+    })
+}
+
+/// Edit distance (insertions, deletions, substitutions) between two short strings.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(row[j + 1])
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
 /// "friendly-expert on web, app; formal on voice": largest group first, then by value.
 pub fn describe_groups(groups: &Groups) -> String {
     let mut ordered: Vec<(&String, &Vec<String>)> = groups.iter().collect();

@@ -4,11 +4,13 @@
 pub mod analysis;
 pub mod consistency;
 pub mod findings;
+pub mod objects;
 pub mod plan;
 pub mod readiness;
 pub mod selector;
+pub mod self_assessment;
 pub mod world;
 
 pub use analysis::{Analysis, JourneyAssessment, analyze, assess_journey};
-pub use findings::{Finding, FindingCode, ObjectRef};
+pub use findings::{Finding, FindingCode, ObjectRef, Origin};
 pub use world::World;

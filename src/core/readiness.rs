@@ -3,17 +3,21 @@
 //! | id | weight | passes when |
 //! |---|---|---|
 //! | `journey-owner-named` | 1 | the journey names an owner |
-//! | `channel-owners-named` | 1 | every channel of the journey names an owner |
+//! | `channel-owners-named` | 1 | the journey has channels and every one names an owner |
 //! | `every-stage-has-touchpoints` | 2 | every stage has a touchpoint |
 //! | `every-stage-listened` | 3 | every stage has a touchpoint asking a survey question |
-//! | `every-channel-has-touchpoints` | 1 | every channel has a touchpoint at the journey's stages |
-//! | `channels-consistent` | 3 | no consistency violation of severity error |
-//! | `consent-policy-declared` | 2 | every channel declares privacy.consentPolicyVersion |
-//! | `service-levels-declared` | 1 | every channel declares serviceLevels.firstResponseSeconds |
+//! | `every-channel-has-touchpoints` | 1 | the journey has channels and every one has a touchpoint at its stages |
+//! | `channels-consistent` | 3 | the journey has channels and rules, and no violation of severity error |
+//! | `consent-policy-declared` | 2 | the journey has channels and every one declares privacy.consentPolicyVersion |
+//! | `service-levels-declared` | 1 | the journey has channels and every one declares serviceLevels.firstResponseSeconds |
 //! | `every-stage-measured` | 2 | every stage is covered by a KPI |
-//! | `kpi-owners-named` | 1 | every KPI of the journey names an owner |
+//! | `kpi-owners-named` | 1 | the journey has KPIs and every one names an owner |
 //! | `kpis-met` | 3 | the journey has KPIs and every one is Met |
 //! | `collectors-ready` | 2 | every touchpoint's collector reports Ready |
+//!
+//! Nothing passes vacuously: a journey without channels (or KPIs) fails the criteria about them.
+//! Offline (manifests, no cluster) `kpis-met` and `collectors-ready` cannot be known: they are
+//! "not evaluated", and the score is the share of the weight that was evaluated.
 //!
 //! Bands: customer-centric from 72, gaps-to-close from 36, structural-weaknesses below.
 
@@ -29,6 +33,10 @@ pub const GAPS_TO_CLOSE_FROM: i32 = 36;
 pub struct ReadinessInputs {
     /// The journey names an owner.
     pub journey_owner: bool,
+    /// Number of channels of the journey.
+    pub channels: usize,
+    /// Number of consistency rules the journey declares.
+    pub rules: usize,
     /// Channels without an owner.
     pub channels_without_owner: Vec<String>,
     /// Stages without a touchpoint.
@@ -55,50 +63,53 @@ pub struct ReadinessInputs {
     pub collectors_not_ready: Vec<String>,
     /// Number of touchpoints of the journey.
     pub touchpoints: usize,
+    /// The objects come from manifests: KPI states and collector readiness are unknown.
+    pub offline: bool,
 }
 
-fn none_of(items: &[String], ok: &str, what: &str) -> (bool, String) {
+/// A criterion's verdict before scoring: passed, failed, or not evaluated (unknown offline).
+enum Verdict {
+    Pass(String),
+    Fail(String),
+    NotEvaluated(String),
+}
+
+fn none_of(items: &[String], ok: &str, what: &str) -> Verdict {
     if items.is_empty() {
-        (true, ok.to_string())
+        Verdict::Pass(ok.to_string())
     } else {
-        (false, format!("{what}: {}", abbreviate(items)))
+        Verdict::Fail(format!("{what}: {}", super::analysis::list(items)))
     }
 }
 
-/// "a, b, c and 4 more": keeps reasons short on large journeys.
-fn abbreviate(items: &[String]) -> String {
-    const SHOWN: usize = 5;
-    if items.len() <= SHOWN {
-        items.join(", ")
+/// A criterion about every channel: fails without channels rather than passing vacuously.
+fn every_channel(channels: usize, items: &[String], ok: &str, what: &str) -> Verdict {
+    if channels == 0 {
+        Verdict::Fail("the journey has no channel".into())
     } else {
-        format!(
-            "{} and {} more",
-            items[..SHOWN].join(", "),
-            items.len() - SHOWN
-        )
+        none_of(items, ok, what)
     }
 }
 
-/// Scores the criteria. Every criterion is reported with the reason it passed or what to fix.
+/// Scores the criteria. Every criterion is reported with the reason it passed, what to fix, or
+/// why it could not be evaluated.
 pub fn assess(inputs: &ReadinessInputs) -> Readiness {
     let i = inputs;
-    let criteria: Vec<(&str, i32, (bool, String))> = vec![
+    let criteria: Vec<(&str, i32, Verdict)> = vec![
         (
             "journey-owner-named",
             1,
             if i.journey_owner {
-                (true, "the journey names its owner".into())
+                Verdict::Pass("the journey names its owner".into())
             } else {
-                (
-                    false,
-                    "set spec.owner to the function that owns the journey".into(),
-                )
+                Verdict::Fail("set spec.owner to the function that owns the journey".into())
             },
         ),
         (
             "channel-owners-named",
             1,
-            none_of(
+            every_channel(
+                i.channels,
                 &i.channels_without_owner,
                 "every channel names its owner",
                 "set spec.owner on channels",
@@ -125,7 +136,8 @@ pub fn assess(inputs: &ReadinessInputs) -> Readiness {
         (
             "every-channel-has-touchpoints",
             1,
-            none_of(
+            every_channel(
+                i.channels,
                 &i.channels_without_touchpoints,
                 "every channel has a touchpoint",
                 "add touchpoints on channels",
@@ -134,19 +146,30 @@ pub fn assess(inputs: &ReadinessInputs) -> Readiness {
         (
             "channels-consistent",
             3,
-            if i.error_violations == 0 {
-                (true, "channels follow every consistency rule".into())
-            } else {
-                (
-                    false,
-                    format!("fix {} consistency violation(s)", i.error_violations),
+            if i.channels == 0 {
+                Verdict::Fail("the journey has no channel".into())
+            } else if i.rules == 0 {
+                Verdict::Fail(
+                    "no consistency rule is declared, so nothing is compared: add rules in spec.consistency.rules (brand.voice equal, privacy.consentPolicyVersion equal...)".into(),
                 )
+            } else if i.error_violations == 0 {
+                Verdict::Pass("channels follow every consistency rule".into())
+            } else {
+                Verdict::Fail(format!(
+                    "fix {}",
+                    super::analysis::count(
+                        i.error_violations,
+                        "consistency violation",
+                        "consistency violations"
+                    )
+                ))
             },
         ),
         (
             "consent-policy-declared",
             2,
-            none_of(
+            every_channel(
+                i.channels,
                 &i.channels_without_consent,
                 "every channel declares its consent policy",
                 "set spec.privacy.consentPolicyVersion on channels",
@@ -155,7 +178,8 @@ pub fn assess(inputs: &ReadinessInputs) -> Readiness {
         (
             "service-levels-declared",
             1,
-            none_of(
+            every_channel(
+                i.channels,
                 &i.channels_without_service_levels,
                 "every channel promises a first-response time",
                 "set spec.serviceLevels.firstResponseSeconds on channels",
@@ -173,17 +197,25 @@ pub fn assess(inputs: &ReadinessInputs) -> Readiness {
         (
             "kpi-owners-named",
             1,
-            none_of(
-                &i.kpis_without_owner,
-                "every KPI names who acts on a breach",
-                "set spec.owner on KPIs",
-            ),
+            if i.kpis == 0 {
+                Verdict::Fail("the journey has no KPI".into())
+            } else {
+                none_of(
+                    &i.kpis_without_owner,
+                    "every KPI names who acts on a breach",
+                    "set spec.owner on KPIs",
+                )
+            },
         ),
         (
             "kpis-met",
             3,
             if i.kpis == 0 {
-                (false, "the journey has no KPI yet".into())
+                Verdict::Fail("the journey has no KPI yet".into())
+            } else if i.offline {
+                Verdict::NotEvaluated(
+                    "not evaluated offline: KPI states come from Prometheus, in a cluster".into(),
+                )
             } else {
                 none_of(
                     &i.kpis_not_met,
@@ -196,10 +228,9 @@ pub fn assess(inputs: &ReadinessInputs) -> Readiness {
             "collectors-ready",
             2,
             if i.touchpoints == 0 {
-                (
-                    false,
-                    "the journey has no touchpoint, so no collector".into(),
-                )
+                Verdict::Fail("the journey has no touchpoint, so no collector".into())
+            } else if i.offline {
+                Verdict::NotEvaluated("not evaluated offline: collectors run in a cluster".into())
             } else {
                 none_of(
                     &i.collectors_not_ready,
@@ -209,19 +240,39 @@ pub fn assess(inputs: &ReadinessInputs) -> Readiness {
             },
         ),
     ];
-    let total: i32 = criteria.iter().map(|c| c.1).sum();
-    let passed: i32 = criteria.iter().filter(|c| c.2.0).map(|c| c.1).sum();
-    let score = ((passed * 100) as f64 / total as f64).round() as i32;
+    let evaluated: i32 = criteria
+        .iter()
+        .filter(|c| !matches!(c.2, Verdict::NotEvaluated(_)))
+        .map(|c| c.1)
+        .sum();
+    let passed: i32 = criteria
+        .iter()
+        .filter(|c| matches!(c.2, Verdict::Pass(_)))
+        .map(|c| c.1)
+        .sum();
+    let score = if evaluated == 0 {
+        0
+    } else {
+        ((passed * 100) as f64 / evaluated as f64).round() as i32
+    };
     Readiness {
         score,
         band: band(score),
         criteria: criteria
             .into_iter()
-            .map(|(id, weight, (passed, reason))| CriterionResult {
-                id: id.into(),
-                weight,
-                passed,
-                reason,
+            .map(|(id, weight, verdict)| {
+                let (passed, evaluated, reason) = match verdict {
+                    Verdict::Pass(r) => (true, true, r),
+                    Verdict::Fail(r) => (false, true, r),
+                    Verdict::NotEvaluated(r) => (false, false, r),
+                };
+                CriterionResult {
+                    id: id.into(),
+                    weight,
+                    passed,
+                    evaluated,
+                    reason,
+                }
             })
             .collect(),
     }
@@ -256,6 +307,8 @@ mod tests {
     fn a_perfect_journey_scores_100_and_an_empty_one_scores_low() {
         let perfect = ReadinessInputs {
             journey_owner: true,
+            channels: 2,
+            rules: 1,
             kpis: 3,
             touchpoints: 4,
             ..Default::default()
@@ -265,10 +318,10 @@ mod tests {
         assert_eq!(readiness.criteria.len(), 12);
         assert!(readiness.criteria.iter().all(|c| c.passed));
 
+        // Nothing passes vacuously: without channels, KPIs or touchpoints only the stage
+        // criteria (no stage listed, no gap listed) pass: 7 of 22.
         let empty = ReadinessInputs::default();
         let readiness = assess(&empty);
-        // Fails owner (1), kpis-met (3), collectors-ready (2): 16 of 22 weight pass.
-        assert_eq!(readiness.score, 73);
         let failed: Vec<&str> = readiness
             .criteria
             .iter()
@@ -277,7 +330,52 @@ mod tests {
             .collect();
         assert_eq!(
             failed,
-            ["journey-owner-named", "kpis-met", "collectors-ready"]
+            [
+                "journey-owner-named",
+                "channel-owners-named",
+                "every-channel-has-touchpoints",
+                "channels-consistent",
+                "consent-policy-declared",
+                "service-levels-declared",
+                "kpi-owners-named",
+                "kpis-met",
+                "collectors-ready"
+            ]
+        );
+        assert_eq!(readiness.score, 32);
+        assert_eq!(readiness.band, ReadinessBand::StructuralWeaknesses);
+    }
+
+    #[test]
+    fn offline_kpi_states_and_collectors_are_not_evaluated_and_leave_the_score() {
+        let offline = ReadinessInputs {
+            journey_owner: true,
+            channels: 2,
+            rules: 3,
+            kpis: 3,
+            touchpoints: 4,
+            kpis_not_met: vec!["a (Unknown)".into()],
+            collectors_not_ready: vec!["t".into()],
+            offline: true,
+            ..Default::default()
+        };
+        let readiness = assess(&offline);
+        assert_eq!(readiness.score, 100, "17 of the 17 evaluated points");
+        let not_evaluated: Vec<&str> = readiness
+            .criteria
+            .iter()
+            .filter(|c| !c.evaluated)
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(not_evaluated, ["kpis-met", "collectors-ready"]);
+        assert!(readiness.criteria.iter().all(|c| c.passed || !c.evaluated));
+        let no_rules = assess(&ReadinessInputs {
+            rules: 0,
+            ..offline
+        });
+        assert_eq!(
+            no_rules.score, 82,
+            "14 of 17: channels-consistent fails without rules"
         );
     }
 
@@ -285,6 +383,8 @@ mod tests {
     fn reasons_say_what_to_fix() {
         let inputs = ReadinessInputs {
             journey_owner: true,
+            channels: 2,
+            rules: 2,
             stages_without_listening: vec!["delivery".into(), "usage".into()],
             error_violations: 2,
             kpis: 1,
@@ -307,7 +407,7 @@ mod tests {
             .iter()
             .find(|c| c.id == "channels-consistent")
             .unwrap();
-        assert_eq!(consistent.reason, "fix 2 consistency violation(s)");
+        assert_eq!(consistent.reason, "fix 2 consistency violations");
         assert_eq!(readiness.score, 73); // 22 - 3 - 3 = 16 -> 72.7
         assert_eq!(readiness.band, ReadinessBand::CustomerCentric);
     }

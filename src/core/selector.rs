@@ -34,6 +34,38 @@ pub fn matches(
     labels_ok && expressions_ok
 }
 
+/// A selector as `kubectl get -l` writes it: `journey=retail,tier in (gold, silver),!legacy`.
+/// An absent or empty selector is `everything`.
+pub fn describe(selector: Option<&LabelSelector>) -> String {
+    let Some(selector) = selector else {
+        return "everything".into();
+    };
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for req in selector.match_expressions.iter().flatten() {
+        let values = req.values.as_deref().unwrap_or_default().join(", ");
+        parts.push(match req.operator.as_str() {
+            "In" => format!("{} in ({values})", req.key),
+            "NotIn" => format!("{} notin ({values})", req.key),
+            "Exists" => req.key.clone(),
+            "DoesNotExist" => format!("!{}", req.key),
+            other => format!(
+                "{} {other} ({values}) [unknown operator: matches nothing]",
+                req.key
+            ),
+        });
+    }
+    if parts.is_empty() {
+        "everything".into()
+    } else {
+        parts.join(",")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +112,22 @@ mod tests {
             };
             assert_eq!(matches(Some(&selector), Some(&l)), expected, "{req:?}");
         }
+    }
+
+    #[test]
+    fn selectors_are_described_as_kubectl_writes_them() {
+        let selector = LabelSelector {
+            match_labels: Some(labels(&[("journey", "retail")])),
+            match_expressions: Some(vec![
+                expr("tier", "In", &["gold", "silver"]),
+                expr("legacy", "DoesNotExist", &[]),
+            ]),
+        };
+        assert_eq!(
+            describe(Some(&selector)),
+            "journey=retail,tier in (gold, silver),!legacy"
+        );
+        assert_eq!(describe(None), "everything");
+        assert_eq!(describe(Some(&LabelSelector::default())), "everything");
     }
 }

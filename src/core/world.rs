@@ -24,6 +24,9 @@ pub struct World<'a> {
     touchpoints_by_namespace: HashMap<&'a str, Vec<usize>>,
     channels_by_namespace: HashMap<&'a str, Vec<usize>>,
     kpi_matches: Vec<Vec<usize>>,
+    /// Whether the objects come from manifests rather than a cluster: their statuses (KPI states,
+    /// collector readiness) are then unknown, not failing.
+    pub offline: bool,
 }
 
 /// Namespace of an object, `default` when unset (as offline manifests often are).
@@ -72,17 +75,46 @@ impl<'a> World<'a> {
             touchpoints_by_namespace,
             channels_by_namespace,
             kpi_matches: Vec::new(),
+            offline: false,
         };
         world.kpi_matches = kpis.iter().map(|k| world.scope_matches(k)).collect();
         world
     }
 
+    /// The same world, read from manifests: statuses are unknown, not failing.
+    pub fn offline(mut self) -> Self {
+        self.offline = true;
+        self
+    }
+
     /// The channel named `name` in `namespace`.
     pub fn channel(&self, namespace: &str, name: &str) -> Option<&'a Channel> {
+        self.channel_index(namespace, name)
+            .map(|i| &self.channels[i])
+    }
+
+    /// Index of the channel named `name` in `namespace`.
+    pub fn channel_index(&self, namespace: &str, name: &str) -> Option<usize> {
         self.channel_by_name
             .get(namespace)
             .and_then(|m| m.get(name))
-            .map(|&i| &self.channels[i])
+            .copied()
+    }
+
+    /// Indexes of the channels of `namespace`.
+    pub fn channels_in(&self, namespace: &str) -> &[usize] {
+        self.channels_by_namespace
+            .get(namespace)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Indexes of the touchpoints of `namespace`.
+    pub fn touchpoints_in(&self, namespace: &str) -> &[usize] {
+        self.touchpoints_by_namespace
+            .get(namespace)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// Indexes of the touchpoints on channel `name` in `namespace`.

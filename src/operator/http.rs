@@ -74,6 +74,7 @@ pub fn refresh_gauges(metrics: &Metrics, stores: &Stores) {
     metrics.consistency_violations.reset();
     metrics.coverage_gaps.reset();
     metrics.readiness_score.reset();
+    metrics.self_assessment_score.reset();
     for journey in valid(&stores.journeys) {
         let Some(status) = &journey.status else {
             continue;
@@ -107,6 +108,12 @@ pub fn refresh_gauges(metrics: &Metrics, stores: &Stores) {
                 .readiness_score
                 .with_label_values(&[ns, name])
                 .set(f64::from(readiness.score));
+        }
+        if let Some(assessment) = &status.self_assessment {
+            metrics
+                .self_assessment_score
+                .with_label_values(&[ns, name])
+                .set(f64::from(assessment.score));
         }
     }
 }

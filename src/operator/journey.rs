@@ -56,7 +56,7 @@ pub fn desired_status(
         let gaps: Vec<String> = assessment
             .findings
             .iter()
-            .filter(|f| f.code != crate::core::FindingCode::Consistency)
+            .filter(|f| f.code.is_coverage())
             .map(|f| f.message.clone())
             .collect();
         Verdict::no("Covered", "CoverageGaps", gaps.join("; "))
@@ -118,6 +118,7 @@ pub fn desired_status(
         coverage: assessment.coverage.clone(),
         kpis: assessment.kpi_counts.clone(),
         readiness: Some(assessment.readiness.clone()),
+        self_assessment: Some(assessment.self_assessment.clone()),
         conditions: conditions::merge(
             &existing.conditions,
             &[consistent, covered, kpis_met, ready],

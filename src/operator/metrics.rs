@@ -21,6 +21,8 @@ pub struct Metrics {
     pub coverage_gaps: GaugeVec,
     /// Readiness score per journey.
     pub readiness_score: GaugeVec,
+    /// Self-assessment score (yes answers, 0-25) per journey.
+    pub self_assessment_score: GaugeVec,
     /// 1 when a touchpoint's collector is ready, else 0.
     pub collector_ready: GaugeVec,
 }
@@ -85,6 +87,11 @@ impl Metrics {
             readiness_score: gauge(
                 "cx_journey_readiness_score",
                 "Readiness score of a journey, 0-100.",
+                &["namespace", "journey"],
+            ),
+            self_assessment_score: gauge(
+                "cx_journey_self_assessment_score",
+                "Yes answers of a journey's 25-question CX self-assessment, 0-25 (18 customer-centric, 9 missing pieces).",
                 &["namespace", "journey"],
             ),
             collector_ready: gauge(
