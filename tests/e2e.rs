@@ -1,64 +1,22 @@
-//! End-to-end tests against a real cluster (kind or k3d) where the CRDs and the operator are
-//! installed (see `.github/workflows/e2e.yaml`). Ignored by default; run with
-//! `cargo test --test e2e -- --ignored` while a kubeconfig points at the cluster.
+//! The example organisation end to end on the real control plane: `kubectl apply --server-side`
+//! of `examples/retail/`, the operator (with the chart's ServiceAccount) deploys every collector,
+//! kwok makes the pods Ready, the journey is assessed; then what a user sees with `kubectl get`
+//! and `kubectl explain` is exactly what the README's "What a user sees" shows.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/operator.rs"]
+mod operator_support;
 
 use std::time::Duration;
 
+use cluster::{cluster, eventually, repo_path};
 use cx_conductor::api::{Channel, CustomerJourney, Touchpoint};
-use cx_conductor::manifest::load_paths;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, ResourceExt};
+use kube::api::Api;
+use operator_support::{Operator, default_release, operator_client};
 
 const NAMESPACE: &str = "retail";
-
-async fn client() -> Client {
-    Client::try_default()
-        .await
-        .expect("a kubeconfig pointing at a test cluster")
-}
-
-/// Applies every document of `examples/retail` with server-side apply.
-async fn apply_examples(client: &Client) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/retail");
-    for document in load_paths(&[root]).expect("examples load") {
-        let value = document.value;
-        let api_version = value["apiVersion"].as_str().unwrap_or_default();
-        let kind = value["kind"].as_str().unwrap_or_default();
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let name = value["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let api: Api<DynamicObject> = match value["metadata"]["namespace"].as_str() {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        api.patch(
-            &name,
-            &PatchParams::apply("cx-e2e").force(),
-            &Patch::Apply(&value),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
-    }
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+const WAIT: Duration = Duration::from_secs(120);
 
 fn is_ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
     conditions
@@ -66,107 +24,115 @@ fn is_ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condit
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-#[tokio::test]
-#[ignore = "needs a Kubernetes cluster with cx-conductor installed"]
-async fn examples_deploy_ready_collectors_and_journey_status() {
-    let client = client().await;
-    apply_examples(&client).await;
-    let touchpoints: Api<Touchpoint> = Api::namespaced(client.clone(), NAMESPACE);
-    eventually("every collector Ready", Duration::from_secs(300), || {
-        let touchpoints = touchpoints.clone();
-        async move {
-            let list = touchpoints
-                .list(&Default::default())
-                .await
-                .map(|l| l.items)
-                .unwrap_or_default();
-            !list.is_empty()
+/// `$ kubectl ...` commands of the README's "What a user sees" block, each with the output shown.
+fn readme_commands() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).expect("README");
+    let section = readme
+        .split("### What a user sees")
+        .nth(1)
+        .expect("a What a user sees section");
+    let block = section
+        .split("```")
+        .nth(1)
+        .expect("a code block in What a user sees");
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in block.lines().skip(1) {
+        if let Some(command) = line.strip_prefix("$ ") {
+            out.push((command.to_string(), String::new()));
+        } else if let Some((_, output)) = out.last_mut() {
+            output.push_str(line);
+            output.push('\n');
+        }
+    }
+    out
+}
+
+/// The AGE column changes with time; everything else must match.
+fn without_ages(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let trimmed = line.trim_end();
+            match trimmed.rsplit_once(char::is_whitespace) {
+                Some((rest, last))
+                    if !last.is_empty()
+                        && last
+                            .trim_end_matches(['s', 'm', 'h', 'd'])
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || c == 'm' || c == 's' || c == 'h')
+                        && last.chars().next().is_some_and(|c| c.is_ascii_digit()) =>
+                {
+                    format!("{} <age>", rest.trim_end())
+                }
+                _ => trimmed.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retail_example_on_a_real_cluster_is_what_the_readme_shows() {
+    let cluster = cluster();
+    let release = default_release();
+    cluster.kubectl_ok(&["apply", "--server-side", "-f", "examples/retail/"]);
+    let operator = Operator::start(
+        operator_client(release, None).await,
+        operator_support::options_for(NAMESPACE),
+    );
+    let admin = cluster.admin();
+    let touchpoints: Api<Touchpoint> = Api::namespaced(admin.clone(), NAMESPACE);
+    assert!(
+        eventually(WAIT, || async {
+            let list = touchpoints.list(&Default::default()).await.unwrap().items;
+            list.len() == 15
                 && list
                     .iter()
                     .all(|t| t.status.as_ref().is_some_and(|s| is_ready(&s.conditions)))
-        }
-    })
-    .await;
-
-    let channels: Api<Channel> = Api::namespaced(client.clone(), NAMESPACE);
-    let web = channels.get("web").await.expect("web channel");
-    let status = web.status.expect("channel status written");
-    assert!(status.touchpoints >= 4);
-    assert_eq!(status.ready_touchpoints, status.touchpoints);
-    assert_eq!(status.journeys, ["retail"]);
-
-    let journeys: Api<CustomerJourney> = Api::namespaced(client.clone(), NAMESPACE);
-    eventually("journey assessed", Duration::from_secs(120), || {
-        let journeys = journeys.clone();
-        async move {
-            journeys
+        })
+        .await,
+        "every collector Ready"
+    );
+    let channels: Api<Channel> = Api::namespaced(admin.clone(), NAMESPACE);
+    let journeys: Api<CustomerJourney> = Api::namespaced(admin.clone(), NAMESPACE);
+    assert!(
+        eventually(WAIT, || async {
+            let web_ready = channels
+                .get("web")
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .is_some_and(|s| s.touchpoints >= 4 && s.ready_touchpoints == s.touchpoints);
+            let assessed = journeys
                 .get("retail")
                 .await
                 .ok()
                 .and_then(|j| j.status)
-                .is_some_and(|s| s.violation_count == 0 && s.readiness.is_some() && s.channels == 6)
-        }
-    })
-    .await;
-    // The self-assessment in the status: in a cluster every evidenced question is answered from
-    // the statuses; the example's declared answers fill the others but for question 23.
-    let assessment = journeys
-        .get("retail")
-        .await
-        .expect("retail journey")
-        .status
-        .and_then(|s| s.self_assessment)
-        .expect("status.selfAssessment written");
-    assert_eq!(assessment.evidenced, [7, 9, 10, 11, 14, 15, 17, 18, 22, 25]);
-    assert_eq!(assessment.missing, [23]);
-}
-
-#[tokio::test]
-#[ignore = "needs a Kubernetes cluster with cx-conductor installed"]
-async fn events_posted_through_the_service_are_counted_by_the_collector() {
-    let client = client().await;
-    apply_examples(&client).await;
-    let touchpoints: Api<Touchpoint> = Api::namespaced(client.clone(), NAMESPACE);
-    eventually(
-        "web-landing collector Ready",
-        Duration::from_secs(300),
-        || {
-            let touchpoints = touchpoints.clone();
-            async move {
-                touchpoints
-                    .get("web-landing")
-                    .await
-                    .ok()
-                    .and_then(|t| t.status)
-                    .is_some_and(|s| is_ready(&s.conditions))
-            }
-        },
-    )
-    .await;
-    let tp = touchpoints.get("web-landing").await.unwrap();
-    let service = format!("collector-{}", tp.name_any());
-    let proxy = format!("/api/v1/namespaces/{NAMESPACE}/services/{service}:http/proxy");
-    let post = http::Request::post(format!("{proxy}/v1/events"))
-        .header("content-type", "application/json")
-        .body(br#"{"type":"survey","metric":"csat","score":5}"#.to_vec())
-        .unwrap();
-    client.request_text(post).await.expect("event accepted");
-    let metrics = client
-        .request_text(
-            http::Request::get(format!("{proxy}/metrics"))
-                .body(Vec::new())
-                .unwrap(),
-        )
-        .await
-        .expect("metrics scraped");
-    let line = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("cx_survey_responses_total")
-                && l.contains("score=\"5\"")
-                && l.contains("metric=\"csat\"")
+                .is_some_and(|s| {
+                    s.violation_count == 0 && s.channels == 6 && s.readiness.is_some()
+                });
+            web_ready && assessed
         })
-        .expect("csat score 5 series");
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 1.0, "{line}");
+        .await,
+        "channels and the journey assessed"
+    );
+    // Let the last status writes settle before reading what a user sees.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let commands = readme_commands();
+    assert!(commands.len() >= 3, "the README shows kubectl commands");
+    for (command, shown) in commands {
+        let args: Vec<&str> = command
+            .strip_prefix("kubectl ")
+            .expect("kubectl commands")
+            .split_whitespace()
+            .collect();
+        let actual = cluster.kubectl_ok(&args);
+        assert_eq!(
+            without_ages(&actual),
+            without_ages(&shown),
+            "README output of `{command}` differs from the real one:\n{actual}"
+        );
+    }
+    operator.stop().await;
 }
