@@ -432,3 +432,87 @@ pub fn touchpoints_of_channel(
 pub fn key(object: &ObjectRef<DeserializeGuard<Touchpoint>>) -> String {
     key_of(object)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(yaml: &str) -> Deployment {
+        serde_yaml::from_str(yaml).expect("a Deployment")
+    }
+
+    const SPEC: &str = r#"
+metadata: {name: collector-checkout, generation: 2}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: c}}
+  template:
+    metadata: {annotations: {"cx.conductor.dev/config-hash": "new"}}
+"#;
+
+    fn verdict(status: &str) -> Verdict {
+        let d = deployment(&format!("{SPEC}{status}"));
+        rollout_verdict(Some(&d), "new", 2, 2)
+    }
+
+    #[test]
+    fn a_complete_rollout_is_ready() {
+        let v = verdict(
+            "status: {observedGeneration: 2, replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2}",
+        );
+        assert!(v.status, "{v:?}");
+        assert_eq!(v.reason, "CollectorAvailable");
+    }
+
+    #[test]
+    fn old_pods_still_serving_are_a_rollout_in_progress_not_ready() {
+        // Before: 2 ready replicas (old ones) counted as Ready with the new hash.
+        let v = verdict(
+            "status: {observedGeneration: 2, replicas: 3, updatedReplicas: 1, readyReplicas: 2, availableReplicas: 2}",
+        );
+        assert_eq!(
+            (v.status, v.reason.as_str()),
+            (false, "CollectorRollingOut")
+        );
+    }
+
+    #[test]
+    fn a_deadline_exceeded_rollout_says_so() {
+        let v = verdict(
+            r#"status:
+  observedGeneration: 2
+  replicas: 3
+  updatedReplicas: 1
+  readyReplicas: 2
+  availableReplicas: 2
+  conditions:
+  - {type: Progressing, status: "False", reason: ProgressDeadlineExceeded, message: 'ReplicaSet "collector-checkout-5d" has timed out progressing.'}
+"#,
+        );
+        assert_eq!(
+            (v.status, v.reason.as_str()),
+            (false, "CollectorRolloutFailed")
+        );
+        assert!(v.message.contains("timed out progressing"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_generation_the_controller_has_not_seen_is_not_ready() {
+        let v = verdict(
+            "status: {observedGeneration: 1, replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2}",
+        );
+        assert_eq!(
+            (v.status, v.reason.as_str()),
+            (false, "CollectorRollingOut")
+        );
+    }
+
+    #[test]
+    fn a_template_without_the_planned_hash_is_updating() {
+        let d = deployment(&format!(
+            "{SPEC}status: {{observedGeneration: 2, replicas: 2, updatedReplicas: 2, availableReplicas: 2}}"
+        ));
+        let v = rollout_verdict(Some(&d), "newer", 2, 2);
+        assert_eq!((v.status, v.reason.as_str()), (false, "CollectorUpdating"));
+    }
+}
