@@ -63,14 +63,15 @@ pub fn cluster() -> &'static Cluster {
             String::from_utf8_lossy(&started.stderr)
         );
         let kubeconfig = PathBuf::from(String::from_utf8_lossy(&started.stdout).trim().to_string());
-        let bin = PathBuf::from(String::from_utf8_lossy(&script("bin").stdout).trim().to_string());
+        let bin = PathBuf::from(
+            String::from_utf8_lossy(&script("bin").stdout)
+                .trim()
+                .to_string(),
+        );
         let config = Kubeconfig::read_from(&kubeconfig).expect("the admin kubeconfig reads");
         let cluster = &config.clusters[0].cluster.as_ref().expect("a cluster");
         let server = cluster.server.clone().expect("a server URL");
-        let ca_path = cluster
-            .certificate_authority
-            .clone()
-            .expect("a CA file");
+        let ca_path = cluster.certificate_authority.clone().expect("a CA file");
         let ca_pem = std::fs::read(&ca_path).expect("the CA reads");
         let admin_token = std::fs::read_to_string(kubeconfig.with_file_name("admin.token"))
             .expect("the admin token reads")
@@ -125,9 +126,10 @@ impl Cluster {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let api: Api<Namespace> = Api::all(self.admin());
-        let namespace: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"cx-test": "true"}}}))
-                .expect("a namespace");
+        let namespace: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {"cx-test": "true"}}}),
+        )
+        .expect("a namespace");
         api.create(&PostParams::default(), &namespace)
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
@@ -138,18 +140,21 @@ impl Cluster {
     pub async fn service_account_token(&self, namespace: &str, name: &str) -> String {
         let api: Api<ServiceAccount> = Api::namespaced(self.admin(), namespace);
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
+            spec: Some(TokenRequestSpec {
+                audiences: None,
                 expiration_seconds: Some(3600),
                 ..Default::default()
-            },
+            }),
             ..Default::default()
         };
         let answer = api
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .unwrap_or_else(|e| panic!("token for {namespace}/{name}: {e}"));
-        answer.status.expect("a token").token
+        answer
+            .status
+            .and_then(|s| s.token)
+            .unwrap_or_else(|| panic!("no token for {namespace}/{name}"))
     }
 
     /// Runs a binary of the control plane (`kubectl`, `helm`) with the admin kubeconfig.
@@ -157,9 +162,18 @@ impl Cluster {
         Command::new(self.bin.join(tool))
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("HELM_CACHE_HOME", self.bin.parent().expect("cache").join("helm-cache"))
-            .env("HELM_CONFIG_HOME", self.bin.parent().expect("cache").join("helm-config"))
-            .env("HELM_DATA_HOME", self.bin.parent().expect("cache").join("helm-data"))
+            .env(
+                "HELM_CACHE_HOME",
+                self.bin.parent().expect("cache").join("helm-cache"),
+            )
+            .env(
+                "HELM_CONFIG_HOME",
+                self.bin.parent().expect("cache").join("helm-config"),
+            )
+            .env(
+                "HELM_DATA_HOME",
+                self.bin.parent().expect("cache").join("helm-data"),
+            )
             .current_dir(root())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"))
@@ -189,13 +203,7 @@ impl Cluster {
     pub fn install_crds(&self) {
         static ONCE: OnceLock<()> = OnceLock::new();
         ONCE.get_or_init(|| {
-            self.kubectl_ok(&[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                "crds/",
-            ]);
+            self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", "crds/"]);
             self.kubectl_ok(&[
                 "wait",
                 "--for=condition=Established",
@@ -232,8 +240,12 @@ pub async fn apply(client: &Client, object: &Value, manager: &str) -> kube::Resu
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    api.patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(object))
-        .await
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(object),
+    )
+    .await
 }
 
 /// Polls `check` until it answers true or `timeout` passes; whether it did.
@@ -257,4 +269,41 @@ where
 /// A path under the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     root().join(Path::new(relative))
+}
+
+/// The folder of the control plane's binaries (`kubectl`, `helm`, ...), built the first time on
+/// a machine; starts nothing. For the tools that need no cluster (`helm template`, `helm lint`).
+/// Tools that cannot be built fail the test.
+pub fn tools() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = script("build");
+        assert!(
+            built.status.success(),
+            "the control plane's tools did not build (scripts/cluster.sh build):\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let bin = PathBuf::from(
+            String::from_utf8_lossy(&script("bin").stdout)
+                .trim()
+                .to_string(),
+        );
+        assert!(bin.join("helm").is_file(), "no helm in {}", bin.display());
+        bin
+    })
+}
+
+/// A command that runs `tool` of [`tools`] from the repository root, with Helm's cache, config
+/// and data folders beside the binaries and no kubeconfig (nothing can reach a cluster).
+pub fn tool_command(tool: &str) -> Command {
+    let bin = tools();
+    let cache = bin.parent().expect("the tools' folder has a parent");
+    let mut command = Command::new(bin.join(tool));
+    command
+        .env("KUBECONFIG", cache.join("no-kubeconfig"))
+        .env("HELM_CACHE_HOME", cache.join("helm-cache"))
+        .env("HELM_CONFIG_HOME", cache.join("helm-config"))
+        .env("HELM_DATA_HOME", cache.join("helm-data"))
+        .current_dir(root());
+    command
 }

@@ -69,3 +69,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/* The operator's permissions, all namespaced (see rbac.yaml): a ClusterRole's rules, or each
+watched namespace's Role's. */}}
+{{- define "cx-conductor.operatorRules" -}}
+- apiGroups: ["cx.conductor.dev"]
+  resources: ["channels", "touchpoints", "experiencekpis", "customerjourneys"]
+  verbs: ["list", "watch"]
+- apiGroups: ["cx.conductor.dev"]
+  resources: ["channels/status", "touchpoints/status", "experiencekpis/status", "customerjourneys/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["configmaps", "services"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  {{- if .Values.collectors.networkPolicies }}
+  verbs: ["list", "watch", "create", "patch"]
+  {{- else }}
+  # Collector NetworkPolicies of an earlier configuration are deleted.
+  verbs: ["list", "watch", "delete"]
+  {{- end }}
+{{- if .Values.collectors.serviceMonitors }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "create", "patch"]
+{{- end }}
+{{- if .Values.kpis.prometheusRules }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["prometheusrules"]
+  verbs: ["get", "create", "patch"]
+{{- end }}
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
