@@ -258,7 +258,7 @@ cmd_start() {
     --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
     --authorization-mode RBAC --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true --endpoint-reconciler-type none \
+    --service-cluster-ip-range 10.0.0.0/16 --allow-privileged=true --endpoint-reconciler-type none \
     --enable-admission-plugins NamespaceLifecycle,ServiceAccount,DefaultStorageClass,ResourceQuota
   wait_for kube-apiserver 120 curl -fsS --cacert "$pki/ca.crt" -H "Authorization: Bearer $(cat "$STATE/admin.token")" \
     "https://127.0.0.1:$API_PORT/readyz"

@@ -132,3 +132,162 @@ fn consistency_rules_take_values_only_where_the_policy_needs_them() {
     assert!(ConsistencyRule::validate_cel(&rule("atMost", json!(["an hour"])), None).is_err());
     assert!(ConsistencyRule::validate_cel(&rule("atMost", json!(["1", "2"])), None).is_err());
 }
+
+/// The violations the API server would report for a whole object, as `(field, rule, message)`.
+fn violations(object: serde_json::Value) -> Vec<(String, String, String)> {
+    cx_conductor::schema::SchemaValidator::new()
+        .validate(&object)
+        .into_iter()
+        .map(|v| (v.field, v.rule, v.message))
+        .collect()
+}
+
+fn object(kind: &str, name: &str, spec: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "cx.conductor.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "retail"},
+        "spec": spec,
+    })
+}
+
+fn touchpoint(name: &str) -> serde_json::Value {
+    object(
+        "Touchpoint",
+        name,
+        json!({"channel": "web", "stage": "purchase", "signals": {"surveys": [{"metric": "nps"}]}}),
+    )
+}
+
+const SERVICE_NAME_MESSAGE: &str = "touchpoint names must be valid Service names: lower-case letters, digits and '-', starting with a letter, e.g. web-checkout";
+
+#[test]
+fn touchpoint_names_are_valid_service_names() {
+    for ok in ["web-checkout", "a", "hotline2", &"a".repeat(53)] {
+        assert_eq!(violations(touchpoint(ok)), vec![], "{ok}");
+    }
+    // A dot and a leading digit are fine object names but not Service names (DNS-1035 labels).
+    for bad in ["web.checkout", "2nd-hotline"] {
+        assert_eq!(
+            violations(touchpoint(bad)),
+            vec![(
+                "metadata.name".into(),
+                "cel".into(),
+                SERVICE_NAME_MESSAGE.into()
+            )],
+            "{bad}"
+        );
+    }
+    let long = violations(touchpoint(&"a".repeat(54)));
+    assert_eq!(long.len(), 1, "{long:?}");
+    assert!(long[0].2.contains("at most 53 characters"), "{long:?}");
+}
+
+#[test]
+fn channel_journey_and_kpi_names_are_label_values() {
+    let channel = |name: &str| object("Channel", name, json!({"type": "web"}));
+    assert_eq!(violations(channel("web-shop")), vec![]);
+    assert_eq!(violations(channel(&"w".repeat(63))), vec![]);
+    let dotted = violations(channel("web.shop"));
+    assert_eq!(dotted.len(), 1, "{dotted:?}");
+    assert!(
+        dotted[0].2.starts_with("channel names are label values"),
+        "{dotted:?}"
+    );
+    let long = violations(channel(&"w".repeat(64)));
+    assert!(
+        long.iter().any(|v| v.2.contains("at most 63 characters")),
+        "{long:?}"
+    );
+
+    let journey = |name: &str| object("CustomerJourney", name, json!({"stages": ["purchase"]}));
+    assert_eq!(violations(journey(&"j".repeat(63))), vec![]);
+    assert_eq!(
+        violations(journey(&"j".repeat(64))),
+        vec![(
+            "metadata.name".into(),
+            "cel".into(),
+            "CustomerJourney names are at most 63 characters: they are label values of the journey's metrics and alerts".into()
+        )]
+    );
+    let kpi = |name: &str| {
+        object(
+            "ExperienceKPI",
+            name,
+            json!({"indicator": {"builtin": "nps"}, "objective": {"target": 40, "direction": "atLeast"}}),
+        )
+    };
+    assert_eq!(violations(kpi(&"k".repeat(63))), vec![]);
+    assert_eq!(
+        violations(kpi(&"k".repeat(64))),
+        vec![(
+            "metadata.name".into(),
+            "cel".into(),
+            "ExperienceKPI names are at most 63 characters: they are label values of the KPI's metrics and alerts".into()
+        )]
+    );
+}
+
+#[test]
+fn intervals_and_windows_are_durations_prometheus_reads() {
+    let kpi = |window: &str, interval: &str| {
+        object(
+            "ExperienceKPI",
+            "checkout-nps",
+            json!({
+                "indicator": {"builtin": "nps"},
+                "objective": {"target": 40, "direction": "atLeast"},
+                "window": window,
+                "interval": interval,
+            }),
+        )
+    };
+    for ok in ["5m", "1h30m", "90m", "1d12h", "1w2d", "30s", "500ms", "1y"] {
+        assert_eq!(violations(kpi("28d", ok)), vec![], "interval {ok}");
+        assert_eq!(violations(kpi(ok, "5m")), vec![], "window {ok}");
+    }
+    for ok in ["calendar-month", "calendar-quarter"] {
+        assert_eq!(violations(kpi(ok, "5m")), vec![], "window {ok}");
+    }
+    // Units out of order or repeated: Prometheus (and the Prometheus Operator's CRD) refuse them.
+    for bad in ["30m1h", "1m1m", "5M", "5 m", "1h-30m", "calendar-month"] {
+        let found = violations(kpi("28d", bad));
+        assert_eq!(found.len(), 1, "interval {bad}: {found:?}");
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1.as_str()),
+            ("spec.interval", "pattern"),
+            "{bad}"
+        );
+    }
+    for bad in ["30m1h", "7 days", "calendar-year"] {
+        let found = violations(kpi(bad, "5m"));
+        assert_eq!(found.len(), 1, "window {bad}: {found:?}");
+        assert_eq!(
+            (found[0].0.as_str(), found[0].1.as_str()),
+            ("spec.window", "pattern"),
+            "{bad}"
+        );
+    }
+    // Zero and empty durations match the pattern; a CEL rule refuses them with a message.
+    for zero in ["0s", "0m0s", ""] {
+        assert_eq!(
+            violations(kpi("28d", zero)),
+            vec![(
+                "spec.interval".into(),
+                "cel".into(),
+                "interval must be longer than zero, e.g. 5m".into()
+            )],
+            "interval {zero:?}"
+        );
+        assert_eq!(
+            violations(kpi(zero, "5m")),
+            vec![(
+                "spec.window".into(),
+                "cel".into(),
+                "window must be longer than zero, e.g. 28d, or calendar-month / calendar-quarter"
+                    .into()
+            )],
+            "window {zero:?}"
+        );
+    }
+}

@@ -22,10 +22,14 @@ fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
             let here = format!("{path}.{name}");
-            if prop
-                .get("description")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
+            // The root `metadata` may carry nothing but `name`/`generateName` (the API server
+            // refuses a description there); `kubectl explain` shows ObjectMeta's own.
+            let root_metadata = !path.contains('.') && name == "metadata";
+            if !root_metadata
+                && prop
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
             {
                 out.push(here.clone());
             }
@@ -67,7 +71,7 @@ fn every_kind_has_short_name_category_status_and_printer_columns() {
         ("Channel", "chan"),
         ("Touchpoint", "tp"),
         ("ExperienceKPI", "xkpi"),
-        ("CustomerJourney", "cj"),
+        ("CustomerJourney", "cxj"),
     ];
     let crds = crd::all();
     assert_eq!(crds.len(), expected.len());

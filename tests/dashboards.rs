@@ -4,9 +4,11 @@
 //! of those metrics — that the project exports, taken from the code: the operator's `Metrics`, the
 //! KPI gauges and a collector's registry.
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cx_conductor::api::{ExperienceKPIStatus, KpiState, Touchpoint};
 use cx_conductor::collector::event::EventSchema;
@@ -788,49 +790,23 @@ fn each_dashboard_shows_what_it_promises() {
 // ----------------------------------------------------------------------------------------------
 // The chart's PrometheusRule
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Renders the chart with every optional part on (see tests/chart.rs for the renderer lookup).
-fn render_all_on() -> Option<String> {
+/// Renders the chart with every optional part on, with the real `helm` of `scripts/cluster.sh`
+/// (built if needed; no cluster).
+fn render_all_on() -> String {
     let chart = root().join("charts/cx-conductor");
-    let values = chart.join("ci/all-on-values.yaml");
-    let mut command = if let Some(path) = std::env::var_os("HELM_TEMPLATE") {
-        let mut c = Command::new(path);
-        c.arg(&chart).args(["--name", "cx-conductor"]);
-        c
-    } else if root().join("../shared/tools/helm-template").exists() {
-        let mut c = Command::new(root().join("../shared/tools/helm-template"));
-        c.arg(&chart).args(["--name", "cx-conductor"]);
-        c
-    } else if Command::new("helm")
-        .arg("version")
+    let output = cluster::tool_command("helm")
+        .args(["template", "cx-conductor"])
+        .arg(&chart)
+        .args(["--kube-version", "1.33.0", "--namespace", "cx-system", "-f"])
+        .arg(chart.join("ci/all-on-values.yaml"))
         .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        let mut c = Command::new("helm");
-        c.args(["template", "cx-conductor"])
-            .arg(&chart)
-            .args(["--kube-version", "1.33.0"]);
-        c
-    } else {
-        let how = "put ../shared/tools/helm-template beside the repository, set HELM_TEMPLATE, or install helm";
-        assert!(
-            !in_ci(),
-            "helm-template or helm is required when CI is set: {how}"
-        );
-        eprintln!("\n========== SKIPPED: no chart renderer ({how}) ==========\n");
-        return None;
-    };
-    command.args(["--namespace", "cx-system", "-f"]).arg(values);
-    let output = command.output().expect("the renderer runs");
+        .expect("helm runs");
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    Some(String::from_utf8(output.stdout).unwrap())
+    String::from_utf8(output.stdout).unwrap()
 }
 
 fn rule_exprs(rendered: &str) -> Vec<(String, String)> {
@@ -857,9 +833,7 @@ fn rule_exprs(rendered: &str) -> Vec<(String, String)> {
 
 #[test]
 fn every_alert_rule_parses_and_uses_only_exported_metrics() {
-    let Some(rendered) = render_all_on() else {
-        return;
-    };
+    let rendered = render_all_on();
     let inventory = inventory();
     let rules = rule_exprs(&rendered);
     assert_eq!(rules.len(), 4, "{rules:?}");

@@ -71,6 +71,13 @@ fn the_pod_meets_the_restricted_pod_security_standard() {
     let pod = plan.deployment.spec.template.spec.as_ref().unwrap();
     let pod_security = pod.security_context.as_ref().unwrap();
     assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(pod_security.run_as_user, Some(65532));
+    assert_eq!(pod_security.run_as_group, Some(65532));
+    assert_eq!(
+        pod_security.fs_group,
+        Some(65532),
+        "the token Secret volume gets the collector's group"
+    );
     assert_eq!(
         pod_security.seccomp_profile.as_ref().unwrap().type_,
         "RuntimeDefault"

@@ -20,7 +20,8 @@ use super::common::{ChannelType, Conditions, conditions_schema};
     shortname = "chan",
     category = "cx",
     derive = "PartialEq",
-    validation = Rule::new("size(self.metadata.name) <= 63").message("channel names are at most 63 characters: they are label values on collectors and metrics"),
+    validation = Rule::new("size(self.metadata.name) <= 63").message("channel names are at most 63 characters: they are label values on collectors and metrics").field_path(".metadata.name"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("channel names are label values that touchpoints name in spec.channel: lower-case letters, digits and '-', starting and ending with a letter or digit, e.g. web-shop").field_path(".metadata.name"),
     doc = "A customer channel and the settings that must stay coherent across channels.",
     printcolumn(
         name = "Type",

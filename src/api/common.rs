@@ -117,8 +117,24 @@ pub fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars:
     schema
 }
 
-/// Regular expression of a duration: a positive number followed by a unit, Prometheus-style (e.g. `5m`, `7d`, `1h30m`).
-pub const DURATION_PATTERN: &str = r"^[1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*$";
+/// Regular expression of a duration as Prometheus and the Prometheus Operator read it: numbers
+/// with units in decreasing order (y, w, d, h, m, s, ms), each unit at most once, e.g. `5m`,
+/// `1h30m`, `7d`. It is the Prometheus Operator's `Duration` pattern without its bare `0`, so a
+/// KPI `interval` always makes a `for:` its PrometheusRule CRD accepts. The empty string and
+/// all-zero durations match: a CEL rule ([`POSITIVE_DURATION_RULE`]) refuses them with a message.
+pub const DURATION_PATTERN: &str =
+    r"^([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?$";
+
+/// Regular expression of a KPI window: a [`DURATION_PATTERN`] duration or a calendar period.
+pub const WINDOW_PATTERN: &str = r"^(calendar-month|calendar-quarter|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$";
+
+/// CEL rule of a window that matches [`WINDOW_PATTERN`]: a calendar period, or a duration longer
+/// than zero (some digit is not 0), which also refuses the empty string.
+pub const POSITIVE_WINDOW_RULE: &str = "self.startsWith('calendar-') || self.matches('[1-9]')";
+
+/// CEL rule of a duration that matches [`DURATION_PATTERN`]: longer than zero (some digit is not
+/// 0), which also refuses the empty string.
+pub const POSITIVE_DURATION_RULE: &str = "self.matches('[1-9]')";
 
 /// Regular expression of a Kubernetes object name (RFC 1123 DNS subdomain label).
 pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";

@@ -21,9 +21,10 @@ pub const RULE_FIELD_PATTERN: &str = r"^(type|displayName|owner|brand\.(name|voi
     kind = "CustomerJourney",
     namespaced,
     status = "CustomerJourneyStatus",
-    shortname = "cj",
+    shortname = "cxj",
     category = "cx",
     derive = "PartialEq",
+    validation = Rule::new("size(self.metadata.name) <= 63").message("CustomerJourney names are at most 63 characters: they are label values of the journey's metrics and alerts").field_path(".metadata.name"),
     doc = "A customer journey: stages, participating channels, cross-channel consistency rules and coverage requirements.",
     printcolumn(
         name = "Channels",

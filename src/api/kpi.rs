@@ -5,7 +5,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, Stage, conditions_schema};
+use super::common::{
+    Conditions, DURATION_PATTERN, POSITIVE_DURATION_RULE, POSITIVE_WINDOW_RULE, Stage,
+    WINDOW_PATTERN, conditions_schema,
+};
 
 /// An experience KPI: what to measure, where, and the target that defines success. The operator
 /// evaluates it every interval and reports the gap to target.
@@ -20,6 +23,7 @@ use super::common::{Conditions, Stage, conditions_schema};
     shortname = "xkpi",
     category = "cx",
     derive = "PartialEq",
+    validation = Rule::new("size(self.metadata.name) <= 63").message("ExperienceKPI names are at most 63 characters: they are label values of the KPI's metrics and alerts").field_path(".metadata.name"),
     doc = "An experience KPI with a target over a window, scoped to touchpoints, channels and a stage.",
     printcolumn(
         name = "Indicator",
@@ -81,15 +85,15 @@ pub struct ExperienceKPISpec {
     pub scope: Scope,
     /// The target and the direction that counts as good.
     pub objective: Objective,
-    /// Evaluation window: a rolling duration such as 7d or 28d, or calendar-month / calendar-quarter.
+    /// Evaluation window: a rolling duration such as 7d, 28d or 1d12h (units y, w, d, h, m, s, ms in that order, each at most once, as Prometheus reads them), or calendar-month / calendar-quarter.
     #[serde(default = "default_window")]
-    #[schemars(regex(
-        pattern = r"^([1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*|calendar-month|calendar-quarter)$"
-    ))]
+    #[schemars(regex(pattern = WINDOW_PATTERN), length(max = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_WINDOW_RULE).message("window must be longer than zero, e.g. 28d, or calendar-month / calendar-quarter"))]
     pub window: String,
-    /// How often the KPI is evaluated, e.g. 5m.
+    /// How often the KPI is evaluated, e.g. 5m or 1h30m (units y, w, d, h, m, s, ms in that order, each at most once); also the `for` of the KPI's alerts.
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = r"^[1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_DURATION_RULE).message("interval must be longer than zero, e.g. 5m"))]
     pub interval: String,
     /// Fewest samples (survey answers or interactions) in the window for a verdict; fewer gives InsufficientData.
     #[serde(default = "default_min_samples")]

@@ -19,7 +19,8 @@ use super::common::{Conditions, Stage, conditions_schema};
     shortname = "tp",
     category = "cx",
     derive = "PartialEq",
-    validation = Rule::new("size(self.metadata.name) <= 53").message("touchpoint names are at most 53 characters: they name the collector's objects (collector-<name>)"),
+    validation = Rule::new("size(self.metadata.name) <= 53").message("touchpoint names are at most 53 characters: they name the collector's objects (collector-<name>)").field_path(".metadata.name"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("touchpoint names must be valid Service names: lower-case letters, digits and '-', starting with a letter, e.g. web-checkout").field_path(".metadata.name"),
     doc = "A point of interaction on a channel at one journey stage, with the feedback signals to collect.",
     printcolumn(
         name = "Channel",

@@ -85,6 +85,26 @@ pub enum CollectorError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The bearer token file exists but this process may not read it: in a pod, the Secret
+    /// volume is root-owned and only its group (the pod's `fsGroup`) may read it.
+    #[error(
+        "cannot read the token file {path} ({owner}): permission denied to uid {uid}, gid {gid}; \
+         the collector must be able to read it: run the pod with securityContext.fsGroup \
+         set to the collector's group (the operator's plan sets fsGroup {fs_group}) so the \
+         Secret volume belongs to that group"
+    )]
+    TokenNotReadable {
+        /// The file.
+        path: String,
+        /// Owner, group and mode of the file, e.g. `owner 0, group 0, mode 0440`.
+        owner: String,
+        /// This process's user.
+        uid: String,
+        /// This process's group.
+        gid: String,
+        /// The `fsGroup` of the collector pods the operator plans.
+        fs_group: i64,
+    },
     /// The bearer token file is empty: every producer would be refused, or worse.
     #[error("the token file {path} is empty")]
     EmptyToken {
@@ -281,12 +301,56 @@ async fn serve_connection(
     }
 }
 
+/// Why `path` cannot be read by this process: its owner, group and mode, and this process's
+/// user and group (from `/proc/self/status`); `None` when they cannot be told.
+#[cfg(unix)]
+fn not_readable(path: &Path, shown: &str) -> Option<CollectorError> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    // `Uid:` and `Gid:` list the real, effective, saved and filesystem ids: the effective one
+    // is what the kernel checks.
+    let effective = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    Some(CollectorError::TokenNotReadable {
+        path: shown.to_owned(),
+        owner: format!(
+            "owner {}, group {}, mode {:04o}",
+            metadata.uid(),
+            metadata.gid(),
+            metadata.mode() & 0o7777
+        ),
+        uid: effective("Uid:")?,
+        gid: effective("Gid:")?,
+        fs_group: crate::core::plan::COLLECTOR_GID,
+    })
+}
+
+#[cfg(not(unix))]
+fn not_readable(_path: &Path, _shown: &str) -> Option<CollectorError> {
+    None
+}
+
 /// The SHA-256 of the token in `path`, without its trailing newline.
 fn read_token_digest(path: &Path) -> Result<[u8; 32], CollectorError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| CollectorError::ReadToken {
-        path: shown.clone(),
-        source,
+    let bytes = std::fs::read(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            not_readable(path, &shown).unwrap_or(CollectorError::ReadToken {
+                path: shown.clone(),
+                source,
+            })
+        } else {
+            CollectorError::ReadToken {
+                path: shown.clone(),
+                source,
+            }
+        }
     })?;
     let token = bytes
         .strip_suffix(b"\n")

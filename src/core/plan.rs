@@ -30,6 +30,11 @@ use crate::collector::config::{
 
 use super::world::namespace_of;
 
+/// User the collector runs as (non-root, the distroless `nonroot` user).
+pub const COLLECTOR_UID: i64 = 65532;
+/// Group the collector runs as, and the pod's `fsGroup`: the group its token Secret volume gets.
+pub const COLLECTOR_GID: i64 = 65532;
+
 /// Field manager of every object the operator applies.
 pub const FIELD_MANAGER: &str = "cx-conductor";
 /// Pod-template annotation carrying the configuration hash, so a config change rolls the pods.
@@ -319,6 +324,7 @@ fn plan_deployment(
                     path: file.into(),
                     ..Default::default()
                 }]),
+                // Owner and group read only; the group is the pod's fsGroup (the collector's).
                 default_mode: Some(0o440),
                 ..Default::default()
             }),
@@ -405,8 +411,13 @@ fn plan_deployment(
                     termination_grace_period_seconds: Some(30),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(65532),
-                        run_as_group: Some(65532),
+                        run_as_user: Some(COLLECTOR_UID),
+                        run_as_group: Some(COLLECTOR_GID),
+                        // The kubelet writes the token Secret root-owned, mode 0440; with
+                        // fsGroup it gives the volume this group, the collector's, so the
+                        // collector can read its token (without it: permission denied at start,
+                        // a crash loop).
+                        fs_group: Some(COLLECTOR_GID),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             ..Default::default()

@@ -13,7 +13,10 @@
 //! `InsufficientData` and `Unknown` never fire them.
 //!
 //! `for:` is the KPI's evaluation interval: the state is re-evaluated once per interval, so an
-//! alert fires only when the next evaluation confirms the breach, not on one unlucky cycle.
+//! alert fires only when the next evaluation confirms the breach, not on one unlucky cycle. It is
+//! written in Prometheus' canonical form ([`alert_for`]), which always matches the Prometheus
+//! Operator's `Duration` pattern: one invalid `for` would make the API server refuse the whole
+//! PrometheusRule, silencing every alert of the namespace.
 //!
 //! Two forms of the same rules: a `monitoring.coreos.com/v1` `PrometheusRule` per namespace for
 //! the Prometheus Operator ([`prometheus_rules`]), and the plain rule file (`groups:`) that
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::KpiLabels;
 use super::promql::{number, string_literal};
+use super::window::WindowSpec;
 use crate::api::{Direction, ExperienceKPI};
 
 /// Name of the PrometheusRule of each namespace.
@@ -81,6 +85,23 @@ pub struct PrometheusRule {
     pub metadata: ObjectMeta,
     /// The rule groups.
     pub spec: RuleFile,
+}
+
+/// The `for` of alerts whose KPI has no usable interval: the operator's default evaluation interval.
+pub const DEFAULT_FOR: &str = "5m";
+
+/// The `for` of a KPI's alerts: its `interval` in Prometheus' canonical form (`90m` gives `1h30m`,
+/// `60s` gives `1m`), which always matches the Prometheus Operator's `Duration` pattern. An
+/// interval that is not a positive duration (the CRD refuses them, but objects stored under an
+/// older CRD, or read by `check` before validation, may carry one) gives [`DEFAULT_FOR`], the
+/// interval the operator then evaluates the KPI at.
+pub fn alert_for(interval: &str) -> String {
+    match WindowSpec::parse(interval) {
+        Ok(WindowSpec::Rolling { duration, .. }) => {
+            promql_parser::util::display_duration(&duration)
+        }
+        _ => DEFAULT_FOR.to_owned(),
+    }
 }
 
 /// The two alert rules of a KPI.
@@ -156,7 +177,7 @@ pub fn kpi_rules(kpi: &ExperienceKPI) -> [AlertRule; 2] {
                 string_literal(&labels.kpi),
                 string_literal(state)
             ),
-            for_: kpi.spec.interval.clone(),
+            for_: alert_for(&kpi.spec.interval),
             labels: rule_labels,
             annotations,
         }
@@ -313,5 +334,50 @@ spec:
         let file = rule_file(&kpis);
         assert_eq!(file.groups.len(), 2);
         assert_eq!(file.groups[1].rules.len(), 2);
+    }
+
+    /// The Prometheus Operator's `Duration` pattern (monitoring.coreos.com_prometheusrules.yaml,
+    /// `spec.groups[].rules[].for`).
+    const OPERATOR_DURATION: &str = "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$";
+
+    #[test]
+    fn alert_for_is_canonical_and_always_matches_the_prometheus_operator_pattern() {
+        let pattern = jsonschema::validator_for(&serde_json::json!({
+            "type": "string",
+            "pattern": OPERATOR_DURATION
+        }))
+        .expect("a valid pattern");
+        for (interval, expected) in [
+            ("5m", "5m"),
+            ("90m", "1h30m"),
+            ("60s", "1m"),
+            ("1h30m", "1h30m"),
+            ("1d12h", "1d12h"),
+            ("7d", "1w"),
+            ("1500ms", "1s500ms"),
+            ("2w", "2w"),
+            // Refused by the CRD today; stored objects or `check` input may still carry them.
+            ("30m1h", DEFAULT_FOR),
+            ("1m1m", DEFAULT_FOR),
+            ("0s", DEFAULT_FOR),
+            ("", DEFAULT_FOR),
+            ("300", DEFAULT_FOR),
+            ("1e400", DEFAULT_FOR),
+            ("inf", DEFAULT_FOR),
+            ("5 minutes", DEFAULT_FOR),
+            ("calendar-month", DEFAULT_FOR),
+        ] {
+            let got = alert_for(interval);
+            assert_eq!(got, expected, "interval {interval:?}");
+            assert!(
+                pattern.is_valid(&serde_json::json!(got)),
+                "for {got:?} (interval {interval:?}) must match {OPERATOR_DURATION}"
+            );
+        }
+        // The check bites.
+        assert!(!pattern.is_valid(&serde_json::json!("30m1h")));
+        let mut odd = kpi(CSAT);
+        odd.spec.interval = "30m1h".into();
+        assert!(kpi_rules(&odd).iter().all(|r| r.for_ == DEFAULT_FOR));
     }
 }

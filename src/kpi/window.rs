@@ -41,7 +41,13 @@ impl WindowSpec {
             _ => {}
         }
         // promql-parser also accepts a bare number of seconds ("300"), Prometheus ranges do not.
-        if window.is_empty() || !window.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // Digits and unit letters only: promql-parser reads anything `f64` parses ("inf", "1e400")
+        // as seconds, and panics on an infinite number.
+        if window.is_empty()
+            || !window
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"ywdhms".contains(&b))
+        {
             return Err(invalid(
                 "expected a duration such as 7d, 28d or 90m, or calendar-month / calendar-quarter"
                     .into(),
@@ -154,8 +160,11 @@ mod tests {
             ("", "expected a duration"),
             ("7 d", "expected a duration"),
             ("300", "needs a unit"),
-            ("7x", "not a valid duration"),
+            ("7x", "expected a duration"),
+            ("inf", "expected a duration"),
+            ("1e400", "expected a duration"),
             ("30m1h", "not a valid duration"),
+            ("1m1m", "not a valid duration"),
             ("0d", "greater than 0"),
             ("calendar-year", "expected a duration"),
         ] {

@@ -227,24 +227,16 @@ pub fn prometheus_rule_resource() -> ApiResource {
     ))
 }
 
-/// Namespaces holding a PrometheusRule the operator applied (an absent CRD: none).
+/// Namespaces holding a PrometheusRule the operator applied (an absent CRD: none). Listed per
+/// watched namespace when there are some, so namespaced RBAC is enough.
 async fn existing_rule_namespaces(ctx: &Context) -> BTreeSet<String> {
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &prometheus_rule_resource());
     let params = ListParams::default().labels("app.kubernetes.io/managed-by=cx-conductor");
-    match api.list_metadata(&params).await {
-        Ok(list) => list
-            .items
-            .into_iter()
-            .filter(|o| o.metadata.name.as_deref() == Some(RULE_NAME))
-            .filter_map(|o| o.metadata.namespace)
-            .filter(|ns| ctx.options.namespaces.is_empty() || ctx.options.namespaces.contains(ns))
-            .collect(),
-        Err(kube::Error::Api(s)) if s.code == 404 => BTreeSet::new(),
-        Err(error) => {
-            tracing::warn!(%error, "cannot list PrometheusRules");
-            BTreeSet::new()
-        }
-    }
+    let found = super::list_metadata_in(ctx, &prometheus_rule_resource(), &params).await;
+    found
+        .into_iter()
+        .filter(|o| o.metadata.name.as_deref() == Some(RULE_NAME))
+        .filter_map(|o| o.metadata.namespace)
+        .collect()
 }
 
 /// Removes every PrometheusRule the operator applied, when rules are turned off.

@@ -275,33 +275,49 @@ pub async fn run_controllers(
     let _ = stores_out.send(None);
 }
 
+/// Objects of `resource` matching `params` in the watched namespaces (each listed on its own, so
+/// namespaced RBAC is enough), or in every namespace; an absent CRD gives none.
+pub(crate) async fn list_metadata_in(
+    ctx: &Context,
+    resource: &kube::core::ApiResource,
+    params: &ListParams,
+) -> Vec<kube::core::PartialObjectMeta<DynamicObject>> {
+    let apis: Vec<Api<DynamicObject>> = if ctx.options.namespaces.is_empty() {
+        vec![Api::all_with(ctx.client.clone(), resource)]
+    } else {
+        ctx.options
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced_with(ctx.client.clone(), ns, resource))
+            .collect()
+    };
+    let mut found = Vec::new();
+    for api in apis {
+        match api.list_metadata(params).await {
+            Ok(list) => found.extend(list.items),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(error) => tracing::warn!(kind = %resource.kind, %error, "cannot list"),
+        }
+    }
+    found
+}
+
 /// ServiceMonitors and PrometheusRules the operator applied under an earlier configuration are
 /// removed once that option is off (deleted touchpoints take theirs along by garbage
 /// collection). Without the Prometheus Operator's CRDs there is nothing to do.
 async fn remove_unplanned_monitoring(ctx: Arc<Context>) {
     if !ctx.options.plan.service_monitor {
-        let api: Api<DynamicObject> =
-            Api::all_with(ctx.client.clone(), &touchpoint::service_monitor_resource());
-        let found = match api
-            .list_metadata(&ListParams::default().labels(COLLECTOR_SELECTOR))
-            .await
-        {
-            Ok(list) => list.items,
-            Err(kube::Error::Api(s)) if s.code == 404 => vec![],
-            Err(error) => {
-                tracing::warn!(%error, "cannot list ServiceMonitors to remove");
-                vec![]
-            }
-        };
-        let namespaces = &ctx.options.namespaces;
+        let found = list_metadata_in(
+            &ctx,
+            &touchpoint::service_monitor_resource(),
+            &ListParams::default().labels(COLLECTOR_SELECTOR),
+        )
+        .await;
         for monitor in found {
             let (Some(namespace), Some(name)) = (monitor.metadata.namespace, monitor.metadata.name)
             else {
                 continue;
             };
-            if !namespaces.is_empty() && !namespaces.contains(&namespace) {
-                continue;
-            }
             let api: Api<DynamicObject> = Api::namespaced_with(
                 ctx.client.clone(),
                 &namespace,

@@ -141,6 +141,7 @@ impl Cluster {
         let api: Api<ServiceAccount> = Api::namespaced(self.admin(), namespace);
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
+                audiences: None,
                 expiration_seconds: Some(3600),
                 ..Default::default()
             }),
@@ -150,7 +151,10 @@ impl Cluster {
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .unwrap_or_else(|e| panic!("token for {namespace}/{name}: {e}"));
-        answer.status.and_then(|s| s.token).expect("a token")
+        answer
+            .status
+            .and_then(|s| s.token)
+            .unwrap_or_else(|| panic!("no token for {namespace}/{name}"))
     }
 
     /// Runs a binary of the control plane (`kubectl`, `helm`) with the admin kubeconfig.
@@ -265,4 +269,41 @@ where
 /// A path under the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     root().join(Path::new(relative))
+}
+
+/// The folder of the control plane's binaries (`kubectl`, `helm`, ...), built the first time on
+/// a machine; starts nothing. For the tools that need no cluster (`helm template`, `helm lint`).
+/// Tools that cannot be built fail the test.
+pub fn tools() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = script("build");
+        assert!(
+            built.status.success(),
+            "the control plane's tools did not build (scripts/cluster.sh build):\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let bin = PathBuf::from(
+            String::from_utf8_lossy(&script("bin").stdout)
+                .trim()
+                .to_string(),
+        );
+        assert!(bin.join("helm").is_file(), "no helm in {}", bin.display());
+        bin
+    })
+}
+
+/// A command that runs `tool` of [`tools`] from the repository root, with Helm's cache, config
+/// and data folders beside the binaries and no kubeconfig (nothing can reach a cluster).
+pub fn tool_command(tool: &str) -> Command {
+    let bin = tools();
+    let cache = bin.parent().expect("the tools' folder has a parent");
+    let mut command = Command::new(bin.join(tool));
+    command
+        .env("KUBECONFIG", cache.join("no-kubeconfig"))
+        .env("HELM_CACHE_HOME", cache.join("helm-cache"))
+        .env("HELM_CONFIG_HOME", cache.join("helm-config"))
+        .env("HELM_DATA_HOME", cache.join("helm-data"))
+        .current_dir(root());
+    command
 }

@@ -69,3 +69,50 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/* The operator's permissions, all namespaced (see rbac.yaml): a ClusterRole's rules, or each
+watched namespace's Role's. */}}
+{{- define "cx-conductor.operatorRules" -}}
+- apiGroups: ["cx.conductor.dev"]
+  resources: ["channels", "touchpoints", "experiencekpis", "customerjourneys"]
+  verbs: ["list", "watch"]
+- apiGroups: ["cx.conductor.dev"]
+  resources: ["channels/status", "touchpoints/status", "experiencekpis/status", "customerjourneys/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["configmaps", "services"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  {{- if .Values.collectors.networkPolicies }}
+  verbs: ["list", "watch", "create", "patch"]
+  {{- else }}
+  # Collector NetworkPolicies of an earlier configuration are deleted.
+  verbs: ["list", "watch", "delete"]
+  {{- end }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  {{- if .Values.collectors.serviceMonitors }}
+  verbs: ["get", "list", "create", "patch", "delete"]
+  {{- else }}
+  # Collector ServiceMonitors of an earlier configuration are deleted.
+  verbs: ["list", "delete"]
+  {{- end }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["prometheusrules"]
+  {{- if .Values.kpis.prometheusRules }}
+  verbs: ["get", "list", "create", "patch", "delete"]
+  {{- else }}
+  # KPI PrometheusRules of an earlier configuration (or of a namespace whose last KPI went) are deleted.
+  verbs: ["list", "delete"]
+  {{- end }}
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
