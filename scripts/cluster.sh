@@ -281,8 +281,8 @@ metadata:
   labels: {kubernetes.io/hostname: kwok-node-0, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
 spec: {}
 status:
-  allocatable: {cpu: "64", memory: 256Gi, pods: "1000"}
-  capacity: {cpu: "64", memory: 256Gi, pods: "1000"}
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "10000"}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "10000"}
 YAML
   wait_for "the kwok node" 60 sh -c "'$BIN/kubectl' --kubeconfig '$(kubeconfig)' get node kwok-node-0 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -q True"
   # Node admission taints a new node not-ready; without a node lifecycle controller nobody lifts it.
