@@ -363,12 +363,12 @@ const FORMATS: &[Format] = &[
         hint: |_| None,
     },
     Format {
-        pattern: "^[1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*$",
-        what: "is not a duration: write a whole number and a unit, e.g. 5m, 90m, 12h or 1h30m (units ms, s, m, h, d, w, y)",
+        pattern: crate::api::common::DURATION_PATTERN,
+        what: "is not a duration: write a whole number and a unit, largest unit first and each unit once, e.g. 5m, 90m, 12h or 1h30m (units y, w, d, h, m, s, ms)",
         hint: duration_hint,
     },
     Format {
-        pattern: "^([1-9][0-9]*(ms|s|m|h|d|w|y)([0-9]+(ms|s|m|h|d|w|y))*|calendar-month|calendar-quarter)$",
+        pattern: crate::api::common::WINDOW_PATTERN,
         what: "is not a window: write a duration such as 7d, 28d or 12h (a whole number and a unit: ms, s, m, h, d, w, y), or calendar-month or calendar-quarter",
         hint: duration_hint,
     },

@@ -358,7 +358,8 @@ fn every_optional_part_renders_when_switched_on() {
         BTreeSet::from(["cx-conductor-edit", "cx-conductor-view"])
     );
     assert!(find(&docs, "ClusterRoleBinding").is_empty());
-    for namespace in ["retail"] {
+    {
+        let namespace = "retail";
         let in_namespace = |kind: &str| {
             find(&docs, kind)
                 .into_iter()
@@ -1061,15 +1062,10 @@ async fn helm_install_waits_for_the_operator_with_every_option_on_and_rbac_only_
     let release = Release {
         name: format!("cx-conductor-a{}", std::process::id()),
         namespace: namespace.clone(),
-        namespaces: [
-            &namespace,
-            &watched[0],
-            &unwatched,
-            &dashboards,
-        ]
-        .into_iter()
-        .cloned()
-        .collect(),
+        namespaces: [&namespace, &watched[0], &unwatched, &dashboards]
+            .into_iter()
+            .cloned()
+            .collect(),
     };
     let watch_set = format!("watchNamespaces={{{}}}", watched[0]);
     let dashboards_set = format!("dashboards.namespace={dashboards}");

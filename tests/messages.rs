@@ -82,7 +82,7 @@ fn durations_are_explained_with_examples_and_a_suggestion() {
         [(
             "spec.interval".to_string(),
             10,
-            "\"90 minutes\" is not a duration: write a whole number and a unit, e.g. 5m, 90m, 12h or 1h30m (units ms, s, m, h, d, w, y) (did you mean \"90m\"?)".to_string()
+            "\"90 minutes\" is not a duration: write a whole number and a unit, largest unit first and each unit once, e.g. 5m, 90m, 12h or 1h30m (units y, w, d, h, m, s, ms) (did you mean \"90m\"?)".to_string()
         )]
     );
     for (_, _, message) in said(&format!("{KPI}  window: monthly\n")) {
