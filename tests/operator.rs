@@ -389,6 +389,10 @@ async fn a_steady_state_costs_no_writes_with_every_option_on() {
     assert!(operator.reconciles("touchpoint", "ok") >= 6, "resyncs ran");
 
     // The gauges of the metrics contract come from the cached statuses.
+    assert!(
+        eventually(WAIT, || async { operator.stores.borrow().is_some() }).await,
+        "the caches are reported synced"
+    );
     let stores = operator.stores.borrow().clone().expect("synced caches");
     cx_conductor::operator::http::refresh_gauges(&operator.metrics, &stores);
     let text = operator.metrics.encode();

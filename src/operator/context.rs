@@ -42,32 +42,6 @@ pub struct Stores {
     pub network_policies: Store<NetworkPolicy>,
 }
 
-impl Stores {
-    /// Whether every cache has received its first full list; false if a watch stopped for good.
-    pub async fn wait_until_ready(&self) -> bool {
-        let (a, b, c, d, e, f, g, h, i) = tokio::join!(
-            self.channels.wait_until_ready(),
-            self.touchpoints.wait_until_ready(),
-            self.kpis.wait_until_ready(),
-            self.journeys.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.pdbs.wait_until_ready(),
-            self.network_policies.wait_until_ready(),
-        );
-        a.is_ok()
-            && b.is_ok()
-            && c.is_ok()
-            && d.is_ok()
-            && e.is_ok()
-            && f.is_ok()
-            && g.is_ok()
-            && h.is_ok()
-            && i.is_ok()
-    }
-}
-
 /// Valid objects of a guarded store (invalid ones are reported by their own reconcile).
 pub fn valid<K>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
 where

@@ -19,6 +19,7 @@ pub mod touchpoint;
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -45,6 +46,9 @@ use shell::{error_policy, observed};
 /// Label every collector object carries; the operator caches only objects with it.
 pub const COLLECTOR_SELECTOR: &str = "app.kubernetes.io/name=cx-collector";
 
+/// How many kinds are cached (the four cx kinds and five collector kinds).
+const CACHED_KINDS: usize = 9;
+
 /// A cache of one kind plus the subscriptions controllers take on it.
 struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
@@ -66,6 +70,7 @@ fn watch_kind<K>(
     namespaces: &[String],
     config: watcher::Config,
     consumers: usize,
+    synced: &Arc<AtomicUsize>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Shared<K>
 where
@@ -100,13 +105,24 @@ where
         }
         watcher::Event::Init | watcher::Event::InitDone => true,
     };
+    // Counted once, when the first full list is in the cache. (Not `Store::wait_until_ready`:
+    // its one-shot keeps a single waker, so a second waiter can starve the controller's.)
+    let synced = synced.clone();
+    let mut listed = false;
     let stream = watcher(api, config)
         .default_backoff()
         .try_filter(move |event| std::future::ready(in_scope(event)))
         .reflect_shared(writer)
-        .for_each(|event| {
-            if let Err(error) = event {
-                tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying with backoff");
+        .for_each(move |event| {
+            match event {
+                Err(error) => {
+                    tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying with backoff")
+                }
+                Ok(watcher::Event::InitDone) if !listed => {
+                    listed = true;
+                    synced.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(_) => {}
             }
             std::future::ready(())
         });
@@ -124,21 +140,43 @@ pub async fn run_controllers(
 ) {
     let mut tasks = Vec::new();
     let ns = options.namespaces.clone();
+    let synced = Arc::new(AtomicUsize::new(0));
     let all = watcher::Config::default();
     let owned = watcher::Config::default().labels(COLLECTOR_SELECTOR);
     let mut channels =
-        watch_kind::<DeserializeGuard<Channel>>(&client, &ns, all.clone(), 3, &mut tasks);
-    let mut touchpoints =
-        watch_kind::<DeserializeGuard<Touchpoint>>(&client, &ns, all.clone(), 3, &mut tasks);
-    let mut kpis =
-        watch_kind::<DeserializeGuard<ExperienceKPI>>(&client, &ns, all.clone(), 1, &mut tasks);
-    let mut journeys =
-        watch_kind::<DeserializeGuard<CustomerJourney>>(&client, &ns, all.clone(), 2, &mut tasks);
-    let mut deployments = watch_kind::<Deployment>(&client, &ns, owned.clone(), 1, &mut tasks);
-    let mut config_maps = watch_kind::<ConfigMap>(&client, &ns, owned.clone(), 1, &mut tasks);
-    let mut services = watch_kind::<Service>(&client, &ns, owned.clone(), 1, &mut tasks);
-    let mut pdbs = watch_kind::<PodDisruptionBudget>(&client, &ns, owned.clone(), 1, &mut tasks);
-    let mut policies = watch_kind::<NetworkPolicy>(&client, &ns, owned, 1, &mut tasks);
+        watch_kind::<DeserializeGuard<Channel>>(&client, &ns, all.clone(), 3, &synced, &mut tasks);
+    let mut touchpoints = watch_kind::<DeserializeGuard<Touchpoint>>(
+        &client,
+        &ns,
+        all.clone(),
+        3,
+        &synced,
+        &mut tasks,
+    );
+    let mut kpis = watch_kind::<DeserializeGuard<ExperienceKPI>>(
+        &client,
+        &ns,
+        all.clone(),
+        1,
+        &synced,
+        &mut tasks,
+    );
+    let mut journeys = watch_kind::<DeserializeGuard<CustomerJourney>>(
+        &client,
+        &ns,
+        all.clone(),
+        2,
+        &synced,
+        &mut tasks,
+    );
+    let mut deployments =
+        watch_kind::<Deployment>(&client, &ns, owned.clone(), 1, &synced, &mut tasks);
+    let mut config_maps =
+        watch_kind::<ConfigMap>(&client, &ns, owned.clone(), 1, &synced, &mut tasks);
+    let mut services = watch_kind::<Service>(&client, &ns, owned.clone(), 1, &synced, &mut tasks);
+    let mut pdbs =
+        watch_kind::<PodDisruptionBudget>(&client, &ns, owned.clone(), 1, &synced, &mut tasks);
+    let mut policies = watch_kind::<NetworkPolicy>(&client, &ns, owned, 1, &synced, &mut tasks);
     let stores = Stores {
         channels: channels.store.clone(),
         touchpoints: touchpoints.store.clone(),
@@ -153,11 +191,12 @@ pub async fn run_controllers(
     let ctx = Arc::new(Context::new(client, stores.clone(), options, metrics));
     // Ready (and serving gauges) once every cache holds the cluster's state.
     let stores_out = Arc::new(stores_out);
-    let (ready_stores, publish_to) = (stores.clone(), stores_out.clone());
+    let (ready_stores, publish_to, kinds) = (stores.clone(), stores_out.clone(), synced.clone());
     tasks.push(tokio::spawn(async move {
-        if ready_stores.wait_until_ready().await {
-            let _ = publish_to.send(Some(ready_stores));
+        while kinds.load(Ordering::SeqCst) < CACHED_KINDS {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let _ = publish_to.send(Some(ready_stores));
     }));
     tasks.push(tokio::spawn(remove_unplanned_monitoring(ctx.clone())));
     let config = ControllerConfig::default()
