@@ -193,7 +193,6 @@ fn default_values_render_the_operator_and_nothing_optional() {
         ("RoleBinding", "cx-conductor-leader-election"),
         ("Deployment", "cx-conductor"),
         ("Service", "cx-conductor-metrics"),
-        ("PodDisruptionBudget", "cx-conductor"),
         ("ConfigMap", "cx-conductor-dashboard-overview"),
         ("ConfigMap", "cx-conductor-dashboard-journey"),
         ("ConfigMap", "cx-conductor-dashboard-collectors"),
@@ -626,9 +625,14 @@ fn probes_ports_service_and_downward_api_fit_together() {
         let service = one(&docs, "Service");
         assert!(selected(&service["spec"]["selector"]));
         assert_eq!(service["spec"]["ports"][0]["targetPort"], "http-metrics");
-        assert!(selected(
-            &one(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
-        ));
+        // The PDB is off by default (only the leader is Ready); when on, it selects the pods.
+        for pdb in find(&docs, "PodDisruptionBudget") {
+            assert!(selected(&pdb["spec"]["selector"]["matchLabels"]));
+        }
+        assert_eq!(
+            find(&docs, "PodDisruptionBudget").len(),
+            usize::from(!values.is_empty())
+        );
         // The ServiceAccount the pods run as is the one the bindings name.
         let account = template["spec"]["serviceAccountName"].as_str().unwrap();
         assert_eq!(one(&docs, "ServiceAccount")["metadata"]["name"], account);
@@ -962,7 +966,6 @@ async fn helm_install_waits_for_the_operator_with_default_values_and_rbac_is_clu
         &[
             format!("serviceaccount/{name}"),
             format!("service/{name}-metrics"),
-            format!("poddisruptionbudget.policy/{name}"),
             format!("role.rbac.authorization.k8s.io/{name}-leader-election"),
             format!("rolebinding.rbac.authorization.k8s.io/{name}-leader-election"),
             format!("configmap/{name}-dashboard-overview"),
