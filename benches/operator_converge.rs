@@ -126,15 +126,7 @@ async fn main() {
     let token = cluster
         .service_account_token(&release.namespace, &release.service_account)
         .await;
-    let config = std::env::temp_dir().join(format!("cx-bench-{}.kubeconfig", std::process::id()));
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
-            proxy.url
-        ),
-    )
-    .expect("kubeconfig written");
+    let config = cluster.kubeconfig_for(&proxy.url, &token, "bench");
     let start = Instant::now();
     let mut operator = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
         .args([

@@ -23,10 +23,6 @@ use cx_conductor::manifest::{Inventory, load_paths};
 use cx_conductor::schema::SchemaValidator;
 use serde_json::{Value, json};
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
 /// The `# expect:` line of a broken example, split into words.
 fn expectation(file: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(file).unwrap();
@@ -38,7 +34,7 @@ fn expectation(file: &Path) -> Vec<String> {
 }
 
 fn files_in(folder: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo(folder))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cluster::repo_path(folder))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
@@ -120,16 +116,7 @@ fn with_our_crds(what: &str, check: impl Fn() -> Result<(), String>) {
         if attempt > 0 {
             std::thread::sleep(Duration::from_secs(1));
         }
-        c.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", "crds/"]);
-        c.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/channels.cx.conductor.dev",
-            "crd/touchpoints.cx.conductor.dev",
-            "crd/experiencekpis.cx.conductor.dev",
-            "crd/customerjourneys.cx.conductor.dev",
-        ]);
+        c.apply_crds();
         match check() {
             Ok(()) => return,
             Err(error) => last = error,
@@ -191,7 +178,7 @@ fn the_install_bundle_applies_server_side_and_the_operator_becomes_available() {
     ] {
         assert!(applied.contains(object), "{object}:\n{applied}");
     }
-    let bundle = std::fs::read_to_string(repo("deploy/cx-conductor.yaml")).unwrap();
+    let bundle = std::fs::read_to_string(cluster::repo_path("deploy/cx-conductor.yaml")).unwrap();
     let documents = bundle
         .split("\n---")
         .filter(|d| d.lines().any(|l| l.starts_with("kind: ")))
@@ -328,7 +315,7 @@ async fn the_retail_example_applies_server_side_and_every_short_name_lists_its_k
 /// `$ kubectl apply --server-side -f examples/broken/FILE`, every line up to the next `$ `
 /// line, blank line or the end of the block.
 fn quoted_answers(readme: &str) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(repo(readme)).unwrap();
+    let text = std::fs::read_to_string(cluster::repo_path(readme)).unwrap();
     let mut answers = BTreeMap::new();
     let mut in_block = false;
     let mut current: Option<(String, Vec<String>)> = None;
@@ -506,7 +493,7 @@ async fn kpi_alert_rules_are_accepted_by_the_prometheus_operator_crd() {
     assert!(!validator.is_valid(&json!("30m1h")), "the check bites");
 
     // The example's KPIs, in this test's namespace: one PrometheusRule, applied for real.
-    let documents = load_paths(&[repo("examples/retail")]).unwrap();
+    let documents = load_paths(&[cluster::repo_path("examples/retail")]).unwrap();
     let mut kpis: Vec<ExperienceKPI> =
         Inventory::from_documents(&documents, &SchemaValidator::new()).kpis;
     assert!(kpis.len() >= 8, "{}", kpis.len());

@@ -67,6 +67,20 @@ async fn setup(prefix: &str) -> (String, Client, Client) {
     (ns, admin, operator)
 }
 
+/// A fault proxy in front of the API server with `rules`, and an operator client of `release`
+/// that goes through it.
+async fn through_proxy(
+    release: &operator_support::Release,
+    rules: Vec<FaultRule>,
+) -> (FaultProxy, Client) {
+    let proxy = FaultProxy::start(&cluster().server, &cluster().ca_pem).await;
+    for rule in rules {
+        proxy.inject(rule);
+    }
+    let client = operator_client(release, Some(&proxy.url)).await;
+    (proxy, client)
+}
+
 async fn create(admin: &Client, object: Value) {
     apply(admin, &object, "test")
         .await
@@ -345,8 +359,7 @@ async fn a_steady_state_costs_no_writes_with_every_option_on() {
     )
     .await;
     create(&admin, journey(&ns, "main")).await;
-    let proxy = FaultProxy::start(&cluster().server, &cluster().ca_pem).await;
-    let client_via_proxy = operator_client(full_release(), Some(&proxy.url)).await;
+    let (proxy, client_via_proxy) = through_proxy(full_release(), vec![]).await;
     drop(client);
     let mut options = options_for(&ns);
     options.plan = PlanOptions {
@@ -551,32 +564,21 @@ async fn faults_and_outages_are_retried_until_convergence() {
     let (ns, admin, _) = setup("faults").await;
     create(&admin, channel(&ns, "web", "friendly")).await;
     create(&admin, touchpoint(&ns, "checkout", "web", "purchase", 1)).await;
-    let proxy = FaultProxy::start(&cluster().server, &cluster().ca_pem).await;
-    proxy.inject(FaultRule::on(
-        Method::PATCH,
-        "/deployments/",
-        2,
-        Fault::Status(500),
-    ));
-    proxy.inject(FaultRule::on(
-        Method::PATCH,
-        "/status",
-        2,
-        Fault::Status(409),
-    ));
-    proxy.inject(FaultRule::on(
-        Method::PATCH,
-        "/services/",
-        1,
-        Fault::DropConnection,
-    ));
-    proxy.inject(FaultRule::on(
-        Method::PATCH,
-        "/configmaps/",
-        1,
-        Fault::Delay(Duration::from_secs(3)),
-    ));
-    let client = operator_client(default_release(), Some(&proxy.url)).await;
+    let (proxy, client) = through_proxy(
+        default_release(),
+        vec![
+            FaultRule::on(Method::PATCH, "/deployments/", 2, Fault::Status(500)),
+            FaultRule::on(Method::PATCH, "/status", 2, Fault::Status(409)),
+            FaultRule::on(Method::PATCH, "/services/", 1, Fault::DropConnection),
+            FaultRule::on(
+                Method::PATCH,
+                "/configmaps/",
+                1,
+                Fault::Delay(Duration::from_secs(3)),
+            ),
+        ],
+    )
+    .await;
     let operator = Operator::start(client, options_for(&ns));
     assert!(
         eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await,
@@ -601,14 +603,16 @@ async fn an_apply_the_server_refuses_is_a_condition_and_an_event() {
     let (ns, admin, _) = setup("refused").await;
     create(&admin, channel(&ns, "web", "friendly")).await;
     create(&admin, touchpoint(&ns, "checkout", "web", "purchase", 1)).await;
-    let proxy = FaultProxy::start(&cluster().server, &cluster().ca_pem).await;
-    proxy.inject(FaultRule::on(
-        Method::PATCH,
-        "/deployments/",
-        3,
-        Fault::Status(422),
-    ));
-    let client = operator_client(default_release(), Some(&proxy.url)).await;
+    let (_proxy, client) = through_proxy(
+        default_release(),
+        vec![FaultRule::on(
+            Method::PATCH,
+            "/deployments/",
+            3,
+            Fault::Status(422),
+        )],
+    )
+    .await;
     let operator = Operator::start(client, options_for(&ns));
     assert!(
         eventually(WAIT, || async {

@@ -18,10 +18,11 @@ use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touch
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::rules::RULE_NAME;
 use cx_conductor::kpi::{PrometheusClient, PrometheusConfig};
+use cx_conductor::operator::kpi::prometheus_rule_resource;
+use cx_conductor::operator::touchpoint::service_monitor_resource;
 use cx_conductor::operator::{KpiOptions, OperatorOptions};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject};
-use kube::core::{ApiResource, GroupVersionKind};
 use operator_support::{Operator, full_release, operator_client};
 use serde_json::json;
 use support::{Prometheus, RunningCollector, prometheus_binary};
@@ -42,12 +43,7 @@ where
 }
 
 fn rules_api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "monitoring.coreos.com",
-        "v1",
-        "PrometheusRule",
-    ));
-    Api::namespaced_with(client.clone(), ns, &resource)
+    Api::namespaced_with(client.clone(), ns, &prometheus_rule_resource())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,15 +302,8 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
             prometheus_rules: on.then(Default::default),
         }),
     };
-    let monitors = Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        &ns,
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "monitoring.coreos.com",
-            "v1",
-            "ServiceMonitor",
-        )),
-    );
+    let monitors =
+        Api::<DynamicObject>::namespaced_with(admin.clone(), &ns, &service_monitor_resource());
     let rules = rules_api(&admin, &ns);
     let on = Operator::start(operator_client(release, None).await, options(true));
     assert!(

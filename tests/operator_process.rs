@@ -36,19 +36,7 @@ async fn kubeconfig(release: &Release, identity: &str) -> PathBuf {
     let token = cluster
         .service_account_token(&release.namespace, &release.service_account)
         .await;
-    let ca = cluster.kubeconfig.with_file_name("pki").join("ca.crt");
-    let path =
-        std::env::temp_dir().join(format!("cx-{identity}-{}.kubeconfig", std::process::id()));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
-            cluster.server,
-            ca.display()
-        ),
-    )
-    .unwrap();
-    path
+    cluster.kubeconfig_for(&cluster.server, &token, identity)
 }
 
 struct Replica {

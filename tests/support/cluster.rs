@@ -199,21 +199,41 @@ impl Cluster {
         ok(self.helm(args), &format!("helm {}", args.join(" ")))
     }
 
-    /// Makes sure the CRDs of `crds/` are installed (server-side apply; idempotent).
+    /// Applies the CRDs of `crds/` (server-side) and waits until they are established.
+    pub fn apply_crds(&self) {
+        self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", "crds/"]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/channels.cx.conductor.dev",
+            "crd/touchpoints.cx.conductor.dev",
+            "crd/experiencekpis.cx.conductor.dev",
+            "crd/customerjourneys.cx.conductor.dev",
+        ]);
+    }
+
+    /// [`Cluster::apply_crds`] once per test binary.
     pub fn install_crds(&self) {
         static ONCE: OnceLock<()> = OnceLock::new();
-        ONCE.get_or_init(|| {
-            self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", "crds/"]);
-            self.kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/channels.cx.conductor.dev",
-                "crd/touchpoints.cx.conductor.dev",
-                "crd/experiencekpis.cx.conductor.dev",
-                "crd/customerjourneys.cx.conductor.dev",
-            ]);
-        });
+        ONCE.get_or_init(|| self.apply_crds());
+    }
+
+    /// A kubeconfig file for `server` (the API server or a proxy) with a bearer `token`, as a
+    /// pod's ServiceAccount would have it; `name` keeps files of one process apart.
+    pub fn kubeconfig_for(&self, server: &str, token: &str, name: &str) -> PathBuf {
+        let ca = self.kubeconfig.with_file_name("pki").join("ca.crt");
+        let path =
+            std::env::temp_dir().join(format!("cx-{name}-{}.kubeconfig", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+                ca.display()
+            ),
+        )
+        .expect("kubeconfig written");
+        path
     }
 }
 
