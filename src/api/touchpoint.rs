@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -233,18 +234,26 @@ impl Timing {
 }
 
 /// How the touchpoint's collector is deployed.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.mode == 'dedicated' || (!has(self.replicas) && !has(self.image) && !has(self.resources))").message("replicas, image and resources apply only to a dedicated collector (mode: dedicated); a pooled touchpoint shares its namespace's collector pool, sized by the platform team").field_path(".mode")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectorSpec {
-    /// Number of collector pods (0 to 50). 0 keeps the objects but runs no pod; more than 1 adds a PodDisruptionBudget.
-    #[serde(default = "default_replicas")]
+    /// pooled (default): the touchpoint is served by its namespace's shared collector pool, at
+    /// POST /v1/touchpoints/<name>/events; dedicated: it gets collector pods of its own.
+    #[serde(default)]
+    pub mode: CollectorMode,
+    /// Number of dedicated collector pods (0 to 50, default 1). 0 keeps the objects but runs no pod; more than 1 adds a PodDisruptionBudget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 50))]
-    pub replicas: i32,
-    /// Container image of the collector. Empty: the operator's own image, run in collector mode.
+    pub replicas: Option<i32>,
+    /// Container image of a dedicated collector, from the images the platform team allows. Empty: the operator's collector image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub image: Option<String>,
-    /// CPU and memory requests and limits of the collector container. Empty: the operator's defaults.
+    /// CPU and memory requests and limits of a dedicated collector container. Empty: the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Bearer-token authentication of event producers. Absent: the collector accepts unauthenticated events.
@@ -256,8 +265,40 @@ pub struct CollectorSpec {
     pub max_event_bytes: i64,
 }
 
-fn default_replicas() -> i32 {
-    1
+/// How a touchpoint's events are collected.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectorMode {
+    /// Served by the namespace's shared collector pool (one autoscaled Deployment).
+    #[default]
+    Pooled,
+    /// Collector pods of its own: isolation, its own image, replicas and resources.
+    Dedicated,
+}
+
+impl CollectorMode {
+    /// The name used in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectorMode::Pooled => "pooled",
+            CollectorMode::Dedicated => "dedicated",
+        }
+    }
+}
+
+/// Replicas of a dedicated collector when the touchpoint sets none.
+pub const DEFAULT_DEDICATED_REPLICAS: i32 = 1;
+
+impl CollectorSpec {
+    /// Replicas of a dedicated collector.
+    pub fn dedicated_replicas(&self) -> i32 {
+        self.replicas.unwrap_or(DEFAULT_DEDICATED_REPLICAS)
+    }
+
+    /// Whether the touchpoint has collector pods of its own.
+    pub fn is_dedicated(&self) -> bool {
+        self.mode == CollectorMode::Dedicated
+    }
 }
 
 fn default_max_event_bytes() -> i64 {
@@ -267,7 +308,8 @@ fn default_max_event_bytes() -> i64 {
 impl Default for CollectorSpec {
     fn default() -> Self {
         Self {
-            replicas: default_replicas(),
+            mode: CollectorMode::default(),
+            replicas: None,
             image: None,
             resources: None,
             auth: None,
@@ -331,6 +373,9 @@ pub struct CollectorStatus {
     /// "ready/desired", for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas_summary: Option<String>,
+    /// The collector pool serving this touchpoint (its Deployment and Service), when pooled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     /// Hash of the collector configuration currently deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,

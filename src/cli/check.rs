@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::api::Severity;
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
+use crate::core::pool::{PoolMember, PoolPlan, admit, plan_pool};
 use crate::core::world::namespace_of;
 use crate::core::{Analysis, Finding, FindingCode, JourneyAssessment, ObjectRef, World, analyze};
 use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
@@ -69,20 +70,29 @@ pub struct Summary {
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanSummary {
-    /// Collectors planned (touchpoints whose channel exists).
+    /// Dedicated collectors planned (dedicated touchpoints whose channel exists).
     pub collectors: usize,
+    /// Collector pools planned, one per namespace with a pooled touchpoint.
+    pub pools: usize,
+    /// Touchpoints the pools serve.
+    pub pooled_touchpoints: usize,
     /// Kubernetes objects planned, by kind.
     pub objects: BTreeMap<String, usize>,
     /// Touchpoints not planned because their channel does not exist.
     pub unplanned: Vec<String>,
+    /// Touchpoints not planned for another reason (an image the platform does not allow; a
+    /// pooled token, which only the cluster's Secret holds), with the reason.
+    pub refused: Vec<String>,
 }
 
 /// Everything a check computes, kept for rendering.
 pub struct CheckOutcome {
     /// The report.
     pub report: CheckReport,
-    /// The collector plans, in namespace/name order of their touchpoints.
+    /// The dedicated collector plans, in namespace/name order of their touchpoints.
     pub plans: Vec<CollectorPlan>,
+    /// The collector pools, in namespace order.
+    pub pools: Vec<PoolPlan>,
 }
 
 impl CheckOutcome {
@@ -166,20 +176,57 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
     });
     let mut plans = Vec::new();
     let mut unplanned = Vec::new();
+    let mut refused = Vec::new();
+    let mut pooled: BTreeMap<String, Vec<PoolMember<'_>>> = BTreeMap::new();
     for i in order {
         let tp = &inventory.touchpoints[i];
-        match world.channel(namespace_of(tp), &tp.spec.channel) {
-            Some(channel) => plans.push(plan_collector(tp, Some(channel), options)),
-            None => unplanned.push(format!(
-                "{}/{}",
-                namespace_of(tp),
-                tp.metadata.name.as_deref().unwrap_or_default()
-            )),
+        let namespace = namespace_of(tp);
+        let shown = format!(
+            "{namespace}/{}",
+            tp.metadata.name.as_deref().unwrap_or_default()
+        );
+        let Some(channel) = world.channel(namespace, &tp.spec.channel) else {
+            unplanned.push(shown);
+            continue;
+        };
+        // Offline there is no Secret: a token's Secret is checked (and a pool's token digest
+        // computed) only in the cluster.
+        let dedicated = tp.spec.collector.is_dedicated();
+        let image_refusal = admit(tp, None, options)
+            .err()
+            .filter(|r| r.reason == "ImageNotAllowed");
+        if let Some(refusal) = image_refusal {
+            refused.push(format!("{shown}: {}", refusal.message));
+        } else if dedicated {
+            plans.push(plan_collector(tp, Some(channel), options));
+        } else if let Some(auth) = &tp.spec.collector.auth {
+            refused.push(format!(
+                "{shown}: pooled with a token from Secret {}, which only the cluster holds",
+                auth.secret_ref.name
+            ));
+        } else {
+            pooled
+                .entry(namespace.to_string())
+                .or_default()
+                .push(PoolMember {
+                    touchpoint: tp,
+                    channel: Some(channel),
+                    token_sha256: None,
+                });
         }
     }
+    let pools: Vec<PoolPlan> = pooled
+        .iter()
+        .filter_map(|(namespace, members)| plan_pool(namespace, members, options))
+        .collect();
     let mut objects = BTreeMap::new();
-    for plan in &plans {
-        for object in plan.objects() {
+    let pool_objects = pools.iter().flat_map(PoolPlan::objects);
+    for object in plans
+        .iter()
+        .flat_map(CollectorPlan::objects)
+        .chain(pool_objects)
+    {
+        {
             let kind = object["kind"].as_str().unwrap_or("Unknown").to_string();
             *objects.entry(kind).or_insert(0) += 1;
         }
@@ -190,14 +237,14 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
             .filter(|f| f.severity == severity)
             .count()
     };
-    let refused: usize = inventory.rejected.iter().map(|r| r.violations.len()).sum();
+    let schema_errors: usize = inventory.rejected.iter().map(|r| r.violations.len()).sum();
     let report = CheckReport {
         summary: Summary {
             channels: inventory.channels.len(),
             touchpoints: inventory.touchpoints.len(),
             kpis: inventory.kpis.len(),
             journeys: inventory.journeys.len(),
-            errors: refused + count(Severity::Error),
+            errors: schema_errors + count(Severity::Error),
             warnings: count(Severity::Warning),
             skipped: inventory.skipped.len(),
         },
@@ -207,11 +254,18 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         findings: analysis.findings,
         plan: PlanSummary {
             collectors: plans.len(),
+            pools: pools.len(),
+            pooled_touchpoints: pools.iter().map(|p| p.members.len()).sum(),
             objects,
             unplanned,
+            refused,
         },
     };
-    CheckOutcome { report, plans }
+    CheckOutcome {
+        report,
+        plans,
+        pools,
+    }
 }
 
 /// Fills in where a finding's field is written, and, when the object it names was refused by the

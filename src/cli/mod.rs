@@ -111,6 +111,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             .unwrap_or_else(|| PlanOptions::default().default_image),
         service_monitor: args.service_monitor,
         network_policy: args.network_policy,
+        ..PlanOptions::default()
     };
     let outcome = match check::check_paths(&args.paths, &options) {
         Ok(outcome) => outcome,
@@ -126,8 +127,8 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     };
     if args.plan {
         write_stdout(&match args.output {
-            OutputFormat::Json => report::render_plan_json(&outcome.plans),
-            OutputFormat::Text => report::render_plan(&outcome.plans),
+            OutputFormat::Json => report::render_plan_json(&outcome.plans, &outcome.pools),
+            OutputFormat::Text => report::render_plan(&outcome.plans, &outcome.pools),
         });
         let summary = &outcome.report.summary;
         if summary.errors > 0 {

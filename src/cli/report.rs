@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::api::{AnswerSource, SelfAssessment, Severity};
 use crate::core::Finding;
 use crate::core::plan::CollectorPlan;
+use crate::core::pool::PoolPlan;
 use crate::manifest::Rejected;
 use crate::schema::SchemaViolation;
 
@@ -348,11 +349,26 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
 
     let p = &report.plan;
     let objects: Vec<String> = p.objects.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut deployed = Vec::new();
+    if p.pools > 0 {
+        deployed.push(format!(
+            "{} serving {}",
+            count(p.pools, "collector pool", "collector pools"),
+            count(p.pooled_touchpoints, "touchpoint", "touchpoints")
+        ));
+    }
+    if p.collectors > 0 || p.pools == 0 {
+        deployed.push(count(
+            p.collectors,
+            "dedicated collector",
+            "dedicated collectors",
+        ));
+    }
     let _ = writeln!(
         out,
         "\n{} {}: {} (print them with --plan)",
         style.bold("Plan:"),
-        count(p.collectors, "collector", "collectors"),
+        deployed.join(", "),
         if objects.is_empty() {
             "no objects".into()
         } else {
@@ -365,6 +381,9 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
             "  not deployed (channel missing): {}",
             p.unplanned.join(", ")
         );
+    }
+    for refused in &p.refused {
+        let _ = writeln!(out, "  not deployed: {refused}");
     }
     let verdict = if s.errors > 0 {
         style.paint("31", "FAILED")
@@ -401,8 +420,8 @@ pub fn render_errors(report: &CheckReport, color: bool) -> String {
 }
 
 /// The planned objects as one `v1` List in JSON (what `kubectl apply -f` takes), in apply order.
-pub fn render_plan_json(plans: &[CollectorPlan]) -> String {
-    let items: Vec<serde_json::Value> = plans.iter().flat_map(|p| p.objects()).collect();
+pub fn render_plan_json(plans: &[CollectorPlan], pools: &[PoolPlan]) -> String {
+    let items: Vec<serde_json::Value> = plan_objects(plans, pools).collect();
     let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
     out.push('\n');
@@ -410,13 +429,22 @@ pub fn render_plan_json(plans: &[CollectorPlan]) -> String {
 }
 
 /// The planned objects as one multi-document YAML, in apply order.
-pub fn render_plan(plans: &[CollectorPlan]) -> String {
+pub fn render_plan(plans: &[CollectorPlan], pools: &[PoolPlan]) -> String {
     let mut out = String::new();
-    for plan in plans {
-        for object in plan.objects() {
-            out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
-        }
+    for object in plan_objects(plans, pools) {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
     }
     out
+}
+
+/// Every planned object: the pools first (namespace order), then the dedicated collectors.
+fn plan_objects<'a>(
+    plans: &'a [CollectorPlan],
+    pools: &'a [PoolPlan],
+) -> impl Iterator<Item = serde_json::Value> + 'a {
+    pools
+        .iter()
+        .flat_map(PoolPlan::objects)
+        .chain(plans.iter().flat_map(CollectorPlan::objects))
 }

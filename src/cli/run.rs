@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use std::collections::BTreeMap;
 
-use crate::core::plan::PlanOptions;
+use crate::core::plan::{PlanOptions, PoolOptions};
 use crate::kpi::{BearerToken, PrometheusClient, PrometheusConfig};
 use crate::operator::KpiOptions;
 use crate::operator::http::{HttpState, router};
@@ -68,9 +68,98 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub prometheus_rule_labels: Vec<String>,
+    /// Images a dedicated collector may name besides the collector image: exact references or
+    /// prefixes ending in `*` (repeatable or comma-separated). None: only the collector image.
+    #[arg(
+        long = "allowed-collector-image",
+        env = "CX_ALLOWED_COLLECTOR_IMAGES",
+        value_delimiter = ','
+    )]
+    pub allowed_collector_images: Vec<String>,
+    /// Labels of collector ServiceMonitors, KEY=VALUE (repeatable or comma-separated), e.g.
+    /// release=kube-prometheus-stack, so the platform's Prometheus selects them.
+    #[arg(
+        long = "collector-service-monitor-label",
+        env = "CX_COLLECTOR_SERVICE_MONITOR_LABELS",
+        value_delimiter = ','
+    )]
+    pub collector_service_monitor_labels: Vec<String>,
+    /// Seconds between Prometheus scrapes of collectors (the ServiceMonitor interval).
+    #[arg(long, env = "CX_SCRAPE_INTERVAL_SECONDS", default_value_t = 30)]
+    pub scrape_interval_seconds: u32,
+    /// Fewest pods of each namespace's collector pool.
+    #[arg(long, env = "CX_POOL_MIN_REPLICAS", default_value_t = 1)]
+    pub pool_min_replicas: i32,
+    /// Most pods of each namespace's collector pool.
+    #[arg(long, env = "CX_POOL_MAX_REPLICAS", default_value_t = 10)]
+    pub pool_max_replicas: i32,
+    /// Average CPU use (percent of the request) the pool's autoscaler keeps pods at.
+    #[arg(long, env = "CX_POOL_TARGET_CPU_PERCENT", default_value_t = 70)]
+    pub pool_target_cpu_percent: i32,
+    /// CPU request of a pool pod.
+    #[arg(long, env = "CX_POOL_CPU_REQUEST", default_value = "100m")]
+    pub pool_cpu_request: String,
+    /// Memory request of a pool pod.
+    #[arg(long, env = "CX_POOL_MEMORY_REQUEST", default_value = "64Mi")]
+    pub pool_memory_request: String,
+    /// Memory limit of a pool pod.
+    #[arg(long, env = "CX_POOL_MEMORY_LIMIT", default_value = "256Mi")]
+    pub pool_memory_limit: String,
     /// Log as JSON lines.
     #[arg(long, env = "CX_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// `KEY=VALUE` pairs of a repeatable flag.
+fn parse_labels(flag: &str, pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("--{flag} {pair:?}: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+/// How collectors are planned, from the flags.
+fn plan_options(args: &RunArgs) -> Result<PlanOptions, String> {
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let defaults = PlanOptions::default();
+    Ok(PlanOptions {
+        default_image: args
+            .collector_image
+            .clone()
+            .unwrap_or(defaults.default_image),
+        allowed_images: args.allowed_collector_images.clone(),
+        service_monitor: args.service_monitors,
+        service_monitor_labels: parse_labels(
+            "collector-service-monitor-label",
+            &args.collector_service_monitor_labels,
+        )?,
+        scrape_interval_seconds: args.scrape_interval_seconds.max(1),
+        network_policy: args.network_policies,
+        pool: PoolOptions {
+            min_replicas: args.pool_min_replicas.max(1),
+            max_replicas: args.pool_max_replicas.max(args.pool_min_replicas.max(1)),
+            target_cpu_percent: args.pool_target_cpu_percent.clamp(1, 100),
+            resources: ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_string(), Quantity(args.pool_cpu_request.clone())),
+                    (
+                        "memory".to_string(),
+                        Quantity(args.pool_memory_request.clone()),
+                    ),
+                ])),
+                limits: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity(args.pool_memory_limit.clone()),
+                )])),
+                ..Default::default()
+            },
+        },
+    })
 }
 
 /// Runs the operator until SIGTERM/SIGINT.
@@ -111,14 +200,7 @@ async fn serve(args: &RunArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
     let options = OperatorOptions {
-        plan: PlanOptions {
-            default_image: args
-                .collector_image
-                .clone()
-                .unwrap_or_else(|| PlanOptions::default().default_image),
-            service_monitor: args.service_monitors,
-            network_policy: args.network_policies,
-        },
+        plan: plan_options(args)?,
         namespaces: args.namespaces.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         kpi: kpi_options(args)?,
@@ -177,15 +259,7 @@ fn kpi_options(args: &RunArgs) -> Result<Option<KpiOptions>, String> {
     config.bearer_token = args.prometheus_token_file.clone().map(BearerToken::File);
     config.ca_file = args.prometheus_ca_file.clone();
     let client = PrometheusClient::new(config).map_err(|e| e.to_string())?;
-    let labels = args
-        .prometheus_rule_labels
-        .iter()
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| format!("--prometheus-rule-label {pair:?}: expected KEY=VALUE"))
-        })
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    let labels = parse_labels("prometheus-rule-label", &args.prometheus_rule_labels)?;
     Ok(Some(KpiOptions {
         prometheus: Arc::new(client),
         prometheus_rules: args.prometheus_rules.then_some(labels),

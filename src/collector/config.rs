@@ -41,6 +41,11 @@ pub struct CollectorConfig {
     /// Bearer-token authentication; absent: events are accepted without a token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// Bearer-token authentication by the token's SHA-256 (64 hex digits): how a pool's
+    /// configuration, itself a Secret, carries each touchpoint's token, so that adding or
+    /// changing a token restarts no pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_sha256: Option<String>,
 }
 
 /// Where the collector reads the bearer token producers must send.
@@ -49,4 +54,52 @@ pub struct CollectorConfig {
 pub struct AuthConfig {
     /// File holding the token (mounted from the Secret named in the touchpoint).
     pub token_file: String,
+}
+
+/// Name of a namespace's collector pool: its Deployment, Service, Secret and autoscaler. Not a
+/// possible dedicated collector's name (those are `collector-<touchpoint>`).
+pub const POOL_NAME: &str = "cx-collectors";
+/// Key of the pool's configuration in its Secret.
+pub const POOL_CONFIG_KEY: &str = "collectors.yaml";
+/// Path inside a pool's container where its configuration Secret is mounted.
+pub const POOL_CONFIG_MOUNT_PATH: &str = "/etc/cx-conductor/pool/collectors.yaml";
+
+/// A collector pool's configuration: every pooled touchpoint of a namespace, served by one
+/// process at `/v1/touchpoints/<name>/events`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Namespace of the touchpoints.
+    pub namespace: String,
+    /// The touchpoints served, each as a dedicated collector would be configured.
+    pub touchpoints: Vec<CollectorConfig>,
+}
+
+/// What a collector serves: one touchpoint at `/v1/events`, or a pool.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CollectorSetup {
+    /// One touchpoint (a dedicated collector).
+    Dedicated(CollectorConfig),
+    /// Every pooled touchpoint of a namespace.
+    Pool(PoolConfig),
+}
+
+impl CollectorSetup {
+    /// Parses a configuration file: a pool when it lists `touchpoints`, else one touchpoint.
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text)?;
+        if value.get("touchpoints").is_some() {
+            serde_yaml::from_value(value).map(CollectorSetup::Pool)
+        } else {
+            serde_yaml::from_value(value).map(CollectorSetup::Dedicated)
+        }
+    }
+
+    /// The touchpoints served.
+    pub fn touchpoints(&self) -> &[CollectorConfig] {
+        match self {
+            CollectorSetup::Dedicated(config) => std::slice::from_ref(config),
+            CollectorSetup::Pool(pool) => &pool.touchpoints,
+        }
+    }
 }

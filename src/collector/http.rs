@@ -2,13 +2,14 @@
 //! JSON answers. No validation logic lives here.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,10 +22,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower_http::timeout::TimeoutLayer;
 
-use super::event::{
-    Event, EventSchema, Reason, Rejection, parse_event, parse_json_array, parse_ndjson,
-};
-use super::metrics::CollectorMetrics;
+use super::event::{Event, Reason, Rejection, parse_event, parse_json_array, parse_ndjson};
+use super::pool::{PoolMetrics, Routes, Served};
 
 /// Path of the single-event endpoint.
 pub const EVENTS_PATH: &str = "/v1/events";
@@ -45,13 +44,17 @@ pub fn batch_limit(max_event_bytes: usize) -> usize {
         .max(max_event_bytes)
 }
 
+/// Path of a pool's single-event endpoint for one touchpoint.
+pub const TOUCHPOINT_EVENTS_PATH: &str = "/v1/touchpoints/{touchpoint}/events";
+/// Path of a pool's batch endpoint for one touchpoint.
+pub const TOUCHPOINT_BATCH_PATH: &str = "/v1/touchpoints/{touchpoint}/events:batch";
+
 /// State shared by every request.
 pub(crate) struct App {
-    pub(crate) schema: EventSchema,
-    pub(crate) metrics: CollectorMetrics,
-    /// SHA-256 of the expected bearer token: comparing digests in constant time also hides the
-    /// token's length.
-    pub(crate) token_digest: Option<[u8; 32]>,
+    /// The touchpoints served; a pool swaps them on reconfiguration.
+    pub(crate) routes: RwLock<Arc<Routes>>,
+    /// The pool's own series (reloads, unknown touchpoints).
+    pub(crate) pool: PoolMetrics,
     /// Set on SIGTERM: `/readyz` answers 503 so traffic moves to other replicas.
     pub(crate) draining: AtomicBool,
     /// Bounds the memory held by batch bodies being read or parsed.
@@ -74,6 +77,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(EVENTS_PATH, post(post_event))
         .route(BATCH_PATH, post(post_batch))
+        .route(TOUCHPOINT_EVENTS_PATH, post(post_touchpoint_event))
+        .route(TOUCHPOINT_BATCH_PATH, post(post_touchpoint_batch))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -84,7 +89,44 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 }
 
 async fn post_event(State(app): State<Arc<App>>, request: Request) -> Response {
-    let deadline = Instant::now() + app.request_timeout;
+    match app.dedicated() {
+        Ok(touchpoint) => event(&app, &touchpoint, request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+async fn post_batch(State(app): State<Arc<App>>, request: Request) -> Response {
+    match app.dedicated() {
+        Ok(touchpoint) => batch(&app, &touchpoint, request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+async fn post_touchpoint_event(
+    State(app): State<Arc<App>>,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    match app.pooled(name) {
+        Ok(touchpoint) => event(&app, &touchpoint, request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+async fn post_touchpoint_batch(
+    State(app): State<Arc<App>>,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    match app.pooled(name) {
+        Ok(touchpoint) => batch(&app, &touchpoint, request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// One event for `app`, a served touchpoint.
+async fn event(pool: &App, app: &Served, request: Request) -> Response {
+    let deadline = Instant::now() + pool.request_timeout;
     let (parts, body) = request.into_parts();
     if let Err(rejection) = app.authorize(&parts.headers) {
         return app.refuse(rejection);
@@ -107,8 +149,9 @@ async fn post_event(State(app): State<Arc<App>>, request: Request) -> Response {
     }
 }
 
-async fn post_batch(State(app): State<Arc<App>>, request: Request) -> Response {
-    let deadline = Instant::now() + app.request_timeout;
+/// A batch of events for `app`, a served touchpoint.
+async fn batch(pool: &App, app: &Served, request: Request) -> Response {
+    let deadline = Instant::now() + pool.request_timeout;
     let (parts, body) = request.into_parts();
     if let Err(rejection) = app.authorize(&parts.headers) {
         return app.refuse(rejection);
@@ -123,7 +166,7 @@ async fn post_batch(State(app): State<Arc<App>>, request: Request) -> Response {
     if let Err(rejection) = check_declared_length(&parts.headers, limit) {
         return app.refuse(rejection);
     }
-    let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, app.batch_permits.acquire()).await
+    let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, pool.batch_permits.acquire()).await
     else {
         return app.refuse(Rejection::whole(
             Reason::Timeout,
@@ -182,7 +225,7 @@ async fn post_batch(State(app): State<Arc<App>>, request: Request) -> Response {
 }
 
 async fn get_metrics(State(app): State<Arc<App>>) -> Response {
-    match app.metrics.render() {
+    match app.pool.render(&app.routes()) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -220,7 +263,8 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "not_found",
         None,
-        "no such endpoint: events go to POST /v1/events or POST /v1/events:batch",
+        "no such endpoint: events go to POST /v1/events or /v1/events:batch (a pool: \
+         /v1/touchpoints/<touchpoint>/events or .../events:batch)",
     )
 }
 
@@ -234,6 +278,80 @@ async fn method_not_allowed() -> Response {
 }
 
 impl App {
+    /// The touchpoints served now.
+    pub(crate) fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `routes` from now on (requests already routed finish with the old ones).
+    pub(crate) fn swap(&self, routes: Routes) {
+        self.pool.serving(routes.by_name.len());
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routes);
+    }
+
+    /// The touchpoint of a dedicated collector; a pool answers 404 naming its own paths.
+    fn dedicated(&self) -> Result<Arc<Served>, Response> {
+        self.routes().only().cloned().ok_or_else(|| {
+            self.pool.unknown_touchpoint.inc();
+            error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                None,
+                "this collector is a pool serving several touchpoints: POST to \
+                 /v1/touchpoints/<touchpoint>/events or /v1/touchpoints/<touchpoint>/events:batch",
+            )
+        })
+    }
+
+    /// The pooled touchpoint a request names; 404 with its name when it is not served here.
+    fn pooled(&self, name: Result<Path<String>, PathRejection>) -> Result<Arc<Served>, Response> {
+        let unknown = |message: String| {
+            self.pool.unknown_touchpoint.inc();
+            error_response(
+                StatusCode::NOT_FOUND,
+                "unknown_touchpoint",
+                Some("touchpoint"),
+                &message,
+            )
+        };
+        let Ok(Path(name)) = name else {
+            return Err(unknown(
+                "the touchpoint in the path is not a valid name".to_string(),
+            ));
+        };
+        let routes = self.routes();
+        match routes.by_name.get(&name) {
+            Some(served) => Ok(served.clone()),
+            None => {
+                let namespace = routes
+                    .by_name
+                    .values()
+                    .next()
+                    .map(|s| format!(" of namespace {}", s.config.namespace))
+                    .unwrap_or_default();
+                // The name is echoed only when it is a plausible touchpoint name.
+                let shown = if name.len() <= 63
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    format!("touchpoint {name}")
+                } else {
+                    "the touchpoint named in the path".to_string()
+                };
+                Err(unknown(format!(
+                    "{shown} is not served by this collector{namespace}: check the name, or \
+                     that the Touchpoint exists and is pooled (status.collector.endpoint)"
+                )))
+            }
+        }
+    }
+}
+
+impl Served {
     /// Checks `Authorization: Bearer <token>` when a token is configured.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Rejection> {
         let Some(expected) = &self.token_digest else {

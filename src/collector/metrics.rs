@@ -4,9 +4,11 @@
 //! timing and every rejection reason: dashboards see zeros instead of "no data", and recording an
 //! event is an array lookup plus an atomic add (no label hashing per event).
 
-use std::collections::HashMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder, local::LocalHistogram,
@@ -29,9 +31,24 @@ pub const DEFAULT_DURATION_BUCKETS: [f64; 17] = [
 const SCORE_SLOTS: usize = 11;
 const REASONS: usize = Reason::ALL.len();
 
+/// The metric families of one touchpoint. Clones share their series, so a reconfigured
+/// touchpoint that keeps its labels keeps counting where it was: no counter reset.
+#[derive(Clone)]
+struct Families {
+    /// `namespace`, `touchpoint`, `channel` and `stage`: the identity of every series.
+    const_labels: HashMap<String, String>,
+    received: IntCounter,
+    rejected: IntCounterVec,
+    survey: IntCounterVec,
+    interactions: Option<IntCounterVec>,
+    /// The bucket boundaries and the histogram family built with them.
+    durations: Option<(Vec<f64>, HistogramVec)>,
+}
+
 /// The collector's registry and pre-built series.
 pub struct CollectorMetrics {
     registry: Registry,
+    families: Families,
     received: IntCounter,
     rejected: [IntCounter; REASONS],
     /// `[metric][score]`: `None` for undeclared metrics and scores outside their range.
@@ -46,6 +63,16 @@ impl CollectorMetrics {
     /// Registers every series of a touchpoint, labelled with its namespace, name, channel and
     /// stage.
     pub fn new(config: &CollectorConfig, schema: &EventSchema) -> Result<Self, prometheus::Error> {
+        Self::continuing(config, schema, None)
+    }
+
+    /// Like [`CollectorMetrics::new`], continuing the series of `previous` (the same touchpoint
+    /// before a reconfiguration) wherever their labels and buckets are unchanged.
+    pub fn continuing(
+        config: &CollectorConfig,
+        schema: &EventSchema,
+        previous: Option<&CollectorMetrics>,
+    ) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let const_labels: HashMap<String, String> = [
             ("namespace", config.namespace.as_str()),
@@ -59,30 +86,43 @@ impl CollectorMetrics {
         let opts =
             |name: &str, help: &str| Opts::new(name, help).const_labels(const_labels.clone());
 
-        let received = IntCounter::with_opts(opts(
-            "cx_events_received_total",
-            "Feedback events accepted: validated and counted in the other cx_ series.",
-        ))?;
+        // The families of `previous` carry on only under the same identity labels.
+        let previous = previous
+            .map(|p| &p.families)
+            .filter(|p| p.const_labels == const_labels);
+        let received = match previous {
+            Some(p) => p.received.clone(),
+            None => IntCounter::with_opts(opts(
+                "cx_events_received_total",
+                "Feedback events accepted: validated and counted in the other cx_ series.",
+            ))?,
+        };
         register(&registry, &received)?;
 
-        let rejected_vec = IntCounterVec::new(
-            opts(
-                "cx_events_rejected_total",
-                "Feedback events refused, by reason. A refused request (auth, size, content type, \
-                 syntax) counts once whatever the number of events in it.",
-            ),
-            &["reason"],
-        )?;
+        let rejected_vec = match previous {
+            Some(p) => p.rejected.clone(),
+            None => IntCounterVec::new(
+                opts(
+                    "cx_events_rejected_total",
+                    "Feedback events refused, by reason. A refused request (auth, size, content \
+                     type, syntax) counts once whatever the number of events in it.",
+                ),
+                &["reason"],
+            )?,
+        };
         register(&registry, &rejected_vec)?;
         let rejected = Reason::ALL.map(|reason| rejected_vec.with_label_values(&[reason.as_str()]));
 
-        let survey_vec = IntCounterVec::new(
-            opts(
-                "cx_survey_responses_total",
-                "Survey answers, by metric (nps, csat, ces) and score.",
-            ),
-            &["metric", "score"],
-        )?;
+        let survey_vec = match previous {
+            Some(p) => p.survey.clone(),
+            None => IntCounterVec::new(
+                opts(
+                    "cx_survey_responses_total",
+                    "Survey answers, by metric (nps, csat, ces) and score.",
+                ),
+                &["metric", "score"],
+            )?,
+        };
         let mut survey: [[Option<IntCounter>; SCORE_SLOTS]; 3] = Default::default();
         for metric in ALL_METRICS {
             if let Some((low, high)) = schema.score_range(metric) {
@@ -101,11 +141,17 @@ impl CollectorMetrics {
 
         let mut interactions: [Option<IntCounter>; 7] = Default::default();
         let mut durations: [Option<Histogram>; 2] = Default::default();
+        let mut interactions_family = None;
+        let mut durations_family = None;
         if config.interactions.is_some() {
-            let interactions_vec = IntCounterVec::new(
-                opts("cx_interactions_total", "Interactions, by how they ended."),
-                &["outcome"],
-            )?;
+            let interactions_vec = match previous.and_then(|p| p.interactions.clone()) {
+                Some(family) => family,
+                None => IntCounterVec::new(
+                    opts("cx_interactions_total", "Interactions, by how they ended."),
+                    &["outcome"],
+                )?,
+            };
+            interactions_family = Some(interactions_vec.clone());
             register(&registry, &interactions_vec)?;
             for outcome in Outcome::ALL {
                 if schema.declares_outcome(outcome) {
@@ -114,16 +160,24 @@ impl CollectorMetrics {
                 }
             }
             if ALL_TIMINGS.iter().any(|t| schema.declares_timing(*t)) {
-                let durations_vec = HistogramVec::new(
-                    HistogramOpts::new(
-                        "cx_interaction_duration_seconds",
-                        "Interaction durations in seconds, by timing: wait (until first \
-                         response) and handle (active handling).",
-                    )
-                    .const_labels(const_labels.clone())
-                    .buckets(duration_buckets(config.first_response_seconds)),
-                    &["timing"],
-                )?;
+                let buckets = duration_buckets(config.first_response_seconds);
+                let durations_vec = match previous
+                    .and_then(|p| p.durations.clone())
+                    .filter(|(kept, _)| *kept == buckets)
+                {
+                    Some((_, family)) => family,
+                    None => HistogramVec::new(
+                        HistogramOpts::new(
+                            "cx_interaction_duration_seconds",
+                            "Interaction durations in seconds, by timing: wait (until first \
+                             response) and handle (active handling).",
+                        )
+                        .const_labels(const_labels.clone())
+                        .buckets(buckets.clone()),
+                        &["timing"],
+                    )?,
+                };
+                durations_family = Some((buckets, durations_vec.clone()));
                 register(&registry, &durations_vec)?;
                 for timing in ALL_TIMINGS {
                     if schema.declares_timing(timing) {
@@ -136,6 +190,14 @@ impl CollectorMetrics {
 
         Ok(CollectorMetrics {
             registry,
+            families: Families {
+                const_labels,
+                received: received.clone(),
+                rejected: rejected_vec,
+                survey: survey_vec,
+                interactions: interactions_family,
+                durations: durations_family,
+            },
             received,
             rejected,
             survey,
@@ -202,10 +264,33 @@ impl CollectorMetrics {
 
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> Result<String, prometheus::Error> {
-        let mut buffer = Vec::with_capacity(8 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        String::from_utf8(buffer).map_err(|error| prometheus::Error::Msg(error.to_string()))
+        render_families(self.registry.gather())
     }
+
+    /// Every series, for a pool to merge with its other touchpoints'.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
+    }
+}
+
+/// The text exposition of `families`, merging families of the same name (a pool gathers one
+/// per touchpoint; the format allows each name once).
+pub fn render_families(
+    families: impl IntoIterator<Item = MetricFamily>,
+) -> Result<String, prometheus::Error> {
+    let mut merged: BTreeMap<String, MetricFamily> = BTreeMap::new();
+    for mut family in families {
+        match merged.entry(family.name().to_owned()) {
+            Entry::Occupied(mut kept) => kept.get_mut().mut_metric().extend(family.take_metric()),
+            Entry::Vacant(slot) => {
+                slot.insert(family);
+            }
+        }
+    }
+    let merged: Vec<MetricFamily> = merged.into_values().collect();
+    let mut buffer = Vec::with_capacity(8 * 1024);
+    TextEncoder::new().encode(&merged, &mut buffer)?;
+    String::from_utf8(buffer).map_err(|error| prometheus::Error::Msg(error.to_string()))
 }
 
 fn register<C: Collector + Clone + 'static>(

@@ -10,6 +10,10 @@
 //! - `POST /v1/events:batch` — `application/x-ndjson` (one event per line) or `application/json`
 //!   (an array): 200 `{"accepted":n,"rejected":m,"errors":[{"index","reason","field","message"}]}`
 //!   (422 with the same body plus `error` when every event was rejected);
+//! - a pool (a configuration listing `touchpoints`) serves the same two endpoints per touchpoint
+//!   at `POST /v1/touchpoints/{touchpoint}/events` and `.../events:batch`, 404 with a JSON body
+//!   naming an unknown touchpoint, and follows changes of its configuration file without a
+//!   restart ([`pool`]);
 //! - `GET /metrics` (Prometheus text), `GET /healthz` (alive), `GET /readyz` (503 while draining).
 //!
 //! Refusals answer `{"error":{"reason","field","message"}}`: 400 malformed JSON, 401 missing or
@@ -22,13 +26,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub mod config;
+
+use config::CollectorSetup;
 pub mod event;
 pub mod http;
 pub mod metrics;
+pub mod pool;
 pub mod server;
 
 pub use event::{Event, EventSchema, Reason, Rejection, parse_event};
-pub use server::{Collector, CollectorError, Drained, ServeOptions, load_config};
+pub use server::{Collector, CollectorError, Drained, ServeOptions, load_config, load_setup};
 
 /// Options of `cx-conductor collector`.
 #[derive(clap::Args, Debug, Clone)]
@@ -54,6 +61,9 @@ pub struct CollectorArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Seconds between checks of a pool's configuration file for changes.
+    #[arg(long, default_value_t = 2)]
+    pub reload_interval_seconds: u64,
 }
 
 impl CollectorArgs {
@@ -73,21 +83,28 @@ impl CollectorArgs {
 /// drain, 1 when it cannot serve (address in use, runtime), 2 when the configuration is unusable.
 pub fn run(args: &CollectorArgs) -> ExitCode {
     init_logging(args.log_json);
-    let collector = match load_config(&args.config)
-        .and_then(|config| Collector::new(&config, args.serve_options()).map(|c| (config, c)))
+    let collector = match load_setup(&args.config)
+        .and_then(|setup| Collector::with_setup(&setup, args.serve_options()).map(|c| (setup, c)))
     {
-        Ok((config, collector)) => {
+        Ok((setup, collector)) => {
+            let touchpoints: Vec<&str> = setup
+                .touchpoints()
+                .iter()
+                .map(|t| t.touchpoint.as_str())
+                .collect();
             tracing::info!(
-                namespace = config.namespace,
-                touchpoint = config.touchpoint,
-                channel = config.channel,
-                stage = config.stage.as_str(),
-                surveys = config.surveys.len(),
-                interactions = config.interactions.is_some(),
-                auth = config.auth.is_some(),
+                pool = matches!(setup, CollectorSetup::Pool(_)),
+                touchpoints = touchpoints.join(","),
                 "collector configured"
             );
-            collector
+            match setup {
+                // A pool follows its configuration while serving.
+                CollectorSetup::Pool(_) => collector.reloading_from(
+                    args.config.clone(),
+                    Duration::from_secs(args.reload_interval_seconds.max(1)),
+                ),
+                CollectorSetup::Dedicated(_) => collector,
+            }
         }
         Err(error) => {
             tracing::error!(%error, "cannot start the collector");

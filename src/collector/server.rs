@@ -2,9 +2,9 @@
 //! graceful drain that makes every acknowledged event visible in the final metrics.
 
 use std::future::Future;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -15,10 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::config::CollectorConfig;
-use super::event::{EventSchema, InvalidConfig};
+use super::config::{CollectorConfig, CollectorSetup};
+use super::event::InvalidConfig;
 use super::http::{App, router};
-use super::metrics::CollectorMetrics;
+use super::pool::{PoolMetrics, ReloadResult, Routes};
 
 /// Largest request head (request line and headers), in bytes; larger gets 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -148,25 +148,48 @@ pub struct Drained {
     pub aborted_connections: usize,
 }
 
-/// A collector ready to serve one touchpoint.
+/// Reads a collector or pool configuration file.
+pub fn load_setup(path: &Path) -> Result<CollectorSetup, CollectorError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CollectorError::ReadConfig {
+        path: shown.clone(),
+        source,
+    })?;
+    CollectorSetup::from_yaml(&text).map_err(|source| CollectorError::ParseConfig {
+        path: shown,
+        source,
+    })
+}
+
+/// A collector ready to serve one touchpoint, or a pool of them.
 pub struct Collector {
     app: Arc<App>,
     options: ServeOptions,
+    /// The file a pool re-reads, and how often.
+    reload: Option<(PathBuf, Duration)>,
 }
 
 impl Collector {
     /// Compiles the configuration, registers the metrics and reads the bearer token.
     pub fn new(config: &CollectorConfig, options: ServeOptions) -> Result<Self, CollectorError> {
-        let schema = EventSchema::from_config(config)?;
-        let metrics = CollectorMetrics::new(config, &schema)?;
-        let token_digest = match &config.auth {
-            Some(auth) => Some(read_token_digest(Path::new(&auth.token_file))?),
-            None => None,
+        Self::with_setup(&CollectorSetup::Dedicated(config.clone()), options)
+    }
+
+    /// Compiles every touchpoint of `setup` (one, or a pool's).
+    pub fn with_setup(
+        setup: &CollectorSetup,
+        options: ServeOptions,
+    ) -> Result<Self, CollectorError> {
+        let routes = Routes::build(setup, None)?;
+        let namespace = match setup {
+            CollectorSetup::Dedicated(config) => config.namespace.clone(),
+            CollectorSetup::Pool(pool) => pool.namespace.clone(),
         };
+        let pool = PoolMetrics::new(&namespace)?;
+        pool.serving(routes.by_name.len());
         let app = App {
-            schema,
-            metrics,
-            token_digest,
+            routes: RwLock::new(Arc::new(routes)),
+            pool,
             draining: AtomicBool::new(false),
             batch_permits: Semaphore::new(options.max_concurrent_batches.max(1)),
             request_timeout: options.request_timeout,
@@ -174,7 +197,15 @@ impl Collector {
         Ok(Collector {
             app: Arc::new(app),
             options,
+            reload: None,
         })
+    }
+
+    /// Re-reads `path` every `every` while serving and serves what it holds, keeping the last
+    /// good configuration when it cannot be used (a pool's Secret changes under a running pod).
+    pub fn reloading_from(mut self, path: PathBuf, every: Duration) -> Self {
+        self.reload = Some((path, every));
+        self
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains: `/readyz` turns 503, the
@@ -184,7 +215,13 @@ impl Collector {
     where
         F: Future<Output = ()> + Send,
     {
-        let Collector { app, options } = self;
+        let Collector {
+            app,
+            options,
+            reload,
+        } = self;
+        let reloader =
+            reload.map(|(path, every)| tokio::spawn(reload_loop(app.clone(), path, every)));
         let router = router(app.clone());
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -238,6 +275,9 @@ impl Collector {
         }
 
         drop(listener);
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         let _ = stop_tx.send(true);
         let in_flight = connections.len();
         tracing::info!(
@@ -258,11 +298,12 @@ impl Collector {
             cut
         };
 
-        let final_metrics = app.metrics.render().unwrap_or_else(|error| {
+        let routes = app.routes();
+        let final_metrics = app.pool.render(&routes).unwrap_or_else(|error| {
             tracing::error!(%error, "cannot render the final metrics");
             String::new()
         });
-        let accepted_events = app.metrics.received();
+        let accepted_events = routes.by_name.values().map(|t| t.metrics.received()).sum();
         tracing::info!(accepted_events, aborted_connections, "drained");
         Drained {
             final_metrics,
@@ -336,8 +377,53 @@ fn not_readable(_path: &Path, _shown: &str) -> Option<CollectorError> {
     None
 }
 
+/// Polls the configuration file and swaps in what changed. Polling (not inotify) because the
+/// kubelet replaces a Secret volume's files through a symlink swap, which a poll sees as is.
+async fn reload_loop(app: Arc<App>, path: PathBuf, every: Duration) {
+    let mut last = std::fs::read(&path).ok();
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Ok(bytes) = tokio::fs::read(&path).await else {
+            continue;
+        };
+        if last.as_deref() == Some(bytes.as_slice()) {
+            continue;
+        }
+        last = Some(bytes);
+        match reload(&app, &path) {
+            Ok(count) => {
+                app.pool.reloaded(ReloadResult::Applied, count);
+                tracing::info!(touchpoints = count, "configuration reloaded");
+            }
+            Err(error) => {
+                app.pool.reloaded(ReloadResult::Failed, 0);
+                tracing::error!(%error, "configuration refused; the last good one keeps serving");
+            }
+        }
+    }
+}
+
+/// Compiles the file at `path` against what is served and swaps it in.
+fn reload(app: &App, path: &Path) -> Result<usize, CollectorError> {
+    let setup = load_setup(path)?;
+    let current = app.routes();
+    let pooled = matches!(setup, CollectorSetup::Pool(_));
+    if pooled != current.pooled {
+        return Err(InvalidConfig(
+            "a running collector cannot switch between dedicated and pool: restart it".into(),
+        )
+        .into());
+    }
+    let routes = Routes::build(&setup, Some(&current))?;
+    let count = routes.by_name.len();
+    app.swap(routes);
+    Ok(count)
+}
+
 /// The SHA-256 of the token in `path`, without its trailing newline.
-fn read_token_digest(path: &Path) -> Result<[u8; 32], CollectorError> {
+pub(crate) fn read_token_digest(path: &Path) -> Result<[u8; 32], CollectorError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::PermissionDenied {

@@ -6,6 +6,7 @@ pub mod consistency;
 pub mod findings;
 pub mod objects;
 pub mod plan;
+pub mod pool;
 pub mod readiness;
 pub mod selector;
 pub mod self_assessment;

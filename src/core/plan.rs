@@ -51,12 +51,58 @@ pub const SERVICE_PORT: i32 = 80;
 /// Operator-wide settings that shape every plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanOptions {
-    /// Image of the collector when the touchpoint names none (the operator's own image).
+    /// The collector image (the operator's own), run by pools and by dedicated collectors that
+    /// name none.
     pub default_image: String,
+    /// Images a dedicated collector may name besides the default: exact references, or prefixes
+    /// ending in `*` (`registry.example/cx/*`). Empty: only the default image.
+    pub allowed_images: Vec<String>,
     /// Emit a ServiceMonitor (the Prometheus Operator's CRDs exist).
     pub service_monitor: bool,
+    /// Labels on every collector ServiceMonitor, so the platform's Prometheus selects them.
+    pub service_monitor_labels: BTreeMap<String, String>,
+    /// How often Prometheus scrapes collectors: the ServiceMonitor interval, and what a stopping
+    /// collector waits for so that its final counts are scraped.
+    pub scrape_interval_seconds: u32,
     /// Emit a NetworkPolicy admitting only event traffic to the collector.
     pub network_policy: bool,
+    /// Size and scaling of each namespace's collector pool.
+    pub pool: PoolOptions,
+}
+
+/// Size and scaling of a namespace's collector pool (chart values `collectors.pool.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolOptions {
+    /// Fewest pool pods (the HorizontalPodAutoscaler's `minReplicas`); above 1 adds a
+    /// PodDisruptionBudget.
+    pub min_replicas: i32,
+    /// Most pool pods.
+    pub max_replicas: i32,
+    /// Average CPU use, in percent of the request, the autoscaler keeps pods at.
+    pub target_cpu_percent: i32,
+    /// Requests and limits of a pool pod.
+    pub resources: ResourceRequirements,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            min_replicas: 1,
+            max_replicas: 10,
+            target_cpu_percent: 70,
+            resources: ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_string(), Quantity("100m".into())),
+                    ("memory".to_string(), Quantity("64Mi".into())),
+                ])),
+                limits: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity("256Mi".into()),
+                )])),
+                ..Default::default()
+            },
+        }
+    }
 }
 
 impl Default for PlanOptions {
@@ -66,9 +112,39 @@ impl Default for PlanOptions {
                 "ghcr.io/cx-conductor/cx-conductor:{}",
                 env!("CARGO_PKG_VERSION")
             ),
+            allowed_images: Vec::new(),
             service_monitor: false,
+            service_monitor_labels: BTreeMap::new(),
+            scrape_interval_seconds: 30,
             network_policy: false,
+            pool: PoolOptions::default(),
         }
+    }
+}
+
+impl PlanOptions {
+    /// Why a dedicated collector may not run `image`, if it may not.
+    pub fn refuse_image(&self, image: &str) -> Option<String> {
+        let allowed = image == self.default_image
+            || self
+                .allowed_images
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => image.starts_with(prefix),
+                    None => image == pattern,
+                });
+        (!allowed).then(|| {
+            let list = if self.allowed_images.is_empty() {
+                "none besides the collector image".to_string()
+            } else {
+                self.allowed_images.join(", ")
+            };
+            format!(
+                "spec.collector.image: {image} is not an allowed collector image (the platform \
+                 team allows {}; allowed: {list})",
+                self.default_image
+            )
+        })
     }
 }
 
@@ -137,6 +213,7 @@ pub fn collector_config(touchpoint: &Touchpoint, channel: Option<&Channel>) -> C
         auth: spec.collector.auth.as_ref().map(|_| AuthConfig {
             token_file: TOKEN_MOUNT_PATH.into(),
         }),
+        auth_token_sha256: None,
     }
 }
 
@@ -203,69 +280,18 @@ pub fn plan_collector(
         ..Default::default()
     };
 
-    let service = Service {
-        metadata: meta.clone(),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            selector: Some(selector_labels(touchpoint)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: SERVICE_PORT,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let service = collector_service(&meta, selector_labels(touchpoint));
 
     let deployment = plan_deployment(touchpoint, &meta, &config_hash, options);
-    let replicas = touchpoint.spec.collector.replicas;
-    let pod_disruption_budget = (replicas > 1).then(|| PodDisruptionBudget {
-        metadata: meta.clone(),
-        spec: Some(PodDisruptionBudgetSpec {
-            min_available: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(touchpoint)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let network_policy = options.network_policy.then(|| NetworkPolicy {
-        metadata: meta.clone(),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(touchpoint)),
-                ..Default::default()
-            }),
-            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(i32::from(COLLECTOR_PORT))),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }]),
-            // No egress rule: a collector never needs to open a connection.
-            egress: Some(vec![]),
-        }),
-    });
-    let service_monitor = options.service_monitor.then(|| {
-        json!({
-            "apiVersion": "monitoring.coreos.com/v1",
-            "kind": "ServiceMonitor",
-            "metadata": serde_json::to_value(&meta).unwrap_or(Value::Null),
-            "spec": {
-                "selector": {"matchLabels": selector_labels(touchpoint)},
-                "namespaceSelector": {"matchNames": [namespace]},
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]
-            }
-        })
-    });
+    let replicas = touchpoint.spec.collector.dedicated_replicas();
+    let pod_disruption_budget =
+        (replicas > 1).then(|| disruption_budget(&meta, selector_labels(touchpoint)));
+    let network_policy = options
+        .network_policy
+        .then(|| collector_network_policy(&meta, selector_labels(touchpoint)));
+    let service_monitor = options
+        .service_monitor
+        .then(|| collector_service_monitor(&meta, selector_labels(touchpoint), options));
     CollectorPlan {
         endpoint: format!("http://{name}.{namespace}.svc:{SERVICE_PORT}/v1/events"),
         config_map,
@@ -286,17 +312,6 @@ fn plan_deployment(
 ) -> Deployment {
     let spec = &touchpoint.spec.collector;
     let name = meta.name.clone().unwrap_or_default();
-    let probe = |path: &str, period: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String("http".into()),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        timeout_seconds: Some(2),
-        failure_threshold: Some(3),
-        ..Default::default()
-    };
     let mut volumes = vec![Volume {
         name: "config".into(),
         config_map: Some(ConfigMapVolumeSource {
@@ -358,23 +373,10 @@ fn plan_deployment(
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        readiness_probe: Some(probe("/readyz", 5)),
-        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(collector_probe("/readyz", 5)),
+        liveness_probe: Some(collector_probe("/healthz", 10)),
         resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(container_security_context()),
         volume_mounts: Some(mounts),
         ..Default::default()
     };
@@ -383,7 +385,7 @@ fn plan_deployment(
     Deployment {
         metadata: meta.clone(),
         spec: DeploymentSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(spec.dedicated_replicas()),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(touchpoint)),
                 ..Default::default()
@@ -409,21 +411,7 @@ fn plan_deployment(
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(30),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(COLLECTOR_UID),
-                        run_as_group: Some(COLLECTOR_GID),
-                        // The kubelet writes the token Secret root-owned, mode 0440; with
-                        // fsGroup it gives the volume this group, the collector's, so the
-                        // collector can read its token (without it: permission denied at start,
-                        // a crash loop).
-                        fs_group: Some(COLLECTOR_GID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
+                    security_context: Some(pod_security_context()),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..Default::default()
@@ -431,6 +419,145 @@ fn plan_deployment(
             },
             ..Default::default()
         },
+        ..Default::default()
+    }
+}
+
+/// The Service producers send events to.
+pub(crate) fn collector_service(meta: &ObjectMeta, selector: BTreeMap<String, String>) -> Service {
+    Service {
+        metadata: meta.clone(),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: SERVICE_PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Keeps one collector pod up during node drains.
+pub(crate) fn disruption_budget(
+    meta: &ObjectMeta,
+    selector: BTreeMap<String, String>,
+) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta.clone(),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Admits only event and scrape traffic; no egress (a collector never opens a connection).
+pub(crate) fn collector_network_policy(
+    meta: &ObjectMeta,
+    selector: BTreeMap<String, String>,
+) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: meta.clone(),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(i32::from(COLLECTOR_PORT))),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+            egress: Some(vec![]),
+        }),
+    }
+}
+
+/// Tells the Prometheus Operator to scrape the collector, with the labels the platform's
+/// Prometheus selects ServiceMonitors on (kube-prometheus-stack: `release`).
+pub(crate) fn collector_service_monitor(
+    meta: &ObjectMeta,
+    selector: BTreeMap<String, String>,
+    options: &PlanOptions,
+) -> Value {
+    let mut meta = meta.clone();
+    let mut labels = meta.labels.take().unwrap_or_default();
+    labels.extend(options.service_monitor_labels.clone());
+    meta.labels = Some(labels);
+    json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": serde_json::to_value(&meta).unwrap_or(Value::Null),
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "namespaceSelector": {"matchNames": [meta.namespace.clone().unwrap_or_default()]},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": format!("{}s", options.scrape_interval_seconds)}]
+        }
+    })
+}
+
+/// An HTTP probe on the collector port.
+pub(crate) fn collector_probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Default::default()
+    }
+}
+
+/// The collector container's security context: restricted Pod Security Standard.
+pub(crate) fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The collector pod's security context.
+pub(crate) fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(COLLECTOR_UID),
+        run_as_group: Some(COLLECTOR_GID),
+        // The kubelet writes Secret volumes root-owned, mode 0440; with fsGroup it gives the
+        // volume this group, the collector's, so the collector can read it (without it:
+        // permission denied at start, a crash loop).
+        fs_group: Some(COLLECTOR_GID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

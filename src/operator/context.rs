@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::DeserializeGuard;
@@ -40,6 +41,13 @@ pub struct Stores {
     pub pdbs: Store<PodDisruptionBudget>,
     /// Collector NetworkPolicies.
     pub network_policies: Store<NetworkPolicy>,
+    /// Collector pools' autoscalers.
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
+    /// Collector pools' configuration Secrets.
+    pub pool_secrets: Store<Secret>,
+    /// Secrets marked for collector auth (`cx.conductor.dev/collector-auth=true`), the only
+    /// ones a touchpoint may name.
+    pub auth_secrets: Store<Secret>,
 }
 
 /// Valid objects of a guarded store (invalid ones are reported by their own reconcile).

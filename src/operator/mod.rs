@@ -24,7 +24,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+
+use crate::core::pool::COLLECTOR_AUTH_LABEL;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DynamicObject, ListParams};
@@ -46,8 +49,8 @@ use shell::{error_policy, observed};
 /// Label every collector object carries; the operator caches only objects with it.
 pub const COLLECTOR_SELECTOR: &str = "app.kubernetes.io/name=cx-collector";
 
-/// How many kinds are cached (the four cx kinds and five collector kinds).
-const CACHED_KINDS: usize = 9;
+/// How many kinds are cached (the four cx kinds, seven collector kinds and marked Secrets).
+const CACHED_KINDS: usize = 12;
 
 /// A cache of one kind plus the subscriptions controllers take on it.
 struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
@@ -170,7 +173,12 @@ pub async fn run_controllers(
         &mut tasks,
     );
     let mut deployments =
-        watch_kind::<Deployment>(&client, &ns, owned.clone(), 1, &synced, &mut tasks);
+        watch_kind::<Deployment>(&client, &ns, owned.clone(), 2, &synced, &mut tasks);
+    let autoscalers =
+        watch_kind::<HorizontalPodAutoscaler>(&client, &ns, owned.clone(), 0, &synced, &mut tasks);
+    let pool_secrets = watch_kind::<Secret>(&client, &ns, owned.clone(), 0, &synced, &mut tasks);
+    let marked = watcher::Config::default().labels(&format!("{COLLECTOR_AUTH_LABEL}=true"));
+    let mut auth_secrets = watch_kind::<Secret>(&client, &ns, marked, 1, &synced, &mut tasks);
     let mut config_maps =
         watch_kind::<ConfigMap>(&client, &ns, owned.clone(), 1, &synced, &mut tasks);
     let mut services = watch_kind::<Service>(&client, &ns, owned.clone(), 1, &synced, &mut tasks);
@@ -187,6 +195,9 @@ pub async fn run_controllers(
         services: services.store.clone(),
         pdbs: pdbs.store.clone(),
         network_policies: policies.store.clone(),
+        autoscalers: autoscalers.store.clone(),
+        pool_secrets: pool_secrets.store.clone(),
+        auth_secrets: auth_secrets.store.clone(),
     };
     let ctx = Arc::new(Context::new(client, stores.clone(), options, metrics));
     // Ready (and serving gauges) once every cache holds the cluster's state.
@@ -210,6 +221,7 @@ pub async fn run_controllers(
     };
 
     let tp_store = stores.touchpoints.clone();
+    let (pool_store, secret_store) = (stores.touchpoints.clone(), stores.touchpoints.clone());
     let touchpoint_controller =
         Controller::for_shared_stream(touchpoints.take(), stores.touchpoints.clone())
             .with_config(config.clone())
@@ -220,6 +232,12 @@ pub async fn run_controllers(
             .owns_shared_stream(policies.take())
             .watches_shared_stream(channels.take(), move |c| {
                 touchpoint::touchpoints_of_channel(&tp_store, &c)
+            })
+            .watches_shared_stream(deployments.take(), move |d| {
+                touchpoint::touchpoints_of_pool(&pool_store, &d)
+            })
+            .watches_shared_stream(auth_secrets.take(), move |s| {
+                touchpoint::touchpoints_of_secret(&secret_store, &s)
             })
             .graceful_shutdown_on(stop())
             .run(

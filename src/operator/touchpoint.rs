@@ -13,35 +13,85 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
 use crate::api::{Channel, CollectorStatus, Touchpoint, TouchpointStatus};
-use crate::core::plan::{CONFIG_HASH_ANNOTATION, CollectorPlan, collector_name, plan_collector};
+use crate::collector::config::POOL_NAME;
+use crate::core::plan::{
+    CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, plan_collector,
+};
+use crate::core::pool::{
+    PoolMember, PoolPlan, Refusal, admit, is_marked_for_auth, plan_pool, pool_endpoint,
+};
 use crate::core::world::namespace_of;
 
 use super::conditions::{self, Verdict};
-use super::context::{Context, key_of};
+use super::context::{Context, Stores, key_of};
 use super::error::Result;
 use super::shell;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "touchpoint";
 
+/// Where a touchpoint's events go once admitted: its own collector or its namespace's pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// In-cluster URL producers POST single events to.
+    pub endpoint: String,
+    /// Hash of the configuration planned.
+    pub config_hash: String,
+    /// The pool serving the touchpoint; `None`: a dedicated collector, whose pod template
+    /// carries the hash (a pool's pods re-read their configuration instead).
+    pub pool: Option<String>,
+}
+
+impl Target {
+    /// The target of a dedicated collector.
+    pub fn dedicated(plan: &CollectorPlan) -> Target {
+        Target {
+            endpoint: plan.endpoint.clone(),
+            config_hash: plan.config_hash.clone(),
+            pool: None,
+        }
+    }
+
+    /// The target of a pooled touchpoint.
+    pub fn pooled(touchpoint: &Touchpoint, plan: &PoolPlan) -> Target {
+        Target {
+            endpoint: pool_endpoint(namespace_of(touchpoint), &touchpoint.name_any()),
+            config_hash: plan.config_hash.clone(),
+            pool: plan.deployment.metadata.name.clone(),
+        }
+    }
+}
+
 /// The status a touchpoint should have, from what exists: pure, so every case is unit-tested.
-/// `apply_error` is why the collector's objects could not be applied, when they could not.
+/// `refusal` is why the operator will not deploy what the touchpoint asks; `apply_error` why the
+/// collector's objects could not be applied.
 pub fn desired_status(
     touchpoint: &Touchpoint,
     channel_found: bool,
-    plan: Option<&CollectorPlan>,
+    refusal: Option<&Refusal>,
+    target: Option<&Target>,
     deployment: Option<&Deployment>,
     apply_error: Option<&str>,
     now: &Time,
 ) -> TouchpointStatus {
     let existing = touchpoint.status.clone().unwrap_or_default();
     let generation = touchpoint.metadata.generation;
+    let pooled = !touchpoint.spec.collector.is_dedicated();
     // Someone else may scale the Deployment (kubectl scale, an autoscaler): its count is the one
     // pods follow.
     let desired = deployment
         .and_then(|d| d.spec.replicas)
-        .unwrap_or(touchpoint.spec.collector.replicas);
+        .unwrap_or(if pooled {
+            0
+        } else {
+            touchpoint.spec.collector.dedicated_replicas()
+        });
     let ready = deployment
         .and_then(|d| d.status.as_ref())
         .and_then(|s| s.ready_replicas)
@@ -64,18 +114,34 @@ pub fn desired_status(
             ),
         ));
     }
-    let rollout = match (plan, apply_error) {
-        (_, Some(error)) => Verdict::no(
+    verdicts.push(match refusal {
+        Some(refusal) => Verdict::no("Admitted", refusal.reason, refusal.message.clone()),
+        None => Verdict::yes(
+            "Admitted",
+            "Allowed",
+            "the collector image and auth Secret are allowed",
+        ),
+    });
+    let rollout = match (refusal, target, apply_error) {
+        (Some(refusal), _, _) => Verdict::no("Ready", refusal.reason, refusal.message.clone()),
+        (None, _, Some(error)) => Verdict::no(
             "Ready",
             "ApplyFailed",
             format!("the collector's objects could not be applied: {error}"),
         ),
-        (None, None) => Verdict::no(
+        (None, None, None) => Verdict::no(
             "Ready",
             "ChannelNotFound",
             "no collector is deployed until the channel exists",
         ),
-        (Some(plan), None) => rollout_verdict(deployment, &plan.config_hash, desired, ready),
+        (None, Some(target), None) => {
+            let hash = target.pool.is_none().then_some(target.config_hash.as_str());
+            let mut verdict = rollout_verdict(deployment, hash, desired, ready);
+            if let Some(pool) = &target.pool {
+                verdict.message = format!("collector pool {pool}: {}", verdict.message);
+            }
+            verdict
+        }
     };
     let rolled_out = rollout.status;
     verdicts.push(rollout);
@@ -94,7 +160,7 @@ pub fn desired_status(
     });
     // The hash deployed is the planned one only once every pod runs it.
     let deployed_hash = if rolled_out {
-        plan.map(|p| p.config_hash.clone())
+        target.map(|t| t.config_hash.clone())
     } else {
         existing
             .collector
@@ -103,11 +169,12 @@ pub fn desired_status(
     };
     TouchpointStatus {
         observed_generation: generation,
-        collector: plan.map(|p| CollectorStatus {
-            endpoint: Some(p.endpoint.clone()),
+        collector: target.map(|t| CollectorStatus {
+            endpoint: Some(t.endpoint.clone()),
             ready_replicas: ready,
             replicas: desired,
             replicas_summary: Some(format!("{ready}/{desired}")),
+            pool: t.pool.clone(),
             config_hash: deployed_hash,
         }),
         conditions: conditions::merge(&existing.conditions, &verdicts, generation, now),
@@ -119,7 +186,7 @@ pub fn desired_status(
 /// replicas), and if not, why (from the Deployment's own conditions).
 fn rollout_verdict(
     deployment: Option<&Deployment>,
-    planned_hash: &str,
+    planned_hash: Option<&str>,
     desired: i32,
     ready: i32,
 ) -> Verdict {
@@ -137,7 +204,7 @@ fn rollout_verdict(
         .as_ref()
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(CONFIG_HASH_ANNOTATION));
-    if template_hash.map(String::as_str) != Some(planned_hash) {
+    if planned_hash.is_some() && template_hash.map(String::as_str) != planned_hash {
         return Verdict::no(
             "Ready",
             "CollectorUpdating",
@@ -229,7 +296,8 @@ fn to_json<K: serde::Serialize>(object: Option<Arc<K>>) -> Option<Value> {
     object.and_then(|o| serde_json::to_value(o.as_ref()).ok())
 }
 
-/// Reconciles one touchpoint.
+/// Reconciles one touchpoint: admit it, keep its namespace's pool in step, deploy its own
+/// collector when dedicated (or remove the one it had), write status.
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<Touchpoint>>,
     ctx: Arc<Context>,
@@ -245,22 +313,58 @@ pub async fn reconcile(
     let stores = &ctx.stores;
     let channel: Option<Channel> =
         find(&stores.channels, &namespace, &touchpoint.spec.channel).and_then(|g| g.0.clone().ok());
-    let plan = channel
-        .as_ref()
-        .map(|c| plan_collector(touchpoint, Some(c), &ctx.options.plan));
+    let admission = admit(
+        touchpoint,
+        marked_secret(stores, touchpoint).as_deref(),
+        &ctx.options.plan,
+    );
+    let refusal = admission.as_ref().err();
 
-    let applied = match plan.as_ref().filter(|_| !touchpoint.spec.paused) {
-        Some(plan) => apply_plan(plan, &ctx, &namespace).await,
-        None => Ok(()),
+    // Whichever touchpoint triggers it, the namespace's pool follows all of them.
+    let pool = plan_namespace_pool(stores, &namespace, &ctx.options.plan);
+    let pool_applied = apply_pool(pool.as_ref(), &ctx, &namespace).await;
+    let paused = touchpoint.spec.paused;
+    let (target, applied, deployment) = if touchpoint.spec.collector.is_dedicated() {
+        let plan = channel
+            .as_ref()
+            .filter(|_| refusal.is_none())
+            .map(|c| plan_collector(touchpoint, Some(c), &ctx.options.plan));
+        let applied = match plan.as_ref().filter(|_| !paused) {
+            Some(plan) => apply_plan(plan, &ctx, &namespace).await,
+            None => Ok(()),
+        };
+        let deployment = find(&stores.deployments, &namespace, &collector_name(&name));
+        (plan.as_ref().map(Target::dedicated), applied, deployment)
+    } else {
+        let removed = if paused {
+            Ok(())
+        } else {
+            remove_dedicated(&ctx, &namespace, &name).await
+        };
+        let target = pool
+            .as_ref()
+            .filter(|p| p.members.contains(&name))
+            .map(|p| Target::pooled(touchpoint, p));
+        (
+            target,
+            removed,
+            find(&stores.deployments, &namespace, POOL_NAME),
+        )
     };
-    let apply_error = applied.as_ref().err().map(ToString::to_string);
+    // A pooled touchpoint is served only when its pool's objects are applied too.
+    let pool_error = pool_applied
+        .as_ref()
+        .err()
+        .filter(|_| !touchpoint.spec.collector.is_dedicated())
+        .map(ToString::to_string);
+    let apply_error = pool_error.or_else(|| applied.as_ref().err().map(ToString::to_string));
 
-    let deployment = find(&stores.deployments, &namespace, &collector_name(&name));
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = desired_status(
         touchpoint,
         channel.is_some(),
-        plan.as_ref(),
+        refusal,
+        target.as_ref(),
         deployment.as_deref(),
         apply_error.as_deref(),
         &now,
@@ -271,7 +375,167 @@ pub async fn reconcile(
     }
     // A failed apply is in status and an Event; the error also retries with backoff.
     applied?;
+    pool_applied?;
     Ok(Action::requeue(ctx.options.resync))
+}
+
+/// The touchpoint's auth Secret, when it is marked for collector auth (only those are cached).
+fn marked_secret(stores: &Stores, touchpoint: &Touchpoint) -> Option<Arc<Secret>> {
+    let auth = touchpoint.spec.collector.auth.as_ref()?;
+    find(
+        &stores.auth_secrets,
+        namespace_of(touchpoint),
+        &auth.secret_ref.name,
+    )
+    .filter(|s| is_marked_for_auth(s))
+}
+
+/// The pool of `namespace` from the caches: every valid, pooled, admitted touchpoint there whose
+/// channel exists.
+pub fn plan_namespace_pool(
+    stores: &Stores,
+    namespace: &str,
+    options: &PlanOptions,
+) -> Option<PoolPlan> {
+    let touchpoints: Vec<Touchpoint> = stores
+        .touchpoints
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace.as_deref() == Some(namespace))
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .filter(|t| !t.spec.collector.is_dedicated())
+        .collect();
+    let channels: Vec<(Touchpoint, Channel, Option<String>)> = touchpoints
+        .into_iter()
+        .filter_map(|t| {
+            let channel = find(&stores.channels, namespace, &t.spec.channel)
+                .and_then(|g| g.0.clone().ok())?;
+            let digest = admit(&t, marked_secret(stores, &t).as_deref(), options).ok()?;
+            Some((t, channel, digest))
+        })
+        .collect();
+    let members: Vec<PoolMember<'_>> = channels
+        .iter()
+        .map(|(touchpoint, channel, digest)| PoolMember {
+            touchpoint,
+            channel: Some(channel),
+            token_sha256: digest.as_deref(),
+        })
+        .collect();
+    plan_pool(namespace, &members, options)
+}
+
+/// Applies the pool's objects (where they drifted), or deletes them when no touchpoint of the
+/// namespace is pooled any more.
+async fn apply_pool(pool: Option<&PoolPlan>, ctx: &Context, namespace: &str) -> Result<()> {
+    let stores = &ctx.stores;
+    let Some(pool) = pool else {
+        if find(&stores.pool_secrets, namespace, POOL_NAME).is_some() {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            shell::delete(ctx, CONTROLLER, &secrets, POOL_NAME).await?;
+        }
+        if find(&stores.deployments, namespace, POOL_NAME).is_some() {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+            shell::delete(ctx, CONTROLLER, &api, POOL_NAME).await?;
+        }
+        if find(&stores.services, namespace, POOL_NAME).is_some() {
+            let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+            shell::delete(ctx, CONTROLLER, &api, POOL_NAME).await?;
+        }
+        if find(&stores.autoscalers, namespace, POOL_NAME).is_some() {
+            let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
+            shell::delete(ctx, CONTROLLER, &api, POOL_NAME).await?;
+        }
+        let pdb = find(&stores.pdbs, namespace, POOL_NAME);
+        reconcile_optional::<PodDisruptionBudget>(ctx, namespace, POOL_NAME, None, pdb).await?;
+        let policy = find(&stores.network_policies, namespace, POOL_NAME);
+        reconcile_optional::<NetworkPolicy>(ctx, namespace, POOL_NAME, None, policy).await?;
+        return Ok(());
+    };
+    shell::apply_all(
+        ctx,
+        CONTROLLER,
+        &[
+            (
+                serde_json::to_value(&pool.secret)?,
+                to_json(find(&stores.pool_secrets, namespace, POOL_NAME)),
+            ),
+            (
+                serde_json::to_value(&pool.service)?,
+                to_json(find(&stores.services, namespace, POOL_NAME)),
+            ),
+            (
+                serde_json::to_value(&pool.deployment)?,
+                to_json(find(&stores.deployments, namespace, POOL_NAME)),
+            ),
+            (
+                serde_json::to_value(&pool.autoscaler)?,
+                to_json(find(&stores.autoscalers, namespace, POOL_NAME)),
+            ),
+        ],
+    )
+    .await?;
+    let pdb = find(&stores.pdbs, namespace, POOL_NAME);
+    reconcile_optional(
+        ctx,
+        namespace,
+        POOL_NAME,
+        pool.pod_disruption_budget.as_ref(),
+        pdb,
+    )
+    .await?;
+    let policy = find(&stores.network_policies, namespace, POOL_NAME);
+    reconcile_optional(
+        ctx,
+        namespace,
+        POOL_NAME,
+        pool.network_policy.as_ref(),
+        policy,
+    )
+    .await?;
+    if let Some(monitor) = &pool.service_monitor {
+        apply_service_monitor(ctx, namespace, POOL_NAME, monitor).await?;
+    }
+    Ok(())
+}
+
+/// Deletes what a touchpoint's dedicated collector left when the touchpoint became pooled.
+async fn remove_dedicated(ctx: &Context, namespace: &str, touchpoint: &str) -> Result<()> {
+    let stores = &ctx.stores;
+    let name = collector_name(touchpoint);
+    if find(&stores.deployments, namespace, &name).is_some() {
+        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+        shell::delete(ctx, CONTROLLER, &api, &name).await?;
+    }
+    if find(&stores.services, namespace, &name).is_some() {
+        let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+        shell::delete(ctx, CONTROLLER, &api, &name).await?;
+    }
+    if find(&stores.config_maps, namespace, &name).is_some() {
+        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+        shell::delete(ctx, CONTROLLER, &api, &name).await?;
+    }
+    let pdb = find(&stores.pdbs, namespace, &name);
+    reconcile_optional::<PodDisruptionBudget>(ctx, namespace, &name, None, pdb).await?;
+    let policy = find(&stores.network_policies, namespace, &name);
+    reconcile_optional::<NetworkPolicy>(ctx, namespace, &name, None, policy).await?;
+    Ok(())
+}
+
+/// Applies a ServiceMonitor, read first (no cache: the CRD may be absent).
+async fn apply_service_monitor(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    monitor: &Value,
+) -> Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &service_monitor_resource());
+    let observed = api
+        .get_opt(name)
+        .await?
+        .and_then(|o| serde_json::to_value(o).ok());
+    shell::apply_all(ctx, CONTROLLER, &[(monitor.clone(), observed)]).await
 }
 
 async fn apply_plan(plan: &CollectorPlan, ctx: &Context, namespace: &str) -> Result<()> {
@@ -309,14 +573,7 @@ async fn apply_plan(plan: &CollectorPlan, ctx: &Context, namespace: &str) -> Res
     let policy = find(&stores.network_policies, namespace, &name);
     reconcile_optional(ctx, namespace, &name, plan.network_policy.as_ref(), policy).await?;
     if let Some(monitor) = &plan.service_monitor {
-        // No cache for ServiceMonitors (the CRD may be absent): read before writing.
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), namespace, &service_monitor_resource());
-        let observed = api
-            .get_opt(&name)
-            .await?
-            .and_then(|o| serde_json::to_value(o).ok());
-        shell::apply_all(ctx, CONTROLLER, &[(monitor.clone(), observed)]).await?;
+        apply_service_monitor(ctx, namespace, &name, monitor).await?;
     }
     Ok(())
 }
@@ -383,7 +640,19 @@ async fn publish_transitions(
     let had_channel =
         before.conditions.is_empty() || conditions::is_true(&before.conditions, "ChannelResolved");
     let has_channel = conditions::is_true(&after.conditions, "ChannelResolved");
+    let refusal_of = |status: &TouchpointStatus| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Admitted" && c.status == "False")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
     let mut events = Vec::new();
+    if let Some((reason, message)) = refusal_of(after)
+        && refusal_of(before).map(|(r, _)| r) != Some(reason.clone())
+    {
+        events.push((EventType::Warning, "CollectorRefused", message));
+    }
     if is_ready && !was_ready {
         events.push((EventType::Normal, "CollectorReady", message));
     } else if reason == "ApplyFailed" && was_reason != "ApplyFailed" {
@@ -428,6 +697,51 @@ pub fn touchpoints_of_channel(
         .collect()
 }
 
+/// Touchpoints to reconcile when a namespace's pool Deployment changes (its readiness, or the
+/// garbage collector dropping a deleted member's owner reference): every pooled one there.
+pub fn touchpoints_of_pool(
+    store: &Store<DeserializeGuard<Touchpoint>>,
+    deployment: &Deployment,
+) -> Vec<ObjectRef<DeserializeGuard<Touchpoint>>> {
+    if deployment.meta().name.as_deref() != Some(POOL_NAME) {
+        return vec![];
+    }
+    let namespace = deployment.meta().namespace.clone();
+    store
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace == namespace)
+        .filter(|g| g.0.as_ref().is_ok_and(|t| !t.spec.collector.is_dedicated()))
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
+/// Touchpoints to reconcile when a Secret marked for collector auth changes: those naming it.
+pub fn touchpoints_of_secret(
+    store: &Store<DeserializeGuard<Touchpoint>>,
+    secret: &Secret,
+) -> Vec<ObjectRef<DeserializeGuard<Touchpoint>>> {
+    let Some(name) = secret.meta().name.clone() else {
+        return vec![];
+    };
+    let namespace = secret.meta().namespace.clone();
+    store
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace == namespace)
+        .filter(|g| {
+            g.0.as_ref().is_ok_and(|t| {
+                t.spec
+                    .collector
+                    .auth
+                    .as_ref()
+                    .is_some_and(|a| a.secret_ref.name == name)
+            })
+        })
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
 /// Backoff key of a touchpoint reference.
 pub fn key(object: &ObjectRef<DeserializeGuard<Touchpoint>>) -> String {
     key_of(object)
@@ -452,7 +766,7 @@ spec:
 
     fn verdict(status: &str) -> Verdict {
         let d = deployment(&format!("{SPEC}{status}"));
-        rollout_verdict(Some(&d), "new", 2, 2)
+        rollout_verdict(Some(&d), Some("new"), 2, 2)
     }
 
     #[test]
@@ -512,7 +826,7 @@ spec:
         let d = deployment(&format!(
             "{SPEC}status: {{observedGeneration: 2, replicas: 2, updatedReplicas: 2, availableReplicas: 2}}"
         ));
-        let v = rollout_verdict(Some(&d), "newer", 2, 2);
+        let v = rollout_verdict(Some(&d), Some("newer"), 2, 2);
         assert_eq!((v.status, v.reason.as_str()), (false, "CollectorUpdating"));
     }
 }

@@ -79,12 +79,22 @@ watched namespace's Role's. */}}
 - apiGroups: ["cx.conductor.dev"]
   resources: ["channels/status", "touchpoints/status", "experiencekpis/status", "customerjourneys/status"]
   verbs: ["patch"]
+# delete: a touchpoint turned pooled leaves its dedicated collector's objects behind.
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Collector pools: their configuration is a Secret (it holds each touchpoint's token digest),
+# and get/list/watch on Secrets lets the operator check that a touchpoint's auth Secret is
+# marked for collector auth (it caches only those, by label) and read its token.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch", "delete"]

@@ -1,0 +1,222 @@
+//! What a collector serves, and how it changes while serving: the touchpoints (one for a
+//! dedicated collector, every pooled touchpoint of a namespace for a pool), each with its compiled
+//! event schema, its metrics and its token. A pool re-reads its configuration file and swaps the
+//! touchpoints in place: no restart, and a touchpoint that keeps its labels keeps its counters.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::config::{CollectorConfig, CollectorSetup};
+use super::event::{EventSchema, InvalidConfig};
+use super::metrics::{CollectorMetrics, render_families};
+use super::server::{CollectorError, read_token_digest};
+
+/// One touchpoint as a collector serves it.
+pub(crate) struct Served {
+    pub(crate) config: CollectorConfig,
+    pub(crate) schema: EventSchema,
+    pub(crate) metrics: CollectorMetrics,
+    /// SHA-256 of the expected bearer token: comparing digests in constant time also hides the
+    /// token's length.
+    pub(crate) token_digest: Option<[u8; 32]>,
+}
+
+/// The touchpoints a collector serves, by name.
+pub(crate) struct Routes {
+    /// A pool routes by `/v1/touchpoints/<name>/...`; a dedicated collector serves `/v1/events`.
+    pub(crate) pooled: bool,
+    pub(crate) by_name: HashMap<String, Arc<Served>>,
+}
+
+impl Routes {
+    /// Compiles `setup`, continuing the metrics of `previous` for touchpoints that are still
+    /// served (an unchanged touchpoint is kept as it is).
+    pub(crate) fn build(
+        setup: &CollectorSetup,
+        previous: Option<&Routes>,
+    ) -> Result<Routes, CollectorError> {
+        let mut by_name = HashMap::with_capacity(setup.touchpoints().len());
+        for config in setup.touchpoints() {
+            let before = previous.and_then(|p| p.by_name.get(&config.touchpoint));
+            let served = match before {
+                Some(kept) if kept.config == *config => kept.clone(),
+                _ => Arc::new(Served::new(config, before.map(|b| &b.metrics))?),
+            };
+            if by_name.insert(config.touchpoint.clone(), served).is_some() {
+                return Err(InvalidConfig(format!(
+                    "touchpoint {} is listed twice in the pool",
+                    config.touchpoint
+                ))
+                .into());
+            }
+        }
+        Ok(Routes {
+            pooled: matches!(setup, CollectorSetup::Pool(_)),
+            by_name,
+        })
+    }
+
+    /// The touchpoint of a dedicated collector.
+    pub(crate) fn only(&self) -> Option<&Arc<Served>> {
+        if self.pooled {
+            return None;
+        }
+        self.by_name.values().next()
+    }
+}
+
+impl Served {
+    fn new(
+        config: &CollectorConfig,
+        previous: Option<&CollectorMetrics>,
+    ) -> Result<Served, CollectorError> {
+        let schema = EventSchema::from_config(config)?;
+        let metrics = CollectorMetrics::continuing(config, &schema, previous)?;
+        let token_digest = match (&config.auth, &config.auth_token_sha256) {
+            (Some(auth), _) => Some(read_token_digest(Path::new(&auth.token_file))?),
+            (None, Some(hex)) => Some(parse_digest(hex).ok_or_else(|| {
+                InvalidConfig(format!(
+                    "touchpoint {}: authTokenSha256 must be 64 hexadecimal digits",
+                    config.touchpoint
+                ))
+            })?),
+            (None, None) => None,
+        };
+        Ok(Served {
+            config: config.clone(),
+            schema,
+            metrics,
+            token_digest,
+        })
+    }
+}
+
+/// 64 hex digits as 32 bytes.
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(digest)
+}
+
+/// How a configuration reload ended (a label value of `cx_collector_config_reloads_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new configuration is served.
+    Applied,
+    /// The file could not be used; the last good configuration keeps serving.
+    Failed,
+}
+
+/// The pool's own series: reloads and requests no touchpoint can be charged with.
+pub(crate) struct PoolMetrics {
+    registry: Registry,
+    reloads: [IntCounter; 2],
+    pub(crate) unknown_touchpoint: IntCounter,
+    touchpoints: IntGauge,
+    last_reload_ok: IntGauge,
+}
+
+impl PoolMetrics {
+    pub(crate) fn new(namespace: &str) -> Result<PoolMetrics, prometheus::Error> {
+        let registry = Registry::new();
+        let labels: HashMap<String, String> =
+            HashMap::from([("namespace".to_string(), namespace.to_string())]);
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "cx_collector_config_reloads_total",
+                "Configuration reloads of a collector pool, by result (applied, failed: the \
+                 last good configuration keeps serving).",
+            )
+            .const_labels(labels.clone()),
+            &["result"],
+        )?;
+        let unknown_touchpoint = IntCounter::with_opts(
+            Opts::new(
+                "cx_collector_unknown_touchpoint_requests_total",
+                "Requests to a collector pool for a touchpoint it does not serve (404).",
+            )
+            .const_labels(labels.clone()),
+        )?;
+        let touchpoints = IntGauge::with_opts(
+            Opts::new(
+                "cx_collector_touchpoints",
+                "Touchpoints a collector serves.",
+            )
+            .const_labels(labels.clone()),
+        )?;
+        let last_reload_ok = IntGauge::with_opts(
+            Opts::new(
+                "cx_collector_config_last_reload_successful",
+                "1 when the last configuration read is the one served, 0 when it was refused.",
+            )
+            .const_labels(labels),
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(unknown_touchpoint.clone()))?;
+        registry.register(Box::new(touchpoints.clone()))?;
+        registry.register(Box::new(last_reload_ok.clone()))?;
+        last_reload_ok.set(1);
+        Ok(PoolMetrics {
+            registry,
+            reloads: [
+                reloads.with_label_values(&["applied"]),
+                reloads.with_label_values(&["failed"]),
+            ],
+            unknown_touchpoint,
+            touchpoints,
+            last_reload_ok,
+        })
+    }
+
+    pub(crate) fn reloaded(&self, result: ReloadResult, touchpoints: usize) {
+        match result {
+            ReloadResult::Applied => {
+                self.reloads[0].inc();
+                self.last_reload_ok.set(1);
+                self.touchpoints.set(touchpoints as i64);
+            }
+            ReloadResult::Failed => {
+                self.reloads[1].inc();
+                self.last_reload_ok.set(0);
+            }
+        }
+    }
+
+    pub(crate) fn serving(&self, touchpoints: usize) {
+        self.touchpoints.set(touchpoints as i64);
+    }
+
+    /// Every series of the collector: the pool's own and each touchpoint's, merged by family.
+    pub(crate) fn render(&self, routes: &Routes) -> Result<String, prometheus::Error> {
+        let mut families = self.registry.gather();
+        let mut served: Vec<&Arc<Served>> = routes.by_name.values().collect();
+        served.sort_by(|a, b| a.config.touchpoint.cmp(&b.config.touchpoint));
+        for touchpoint in served {
+            families.extend(touchpoint.metrics.gather());
+        }
+        render_families(families)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_64_hex_digits() {
+        let digest = parse_digest(&"ab".repeat(32)).expect("valid");
+        assert_eq!(digest, [0xab; 32]);
+        assert!(parse_digest("abc").is_none());
+        assert!(parse_digest(&"zz".repeat(32)).is_none());
+    }
+}
