@@ -81,7 +81,11 @@ fn json_output_is_stable_and_machine_readable() {
         report["journeys"][0]["readiness"]["band"],
         "customer-centric"
     );
-    assert_eq!(report["plan"]["objects"]["Deployment"], 15);
+    // One collector pool for the namespace's 15 touchpoints, not 15 Deployments.
+    assert_eq!(report["plan"]["objects"]["Deployment"], 1);
+    assert_eq!(report["plan"]["pools"], 1);
+    assert_eq!(report["plan"]["pooledTouchpoints"], 15);
+    assert_eq!(report["plan"]["collectors"], 0);
     // Sections come in a fixed order in the document itself.
     let raw = text(&first.stdout);
     let positions: Vec<usize> = [
@@ -261,16 +265,26 @@ fn plan_prints_deterministic_yaml_of_every_collector_object() {
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
     let count = |kind: &str| docs.iter().filter(|d| d["kind"] == kind).count();
-    assert_eq!(count("Deployment"), 15);
-    assert_eq!(count("Service"), 15);
-    assert_eq!(count("ConfigMap"), 15);
-    assert_eq!(count("NetworkPolicy"), 15);
-    assert_eq!(count("ServiceMonitor"), 15);
+    // The retail namespace's 15 touchpoints share one pool.
+    assert_eq!(count("Deployment"), 1);
+    assert_eq!(count("Service"), 1);
+    assert_eq!(count("Secret"), 1);
+    assert_eq!(count("HorizontalPodAutoscaler"), 1);
+    assert_eq!(count("NetworkPolicy"), 1);
+    assert_eq!(count("ServiceMonitor"), 1);
+    assert_eq!(count("ConfigMap"), 0);
     assert_eq!(
         count("PodDisruptionBudget"),
-        3,
-        "only touchpoints with replicas > 1"
+        0,
+        "a pool of at least 1 pod gets a PDB only from minReplicas 2"
     );
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").unwrap();
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(secret.clone()).expect("a Secret");
+    let config = String::from_utf8(secret.data.unwrap()["collectors.yaml"].0.clone()).unwrap();
+    let config: serde_json::Value = serde_yaml::from_str(&config).unwrap();
+    assert_eq!(config["touchpoints"].as_array().map(Vec::len), Some(15));
+    assert_eq!(config["touchpoints"][0]["touchpoint"], "app-checkout");
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
@@ -323,8 +337,9 @@ fn plan_as_json_is_one_list_and_errors_are_said_on_stderr() {
     assert_eq!(list["apiVersion"], "v1");
     assert_eq!(list["kind"], "List");
     let items = list["items"].as_array().unwrap();
-    assert_eq!(items.len(), 15 + 15 + 15 + 3);
-    assert_eq!(items[0]["kind"], "ConfigMap");
+    // The pool: its configuration Secret, Service, Deployment and autoscaler.
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[0]["kind"], "Secret");
 
     let out = cx(
         &[

@@ -44,7 +44,7 @@ fn touchpoint(ns: &str, name: &str, channel: &str, stage: &str, replicas: i32) -
         "apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
         "metadata": {"name": name, "namespace": ns},
         "spec": {"channel": channel, "stage": stage, "signals": {"surveys": [{"metric": "csat"}]},
-                 "collector": {"replicas": replicas, "maxEventBytes": 65536}}
+                 "collector": {"mode": "dedicated", "replicas": replicas, "maxEventBytes": 65536}}
     })
 }
 

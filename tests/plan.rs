@@ -192,7 +192,7 @@ fn a_configuration_change_changes_the_pod_template_hash_and_nothing_else_does() 
     );
 
     let mut more_replicas = tp.clone();
-    more_replicas.spec.collector.replicas = 3;
+    more_replicas.spec.collector.replicas = Some(3);
     assert_eq!(
         plan(&more_replicas, &channel, &options).config_hash,
         base.config_hash
@@ -219,7 +219,7 @@ fn a_configuration_change_changes_the_pod_template_hash_and_nothing_else_does() 
 fn optional_objects_follow_replicas_and_options() {
     let (tp, channel) = fixture();
     let mut single = tp.clone();
-    single.spec.collector.replicas = 1;
+    single.spec.collector.replicas = Some(1);
     let plan_single = plan(&single, &channel, &PlanOptions::default());
     assert!(
         plan_single.pod_disruption_budget.is_none(),
@@ -261,4 +261,160 @@ fn plans_are_byte_identical_for_the_same_input() {
     };
     let render = || serde_yaml::to_string(&plan(&tp, &channel, &options).objects()).unwrap();
     assert_eq!(render(), render());
+}
+
+/// The retail example's touchpoints and channels, as the cluster would hold them (with uids).
+fn retail() -> (Vec<Touchpoint>, Vec<Channel>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/retail");
+    let documents = load_paths(&[path]).unwrap();
+    let inventory = Inventory::from_documents(&documents, &SchemaValidator::new());
+    assert!(inventory.rejected.is_empty(), "{:?}", inventory.rejected);
+    let mut touchpoints = inventory.touchpoints.clone();
+    for (i, t) in touchpoints.iter_mut().enumerate() {
+        t.metadata.uid = Some(format!("uid-{i}"));
+    }
+    (touchpoints, inventory.channels.clone())
+}
+
+#[test]
+fn a_namespace_pool_serves_every_pooled_touchpoint_from_one_autoscaled_deployment() {
+    use cx_conductor::core::pool::{PoolMember, plan_pool, pool_endpoint};
+    let (touchpoints, channels) = retail();
+    let members: Vec<PoolMember<'_>> = touchpoints
+        .iter()
+        .map(|t| PoolMember {
+            touchpoint: t,
+            channel: channels
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(&t.spec.channel)),
+            token_sha256: None,
+        })
+        .collect();
+    let options = PlanOptions::default();
+    let pool = plan_pool("retail", &members, &options).expect("a pool");
+    assert_eq!(pool.members.len(), 15);
+    let deployment = &pool.deployment;
+    assert_eq!(deployment.metadata.name.as_deref(), Some("cx-collectors"));
+    assert_eq!(
+        deployment.spec.replicas, None,
+        "the autoscaler owns replicas"
+    );
+    let template = &deployment.spec.template;
+    let annotations = template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap();
+    assert!(
+        !annotations.contains_key(CONFIG_HASH_ANNOTATION),
+        "a configuration change must not roll the pool's pods"
+    );
+    let hpa = &pool.autoscaler.spec;
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(1), 10));
+    assert_eq!(hpa.scale_target_ref.name, "cx-collectors");
+    // Owned by every member, controlled by none: deleted with the last one.
+    let owners = deployment.metadata.owner_references.as_ref().unwrap();
+    assert_eq!(owners.len(), 15);
+    assert!(
+        owners
+            .iter()
+            .all(|o| o.kind == "Touchpoint" && o.controller.is_none())
+    );
+    assert_eq!(
+        pool_endpoint("retail", "web-checkout"),
+        "http://cx-collectors.retail.svc:80/v1/touchpoints/web-checkout/events"
+    );
+    // The configuration is what a pool collector reads, sorted, first-response buckets included.
+    let data = &pool.secret.data.as_ref().unwrap()["collectors.yaml"].0;
+    let setup = cx_conductor::collector::config::CollectorSetup::from_yaml(
+        std::str::from_utf8(data).unwrap(),
+    )
+    .expect("a pool configuration");
+    let names: Vec<&str> = setup
+        .touchpoints()
+        .iter()
+        .map(|t| t.touchpoint.as_str())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    let hotline = setup
+        .touchpoints()
+        .iter()
+        .find(|t| t.touchpoint == "call-centre-hotline")
+        .unwrap();
+    assert!(hotline.first_response_seconds.is_some());
+    // A change of one member changes the configuration hash, not the pod template.
+    let mut changed = touchpoints.clone();
+    changed[0].spec.signals.surveys.clear();
+    changed[0].spec.signals.interactions = Some(Default::default());
+    let members2: Vec<PoolMember<'_>> = changed
+        .iter()
+        .map(|t| PoolMember {
+            touchpoint: t,
+            channel: channels
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(&t.spec.channel)),
+            token_sha256: None,
+        })
+        .collect();
+    let pool2 = plan_pool("retail", &members2, &options).expect("a pool");
+    assert_ne!(pool.config_hash, pool2.config_hash);
+    assert_eq!(pool.deployment, pool2.deployment);
+    assert!(plan_pool("retail", &[], &options).is_none());
+}
+
+#[test]
+fn touchpoint_authors_get_only_allowed_images_and_marked_secrets() {
+    use cx_conductor::core::pool::admit;
+    use k8s_openapi::api::core::v1::Secret;
+    let (tp, _) = fixture();
+    let mut options = PlanOptions::default();
+    // registry.example/cx-conductor:1.2.3 is not the collector image and nothing else is allowed.
+    let refusal = admit(&tp, None, &options).unwrap_err();
+    assert_eq!(refusal.reason, "ImageNotAllowed");
+    assert!(
+        refusal
+            .message
+            .starts_with("spec.collector.image: registry.example/cx-conductor:1.2.3"),
+        "{}",
+        refusal.message
+    );
+    options.allowed_images = vec!["registry.example/*".into()];
+    // Now the image passes, and the Secret is the problem: not marked (not in the cache).
+    let refusal = admit(&tp, None, &options).unwrap_err();
+    assert_eq!(refusal.reason, "AuthSecretNotUsable");
+    assert!(
+        refusal
+            .message
+            .contains("cx.conductor.dev/collector-auth=true"),
+        "{}",
+        refusal.message
+    );
+    let secret: Secret = serde_yaml::from_str(
+        "metadata: {name: checkout-ingest, labels: {cx.conductor.dev/collector-auth: 'true'}}\ndata: {token: IHMzY3JldAo=}\n",
+    )
+    .unwrap();
+    // " s3cret\n": surrounding whitespace is not part of the token.
+    let digest = admit(&tp, Some(&secret), &options).unwrap().unwrap();
+    let expected: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(b"s3cret")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(digest, expected);
+    let keyless: Secret = serde_yaml::from_str(
+        "metadata: {name: checkout-ingest, labels: {cx.conductor.dev/collector-auth: 'true'}}\ndata: {other: eA==}\n",
+    )
+    .unwrap();
+    let refusal = admit(&tp, Some(&keyless), &options).unwrap_err();
+    assert!(
+        refusal.message.contains("no non-empty key token"),
+        "{}",
+        refusal.message
+    );
 }
