@@ -101,7 +101,8 @@ fn organisation(scale: f64) -> Org {
                             }),
                         },
                         collector: CollectorSpec {
-                            replicas: 1 + (t32 % 2),
+                            mode: CollectorMode::Dedicated,
+                            replicas: Some(1 + (t32 % 2)),
                             ..Default::default()
                         },
                         paused: false,

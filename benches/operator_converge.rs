@@ -112,7 +112,7 @@ async fn main() {
             "metadata": {"name": format!("tp-{t}"), "namespace": namespaces[c % JOURNEYS]},
             "spec": {"channel": format!("channel-{c}"), "stage": stages[t % 4],
                      "signals": {"surveys": [{"metric": "csat"}], "interactions": {"outcomes": ["completed", "abandoned"], "timings": ["wait"]}},
-                     "collector": {"replicas": 1 + (t % 2), "maxEventBytes": 65536,
+                     "collector": {"mode": "dedicated", "replicas": 1 + (t % 2), "maxEventBytes": 65536,
                                    "resources": {"requests": {"cpu": "0.05", "memory": "32Mi"}}}}}), "bench")
             .await
             .expect("touchpoint created");

@@ -69,7 +69,7 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     create(json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
         "metadata": {"name": "checkout", "namespace": ns},
         "spec": {"channel": "web", "stage": "purchase", "signals": {"surveys": [{"metric": "csat"}]},
-                 "collector": {"replicas": 1, "maxEventBytes": 65536}}}))
+                 "collector": {"mode": "dedicated", "replicas": 1, "maxEventBytes": 65536}}}))
     .await;
     let kpi = |name: &str, target: f64, min_samples: i64| {
         json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "ExperienceKPI",
