@@ -663,3 +663,51 @@ fn chromium_parses_the_svg_file_as_xml() {
     );
     assert!(dom.contains("regional-channel-20"));
 }
+
+// ---- From a cluster that cannot be reached ----
+
+#[test]
+fn an_unreachable_cluster_is_an_error_naming_the_context_exit_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // the listener is dropped: nothing listens there any more
+    let dir = scratch("unreachable");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster: {{ server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true }}\nusers:\n- name: u\n  user: {{ token: t }}\ncontexts:\n- name: staging-eu\n  context: {{ cluster: gone, user: u, namespace: retail }}\n- name: other\n  context: {{ cluster: gone, user: u }}\ncurrent-context: other\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+        .args(["map", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--context", "staging-eu"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: cannot read the cluster of context staging-eu at https://127.0.0.1:{port}/: "
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no map drawn");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+        .args(["map", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--context", "no-such-context"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with("error: context no-such-context: "),
+        "{}",
+        text(&out.stderr)
+    );
+}

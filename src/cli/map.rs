@@ -162,8 +162,20 @@ async fn read_cluster(args: &MapArgs) -> Result<MapDocument, String> {
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config).map_err(|e| format!("context {context}: {e}"))?;
-    let unreachable =
-        |e: kube::Error| format!("cannot read the cluster of context {context} at {server}: {e}");
+    let unreachable = |e: kube::Error| {
+        // The causes say what happened: connection refused, unknown certificate, forbidden...
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !why.contains(&text) {
+                why.push_str(": ");
+                why.push_str(&text);
+            }
+            source = cause.source();
+        }
+        format!("cannot read the cluster of context {context} at {server}: {why}")
+    };
     let lp = ListParams::default();
     let (channels, touchpoints, kpis, journeys) = if args.all_namespaces {
         (

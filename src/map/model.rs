@@ -72,6 +72,8 @@ pub struct JourneyMap {
     pub self_assessment: (i32, SelfAssessmentBand),
     /// Whether KPI states and collector readiness are known (from a cluster).
     pub statuses_known: bool,
+    /// The journey's KPIs by state.
+    pub kpi_counts: crate::api::KpiCounts,
     /// The journey's errors: broken rules, duplicates, coverage gaps it requires.
     pub problems: Vec<Problem>,
 }
@@ -269,6 +271,7 @@ fn journey_map(
             assessment.self_assessment.band,
         ),
         statuses_known: assessment.statuses_known,
+        kpi_counts: assessment.kpi_counts.clone(),
         problems: assessment
             .findings
             .iter()

@@ -698,7 +698,26 @@ fn journey(canvas: &mut Canvas, map: &JourneyMap, grid: &Grid, x: f64, y: f64, w
         ))
         .bar(f64::from(answers) / 25.0),
     ];
-    if !map.statuses_known {
+    if map.statuses_known {
+        let k = &map.kpi_counts;
+        let collectors: Vec<_> = map
+            .cells
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| t.collector.as_ref())
+            .collect();
+        lines.push(Line::new(format!(
+            "KPIs: {} Met, {} AtRisk, {} Breached, {} InsufficientData, {} Unknown · collectors ready: {} of {}",
+            k.met,
+            k.at_risk,
+            k.breached,
+            k.insufficient_data,
+            k.unknown,
+            collectors.iter().filter(|c| c.ready).count(),
+            collectors.len()
+        )));
+    } else {
         lines.push(
             Line::new("KPI states and collector readiness: not evaluated offline (map a cluster to see them)")
                 .muted(),
