@@ -376,6 +376,13 @@ fn the_command_writes_html_or_svg_and_exits_by_what_it_found() {
         "HTML on stdout by default"
     );
 
+    let out = cx(&["map", "-f", "examples/retail", "-o", "retail.png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: --output retail.png: a map is written as .svg (a picture) or .html (a page), not .png\n"
+    );
+
     let out = cx(&["map", "-f", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

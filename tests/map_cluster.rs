@@ -181,6 +181,16 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
         !shown.iter().any(|t| t.contains("not evaluated offline")),
         "statuses are known from a cluster"
     );
+    // What the statuses contradict is listed: the declared "customers are listened to" (9) and
+    // "seamless experience" (15) answers, now that collectors and KPIs are known not to be.
+    assert!(has("0 errors, 2 warnings, listed on the map"), "{shown:?}");
+    let contradicted: Vec<&String> = shown
+        .iter()
+        .filter(|t| t.starts_with("warning[self-assessment-contradicted]: question "))
+        .collect();
+    assert_eq!(contradicted.len(), 2, "{shown:?}");
+    assert!(contradicted[0].starts_with("warning[self-assessment-contradicted]: question 9 "));
+    assert!(contradicted[1].starts_with("warning[self-assessment-contradicted]: question 15 "));
     // Ten KPIs were never evaluated: unknown.
     assert_eq!(
         shown.iter().filter(|t| t.as_str() == "Unknown").count(),

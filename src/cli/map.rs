@@ -24,8 +24,8 @@ pub struct MapArgs {
     /// map is drawn from the cluster of the kubeconfig's context.
     #[arg(short = 'f', long = "filename", num_args = 1..)]
     pub paths: Vec<PathBuf>,
-    /// Write the map to this file: a picture when it ends in `.svg`, else one HTML page. Default:
-    /// the HTML page on stdout.
+    /// Write the map to this file: a picture when it ends in `.svg`, one HTML page when it ends
+    /// in `.html`. Default: the HTML page on stdout.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
     /// Kubeconfig to read the cluster with (default: $KUBECONFIG, then ~/.kube/config).
@@ -45,6 +45,28 @@ pub struct MapArgs {
 /// Runs `cx-conductor map`: 0 when drawn without errors, 1 when drawn with errors (listed on the
 /// map), 2 when nothing could be drawn (unreadable input, unreachable cluster, unwritable output).
 pub fn run(args: &MapArgs) -> ExitCode {
+    let svg = match args.output.as_ref().map(|p| {
+        p.extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+    }) {
+        None => false,
+        Some(Some(e)) if e == "svg" => true,
+        Some(Some(e)) if e == "html" || e == "htm" => false,
+        Some(other) => {
+            eprintln!(
+                "error: --output {}: a map is written as .svg (a picture) or .html (a page), not {}",
+                args.output
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                other.map_or_else(
+                    || "a file without extension".to_string(),
+                    |e| format!(".{e}")
+                )
+            );
+            return ExitCode::from(EXIT_UNUSABLE);
+        }
+    };
     let document = if args.paths.is_empty() {
         match live_document(args) {
             Ok(document) => document,
@@ -62,22 +84,12 @@ pub fn run(args: &MapArgs) -> ExitCode {
             }
         }
     };
-    let svg = args
-        .output
-        .as_ref()
-        .and_then(|p| p.extension())
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
     let rendered = if svg {
         render_svg(&document)
     } else {
         render_html(&document)
     };
-    let errors = document.problems.len()
-        + document
-            .journeys
-            .iter()
-            .map(|j| j.problems.len())
-            .sum::<usize>();
+    let errors = document.count(crate::api::Severity::Error);
     match &args.output {
         None => super::write_stdout(&rendered),
         Some(path) => {

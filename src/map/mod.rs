@@ -55,6 +55,7 @@ pub fn document(
                     format!("{}: ", v.field)
                 };
                 Problem {
+                    severity: Severity::Error,
                     code: "schema".into(),
                     place: Some(v.origin.as_ref().unwrap_or(&r.origin).to_string()),
                     message: format!("{} refused: {field}{}", r.object, v.message),
@@ -62,21 +63,10 @@ pub fn document(
             })
         })
         .collect();
-    problems.extend(
-        object_findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .map(Problem::from_finding),
-    );
-    let warnings = object_findings
-        .iter()
-        .chain(journeys.iter().flat_map(|j| j.findings.iter()))
-        .filter(|f| f.severity == Severity::Warning)
-        .count();
+    problems.extend(object_findings.iter().map(Problem::from_finding));
     MapDocument {
         source,
         journeys: model::journey_maps(world, journeys),
         problems,
-        warnings,
     }
 }

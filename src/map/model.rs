@@ -19,15 +19,26 @@ pub struct MapDocument {
     pub source: String,
     /// One map per journey, in namespace/name order.
     pub journeys: Vec<JourneyMap>,
-    /// Errors not about one journey: refused objects, dangling references, unmeasurable KPIs.
+    /// Problems not about one journey: refused objects, dangling references, unmeasurable KPIs.
     pub problems: Vec<Problem>,
-    /// Warnings found (not drawn one by one: `check` lists them).
-    pub warnings: usize,
+}
+
+impl MapDocument {
+    /// Problems of one severity, on the whole map.
+    pub fn count(&self, severity: Severity) -> usize {
+        self.problems
+            .iter()
+            .chain(self.journeys.iter().flat_map(|j| j.problems.iter()))
+            .filter(|p| p.severity == severity)
+            .count()
+    }
 }
 
 /// One problem to list on the map, already in the words `check` uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// error or warning.
+    pub severity: Severity,
     /// `schema` or a finding code.
     pub code: String,
     /// `file:line` when read from manifests.
@@ -40,6 +51,7 @@ impl Problem {
     /// A finding as a problem line.
     pub fn from_finding(finding: &Finding) -> Self {
         Problem {
+            severity: finding.severity,
             code: finding.code.as_str().to_string(),
             place: finding.origin.as_ref().map(ToString::to_string),
             message: finding.message.clone(),
@@ -74,7 +86,8 @@ pub struct JourneyMap {
     pub statuses_known: bool,
     /// The journey's KPIs by state.
     pub kpi_counts: crate::api::KpiCounts,
-    /// The journey's errors: broken rules, duplicates, coverage gaps it requires.
+    /// The journey's errors and warnings: broken rules, duplicates, coverage gaps it requires,
+    /// contradicted self-assessment answers.
     pub problems: Vec<Problem>,
 }
 
@@ -275,7 +288,6 @@ fn journey_map(
         problems: assessment
             .findings
             .iter()
-            .filter(|f| f.severity == Severity::Error)
             .map(Problem::from_finding)
             .collect(),
     }

@@ -557,11 +557,15 @@ fn problem_line(problem: &Problem) -> Line {
         .as_ref()
         .map(|p| format!("{p}: "))
         .unwrap_or_default();
+    let (word, marker) = match problem.severity {
+        Severity::Error => ("error", Marker::Gap),
+        Severity::Warning => ("warning", Marker::Warning),
+    };
     Line::new(format!(
-        "error[{}]: {place}{}",
+        "{word}[{}]: {place}{}",
         problem.code, problem.message
     ))
-    .marker(Marker::Gap)
+    .marker(marker)
 }
 
 /// The legend: every shape, fill and frame with what it means.
@@ -570,7 +574,7 @@ fn legend(width: f64) -> (Vec<Block>, f64) {
         Line::new("Legend").bold(),
         Line::new("columns are the journey's stages in order, rows its channels; a hatched cell has no touchpoint; a cross-hatched header or KPI cell is a stage gap").muted(),
         Line::new("gap or error: no touchpoint, no survey, no KPI, a broken rule (each written out)").marker(Marker::Gap),
-        Line::new("warning: a rule declared with severity warning").marker(Marker::Warning),
+        Line::new("warning: a rule declared with severity warning, a contradicted self-assessment answer...").marker(Marker::Warning),
         Line::new("framed box: a touchpoint (asks: survey metrics, /7 = 7-point scale; counts: interaction outcomes; times: timings); dashed frame: it asks no survey"),
         Line::new("KPI met, collector ready").marker(Marker::Good),
         Line::new("KPI at risk (between target and warning)").marker(Marker::AtRisk),
@@ -599,28 +603,25 @@ pub fn render_svg(document: &MapDocument) -> String {
         Line::new("Experience map").title(),
         Line::new(format!("source: {}", document.source)).muted(),
     ];
-    let errors = document.problems.len()
-        + document
-            .journeys
-            .iter()
-            .map(|j| j.problems.len())
-            .sum::<usize>();
-    header.push(if errors == 0 {
-        Line::new(format!(
-            "0 errors, {} (`cx-conductor check` lists them)",
-            crate::core::analysis::count(document.warnings, "warning", "warnings")
-        ))
+    let errors = document.count(Severity::Error);
+    let warnings = document.count(Severity::Warning);
+    let counts = format!(
+        "{}, {}",
+        crate::core::analysis::count(errors, "error", "errors"),
+        crate::core::analysis::count(warnings, "warning", "warnings")
+    );
+    header.push(if errors + warnings == 0 {
+        Line::new(counts)
     } else {
-        Line::new(format!(
-            "{}, {} (`cx-conductor check` lists them with their fix)",
-            crate::core::analysis::count(errors, "error", "errors"),
-            crate::core::analysis::count(document.warnings, "warning", "warnings")
-        ))
-        .marker(Marker::Gap)
+        Line::new(format!("{counts}, listed on the map")).marker(if errors > 0 {
+            Marker::Gap
+        } else {
+            Marker::Warning
+        })
     });
     if document.journeys.is_empty() {
         header.push(
-            Line::new("no journey to draw: the manifests hold no accepted CustomerJourney")
+            Line::new("no journey to draw: no accepted CustomerJourney among the objects read")
                 .marker(Marker::Gap),
         );
     }
@@ -629,7 +630,7 @@ pub fn render_svg(document: &MapDocument) -> String {
     canvas.cell((x, y, width, h), Fill::White, "document", &blocks);
     y += h;
     if !document.problems.is_empty() {
-        let mut lines = vec![Line::new("Errors outside journeys").bold()];
+        let mut lines = vec![Line::new("Problems outside journeys").bold()];
         lines.extend(document.problems.iter().map(problem_line));
         let blocks = vec![Block::plain(lines)];
         let h = cell_height(&blocks, width);
@@ -894,7 +895,7 @@ fn journey(canvas: &mut Canvas, map: &JourneyMap, grid: &Grid, x: f64, y: f64, w
         );
     }
     if !map.problems.is_empty() {
-        lines.push(Line::new(format!("Errors of journey {}", map.name)).bold());
+        lines.push(Line::new(format!("Problems of journey {}", map.name)).bold());
         lines.extend(map.problems.iter().map(problem_line));
     }
     if !lines.is_empty() {
