@@ -988,6 +988,186 @@ mod tests {
         );
     }
 
+    use crate::api::{KpiCounts, ReadinessBand, SelfAssessmentBand, Stage};
+    use crate::map::model::{
+        ChannelRow, ChannelViolation, CollectorMark, JourneyMap, KpiLive, KpiMark, StageColumn,
+        TouchpointMark,
+    };
+
+    fn kpi(name: &str, state: KpiState, value: f64, gap: f64) -> KpiMark {
+        KpiMark {
+            name: name.into(),
+            indicator: "csat".into(),
+            target: ">= 80 (warn < 70)".into(),
+            live: Some(KpiLive {
+                state,
+                value: Some(value),
+                gap: Some(gap),
+                samples: Some(120),
+            }),
+        }
+    }
+
+    /// A live journey of two stages and one channel: one touchpoint, one empty cell.
+    fn live_document() -> MapDocument {
+        let touchpoint = |name: &str, ready: bool| TouchpointMark {
+            name: name.into(),
+            surveys: vec!["csat/7".into()],
+            outcomes: vec!["completed".into()],
+            timings: vec![],
+            paused: false,
+            collector: Some(CollectorMark {
+                ready,
+                ready_replicas: i32::from(ready),
+                replicas: 1,
+            }),
+        };
+        MapDocument {
+            source: "cluster context test".into(),
+            problems: vec![],
+            journeys: vec![JourneyMap {
+                name: "j".into(),
+                namespace: "n".into(),
+                owner: None,
+                stages: vec![
+                    StageColumn {
+                        stage: Stage::Purchase,
+                        no_touchpoint: false,
+                        no_listening: false,
+                        no_kpi: false,
+                    },
+                    StageColumn {
+                        stage: Stage::Support,
+                        no_touchpoint: true,
+                        no_listening: true,
+                        no_kpi: true,
+                    },
+                ],
+                channels: vec![ChannelRow {
+                    name: "web".into(),
+                    channel_type: "web".into(),
+                    display_name: None,
+                    no_touchpoint: false,
+                    violations: vec![ChannelViolation {
+                        rule: "privacy.dataRetentionDays atMost".into(),
+                        severity: Severity::Warning,
+                        value: "900".into(),
+                    }],
+                }],
+                cells: vec![vec![vec![touchpoint("web-checkout", false)], vec![]]],
+                kpis: vec![
+                    vec![
+                        kpi("a-met", KpiState::Met, 85.0, 5.0),
+                        kpi("b-risk", KpiState::AtRisk, 75.25, -4.75),
+                        kpi("c-breached", KpiState::Breached, 60.0, -20.0),
+                    ],
+                    vec![],
+                ],
+                unplaced_kpis: vec![],
+                readiness: (40, ReadinessBand::GapsToClose),
+                self_assessment: (8, SelfAssessmentBand::ManyGaps),
+                statuses_known: true,
+                kpi_counts: KpiCounts {
+                    met: 1,
+                    at_risk: 1,
+                    breached: 1,
+                    ..KpiCounts::default()
+                },
+                problems: vec![],
+            }],
+        }
+    }
+
+    /// The text of each `<text>` element, its wrapped pieces joined.
+    fn shown(svg: &str) -> Vec<String> {
+        svg.split("<text ")
+            .skip(1)
+            .map(|t| {
+                let body = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
+                let mut plain = String::new();
+                let mut in_tag = false;
+                for c in body.chars() {
+                    match c {
+                        '<' => in_tag = true,
+                        '>' => in_tag = false,
+                        c if !in_tag => plain.push(c),
+                        _ => {}
+                    }
+                }
+                plain
+                    .replace("&gt;", ">")
+                    .replace("&lt;", "<")
+                    .replace("&amp;", "&")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_live_map_writes_each_state_with_its_shape() {
+        let svg = render_svg(&live_document());
+        let shown = shown(&svg);
+        for text in [
+            "Met 85 gap +5 n=120",
+            "AtRisk 75.25 gap -4.75 n=120",
+            "Breached 60 gap -20 n=120",
+            "collector NOT ready 0/1",
+            "no touchpoint",
+            "KPIs: 1 Met, 1 AtRisk, 1 Breached, 0 InsufficientData, 0 Unknown · collectors ready: 0 of 1",
+            "readiness 40/100 (gaps-to-close)",
+            "self-assessment 8/25 yes (many-gaps)",
+            "privacy.dataRetentionDays atMost: 900",
+            ">= 80 (warn < 70)",
+        ] {
+            assert!(
+                shown.iter().any(|t| t.ends_with(text)),
+                "{text} missing: {shown:?}"
+            );
+        }
+        // Shapes, not colours: a filled circle (met), a half-filled one (at risk), crosses
+        // (breached, collector not ready), a hollow triangle (the warning on the channel).
+        // Each count is the map's plus the legend's one.
+        assert_eq!(svg.matches(r##"r="4.5" fill="#111111"/>"##).count(), 1 + 1);
+        assert_eq!(svg.matches(" A4.5 4.5 0 0 1 ").count(), 1 + 1);
+        assert_eq!(svg.matches(r#"stroke-width="2.4""#).count(), 2 + 1);
+        let hollow = r##"fill="#ffffff" stroke="#111111" stroke-width="1.2"/>"##;
+        // The warning's triangle; the legend's triangle, circle and at-risk circle's rim; the
+        // at-risk KPI's rim.
+        assert_eq!(svg.matches(hollow).count(), 1 + 3 + 1);
+        assert_eq!(svg.matches(r#"class="cell empty""#).count(), 1);
+        assert!(!svg.contains("not evaluated offline"));
+    }
+
+    #[test]
+    fn the_picture_grows_with_its_content_and_states_its_size() {
+        let small = render_svg(&live_document());
+        let mut document = live_document();
+        let journey = &mut document.journeys[0];
+        for i in 0..19 {
+            let mut row = journey.channels[0].clone();
+            row.name = format!("channel-{i:02}");
+            journey.channels.push(row);
+            journey.cells.push(journey.cells[0].clone());
+        }
+        let large = render_svg(&document);
+        let height = |svg: &str| -> f64 {
+            svg.split(" height=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(
+            height(&large) > height(&small) + 19.0 * 60.0,
+            "{} vs {}",
+            height(&large),
+            height(&small)
+        );
+        assert!(large.contains(&format!(r#"viewBox="0 0 "#)));
+    }
+
     #[test]
     fn coordinates_are_short() {
         assert_eq!(px(12.0), "12");
