@@ -197,4 +197,57 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
         10,
         "{shown:?}"
     );
+
+    // Every namespace, as the admin: this namespace's journey is among them.
+    let admin_config = cluster.kubeconfig_for(&cluster.server, &cluster.admin_token, "map-admin");
+    let everything = dir.join("all.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+        .args(["map", "-A", "--kubeconfig"])
+        .arg(&admin_config)
+        .arg("-o")
+        .arg(&everything)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = texts(&std::fs::read_to_string(&everything).unwrap());
+    assert!(
+        all.iter()
+            .any(|t| t.starts_with("source: cluster context c (")
+                && t.ends_with("), all namespaces")),
+        "{all:?}"
+    );
+    assert!(all.contains(&format!("Journey {ns}/retail")));
+
+    // The live map in a real browser: no text leaves its box.
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.is_file() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(
+            !ci,
+            "`chromium` is not installed and CI is set (scripts/test.sh installs it)"
+        );
+        eprintln!(
+            "!!! SKIPPED: `chromium` is not installed, the live map was not laid out in a browser"
+        );
+        return;
+    }
+    let out = Command::new(chromium)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let body = &dom[dom.find("<body").expect("a body")..];
+    let body = &body[..body.find('>').unwrap()];
+    assert!(body.contains(r#"data-overflow="0""#), "{body}");
+    assert!(!body.contains(r#"data-checked="0""#), "{body}");
 }
