@@ -1165,7 +1165,7 @@ mod tests {
             height(&large),
             height(&small)
         );
-        assert!(large.contains(&format!(r#"viewBox="0 0 "#)));
+        assert!(large.contains(r#"viewBox="0 0 "#));
     }
 
     #[test]
