@@ -718,3 +718,55 @@ fn an_unreachable_cluster_is_an_error_naming_the_context_exit_2() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn every_journey_gets_its_own_map_and_a_journey_without_channels_still_draws() {
+    let dir = scratch("journeys");
+    let lonely = dir.join("lonely.yaml");
+    std::fs::write(
+        &lonely,
+        "apiVersion: cx.conductor.dev/v1alpha1\nkind: CustomerJourney\nmetadata: { name: lonely, namespace: retail }\nspec:\n  stages: [awareness, loyalty]\n  channelSelector: { matchLabels: { journey: nobody } }\n",
+    )
+    .unwrap();
+    let document = document_of(&[
+        repo("examples/retail"),
+        repo("examples/broken/stage-without-listening.yaml"),
+        lonely,
+    ]);
+    let names: Vec<&str> = document.journeys.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["kiosk-self-service", "lonely", "retail"]);
+    let kiosk = &document.journeys[0];
+    assert_eq!(kiosk.stages.len(), 1);
+    assert!(kiosk.stages[0].no_listening && !kiosk.stages[0].no_touchpoint);
+    assert_eq!(kiosk.cells[0][0][0].name, "kiosk-stock-lookup");
+    assert!(kiosk.cells[0][0][0].surveys.is_empty());
+    let lonely = &document.journeys[1];
+    assert!(lonely.channels.is_empty());
+    assert!(lonely.stages.iter().all(|s| s.no_touchpoint));
+    let shown = texts(&render_svg(&document));
+    for header in [
+        "Journey retail/kiosk-self-service",
+        "Journey retail/lonely",
+        "Journey retail/retail",
+        "asks: no survey",
+    ] {
+        assert!(shown.iter().any(|t| t == header), "{header}: {shown:?}");
+    }
+    assert!(
+        shown
+            .iter()
+            .any(|t| t.starts_with("error[journey-without-channels]: ")),
+        "{shown:?}"
+    );
+    if let Some(chromium) = chromium() {
+        let page = dir.join("journeys.html");
+        std::fs::write(&page, render_html(&document)).unwrap();
+        let dom = dump_dom(&chromium, &page);
+        assert_eq!(
+            body_attribute(&dom, "data-overflow"),
+            "0",
+            "{}",
+            body_attribute(&dom, "data-overflowing")
+        );
+    }
+}
