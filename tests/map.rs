@@ -454,6 +454,7 @@ fn dump_dom(chromium: &Path, page: &Path) -> String {
             "--hide-scrollbars",
             "--dump-dom",
         ])
+        .arg(profile(page))
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
@@ -463,6 +464,14 @@ fn dump_dom(chromium: &Path, page: &Path) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
+}
+
+/// A profile of its own per run, so parallel tests' browsers never hand over to each other.
+fn profile(beside: &Path) -> String {
+    format!(
+        "--user-data-dir={}",
+        beside.with_extension("profile").display()
+    )
 }
 
 /// Width and height from a PNG's IHDR.
@@ -595,6 +604,7 @@ fn check_in_browser(chromium: &Path, document: &MapDocument, name: &str) -> Vec<
             &format!("--window-size={width},{height}"),
             &format!("--screenshot={}", png.display()),
         ])
+        .arg(profile(&png))
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
