@@ -242,6 +242,7 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
             "--disable-gpu",
             "--dump-dom",
         ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
