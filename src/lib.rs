@@ -10,5 +10,6 @@ pub mod core;
 pub mod crd;
 pub mod kpi;
 pub mod manifest;
+pub mod map;
 pub mod operator;
 pub mod schema;

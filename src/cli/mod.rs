@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod check;
+pub mod map;
 pub mod report;
 pub mod run;
 
@@ -26,6 +27,9 @@ pub enum Command {
     Crd,
     /// Check manifests without a cluster: schema, consistency, coverage, readiness and deployment plan.
     Check(CheckArgs),
+    /// Draw each journey's experience map (stages × channels, touchpoints, gaps, KPIs) as SVG or
+    /// HTML, from manifests (`-f`) or from the cluster.
+    Map(map::MapArgs),
     /// Run the operator: deploy collectors and keep every resource's status true.
     Run(run::RunArgs),
     /// Run a touchpoint's feedback collector: HTTP event ingest and Prometheus metrics.
@@ -87,6 +91,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(args) => run_check(&args),
+        Command::Map(args) => map::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Collector(args) => crate::collector::run(&args),
     }
