@@ -368,7 +368,7 @@ fn touchpoint_mark(tp: &Touchpoint, offline: bool) -> TouchpointMark {
             CollectorMark {
                 ready: collector_ready(tp),
                 ready_replicas: status.map_or(0, |c| c.ready_replicas),
-                replicas: status.map_or(tp.spec.collector.replicas, |c| c.replicas),
+                replicas: status.map_or(tp.spec.collector.dedicated_replicas(), |c| c.replicas),
             }
         }),
     }
