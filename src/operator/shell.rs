@@ -86,12 +86,20 @@ pub async fn write_status<K: Reported>(
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await;
+    match written {
+        Ok(_) => {}
+        // Deleted since the cache saw it (a pool change reconciles every member, the one being
+        // deleted included): there is no status left to write.
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+        Err(error) => return Err(error.into()),
+    }
     count(ctx, controller, "status");
     Ok(true)
 }
