@@ -922,6 +922,12 @@ fn operator_grants(
         ("delete", "poddisruptionbudgets.policy"),
         ("list", "networkpolicies.networking.k8s.io"),
         ("create", "events.events.k8s.io"),
+        // Collector pools: their configuration Secret, their autoscaler, marked auth Secrets
+        // (watched by label), and the dedicated objects a touchpoint turned pooled leaves.
+        ("watch", "secrets"),
+        ("patch", "secrets"),
+        ("create", "horizontalpodautoscalers.autoscaling"),
+        ("delete", "deployments.apps"),
     ];
     if service_monitors {
         grants.push(("create", "servicemonitors.monitoring.coreos.com"));
@@ -934,9 +940,9 @@ fn operator_grants(
 
 /// What the operator never gets, anywhere.
 const NEVER: [(&str, &str); 5] = [
-    ("get", "secrets"),
+    ("update", "secrets"),
     ("update", "touchpoints.cx.conductor.dev"),
-    ("delete", "deployments.apps"),
+    ("delete", "pods"),
     ("create", "pods"),
     ("list", "namespaces"),
 ];

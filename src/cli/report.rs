@@ -357,12 +357,15 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
             count(p.pooled_touchpoints, "touchpoint", "touchpoints")
         ));
     }
-    if p.collectors > 0 || p.pools == 0 {
+    if p.collectors > 0 {
         deployed.push(count(
             p.collectors,
             "dedicated collector",
             "dedicated collectors",
         ));
+    }
+    if deployed.is_empty() {
+        deployed.push("no collectors".into());
     }
     let _ = writeln!(
         out,
