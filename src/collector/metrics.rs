@@ -25,6 +25,15 @@ pub const DEFAULT_DURATION_BUCKETS: [f64; 17] = [
     1800.0, 3600.0,
 ];
 
+/// Bucket boundaries (seconds) of `cx_first_response_seconds`: finer than the duration histogram
+/// where first responses are promised (seconds to minutes), so the p90 that `first-response-time`
+/// interpolates inside one bucket is off by at most that bucket's width (5 s up to a minute,
+/// 15 s up to three). The channel's promise is added to them.
+pub const FIRST_RESPONSE_BUCKETS: [f64; 26] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0, 75.0, 90.0,
+    105.0, 120.0, 135.0, 150.0, 165.0, 180.0, 240.0, 300.0, 600.0, 3600.0,
+];
+
 /// Highest survey score of any metric (nps 10), so scores index a fixed array.
 const SCORE_SLOTS: usize = 11;
 const REASONS: usize = Reason::ALL.len();
@@ -40,6 +49,8 @@ pub struct CollectorMetrics {
     interactions: [Option<IntCounter>; 7],
     /// `[timing]`: `None` for undeclared timings.
     durations: [Option<Histogram>; 2],
+    /// Waits of answered contacts (every outcome but `abandoned`), when `wait` is declared.
+    first_responses: Option<Histogram>,
 }
 
 impl CollectorMetrics {
@@ -101,6 +112,7 @@ impl CollectorMetrics {
 
         let mut interactions: [Option<IntCounter>; 7] = Default::default();
         let mut durations: [Option<Histogram>; 2] = Default::default();
+        let mut first_responses = None;
         if config.interactions.is_some() {
             let interactions_vec = IntCounterVec::new(
                 opts("cx_interactions_total", "Interactions, by how they ended."),
@@ -132,6 +144,19 @@ impl CollectorMetrics {
                     }
                 }
             }
+            if schema.declares_timing(crate::api::Timing::Wait) {
+                let histogram = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "cx_first_response_seconds",
+                        "Wait until the first response of answered contacts (every outcome but \
+                         abandoned), in seconds: first-response time and service level.",
+                    )
+                    .const_labels(const_labels.clone())
+                    .buckets(first_response_buckets(config.first_response_seconds)),
+                )?;
+                register(&registry, &histogram)?;
+                first_responses = Some(histogram);
+            }
         }
 
         Ok(CollectorMetrics {
@@ -141,6 +166,7 @@ impl CollectorMetrics {
             survey,
             interactions,
             durations,
+            first_responses,
         })
     }
 
@@ -169,6 +195,13 @@ impl CollectorMetrics {
                         histogram.observe(seconds);
                     }
                 }
+                if let (Some(seconds), Some(histogram), true) = (
+                    wait_seconds,
+                    &self.first_responses,
+                    outcome != Outcome::Abandoned,
+                ) {
+                    histogram.observe(seconds);
+                }
             }
         }
         self.received.inc();
@@ -192,6 +225,7 @@ impl CollectorMetrics {
                 .durations
                 .each_ref()
                 .map(|histogram| histogram.as_ref().map(Histogram::local)),
+            first_responses: self.first_responses.as_ref().map(Histogram::local),
         }
     }
 
@@ -227,6 +261,18 @@ pub fn duration_buckets(first_response_seconds: Option<u32>) -> Vec<f64> {
     buckets
 }
 
+/// The first-response histogram's bucket boundaries: [`FIRST_RESPONSE_BUCKETS`] plus the
+/// channel's promise, so "answered within the promise" is an exact bucket.
+pub fn first_response_buckets(first_response_seconds: Option<u32>) -> Vec<f64> {
+    let mut buckets = FIRST_RESPONSE_BUCKETS.to_vec();
+    if let Some(seconds) = first_response_seconds.filter(|s| *s > 0) {
+        buckets.push(f64::from(seconds));
+    }
+    buckets.sort_by(f64::total_cmp);
+    buckets.dedup();
+    buckets
+}
+
 /// Counts of one batch, kept apart from the shared series until the batch is answered.
 pub struct BatchTally<'m> {
     metrics: &'m CollectorMetrics,
@@ -235,6 +281,7 @@ pub struct BatchTally<'m> {
     survey: [[u64; SCORE_SLOTS]; 3],
     interactions: [u64; 7],
     durations: [Option<LocalHistogram>; 2],
+    first_responses: Option<LocalHistogram>,
 }
 
 impl BatchTally<'_> {
@@ -258,6 +305,13 @@ impl BatchTally<'_> {
                     {
                         histogram.observe(seconds);
                     }
+                }
+                if let (Some(seconds), Some(histogram), true) = (
+                    wait_seconds,
+                    &self.first_responses,
+                    outcome != Outcome::Abandoned,
+                ) {
+                    histogram.observe(seconds);
                 }
             }
         }
@@ -294,7 +348,12 @@ impl BatchTally<'_> {
                 counter.inc_by(*count);
             }
         }
-        for histogram in self.durations.iter().flatten() {
+        for histogram in self
+            .durations
+            .iter()
+            .chain([&self.first_responses])
+            .flatten()
+        {
             histogram.flush();
         }
         for (counter, count) in metrics.rejected.iter().zip(&self.rejected) {
@@ -311,7 +370,12 @@ impl BatchTally<'_> {
 impl Drop for BatchTally<'_> {
     /// A batch that was not committed leaves no trace (local histograms flush on drop otherwise).
     fn drop(&mut self) {
-        for histogram in self.durations.iter().flatten() {
+        for histogram in self
+            .durations
+            .iter()
+            .chain([&self.first_responses])
+            .flatten()
+        {
             histogram.clear();
         }
     }
@@ -483,6 +547,23 @@ firstResponseSeconds: 25
             ),
             25.0
         );
+        // An abandoned contact waited, but was never answered.
+        assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 0.0);
+        metrics.record(&Event::Interaction {
+            outcome: Outcome::Completed,
+            wait_seconds: Some(22.0),
+            handle_seconds: None,
+        });
+        let text = metrics.render().expect("render");
+        assert_eq!(
+            value(&text, "cx_first_response_seconds_bucket", &[("le", "20")]),
+            0.0
+        );
+        assert_eq!(
+            value(&text, "cx_first_response_seconds_bucket", &[("le", "25")]),
+            1.0
+        );
+        assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 1.0);
         assert_eq!(
             value(
                 &text,
@@ -542,6 +623,7 @@ firstResponseSeconds: 25
             ),
             2.0
         );
+        assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 2.0);
         assert_eq!(
             value(
                 &text,
