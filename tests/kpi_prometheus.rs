@@ -22,9 +22,10 @@ use std::time::Duration;
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
 use cx_conductor::core::World;
 use cx_conductor::core::plan::collector_config;
+use cx_conductor::kpi::promql::displayed_queries;
 use cx_conductor::kpi::{
-    KpiError, KpiRequest, Measurement, PrometheusClient, PrometheusConfig, SampleCount, evaluate,
-    measure_cycle, measure_one, status_changed,
+    KpiError, KpiRequest, Measurement, PrometheusClient, PrometheusConfig, SampleCount, WindowSpec,
+    evaluate, measure_cycle, measure_one, status_changed,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -458,6 +459,18 @@ async fn builtin_and_custom_indicators_equal_the_hand_computed_values() {
         let compiled = report.compiled[i].as_ref().expect("compiled");
         let alone = measure_one(&stack.prometheus.client, compiled, stack.t).await;
         assert_measured(&format!("{name} (own PromQL)"), &alone, value, samples);
+        // What `check` prints is what Prometheus was asked: pasted, it gives the same number.
+        let window = WindowSpec::parse(&stack.kpis[i].spec.window).expect("window");
+        let shown =
+            displayed_queries(&stack.kpis[i].spec, &requests[i].scope, &window).expect("displayed");
+        assert_eq!(shown.value, compiled.value, "{name}");
+        assert_eq!(shown.samples, compiled.samples, "{name}");
+        if compiled.indicator.is_some() {
+            assert_eq!(
+                shown.previous_value.as_ref(),
+                Some(&compiled.previous.value)
+            );
+        }
         let spec = &stack.kpis[i].spec;
         let evaluation = evaluate(&spec.objective, spec.min_samples, None, &report.results[i]);
         assert_eq!(evaluation.state, state, "{name}: {}", evaluation.message);

@@ -346,6 +346,25 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         out.push_str(&self_assessment(&style, &j.self_assessment));
     }
 
+    if !report.kpi_queries.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} (paste into Prometheus; calendar windows: $window = seconds since the period's start)",
+            style.bold("KPI queries")
+        );
+        for k in &report.kpi_queries {
+            let _ = writeln!(
+                out,
+                "  {}/{} over {}; previous cycle: {}",
+                k.kpi.namespace, k.kpi.name, k.window, k.queries.previous_cycle
+            );
+            let _ = writeln!(out, "    value:   {}", k.queries.value);
+            if let Some(samples) = &k.queries.samples {
+                let _ = writeln!(out, "    samples: {samples}");
+            }
+        }
+    }
+
     let p = &report.plan;
     let objects: Vec<String> = p.objects.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let _ = writeln!(
@@ -400,23 +419,30 @@ pub fn render_errors(report: &CheckReport, color: bool) -> String {
     out
 }
 
-/// The planned objects as one `v1` List in JSON (what `kubectl apply -f` takes), in apply order.
-pub fn render_plan_json(plans: &[CollectorPlan]) -> String {
-    let items: Vec<serde_json::Value> = plans.iter().flat_map(|p| p.objects()).collect();
+/// The planned objects as one `v1` List in JSON (what `kubectl apply -f` takes), in apply order:
+/// every collector's objects, then the KPIs' PrometheusRules (applied with `--prometheus-rules`).
+pub fn render_plan_json(plans: &[CollectorPlan], rules: &[serde_json::Value]) -> String {
+    let items: Vec<serde_json::Value> = plans
+        .iter()
+        .flat_map(|p| p.objects())
+        .chain(rules.iter().cloned())
+        .collect();
     let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
     out.push('\n');
     out
 }
 
-/// The planned objects as one multi-document YAML, in apply order.
-pub fn render_plan(plans: &[CollectorPlan]) -> String {
+/// The planned objects as one multi-document YAML, in apply order (as [`render_plan_json`]).
+pub fn render_plan(plans: &[CollectorPlan], rules: &[serde_json::Value]) -> String {
     let mut out = String::new();
-    for plan in plans {
-        for object in plan.objects() {
-            out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
-        }
+    let objects = plans
+        .iter()
+        .flat_map(|p| p.objects())
+        .chain(rules.iter().cloned());
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
     }
     out
 }

@@ -388,6 +388,93 @@ pub fn compile_custom(
     })
 }
 
+/// A KPI's queries as a person reads them (`check`): what Prometheus evaluates, ready to paste.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisplayedQueries {
+    /// The value query.
+    pub value: String,
+    /// The samples query (`None`: custom PromQL without `samplesPromql`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<String>,
+    /// The previous cycle's value query, evaluated at the same instant (rolling windows of
+    /// builtin indicators); `None` when the previous cycle is the same query evaluated earlier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_value: Option<String>,
+    /// The previous cycle's samples query, as `previous_value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_samples: Option<String>,
+    /// What the previous cycle is, in words.
+    pub previous_cycle: String,
+}
+
+/// A window length no KPI uses, compiled in place of a calendar window and then written as
+/// `$window`, so calendar queries read the same whatever the day.
+const SYMBOLIC_SECONDS: u64 = 1_234_567_891;
+
+/// The queries of a KPI for display: a rolling window as evaluated; a calendar window with its
+/// range written `$window` (the seconds since the start of the month or quarter, which change
+/// every second).
+pub fn displayed_queries(
+    kpi: &ExperienceKPISpec,
+    target: &QueryScope,
+    window: &WindowSpec,
+) -> Result<DisplayedQueries, KpiError> {
+    let rolling = matches!(window, WindowSpec::Rolling { .. });
+    let span = match window {
+        WindowSpec::Rolling { .. } => window.current(Timestamp::UNIX_EPOCH),
+        _ => Span {
+            range: format!("{SYMBOLIC_SECONDS}s"),
+            length: Duration::from_secs(SYMBOLIC_SECONDS),
+            offset: Duration::ZERO,
+        },
+    };
+    let symbolic = |q: String| q.replace(&format!("{SYMBOLIC_SECONDS}s"), "$window");
+    let compiled = match (&kpi.indicator.builtin, &kpi.indicator.promql) {
+        (Some(indicator), _) => compile_builtin(*indicator, target, &span)?,
+        (None, Some(promql)) => {
+            compile_custom(promql, kpi.indicator.samples_promql.as_deref(), &span.range)?
+        }
+        (None, None) => {
+            return Err(KpiError::InvalidQuery {
+                field: "indicator",
+                message: "set one of builtin or promql".into(),
+            });
+        }
+    };
+    let previous = match (rolling, kpi.indicator.builtin) {
+        (true, Some(indicator)) => Some(compile_builtin(
+            indicator,
+            target,
+            &window.previous(Timestamp::UNIX_EPOCH),
+        )?),
+        _ => None,
+    };
+    let previous_cycle = match window {
+        WindowSpec::Rolling { text, .. } if previous.is_some() => {
+            format!("the previous {text}: the same queries with offset {text}")
+        }
+        WindowSpec::Rolling { text, .. } => {
+            format!("the previous {text}: the same queries evaluated {text} earlier")
+        }
+        WindowSpec::CalendarMonth => {
+            "the previous month: the same queries with $window = its length, evaluated at its end"
+                .into()
+        }
+        WindowSpec::CalendarQuarter => {
+            "the previous quarter: the same queries with $window = its length, evaluated at its end"
+                .into()
+        }
+    };
+    Ok(DisplayedQueries {
+        value: symbolic(compiled.value),
+        samples: compiled.samples.map(symbolic),
+        previous_value: previous.as_ref().map(|p| p.value.clone()),
+        previous_samples: previous.and_then(|p| p.samples),
+        previous_cycle,
+    })
+}
+
 /// The label telling the parts of a [`combined`] query apart: `value` or `samples`.
 pub const PART_LABEL: &str = "cx_conductor_part";
 
