@@ -926,6 +926,11 @@ fn stack_events() -> i64 {
 async fn prometheus_errors_are_reasons_not_panics() {
     let Some(stack) = stack().await else { return };
     let client = &stack.prometheus.client;
+    // Its retention (the harness starts it with 1d), which a KPI's window is checked against.
+    assert_eq!(
+        client.retention().await,
+        Ok(Some(Duration::from_secs(86_400)))
+    );
     // Prometheus' own error message comes through.
     let error = client
         .query("sum(rate(x[5m])", stack.t)

@@ -171,6 +171,14 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
             .iter()
             .any(|c| c.type_ == "QueryValid" && c.status == "True")
     );
+    // The 1h window and its previous hour are within the harness Prometheus' 1d retention.
+    assert!(
+        met.conditions.iter().any(|c| c.type_ == "WindowValid"
+            && c.status == "True"
+            && c.message.ends_with("within Prometheus' retention (1d)")),
+        "{:?}",
+        met.conditions
+    );
     assert_eq!(
         status("ambitious-csat").await.unwrap().state,
         Some(KpiState::Breached)

@@ -303,7 +303,8 @@ pub struct ExperienceKPIStatus {
     /// When the KPI was last evaluated with a changed result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluation_time: Option<Time>,
-    /// Conditions: Ready (evaluated), QueryValid (the indicator compiles to valid PromQL).
+    /// Conditions: Ready (evaluated), QueryValid (the indicator compiles to valid PromQL),
+    /// WindowValid (the window is at least the interval and within Prometheus' retention).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Conditions,

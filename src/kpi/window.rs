@@ -177,6 +177,61 @@ impl WindowSpec {
     }
 }
 
+/// Why a KPI's window cannot measure what it says, as a (reason, message) for its `WindowValid`
+/// condition; `None` when it can. `retention` is Prometheus' (unknown: not checked).
+/// - a rolling window shorter than the interval: answers between two evaluations are never in
+///   any measured window;
+/// - a window longer than the retention: the value covers only what Prometheus still holds;
+/// - a previous cycle reaching back beyond the retention: `previousValue` covers part of it.
+pub fn window_problem(
+    window: &WindowSpec,
+    window_text: &str,
+    interval: Duration,
+    retention: Option<Duration>,
+    now: Timestamp,
+) -> Option<(&'static str, String)> {
+    if let WindowSpec::Rolling { duration, .. } = window
+        && *duration < interval
+    {
+        return Some((
+            "WindowShorterThanInterval",
+            format!(
+                "window {window_text} is shorter than the interval {}: answers between two evaluations are never measured; make the window at least the interval",
+                promql_duration(interval)
+            ),
+        ));
+    }
+    let retention = retention?;
+    let length = match window {
+        WindowSpec::Rolling { duration, .. } => *duration,
+        // A whole period: the current one grows to it.
+        _ => window.previous(now).length,
+    };
+    if length > retention {
+        return Some((
+            "WindowBeyondRetention",
+            format!(
+                "window {window_text} ({}) is longer than Prometheus' retention ({}): the value covers only the data Prometheus still holds",
+                promql_duration(length),
+                promql_duration(retention)
+            ),
+        ));
+    }
+    let previous = window.previous(now);
+    let reach = previous.offset + previous.length;
+    if reach > retention {
+        return Some((
+            "PreviousCycleBeyondRetention",
+            format!(
+                "the previous cycle of window {window_text} reaches back {}, beyond Prometheus' retention ({}): previousValue covers only part of it",
+                promql_duration(reach),
+                promql_duration(retention)
+            ),
+        ));
+    }
+    None
+}
+
 /// Unix second at which the current period of `months_per_period` months (1: month, 3: quarter)
 /// started, in UTC.
 fn calendar_start(unix_seconds: i64, months_per_period: u32) -> i64 {
@@ -350,6 +405,52 @@ mod tests {
         ] {
             assert_eq!(promql_duration(duration), text);
         }
+    }
+
+    #[test]
+    fn windows_shorter_than_the_interval_or_beyond_retention_are_named() {
+        let now = at("2026-11-03T10:15:00Z");
+        let five_minutes = Duration::from_secs(300);
+        let fifteen_days = Some(Duration::from_secs(15 * 86_400));
+        let check = |text: &str, retention| {
+            let window = WindowSpec::parse(text).expect(text);
+            window_problem(&window, text, five_minutes, retention, now)
+        };
+        let (reason, message) = check("1m", fifteen_days).expect("too short");
+        assert_eq!(reason, "WindowShorterThanInterval");
+        assert_eq!(
+            message,
+            "window 1m is shorter than the interval 5m: answers between two evaluations are never measured; make the window at least the interval"
+        );
+        assert_eq!(check("5m", fifteen_days), None);
+        assert_eq!(
+            check("7d", fifteen_days),
+            None,
+            "7d and its previous 7d fit in 15d"
+        );
+        let (reason, message) = check("10d", fifteen_days).expect("previous beyond");
+        assert_eq!(reason, "PreviousCycleBeyondRetention");
+        assert!(
+            message.contains("reaches back 20d, beyond Prometheus' retention (15d)"),
+            "{message}"
+        );
+        let (reason, message) = check("28d", fifteen_days).expect("beyond");
+        assert_eq!(reason, "WindowBeyondRetention");
+        assert!(
+            message.contains("window 28d (28d) is longer than Prometheus' retention (15d)"),
+            "{message}"
+        );
+        // A month is longer than 15 days; unknown retention: only the interval is checked.
+        assert_eq!(
+            check("calendar-month", fifteen_days).map(|p| p.0),
+            Some("WindowBeyondRetention")
+        );
+        assert_eq!(check("calendar-quarter", None), None);
+        // October (31 days) ended 2 days 10:15 ago: 33 days 10:15 back, within 90 days.
+        assert_eq!(
+            check("calendar-month", Some(Duration::from_secs(90 * 86_400))),
+            None
+        );
     }
 
     #[test]
