@@ -89,7 +89,13 @@ fn json_output_is_stable_and_machine_readable() {
     // Sections come in a fixed order in the document itself.
     let raw = text(&first.stdout);
     let positions: Vec<usize> = [
-        "summary", "rejected", "skipped", "journeys", "findings", "plan",
+        "summary",
+        "rejected",
+        "skipped",
+        "journeys",
+        "findings",
+        "plan",
+        "kpiQueries",
     ]
     .iter()
     .map(|k| {
@@ -98,6 +104,35 @@ fn json_output_is_stable_and_machine_readable() {
     })
     .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    // Every KPI's queries, ready to paste into Prometheus.
+    let queries = report["kpiQueries"].as_array().unwrap();
+    assert_eq!(queries.len(), 13);
+    let nps = queries
+        .iter()
+        .find(|q| q["kpi"]["name"] == "advocacy-nps")
+        .unwrap();
+    assert_eq!(nps["window"], "28d");
+    let value = nps["value"].as_str().unwrap();
+    assert!(
+        value.starts_with(
+            r#"100 * sum((((last_over_time(cx_survey_responses_total{namespace="retail", touchpoint="email-referral", metric="nps", score=~"10|9"}[28d]) - "#
+        ),
+        "{value}"
+    );
+    assert!(
+        nps["previousValue"]
+            .as_str()
+            .unwrap()
+            .contains("[28d] offset 28d) - "),
+        "{nps}"
+    );
+    // A calendar window reads the same whatever the day: $window.
+    let calendar = queries
+        .iter()
+        .find(|q| q["window"] == "calendar-month")
+        .unwrap();
+    assert!(calendar["value"].as_str().unwrap().contains("[$window])"));
+    assert!(calendar.get("previousValue").is_none());
 }
 
 #[test]
@@ -285,6 +320,7 @@ fn plan_prints_deterministic_yaml_of_every_collector_object() {
     let config: serde_json::Value = serde_yaml::from_str(&config).unwrap();
     assert_eq!(config["touchpoints"].as_array().map(Vec::len), Some(15));
     assert_eq!(config["touchpoints"][0]["touchpoint"], "app-checkout");
+    assert_eq!(count("PrometheusRule"), 1, "one per namespace with KPIs");
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
@@ -337,9 +373,17 @@ fn plan_as_json_is_one_list_and_errors_are_said_on_stderr() {
     assert_eq!(list["apiVersion"], "v1");
     assert_eq!(list["kind"], "List");
     let items = list["items"].as_array().unwrap();
-    // The pool: its configuration Secret, Service, Deployment and autoscaler.
-    assert_eq!(items.len(), 4);
+    // The pool (its configuration Secret, Service, Deployment and autoscaler), then the KPIs'
+    // PrometheusRule: an alert pair per KPI on the cx_kpi_state gauge.
+    assert_eq!(items.len(), 4 + 1);
     assert_eq!(items[0]["kind"], "Secret");
+    let rule = &items[items.len() - 1];
+    assert_eq!(rule["kind"], "PrometheusRule");
+    assert_eq!(rule["metadata"]["namespace"], "retail");
+    assert_eq!(
+        rule["spec"]["groups"][0]["rules"].as_array().unwrap().len(),
+        2 * 13
+    );
 
     let out = cx(
         &[

@@ -883,3 +883,27 @@ fn dashboard_files_are_what_the_chart_ships() {
 fn file_stem(path: &Path) -> String {
     path.file_stem().unwrap().to_string_lossy().into_owned()
 }
+
+/// A CSAT score of 5 is the top box on a 5-point scale and a middling one on a 7-point scale:
+/// the score distribution keeps one row per question and touchpoint, so the two scales are
+/// never summed into one row.
+#[test]
+fn survey_scores_of_different_scales_are_never_summed() {
+    let collectors = dashboard("collectors");
+    let (_, expr) = exprs(&collectors)
+        .into_iter()
+        .find(|(_, expr)| expr.contains("cx_survey_responses_total") && expr.contains("score"))
+        .expect("the score distribution panel");
+    assert!(
+        expr.starts_with("label_join(sum by (metric, touchpoint, score) ("),
+        "{expr}"
+    );
+    let panel = panels(&collectors)
+        .into_iter()
+        .find(|p| p["title"] == "Survey score distribution")
+        .expect("panel");
+    assert_eq!(
+        panel["transformations"][0]["options"]["rowField"],
+        "question"
+    );
+}

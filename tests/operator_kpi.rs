@@ -93,7 +93,7 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     let channel: Channel = get(&admin, &ns, "web").await.unwrap();
     let collector = RunningCollector::start(&collector_config(&touchpoint, Some(&channel))).await;
     let prometheus = Prometheus::start(binary, &[collector.addr], "1s").await;
-    // Prometheus must see the zero-valued series first, or increase() cannot count the answers.
+    // Prometheus sees the zero-valued series first, as it would a new collector pod.
     prometheus
         .wait_for_value("sum(cx_survey_responses_total{metric=\"csat\"})", 0.0, WAIT)
         .await;
@@ -158,12 +158,26 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
         (met.gap.unwrap() - -5.0).abs() < 1e-6,
         "gap = target - value = -5"
     );
-    // increase() extrapolates over data only seconds old: the count may read one high.
-    assert!(matches!(met.samples, Some(10 | 11)), "{met:?}");
+    // Exactly the answers received, however young the data.
+    assert_eq!(met.samples, Some(10), "{met:?}");
+    // Nothing was posted an hour before: no previous cycle, no gap change.
+    assert_eq!(
+        (met.previous_value, met.gap_change),
+        (None, None),
+        "{met:?}"
+    );
     assert!(
         met.conditions
             .iter()
             .any(|c| c.type_ == "QueryValid" && c.status == "True")
+    );
+    // The 1h window and its previous hour are within the harness Prometheus' 1d retention.
+    assert!(
+        met.conditions.iter().any(|c| c.type_ == "WindowValid"
+            && c.status == "True"
+            && c.message.ends_with("within Prometheus' retention (1d)")),
+        "{:?}",
+        met.conditions
     );
     assert_eq!(
         status("ambitious-csat").await.unwrap().state,
@@ -195,25 +209,53 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     );
     assert!(text.contains(&format!(r#"cx_kpi_state{{indicator="csat",journey="main",kpi="ambitious-csat",namespace="{ns}",owner="digital",stage="purchase",state="Breached"}} 1"#)), "{text}");
 
-    // The next cycle keeps this one as the previous value, with no change of gap.
+    // No new feedback: the next cycles (every 2 s) measure the same windows and write nothing.
+    let kpis: Api<ExperienceKPI> = Api::namespaced(admin.clone(), &ns);
+    let before = kpis.get("checkout-csat").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let after = kpis.get("checkout-csat").await.unwrap();
+    assert_eq!(
+        before.metadata.resource_version, after.metadata.resource_version,
+        "a status write without new feedback: {:?}",
+        after.status
+    );
+
+    // A spec change (target 75 -> 85) is evaluated afresh: the gap of the new target, no
+    // figure of the previous generation left in the status, and the gauges say the same.
+    apply(&admin, &kpi("checkout-csat", 85.0, 5), "test")
+        .await
+        .expect("updated");
     assert!(
         eventually(WAIT, || async {
             status("checkout-csat")
                 .await
-                .is_some_and(|st| st.previous_value.is_some())
+                .is_some_and(|st| st.gap.is_some_and(|g| (g - 5.0).abs() < 1e-6))
         })
-        .await
+        .await,
+        "the new target's gap"
     );
-    let second = status("checkout-csat").await.unwrap();
-    assert!((second.previous_value.unwrap() - 80.0).abs() < 1e-6);
-    assert!(second.gap_change.unwrap().abs() < 1e-6, "{second:?}");
+    let retargeted = status("checkout-csat").await.unwrap();
+    assert_eq!(retargeted.state, Some(KpiState::Breached), "{retargeted:?}");
+    assert_eq!(
+        (retargeted.previous_value, retargeted.gap_change),
+        (None, None)
+    );
+    assert_eq!(
+        retargeted.observed_generation,
+        after.metadata.generation.map(|g| g + 1)
+    );
+    let text = metrics.encode();
+    let series = format!(
+        r#"{{indicator="csat",journey="main",kpi="checkout-csat",namespace="{ns}",owner="digital",stage="purchase"}}"#
+    );
+    assert!(text.contains(&format!("cx_kpi_gap{series} 5\n")), "{text}");
     assert!(
-        eventually(WAIT, || async {
-            status("ambitious-csat")
-                .await
-                .is_some_and(|st| st.previous_value.is_some())
-        })
-        .await
+        text.contains(&format!("cx_kpi_target{series} 85\n")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("cx_kpi_gap_change{series}")),
+        "{text}"
     );
 
     // The namespace's PrometheusRule passes the Prometheus Operator's own schema.
@@ -240,7 +282,6 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     );
 
     // Deleting a KPI removes its series.
-    let kpis: Api<ExperienceKPI> = Api::namespaced(admin.clone(), &ns);
     kpis.delete("ambitious-csat", &DeleteParams::default())
         .await
         .unwrap();

@@ -162,11 +162,13 @@ pub enum BuiltinIndicator {
     Fcr,
     /// % of interactions abandoned.
     AbandonmentRate,
-    /// Seconds until first response, 90th percentile.
+    /// Seconds until first response of answered contacts (abandoned ones excluded), 90th
+    /// percentile.
     FirstResponseTime,
     /// % of support contacts resolved.
     ResolutionRate,
-    /// % of interactions answered within the channel's serviceLevels.firstResponseSeconds.
+    /// % of contacts offered (abandoned ones included) answered within the channel's
+    /// serviceLevels.firstResponseSeconds.
     ServiceLevel,
 }
 
@@ -281,13 +283,15 @@ pub struct ExperienceKPIStatus {
     /// Value measured in the last cycle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    /// Value measured in the cycle before.
+    /// Value over the previous cycle: the previous window (rolling), or the previous month or
+    /// quarter (calendar).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_value: Option<f64>,
     /// Shortfall to target: > 0 is worse than target, <= 0 meets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<f64>,
-    /// This cycle's gap minus the previous cycle's: > 0 means the experience got worse.
+    /// This cycle's gap minus the previous cycle's (both with at least minSamples samples): > 0
+    /// means the experience got worse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap_change: Option<f64>,
     /// Samples (answers or interactions) in the window.
@@ -299,7 +303,8 @@ pub struct ExperienceKPIStatus {
     /// When the KPI was last evaluated with a changed result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_evaluation_time: Option<Time>,
-    /// Conditions: Ready (evaluated), QueryValid (the indicator compiles to valid PromQL).
+    /// Conditions: Ready (evaluated), QueryValid (the indicator compiles to valid PromQL),
+    /// WindowValid (the window is at least the interval and within Prometheus' retention).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Conditions,

@@ -44,6 +44,21 @@ pub struct CheckReport {
     pub findings: Vec<Finding>,
     /// The collectors the operator would deploy.
     pub plan: PlanSummary,
+    /// The PromQL each KPI is evaluated with (KPIs that compile), in namespace/name order.
+    pub kpi_queries: Vec<KpiQueries>,
+}
+
+/// The queries of one KPI, ready to paste into Prometheus.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KpiQueries {
+    /// The KPI.
+    pub kpi: ObjectRef,
+    /// `spec.window`.
+    pub window: String,
+    /// The queries.
+    #[serde(flatten)]
+    pub queries: crate::kpi::promql::DisplayedQueries,
 }
 
 /// Counts at a glance.
@@ -93,6 +108,9 @@ pub struct CheckOutcome {
     pub plans: Vec<CollectorPlan>,
     /// The collector pools, in namespace order.
     pub pools: Vec<PoolPlan>,
+    /// The PrometheusRules routing the KPIs' breaches (one per namespace with KPIs), as the
+    /// operator applies them with `--prometheus-rules` (without the extra labels it is given).
+    pub rules: Vec<serde_json::Value>,
 }
 
 impl CheckOutcome {
@@ -154,7 +172,8 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
     )
     .offline();
     let mut analysis: Analysis = analyze(&world);
-    analysis.findings.extend(kpi_query_findings(&world));
+    let (kpi_findings, kpi_queries) = kpi_query_findings(&world);
+    analysis.findings.extend(kpi_findings);
     analysis
         .findings
         .sort_by_key(|f| (kind_rank(&f.subject.kind), f.subject.clone(), f.code));
@@ -260,11 +279,17 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
             unplanned,
             refused,
         },
+        kpi_queries,
     };
+    let rules = crate::kpi::rules::prometheus_rules(&inventory.kpis, &BTreeMap::new())
+        .iter()
+        .filter_map(|rule| serde_json::to_value(rule).ok())
+        .collect();
     CheckOutcome {
         report,
         plans,
         pools,
+        rules,
     }
 }
 
@@ -305,9 +330,11 @@ fn kind_rank(kind: &str) -> u8 {
 /// KPIs the operator could never evaluate, found by compiling their queries as it would: a builtin
 /// indicator whose touchpoints produce none of its signal (an nps KPI over csat touchpoints), a
 /// custom PromQL expression or a window Prometheus would refuse. Without this, `check` passed them.
-fn kpi_query_findings(world: &World) -> Vec<Finding> {
+fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
+    use crate::kpi::promql::displayed_queries;
     use crate::kpi::{KpiError, QueryScope, WindowSpec, compile};
     let mut findings = Vec::new();
+    let mut queries = Vec::new();
     for (k, kpi) in world.kpis.iter().enumerate() {
         let name = kpi.metadata.name.clone().unwrap_or_default();
         let subject = ObjectRef::to(kpi);
@@ -338,7 +365,15 @@ fn kpi_query_findings(world: &World) -> Vec<Finding> {
             &window,
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         ) {
-            Ok(_) => {}
+            Ok(_) => {
+                if let Ok(shown) = displayed_queries(&kpi.spec, &scope, &window) {
+                    queries.push(KpiQueries {
+                        kpi: ObjectRef::to(kpi),
+                        window: kpi.spec.window.clone(),
+                        queries: shown,
+                    });
+                }
+            }
             Err(KpiError::EmptyScope(why)) => findings.push(
                 Finding::new(
                     FindingCode::KpiSignalMissing,
@@ -375,5 +410,6 @@ fn kpi_query_findings(world: &World) -> Vec<Finding> {
             ),
         }
     }
-    findings
+    queries.sort_by(|a, b| a.kpi.cmp(&b.kpi));
+    (findings, queries)
 }

@@ -46,7 +46,8 @@ pub struct CheckArgs {
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Print the Kubernetes objects the operator would deploy instead of the report: YAML, or a
-    /// JSON `v1` List with `-o json`. Errors go to stderr (and the exit code is 1).
+    /// JSON `v1` List with `-o json`, collectors then the KPIs' PrometheusRules (one per namespace,
+    /// applied with `run --prometheus-rules`). Errors go to stderr (and the exit code is 1).
     #[arg(long)]
     pub plan: bool,
     /// Collector image to plan when a touchpoint names none (default: this version's image).
@@ -132,8 +133,12 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     };
     if args.plan {
         write_stdout(&match args.output {
-            OutputFormat::Json => report::render_plan_json(&outcome.plans, &outcome.pools),
-            OutputFormat::Text => report::render_plan(&outcome.plans, &outcome.pools),
+            OutputFormat::Json => {
+                report::render_plan_json(&outcome.plans, &outcome.pools, &outcome.rules)
+            }
+            OutputFormat::Text => {
+                report::render_plan(&outcome.plans, &outcome.pools, &outcome.rules)
+            }
         });
         let summary = &outcome.report.summary;
         if summary.errors > 0 {

@@ -347,6 +347,25 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         out.push_str(&self_assessment(&style, &j.self_assessment));
     }
 
+    if !report.kpi_queries.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{} (paste into Prometheus; calendar windows: $window = seconds since the period's start)",
+            style.bold("KPI queries")
+        );
+        for k in &report.kpi_queries {
+            let _ = writeln!(
+                out,
+                "  {}/{} over {}; previous cycle: {}",
+                k.kpi.namespace, k.kpi.name, k.window, k.queries.previous_cycle
+            );
+            let _ = writeln!(out, "    value:   {}", k.queries.value);
+            if let Some(samples) = &k.queries.samples {
+                let _ = writeln!(out, "    samples: {samples}");
+            }
+        }
+    }
+
     let p = &report.plan;
     let objects: Vec<String> = p.objects.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let mut deployed = Vec::new();
@@ -422,32 +441,44 @@ pub fn render_errors(report: &CheckReport, color: bool) -> String {
     out
 }
 
-/// The planned objects as one `v1` List in JSON (what `kubectl apply -f` takes), in apply order.
-pub fn render_plan_json(plans: &[CollectorPlan], pools: &[PoolPlan]) -> String {
-    let items: Vec<serde_json::Value> = plan_objects(plans, pools).collect();
+/// The planned objects as one `v1` List in JSON (what `kubectl apply -f` takes), in apply order:
+/// the collectors' objects, then the KPIs' PrometheusRules (applied with `--prometheus-rules`).
+pub fn render_plan_json(
+    plans: &[CollectorPlan],
+    pools: &[PoolPlan],
+    rules: &[serde_json::Value],
+) -> String {
+    let items: Vec<serde_json::Value> = plan_objects(plans, pools, rules).collect();
     let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
     out.push('\n');
     out
 }
 
-/// The planned objects as one multi-document YAML, in apply order.
-pub fn render_plan(plans: &[CollectorPlan], pools: &[PoolPlan]) -> String {
+/// The planned objects as one multi-document YAML, in apply order (as [`render_plan_json`]).
+pub fn render_plan(
+    plans: &[CollectorPlan],
+    pools: &[PoolPlan],
+    rules: &[serde_json::Value],
+) -> String {
     let mut out = String::new();
-    for object in plan_objects(plans, pools) {
+    for object in plan_objects(plans, pools, rules) {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
     }
     out
 }
 
-/// Every planned object: the pools first (namespace order), then the dedicated collectors.
+/// Every planned object: the pools first (namespace order), then the dedicated collectors, then
+/// the KPIs' PrometheusRules.
 fn plan_objects<'a>(
     plans: &'a [CollectorPlan],
     pools: &'a [PoolPlan],
+    rules: &'a [serde_json::Value],
 ) -> impl Iterator<Item = serde_json::Value> + 'a {
     pools
         .iter()
         .flat_map(PoolPlan::objects)
         .chain(plans.iter().flat_map(CollectorPlan::objects))
+        .chain(rules.iter().cloned())
 }

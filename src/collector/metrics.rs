@@ -27,6 +27,15 @@ pub const DEFAULT_DURATION_BUCKETS: [f64; 17] = [
     1800.0, 3600.0,
 ];
 
+/// Bucket boundaries (seconds) of `cx_first_response_seconds`: finer than the duration histogram
+/// where first responses are promised (seconds to minutes), so the p90 that `first-response-time`
+/// interpolates inside one bucket is off by at most that bucket's width (5 s up to a minute,
+/// 15 s up to three). The channel's promise is added to them.
+pub const FIRST_RESPONSE_BUCKETS: [f64; 26] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0, 75.0, 90.0,
+    105.0, 120.0, 135.0, 150.0, 165.0, 180.0, 240.0, 300.0, 600.0, 3600.0,
+];
+
 /// Highest survey score of any metric (nps 10), so scores index a fixed array.
 const SCORE_SLOTS: usize = 11;
 const REASONS: usize = Reason::ALL.len();
@@ -43,6 +52,8 @@ struct Families {
     interactions: Option<IntCounterVec>,
     /// The bucket boundaries and the histogram family built with them.
     durations: Option<(Vec<f64>, HistogramVec)>,
+    /// The bucket boundaries and the first-response histogram built with them.
+    first_responses: Option<(Vec<f64>, Histogram)>,
 }
 
 /// The collector's registry and pre-built series.
@@ -57,6 +68,8 @@ pub struct CollectorMetrics {
     interactions: [Option<IntCounter>; 7],
     /// `[timing]`: `None` for undeclared timings.
     durations: [Option<Histogram>; 2],
+    /// Waits of answered contacts (every outcome but `abandoned`), when `wait` is declared.
+    first_responses: Option<Histogram>,
 }
 
 impl CollectorMetrics {
@@ -143,6 +156,8 @@ impl CollectorMetrics {
         let mut durations: [Option<Histogram>; 2] = Default::default();
         let mut interactions_family = None;
         let mut durations_family = None;
+        let mut first_responses = None;
+        let mut first_responses_family = None;
         if config.interactions.is_some() {
             let interactions_vec = match previous.and_then(|p| p.interactions.clone()) {
                 Some(family) => family,
@@ -186,6 +201,27 @@ impl CollectorMetrics {
                     }
                 }
             }
+            if schema.declares_timing(crate::api::Timing::Wait) {
+                let buckets = first_response_buckets(config.first_response_seconds);
+                let kept = previous
+                    .and_then(|p| p.first_responses.clone())
+                    .filter(|(kept, _)| *kept == buckets);
+                let histogram = match kept {
+                    Some((_, histogram)) => histogram,
+                    None => Histogram::with_opts(
+                        HistogramOpts::new(
+                            "cx_first_response_seconds",
+                            "Wait until the first response of answered contacts (every outcome \
+                             but abandoned), in seconds: first-response time and service level.",
+                        )
+                        .const_labels(const_labels.clone())
+                        .buckets(buckets.clone()),
+                    )?,
+                };
+                first_responses_family = Some((buckets, histogram.clone()));
+                register(&registry, &histogram)?;
+                first_responses = Some(histogram);
+            }
         }
 
         Ok(CollectorMetrics {
@@ -197,12 +233,14 @@ impl CollectorMetrics {
                 survey: survey_vec,
                 interactions: interactions_family,
                 durations: durations_family,
+                first_responses: first_responses_family,
             },
             received,
             rejected,
             survey,
             interactions,
             durations,
+            first_responses,
         })
     }
 
@@ -231,6 +269,13 @@ impl CollectorMetrics {
                         histogram.observe(seconds);
                     }
                 }
+                if let (Some(seconds), Some(histogram), true) = (
+                    wait_seconds,
+                    &self.first_responses,
+                    outcome != Outcome::Abandoned,
+                ) {
+                    histogram.observe(seconds);
+                }
             }
         }
         self.received.inc();
@@ -254,6 +299,7 @@ impl CollectorMetrics {
                 .durations
                 .each_ref()
                 .map(|histogram| histogram.as_ref().map(Histogram::local)),
+            first_responses: self.first_responses.as_ref().map(Histogram::local),
         }
     }
 
@@ -312,6 +358,18 @@ pub fn duration_buckets(first_response_seconds: Option<u32>) -> Vec<f64> {
     buckets
 }
 
+/// The first-response histogram's bucket boundaries: [`FIRST_RESPONSE_BUCKETS`] plus the
+/// channel's promise, so "answered within the promise" is an exact bucket.
+pub fn first_response_buckets(first_response_seconds: Option<u32>) -> Vec<f64> {
+    let mut buckets = FIRST_RESPONSE_BUCKETS.to_vec();
+    if let Some(seconds) = first_response_seconds.filter(|s| *s > 0) {
+        buckets.push(f64::from(seconds));
+    }
+    buckets.sort_by(f64::total_cmp);
+    buckets.dedup();
+    buckets
+}
+
 /// Counts of one batch, kept apart from the shared series until the batch is answered.
 pub struct BatchTally<'m> {
     metrics: &'m CollectorMetrics,
@@ -320,6 +378,7 @@ pub struct BatchTally<'m> {
     survey: [[u64; SCORE_SLOTS]; 3],
     interactions: [u64; 7],
     durations: [Option<LocalHistogram>; 2],
+    first_responses: Option<LocalHistogram>,
 }
 
 impl BatchTally<'_> {
@@ -343,6 +402,13 @@ impl BatchTally<'_> {
                     {
                         histogram.observe(seconds);
                     }
+                }
+                if let (Some(seconds), Some(histogram), true) = (
+                    wait_seconds,
+                    &self.first_responses,
+                    outcome != Outcome::Abandoned,
+                ) {
+                    histogram.observe(seconds);
                 }
             }
         }
@@ -379,7 +445,12 @@ impl BatchTally<'_> {
                 counter.inc_by(*count);
             }
         }
-        for histogram in self.durations.iter().flatten() {
+        for histogram in self
+            .durations
+            .iter()
+            .chain([&self.first_responses])
+            .flatten()
+        {
             histogram.flush();
         }
         for (counter, count) in metrics.rejected.iter().zip(&self.rejected) {
@@ -396,7 +467,12 @@ impl BatchTally<'_> {
 impl Drop for BatchTally<'_> {
     /// A batch that was not committed leaves no trace (local histograms flush on drop otherwise).
     fn drop(&mut self) {
-        for histogram in self.durations.iter().flatten() {
+        for histogram in self
+            .durations
+            .iter()
+            .chain([&self.first_responses])
+            .flatten()
+        {
             histogram.clear();
         }
     }
@@ -568,6 +644,23 @@ firstResponseSeconds: 25
             ),
             25.0
         );
+        // An abandoned contact waited, but was never answered.
+        assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 0.0);
+        metrics.record(&Event::Interaction {
+            outcome: Outcome::Completed,
+            wait_seconds: Some(22.0),
+            handle_seconds: None,
+        });
+        let text = metrics.render().expect("render");
+        assert_eq!(
+            value(&text, "cx_first_response_seconds_bucket", &[("le", "20")]),
+            0.0
+        );
+        assert_eq!(
+            value(&text, "cx_first_response_seconds_bucket", &[("le", "25")]),
+            1.0
+        );
+        assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 1.0);
         assert_eq!(
             value(
                 &text,
@@ -627,6 +720,7 @@ firstResponseSeconds: 25
             ),
             2.0
         );
+        assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 2.0);
         assert_eq!(
             value(
                 &text,

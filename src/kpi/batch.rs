@@ -4,13 +4,15 @@
 //! A cycle of 1,000 KPIs would otherwise be 2,000 queries, each re-reading overlapping series.
 //! Instead, every family is asked once per window, broken down by touchpoint:
 //!
-//! | family | query |
+//! | family | query (`N` is [`counted`]: the exact increments in the window) |
 //! |---|---|
-//! | survey `m` | `sum by (namespace, touchpoint, score) (increase(cx_survey_responses_total{namespace=~"…", metric="m"}[w]))` |
-//! | interactions | `sum by (namespace, touchpoint, outcome) (increase(cx_interactions_total{namespace=~"…"}[w]))` |
-//! | waits | `sum by (namespace, touchpoint, le) (increase(cx_interaction_duration_seconds_bucket{namespace=~"…", timing="wait"}[w]))` |
+//! | survey `m` | `sum by (namespace, touchpoint, score) (N(cx_survey_responses_total{namespace=~"…", metric="m"}))` |
+//! | interactions | `sum by (namespace, touchpoint, outcome) (N(cx_interactions_total{namespace=~"…"}))` |
+//! | waits | `sum by (namespace, touchpoint, le) (N(cx_first_response_seconds_bucket{namespace=~"…"}))`, plus the contacts offered, `sum by (namespace, touchpoint) (N(cx_interaction_duration_seconds_count{namespace=~"…", timing="wait"}))` as `le="offered"` |
 //!
-//! and each KPI sums the rows of its touchpoints exactly as its compiled PromQL
+//! each for the current and the previous cycle in the same query (rows labelled
+//! `cx_conductor_cycle="current"` / `"previous"`, see [`CYCLE_LABEL`]), and each KPI sums the
+//! rows of its touchpoints exactly as its compiled PromQL
 //! ([`super::promql::compile_builtin`]) would: sums are associative, and the histogram quantile is
 //! Prometheus' own `histogram_quantile` algorithm ([`bucket_quantile`]). The integration tests
 //! check both paths against the same hand-computed values.
@@ -18,14 +20,38 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::KpiError;
-use super::evaluate::{Measurement, SampleCount};
+use super::evaluate::{Measurement, Reading, SampleCount};
 use super::prometheus::Sample;
 use super::promql::{
-    CONTACT_OUTCOMES, DURATIONS, FIRST_RESPONSE_QUANTILE, INTERACTIONS, NPS_DETRACTORS,
-    NPS_PROMOTERS, SURVEY_RESPONSES, common_bounds, label_in,
+    CONTACT_OUTCOMES, DURATIONS, FIRST_RESPONSE_QUANTILE, FIRST_RESPONSES, INTERACTIONS,
+    NPS_DETRACTORS, NPS_PROMOTERS, SURVEY_RESPONSES, common_bounds, counted, label_in,
 };
 use super::scope::{QueryScope, TouchpointScope};
+use super::window::Span;
 use crate::api::{BuiltinIndicator, SurveyMetric};
+
+/// The label telling a family query's current-cycle rows from its previous-cycle ones.
+pub const CYCLE_LABEL: &str = "cx_conductor_cycle";
+/// The `le` value of the waits family's row of contacts offered.
+pub const OFFERED: &str = "offered";
+
+/// Which cycle a row measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cycle {
+    /// The window ending at the evaluation time.
+    Current,
+    /// The window before it ([`crate::kpi::WindowSpec::previous`]).
+    Previous,
+}
+
+impl Cycle {
+    fn as_str(self) -> &'static str {
+        match self {
+            Cycle::Current => "current",
+            Cycle::Previous => "previous",
+        }
+    }
+}
 
 /// A group of series queried once per window for every builtin KPI that needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,38 +87,63 @@ impl Family {
         }
     }
 
-    /// The family's query over `namespaces` for a window `range`.
-    pub fn query<S: AsRef<str>>(self, namespaces: &[S], range: &str) -> String {
-        let ns = label_in("namespace", namespaces);
-        let (metric, matchers) = match self {
-            Family::Survey(metric) => (
-                SURVEY_RESPONSES.to_owned(),
-                format!("{ns}, metric=\"{}\"", metric.as_str()),
-            ),
-            Family::Interactions => (INTERACTIONS.to_owned(), ns),
-            Family::Waits => (
-                format!("{DURATIONS}_bucket"),
-                format!("{ns}, timing=\"wait\""),
-            ),
+    /// The family's query over `namespaces` for the `current` and `previous` cycles: one
+    /// HTTP query, rows labelled with [`CYCLE_LABEL`].
+    pub fn query<S: AsRef<str>>(self, namespaces: &[S], current: &Span, previous: &Span) -> String {
+        let tagged = |span: &Span, cycle: Cycle| {
+            format!(
+                "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
+                self.cycle_query(namespaces, span),
+                cycle.as_str()
+            )
         };
         format!(
-            "sum by (namespace, touchpoint, {}) (increase({metric}{{{matchers}}}[{range}]))",
-            self.key_label()
+            "{} or {}",
+            tagged(current, Cycle::Current),
+            tagged(previous, Cycle::Previous)
         )
+    }
+
+    /// The family's query for one cycle.
+    pub fn cycle_query<S: AsRef<str>>(self, namespaces: &[S], span: &Span) -> String {
+        let ns = label_in("namespace", namespaces);
+        let by = |metric: &str, matchers: &str| {
+            format!(
+                "sum by (namespace, touchpoint, {}) ({})",
+                self.key_label(),
+                counted(metric, matchers, span)
+            )
+        };
+        match self {
+            Family::Survey(metric) => by(
+                SURVEY_RESPONSES,
+                &format!("{ns}, metric=\"{}\"", metric.as_str()),
+            ),
+            Family::Interactions => by(INTERACTIONS, &ns),
+            Family::Waits => format!(
+                "{} or label_replace(sum by (namespace, touchpoint) ({}), \"le\", \"{OFFERED}\", \"\", \"\")",
+                by(&format!("{FIRST_RESPONSES}_bucket"), &ns),
+                counted(
+                    &format!("{DURATIONS}_count"),
+                    &format!("{ns}, timing=\"wait\""),
+                    span
+                )
+            ),
+        }
     }
 }
 
 /// One family's answer: per (namespace, touchpoint), the value of each key label.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FamilyTable {
-    rows: HashMap<(String, String), Vec<(String, f64)>>,
+    rows: HashMap<(Cycle, String, String), Vec<(String, f64)>>,
 }
 
 impl FamilyTable {
     /// Indexes the samples of a family query. Samples without the labels the query groups by are
     /// an error: the answer is not the one asked for.
     pub fn from_samples(family: Family, samples: Vec<Sample>) -> Result<FamilyTable, KpiError> {
-        let mut rows: HashMap<(String, String), Vec<(String, f64)>> = HashMap::new();
+        let mut rows: HashMap<(Cycle, String, String), Vec<(String, f64)>> = HashMap::new();
         let key_label = family.key_label();
         for mut sample in samples {
             let mut take = |label: &str| {
@@ -103,20 +154,34 @@ impl FamilyTable {
                     ))
                 })
             };
+            let cycle = match take(CYCLE_LABEL)?.as_str() {
+                "current" => Cycle::Current,
+                "previous" => Cycle::Previous,
+                other => {
+                    return Err(KpiError::UnexpectedResult(format!(
+                        "a {family:?} row has {CYCLE_LABEL}={other:?}"
+                    )));
+                }
+            };
             let namespace = take("namespace")?;
             let touchpoint = take("touchpoint")?;
             let key = take(key_label)?;
-            rows.entry((namespace, touchpoint))
+            rows.entry((cycle, namespace, touchpoint))
                 .or_default()
                 .push((key, sample.value));
         }
         Ok(FamilyTable { rows })
     }
 
-    /// The rows of one touchpoint (`None`: Prometheus has no series for it).
-    pub fn touchpoint(&self, namespace: &str, touchpoint: &str) -> Option<&[(String, f64)]> {
+    /// The rows of one touchpoint in one cycle (`None`: Prometheus has no series for it).
+    pub fn touchpoint(
+        &self,
+        cycle: Cycle,
+        namespace: &str,
+        touchpoint: &str,
+    ) -> Option<&[(String, f64)]> {
         self.rows
-            .get(&(namespace.to_owned(), touchpoint.to_owned()))
+            .get(&(cycle, namespace.to_owned(), touchpoint.to_owned()))
             .map(Vec::as_slice)
     }
 }
@@ -129,13 +194,32 @@ pub fn measure_builtin(
     scope: &QueryScope,
     table: &FamilyTable,
 ) -> Measurement {
+    let current = read_builtin(indicator, scope, table, Cycle::Current);
+    Measurement {
+        value: current.value,
+        samples: current.samples,
+        previous: Some(read_builtin(indicator, scope, table, Cycle::Previous)),
+    }
+}
+
+/// The value and samples of a builtin indicator over `scope` in one cycle.
+pub fn read_builtin(
+    indicator: BuiltinIndicator,
+    scope: &QueryScope,
+    table: &FamilyTable,
+    cycle: Cycle,
+) -> Reading {
     let measured = scope.measuring(indicator);
     let present: Vec<(&TouchpointScope, &[(String, f64)])> = measured
         .iter()
-        .filter_map(|t| table.touchpoint(&scope.namespace, &t.name).map(|r| (*t, r)))
+        .filter_map(|t| {
+            table
+                .touchpoint(cycle, &scope.namespace, &t.name)
+                .map(|r| (*t, r))
+        })
         .collect();
     if present.is_empty() {
-        return Measurement {
+        return Reading {
             value: None,
             samples: SampleCount::NoSeries,
         };
@@ -146,7 +230,7 @@ pub fn measure_builtin(
             .flat_map(|(t, rows)| rows.iter().filter(|(k, _)| keep(t, k)).map(|(_, v)| *v))
             .sum()
     };
-    let ratio = |numerator: f64, denominator: f64, scale: f64| Measurement {
+    let ratio = |numerator: f64, denominator: f64, scale: f64| Reading {
         value: Some(scale * numerator / denominator),
         samples: SampleCount::Counted(denominator),
     };
@@ -192,6 +276,7 @@ pub fn measure_builtin(
                 .map(|bounds| bounds.into_iter().map(f64::to_bits).collect());
             let mut buckets: BTreeMap<u64, f64> = BTreeMap::new();
             let mut count = 0.0;
+            // Answered contacts only: the `offered` row (every wait) is not a bucket.
             for (_, rows) in &present {
                 for (le, v) in rows.iter() {
                     let Some(bound) = parse_le(le) else { continue };
@@ -207,7 +292,7 @@ pub fn measure_builtin(
                 .into_iter()
                 .map(|(k, v)| (from_order_key(k), v))
                 .collect();
-            Measurement {
+            Reading {
                 value: Some(bucket_quantile(FIRST_RESPONSE_QUANTILE, &buckets)),
                 samples: SampleCount::Counted(count),
             }
@@ -218,8 +303,8 @@ pub fn measure_builtin(
                     .zip(t.first_response_seconds)
                     .is_some_and(|(bound, promise)| bound == f64::from(promise))
             });
-            let count = sum_where(&|_, k| parse_le(k) == Some(f64::INFINITY));
-            ratio(within, count, 100.0)
+            let offered = sum_where(&|_, k| k == OFFERED);
+            ratio(within, offered, 100.0)
         }
     }
 }
@@ -329,10 +414,15 @@ mod tests {
 
     fn row(ns: &str, tp: &str, key_label: &str, key: &str, value: f64) -> Sample {
         Sample {
-            labels: [("namespace", ns), ("touchpoint", tp), (key_label, key)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            labels: [
+                ("namespace", ns),
+                ("touchpoint", tp),
+                (key_label, key),
+                (CYCLE_LABEL, "current"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
             value,
         }
     }
@@ -371,24 +461,54 @@ mod tests {
 
     #[test]
     fn family_queries_group_by_touchpoint() {
+        let now: k8s_openapi::jiff::Timestamp = "2026-11-03T10:15:00Z".parse().expect("now");
+        let window = crate::kpi::WindowSpec::parse("7d").expect("window");
+        let (current, previous) = (window.current(now), window.previous(now));
+        let n = |x: &str, o: &str, s: &str| {
+            format!(
+                "(((last_over_time({x}[7d]{o}) - {x} offset {s}) or last_over_time({x}[7d]{o})) unless resets({x}[7d]{o}) > 0 or increase({x}[7d]{o}))"
+            )
+        };
+        let nps = r#"cx_survey_responses_total{namespace=~"b2b|retail", metric="nps"}"#;
         assert_eq!(
-            Family::Survey(SurveyMetric::Nps).query(&["retail", "b2b"], "7d"),
-            r#"sum by (namespace, touchpoint, score) (increase(cx_survey_responses_total{namespace=~"b2b|retail", metric="nps"}[7d]))"#
+            Family::Survey(SurveyMetric::Nps).query(&["retail", "b2b"], &current, &previous),
+            format!(
+                r#"label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "previous", "", "")"#,
+                n(nps, "", "7d"),
+                n(nps, " offset 7d", "14d")
+            )
+        );
+        let interactions = r#"cx_interactions_total{namespace="retail"}"#;
+        assert_eq!(
+            Family::Interactions.cycle_query(&["retail"], &current),
+            format!(
+                "sum by (namespace, touchpoint, outcome) ({})",
+                n(interactions, "", "7d")
+            )
         );
         assert_eq!(
-            Family::Interactions.query(&["retail"], "2764800s"),
-            r#"sum by (namespace, touchpoint, outcome) (increase(cx_interactions_total{namespace="retail"}[2764800s]))"#
-        );
-        assert_eq!(
-            Family::Waits.query(&["retail"], "1h"),
-            r#"sum by (namespace, touchpoint, le) (increase(cx_interaction_duration_seconds_bucket{namespace="retail", timing="wait"}[1h]))"#
+            Family::Waits.cycle_query(&["retail"], &current),
+            format!(
+                r#"sum by (namespace, touchpoint, le) ({}) or label_replace(sum by (namespace, touchpoint) ({}), "le", "offered", "", "")"#,
+                n(
+                    r#"cx_first_response_seconds_bucket{namespace="retail"}"#,
+                    "",
+                    "7d"
+                ),
+                n(
+                    r#"cx_interaction_duration_seconds_count{namespace="retail", timing="wait"}"#,
+                    "",
+                    "7d"
+                )
+            )
         );
         for family in [
             Family::Survey(SurveyMetric::Ces),
             Family::Interactions,
             Family::Waits,
         ] {
-            promql_parser::parser::parse(&family.query(&["a", "b.c"], "28d")).expect("parses");
+            promql_parser::parser::parse(&family.query(&["a", "b.c"], &current, &previous))
+                .expect("parses");
         }
     }
 
@@ -450,7 +570,11 @@ mod tests {
             measure_builtin(BuiltinIndicator::Nps, &s, &elsewhere),
             Measurement {
                 value: None,
-                samples: SampleCount::NoSeries
+                samples: SampleCount::NoSeries,
+                previous: Some(Reading {
+                    value: None,
+                    samples: SampleCount::NoSeries
+                }),
             }
         );
     }
@@ -485,34 +609,40 @@ mod tests {
 
     #[test]
     fn wait_indicators_from_rows() {
-        // call promises 25 s (an extra boundary), chat 60 s (a default one).
+        // call promises 70 s (an extra boundary), chat 60 s (a default one). Buckets count
+        // answered contacts; `offered` counts every wait (call: 2 abandoned).
         let s = scope(vec![
-            touchpoint("call", 5, Some(25)),
+            touchpoint("call", 5, Some(70)),
             touchpoint("chat", 5, Some(60)),
         ]);
         let t = table(
             Family::Waits,
             &[
-                ("call", "20", 4.0),
-                ("call", "25", 6.0),
-                ("call", "30", 8.0),
-                ("call", "60", 10.0),
+                ("call", "60", 4.0),
+                ("call", "70", 6.0),
+                ("call", "75", 8.0),
+                ("call", "90", 9.0),
                 ("call", "+Inf", 10.0),
-                ("chat", "20", 2.0),
-                ("chat", "30.0", 4.0),
+                ("call", "offered", 12.0),
                 ("chat", "60.0", 9.0),
+                ("chat", "75.0", 9.0),
+                ("chat", "90.0", 10.0),
                 ("chat", "+Inf", 10.0),
+                ("chat", "offered", 10.0),
             ],
         );
+        // Answered within the promise (call 6 within 70 s, chat 9 within 60 s) of 22 offered.
         let sl = measure_builtin(BuiltinIndicator::ServiceLevel, &s, &t);
-        assert_eq!(sl.value, Some(100.0 * (6.0 + 9.0) / 20.0));
-        assert_eq!(sl.samples, SampleCount::Counted(20.0));
-        // Without the le=25 bucket only call has: 20 → 6, 30 → 12, 60 → 19, +Inf → 20.
-        // Rank 18 falls in (30, 60]: 30 + 30 × (18 − 12) / (19 − 12).
+        assert_eq!(sl.value, Some(100.0 * 15.0 / 22.0));
+        assert_eq!(sl.samples, SampleCount::Counted(22.0));
+        // Without the le=70 bucket only call has: 60 → 13, 75 → 17, 90 → 19, +Inf → 20.
+        // Rank 18 falls in (75, 90]: 75 + 15 × (18 − 17) / (19 − 17).
         let frt = measure_builtin(BuiltinIndicator::FirstResponseTime, &s, &t);
         let p90 = frt.value.expect("value");
-        assert!((p90 - (30.0 + 30.0 * 6.0 / 7.0)).abs() < 1e-9, "{p90}");
+        assert!((p90 - 82.5).abs() < 1e-9, "{p90}");
         assert_eq!(frt.samples, SampleCount::Counted(20.0));
+        // Nothing for the previous cycle in this table.
+        assert_eq!(frt.previous.map(|p| p.samples), Some(SampleCount::NoSeries));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! One evaluation cycle: every KPI due is measured with as few Prometheus queries as possible.
 //!
-//! - Builtin indicators are grouped by signal family and window length: each group is one query
-//!   broken down by touchpoint ([`super::batch`]), whatever the number of KPIs in it. A cycle of
-//!   1,000 builtin KPIs over three windows is at most 5 families × 3 windows = 15 queries.
-//! - Custom PromQL indicators cannot be merged: each is its value query plus its samples query.
+//! - Builtin indicators are grouped by signal family and window: each group is one query broken
+//!   down by touchpoint ([`super::batch`]), for the current and the previous cycle at once,
+//!   whatever the number of KPIs in it. A cycle of 1,000 builtin KPIs over three windows is at
+//!   most 5 families × 3 windows = 15 queries.
+//! - Custom PromQL indicators cannot be merged with each other: each is one query for its value
+//!   and samples ([`CompiledKpi::combined`]) and one for its previous cycle, evaluated at the end
+//!   of the previous window (a user's expression cannot be shifted with `offset` from outside).
 //! - All of them run concurrently, at most [`PrometheusClient::concurrency`] at a time, at one
 //!   evaluation time (`now`), so every KPI of a cycle sees the same instant.
 //!
@@ -19,11 +22,11 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::KpiError;
 use super::batch::{Family, FamilyTable, measure_builtin};
-use super::evaluate::{Measurement, SampleCount};
-use super::prometheus::{PrometheusClient, QueryResult};
-use super::promql::{CompiledKpi, compile};
+use super::evaluate::{Measurement, Reading, SampleCount};
+use super::prometheus::{PrometheusClient, QueryResult, Sample};
+use super::promql::{CompiledKpi, PART_LABEL, compile};
 use super::scope::QueryScope;
-use super::window::WindowSpec;
+use super::window::{Span, WindowSpec};
 use crate::api::ExperienceKPISpec;
 use crate::core::World;
 
@@ -62,13 +65,17 @@ pub struct CycleReport {
     pub elapsed: Duration,
 }
 
+/// A family query's identity: the family and both cycles' (length, offset).
+type GroupKey = (Family, [Duration; 4]);
+
 enum Done {
-    Family((Family, Duration), Result<FamilyTable, KpiError>),
+    Family(GroupKey, Result<FamilyTable, KpiError>),
     Custom(usize, Result<Measurement, KpiError>),
 }
 
 struct Group {
-    range: String,
+    current: Span,
+    previous: Span,
     namespaces: BTreeSet<String>,
     members: Vec<usize>,
 }
@@ -83,7 +90,7 @@ pub async fn measure_cycle(
     let started = Instant::now();
     let mut results: Vec<Option<Result<Measurement, KpiError>>> = vec![None; requests.len()];
     let mut compiled: Vec<Option<CompiledKpi>> = vec![None; requests.len()];
-    let mut groups: BTreeMap<(Family, Duration), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     let mut customs: Vec<usize> = Vec::new();
 
     for (i, request) in requests.iter().enumerate() {
@@ -95,13 +102,22 @@ pub async fn measure_cycle(
             Ok((window, kpi)) => {
                 match kpi.indicator {
                     Some(indicator) => {
-                        let group = groups
-                            .entry((Family::of(indicator), window.duration(now)))
-                            .or_insert_with(|| Group {
-                                range: kpi.range.clone(),
-                                namespaces: BTreeSet::new(),
-                                members: Vec::new(),
-                            });
+                        let (current, previous) = (window.current(now), window.previous(now));
+                        let key = (
+                            Family::of(indicator),
+                            [
+                                current.length,
+                                current.offset,
+                                previous.length,
+                                previous.offset,
+                            ],
+                        );
+                        let group = groups.entry(key).or_insert_with(|| Group {
+                            current,
+                            previous,
+                            namespaces: BTreeSet::new(),
+                            members: Vec::new(),
+                        });
                         group.namespaces.insert(request.scope.namespace.clone());
                         group.members.push(i);
                     }
@@ -116,7 +132,7 @@ pub async fn measure_cycle(
     let mut jobs: Vec<BoxFuture<'_, Done>> = Vec::new();
     for (&key, group) in &groups {
         let namespaces: Vec<&str> = group.namespaces.iter().map(String::as_str).collect();
-        let query = key.0.query(&namespaces, &group.range);
+        let query = key.0.query(&namespaces, &group.current, &group.previous);
         jobs.push(
             async move {
                 let table = match client.query(&query, now).await {
@@ -135,8 +151,8 @@ pub async fn measure_cycle(
         let Some(kpi) = compiled[i].as_ref() else {
             continue;
         };
-        http_queries += 1 + usize::from(kpi.samples.is_some());
-        jobs.push(async move { Done::Custom(i, measure_one(client, kpi, now).await) }.boxed());
+        http_queries += 2;
+        jobs.push(async move { Done::Custom(i, measure_custom(client, kpi, now).await) }.boxed());
     }
 
     let done: Vec<Done> = stream::iter(jobs)
@@ -184,25 +200,127 @@ pub async fn measure_cycle(
 }
 
 /// Measures one KPI with its own compiled queries: the value query and, when there is one, the
-/// samples query, concurrently.
+/// samples query, for the current and the previous cycle, concurrently (up to four queries: the
+/// reference the batched path is tested against, and what a user can paste into Prometheus).
 pub async fn measure_one(
     client: &PrometheusClient,
     kpi: &CompiledKpi,
     now: Timestamp,
 ) -> Result<Measurement, KpiError> {
-    let value = client.query_number(&kpi.value, now);
-    let samples = async {
-        match &kpi.samples {
+    let before = earlier(now, kpi.previous.evaluated_before);
+    let (current, previous) = futures::join!(
+        read_one(client, &kpi.value, kpi.samples.as_deref(), now),
+        read_one(
+            client,
+            &kpi.previous.value,
+            kpi.previous.samples.as_deref(),
+            before
+        ),
+    );
+    let current = current?;
+    Ok(Measurement {
+        value: current.value,
+        samples: current.samples,
+        previous: previous.ok(),
+    })
+}
+
+async fn read_one(
+    client: &PrometheusClient,
+    value: &str,
+    samples: Option<&str>,
+    at: Timestamp,
+) -> Result<Reading, KpiError> {
+    let value_answer = client.query_number(value, at);
+    let samples_answer = async {
+        match samples {
             None => Ok(SampleCount::NotDefined),
-            Some(query) => client.query_number(query, now).await.map(|n| match n {
+            Some(query) => client.query_number(query, at).await.map(|n| match n {
                 Some(n) => SampleCount::Counted(n),
                 None => SampleCount::NoSeries,
             }),
         }
     };
-    let (value, samples) = futures::join!(value, samples);
-    Ok(Measurement {
+    let (value, samples) = futures::join!(value_answer, samples_answer);
+    Ok(Reading {
         value: value?,
         samples: samples?,
     })
+}
+
+/// Measures a custom KPI with two queries: its [`CompiledKpi::combined`] query now, and the
+/// previous cycle's at the end of the previous window. A previous cycle that cannot be measured
+/// leaves the current measurement standing (`previous: None`).
+pub async fn measure_custom(
+    client: &PrometheusClient,
+    kpi: &CompiledKpi,
+    now: Timestamp,
+) -> Result<Measurement, KpiError> {
+    let (Some(current), Some(previous)) = (&kpi.combined, &kpi.previous.combined) else {
+        return measure_one(client, kpi, now).await;
+    };
+    let before = earlier(now, kpi.previous.evaluated_before);
+    let has_samples = kpi.samples.is_some();
+    let (current, previous) =
+        futures::join!(client.query(current, now), client.query(previous, before));
+    let current = read_parts(current?, has_samples)?;
+    Ok(Measurement {
+        value: current.value,
+        samples: current.samples,
+        previous: previous.and_then(|p| read_parts(p, has_samples)).ok(),
+    })
+}
+
+/// `now` minus `duration` (`now` itself if that is out of range).
+fn earlier(now: Timestamp, duration: Duration) -> Timestamp {
+    now.checked_sub(duration).unwrap_or(now)
+}
+
+/// The value and samples of a combined custom query's answer: each part must be at most one
+/// series; several are a [`KpiError::SeveralSeries`] naming the field.
+pub fn read_parts(answer: QueryResult, has_samples: bool) -> Result<Reading, KpiError> {
+    let QueryResult::Vector(rows) = answer else {
+        return Err(KpiError::UnexpectedResult(
+            "a combined custom query returned a scalar".into(),
+        ));
+    };
+    let (mut values, mut samples): (Vec<Sample>, Vec<Sample>) = (Vec::new(), Vec::new());
+    for mut row in rows {
+        match row.labels.remove(PART_LABEL).as_deref() {
+            Some("value") => values.push(row),
+            Some("samples") => samples.push(row),
+            other => {
+                return Err(KpiError::UnexpectedResult(format!(
+                    "a combined custom query returned a series with {PART_LABEL}={other:?}"
+                )));
+            }
+        }
+    }
+    let one = |rows: Vec<Sample>, field: &'static str| -> Result<Option<f64>, KpiError> {
+        match rows.as_slice() {
+            [] => Ok(None),
+            [only] => Ok(Some(only.value)),
+            several => Err(KpiError::SeveralSeries {
+                field,
+                count: several.len(),
+                labels: several
+                    .iter()
+                    .take(3)
+                    .map(|s| {
+                        let pairs: Vec<String> =
+                            s.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                        format!("{{{}}}", pairs.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    };
+    let value = one(values, "promql")?;
+    let samples = match (has_samples, one(samples, "samplesPromql")?) {
+        (false, _) => SampleCount::NotDefined,
+        (true, None) => SampleCount::NoSeries,
+        (true, Some(n)) => SampleCount::Counted(n),
+    };
+    Ok(Reading { value, samples })
 }

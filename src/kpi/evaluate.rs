@@ -11,11 +11,18 @@
 //! - `Unknown` when there is no number to judge: Prometheus could not answer, the queries found no
 //!   series, or the value is not a number.
 //!
-//! `value` is always the last *measured* value and `previousValue` the one measured before it: a
-//! cycle that measures no number (Unknown, or no answer at all yet) keeps both, with `gap` and
-//! `gapChange`, so a Prometheus outage does not erase the history the gap change is computed
-//! from. Numbers are rounded to [`DECIMALS`] decimals: a KPI reads like "NPS 42.8571", and the
-//! noise of floating-point sums never causes a status write.
+//! `value` is the KPI over its window; `previousValue` the KPI over the *previous cycle*, the
+//! window before it (the previous 7 days of a `7d` window, the previous month of a
+//! `calendar-month` one; see [`super::window::WindowSpec::previous`]), measured from Prometheus at
+//! the same instant — not the value of the previous evaluation tick, which would make `gapChange`
+//! move every interval for no new feedback. `gapChange` = gap − the previous cycle's gap, computed
+//! only when both windows hold at least `minSamples` samples (a change between two windows too
+//! small for a verdict is noise). With no new feedback, nothing changes, and nothing is written.
+//!
+//! A cycle that measures no number (Unknown, or no answer in the window) keeps the last measured
+//! `value` and `gap`, so a Prometheus outage does not erase what the KPI last showed. Numbers are
+//! rounded to [`DECIMALS`] decimals: a KPI reads like "NPS 42.8571", and the noise of
+//! floating-point sums never causes a status write.
 
 use crate::api::{Direction, ExperienceKPIStatus, KpiState, Objective};
 
@@ -42,6 +49,17 @@ pub struct Measurement {
     pub value: Option<f64>,
     /// The samples behind it.
     pub samples: SampleCount,
+    /// The same over the previous cycle; `None` when it could not be measured.
+    pub previous: Option<Reading>,
+}
+
+/// A KPI's value and samples over one window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reading {
+    /// As [`Measurement::value`].
+    pub value: Option<f64>,
+    /// As [`Measurement::samples`].
+    pub samples: SampleCount,
 }
 
 /// The next status of a KPI, with the reason for its state.
@@ -49,11 +67,11 @@ pub struct Measurement {
 pub struct Evaluation {
     /// Last measured value.
     pub value: Option<f64>,
-    /// Value measured before it.
+    /// Value over the previous cycle (the previous window).
     pub previous_value: Option<f64>,
     /// Shortfall to target (`> 0` is worse than target).
     pub gap: Option<f64>,
-    /// This gap minus the previous one.
+    /// This gap minus the previous cycle's (both windows with at least `minSamples` samples).
     pub gap_change: Option<f64>,
     /// Samples in the window.
     pub samples: Option<i64>,
@@ -66,8 +84,9 @@ pub struct Evaluation {
     pub message: String,
 }
 
-/// Judges a measurement against the objective. `previous` is the status of the last cycle
-/// (`None` for a new KPI, or to start afresh after the indicator or scope changed).
+/// Judges a measurement against the objective. `previous` is the current status (`None` for a
+/// new KPI, or to start afresh after the spec changed): its figures are kept when nothing could
+/// be measured.
 pub fn evaluate(
     objective: &Objective,
     min_samples: i64,
@@ -108,6 +127,20 @@ pub fn evaluate(
         }
         SampleCount::NotDefined => None,
     };
+    let enough = |samples: Option<i64>| samples.map_or(min_samples <= 0, |n| n >= min_samples);
+    let before = measurement.previous.map(|p| {
+        let samples = match p.samples {
+            SampleCount::Counted(n) if n.is_finite() => Some(round_count(n)),
+            SampleCount::Counted(_) => Some(0),
+            SampleCount::NoSeries => Some(0),
+            SampleCount::NotDefined => None,
+        };
+        (
+            p.value.filter(|v| v.is_finite()).map(round),
+            enough(samples),
+        )
+    });
+    let previous_value = before.and_then(|(v, _)| v);
     let value = measurement.value.filter(|v| v.is_finite()).map(round);
     let Some(value) = value else {
         // No number: keep the last one, say why.
@@ -126,11 +159,22 @@ pub fn evaluate(
                 ),
             ),
         };
-        return kept(state, reason, message, samples);
+        if state == KpiState::Unknown {
+            return kept(state, reason, message, samples);
+        }
+        // No answer in the window: the last value stays, the previous cycle is measured.
+        return Evaluation {
+            previous_value,
+            gap_change: None,
+            ..kept(state, reason, message, samples)
+        };
     };
 
     let gap = round(gap(objective, value));
-    let previous_gap = previous.and_then(|p| p.gap);
+    let previous_gap = match before {
+        Some((Some(v), true)) if enough(samples) => Some(round(self::gap(objective, v))),
+        _ => None,
+    };
     let (state, reason, message) = match samples {
         Some(n) if n < min_samples => insufficient(n, min_samples),
         None if min_samples > 0 => (
@@ -147,7 +191,7 @@ pub fn evaluate(
     };
     Evaluation {
         value: Some(value),
-        previous_value: previous.and_then(|p| p.value),
+        previous_value,
         gap: Some(gap),
         gap_change: previous_gap.map(|g| round(gap - g)),
         samples,
@@ -214,8 +258,8 @@ pub fn round(value: f64) -> f64 {
     (value * scale).round() / scale + 0.0
 }
 
-/// A sample count as an integer: `increase()` can return fractions (extrapolation at the window
-/// edges), a count of answers cannot.
+/// A sample count as an integer: the exact counts are whole numbers, but `increase()` (a series
+/// whose counter reset, or a custom `samplesPromql`) can return fractions.
 fn round_count(samples: f64) -> i64 {
     // Saturating conversion: absurd values cannot panic.
     samples.round().max(0.0) as i64
@@ -281,6 +325,23 @@ mod tests {
         Ok(Measurement {
             value: Some(value),
             samples: SampleCount::Counted(samples),
+            previous: None,
+        })
+    }
+
+    /// A measurement with its previous cycle's value and samples.
+    fn with_previous(
+        value: f64,
+        samples: f64,
+        previous: f64,
+        previous_samples: f64,
+    ) -> Result<Measurement, KpiError> {
+        Ok(Measurement {
+            previous: Some(Reading {
+                value: Some(previous),
+                samples: SampleCount::Counted(previous_samples),
+            }),
+            ..counted(value, samples).expect("ok")
         })
     }
 
@@ -323,32 +384,80 @@ mod tests {
     }
 
     #[test]
-    fn previous_value_and_gap_change_come_from_the_last_cycle() {
+    fn previous_value_and_gap_change_come_from_the_previous_window() {
         let objective = at_least(40.0, Some(30.0));
-        let first = evaluate(&objective, 30, None, &counted(35.0, 100.0)).to_status(None);
-        assert_eq!(
-            (first.value, first.gap, first.gap_change),
-            (Some(35.0), Some(5.0), None)
+        // This window 42 on 120 answers, the previous one 35 on 100: the gap shrank by 7.
+        let e = evaluate(
+            &objective,
+            30,
+            None,
+            &with_previous(42.0, 120.0, 35.0, 100.0),
         );
-        let second = evaluate(&objective, 30, Some(&first), &counted(42.0, 120.0));
-        assert_eq!(second.value, Some(42.0));
-        assert_eq!(second.previous_value, Some(35.0));
-        assert_eq!(second.gap, Some(-2.0));
-        // The gap shrank by 7: the experience improved.
-        assert_eq!(second.gap_change, Some(-7.0));
-        assert_eq!(second.state, KpiState::Met);
+        assert_eq!(e.value, Some(42.0));
+        assert_eq!(e.previous_value, Some(35.0));
+        assert_eq!(e.gap, Some(-2.0));
+        assert_eq!(e.gap_change, Some(-7.0));
+        assert_eq!(e.state, KpiState::Met);
+        let first = e.to_status(None);
 
-        let second = second.to_status(Some(&first));
-        let third = evaluate(&objective, 30, Some(&second), &counted(33.3333333, 130.0));
-        assert_eq!(third.previous_value, Some(42.0));
+        // The same windows measured again (no new feedback): the same status, nothing to write.
+        let again = evaluate(
+            &objective,
+            30,
+            Some(&first),
+            &with_previous(42.0, 120.0, 35.0, 100.0),
+        )
+        .to_status(Some(&first));
+        assert!(!status_changed(Some(&first), &again));
+
+        // The previous status plays no part: previousValue is not the last tick's value.
+        let third = evaluate(
+            &objective,
+            30,
+            Some(&first),
+            &with_previous(33.3333333, 130.0, 40.0, 90.0),
+        );
+        assert_eq!(third.previous_value, Some(40.0));
         assert_eq!(third.value, Some(33.3333));
         assert_eq!(third.gap, Some(6.6667));
-        assert_eq!(third.gap_change, Some(8.6667));
+        assert_eq!(third.gap_change, Some(6.6667));
         assert_eq!(third.state, KpiState::AtRisk);
         assert_eq!(
             third.message,
             "value 33.3333, target at least 40, warning 30: gap 6.6667, AtRisk"
         );
+
+        // A previous window with fewer than minSamples answers: its value is shown, but no gap
+        // change is computed from it; nor when the current window is short.
+        let few = evaluate(
+            &objective,
+            30,
+            None,
+            &with_previous(42.0, 120.0, 35.0, 29.0),
+        );
+        assert_eq!((few.previous_value, few.gap_change), (Some(35.0), None));
+        let short = evaluate(
+            &objective,
+            30,
+            None,
+            &with_previous(42.0, 20.0, 35.0, 100.0),
+        );
+        assert_eq!(short.state, KpiState::InsufficientData);
+        assert_eq!((short.previous_value, short.gap_change), (Some(35.0), None));
+        // No previous data at all (a new touchpoint, or a NaN): no previous value.
+        let none = evaluate(
+            &objective,
+            30,
+            None,
+            &Ok(Measurement {
+                previous: Some(Reading {
+                    value: Some(f64::NAN),
+                    samples: SampleCount::Counted(0.0),
+                }),
+                ..counted(42.0, 120.0).expect("ok")
+            }),
+        );
+        assert_eq!((none.previous_value, none.gap_change), (None, None));
     }
 
     #[test]
@@ -391,6 +500,7 @@ mod tests {
         let measured = Ok(Measurement {
             value: Some(0.5),
             samples: SampleCount::NotDefined,
+            previous: None,
         });
         let e = evaluate(&objective, 30, None, &measured);
         assert_eq!(
@@ -430,6 +540,7 @@ mod tests {
                 Ok(Measurement {
                     value: None,
                     samples: SampleCount::NoSeries,
+                    previous: None,
                 }),
                 "NoData",
                 "scraped",
@@ -438,6 +549,7 @@ mod tests {
                 Ok(Measurement {
                     value: None,
                     samples: SampleCount::Counted(100.0),
+                    previous: None,
                 }),
                 "NoData",
                 "no series",
@@ -446,6 +558,7 @@ mod tests {
                 Ok(Measurement {
                     value: Some(f64::INFINITY),
                     samples: SampleCount::Counted(100.0),
+                    previous: None,
                 }),
                 "NotANumber",
                 "inf",
@@ -462,7 +575,7 @@ mod tests {
                 "{reason}"
             );
         }
-        // After the outage, the gap change is against the last measured gap.
+        // After the outage, both windows are measured afresh.
         let during = evaluate(
             &objective,
             30,
@@ -470,7 +583,12 @@ mod tests {
             &Err(KpiError::Unavailable("down".into())),
         )
         .to_status(Some(&previous));
-        let after = evaluate(&objective, 30, Some(&during), &counted(38.0, 210.0));
+        let after = evaluate(
+            &objective,
+            30,
+            Some(&during),
+            &with_previous(38.0, 210.0, 45.0, 200.0),
+        );
         assert_eq!(
             (
                 after.value,
@@ -519,10 +637,11 @@ mod tests {
         );
         assert_eq!(first.conditions, old.conditions);
         assert!(status_changed(Some(&old), &first));
-        // Same measurement again: previousValue catches up once, then nothing changes.
+        // Same measurement again: nothing changes (previousValue is the previous window's, not
+        // the last tick's).
         let second =
             evaluate(&objective, 30, Some(&first), &counted(42.0, 100.0)).to_status(Some(&first));
-        assert!(status_changed(Some(&first), &second));
+        assert!(!status_changed(Some(&first), &second));
         let third = evaluate(&objective, 30, Some(&second), &counted(42.00001, 100.0))
             .to_status(Some(&second));
         assert!(!status_changed(Some(&second), &third));

@@ -117,7 +117,7 @@ impl KpiMetrics {
             )?,
             gap_change: gauge(
                 "cx_kpi_gap_change",
-                "Gap of an experience KPI minus its gap at the previous evaluation: > 0 got worse.",
+                "Gap of an experience KPI minus its gap over the previous cycle (the previous window): > 0 got worse.",
                 &[],
             )?,
             samples: gauge(

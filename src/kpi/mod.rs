@@ -32,12 +32,12 @@ pub mod scope;
 pub mod window;
 
 pub use cycle::{CycleReport, KpiRequest, measure_cycle, measure_one};
-pub use evaluate::{Evaluation, Measurement, SampleCount, evaluate, status_changed};
+pub use evaluate::{Evaluation, Measurement, Reading, SampleCount, evaluate, status_changed};
 pub use metrics::{KpiLabels, KpiMetrics};
 pub use prometheus::{BearerToken, PrometheusClient, PrometheusConfig};
 pub use promql::{CompiledKpi, compile};
 pub use scope::{QueryScope, TouchpointScope};
-pub use window::WindowSpec;
+pub use window::{Span, WindowSpec};
 
 /// Why a KPI could not be measured. Every variant carries a message a person can act on; the
 /// controller puts [`KpiError::reason`] and the message into the KPI's conditions.
@@ -89,6 +89,19 @@ pub enum KpiError {
         /// Prometheus' `error`.
         message: String,
     },
+    /// A custom query (`promql` or `samplesPromql`) returned several series where one number is
+    /// needed: it must aggregate them (with `sum()`, for example).
+    #[error(
+        "{field} returned {count} series ({labels}): it must return one number; aggregate the series, e.g. with sum()"
+    )]
+    SeveralSeries {
+        /// `promql` or `samplesPromql`.
+        field: &'static str,
+        /// How many.
+        count: usize,
+        /// The label sets of the first few.
+        labels: String,
+    },
     /// The answer is not what the query should give (not JSON, a matrix, several series...).
     #[error("unexpected answer from Prometheus: {0}")]
     UnexpectedResult(String),
@@ -105,6 +118,7 @@ impl KpiError {
             KpiError::Timeout(_) => "PrometheusTimeout",
             KpiError::Http { .. } => "PrometheusHttpError",
             KpiError::QueryFailed { .. } => "QueryFailed",
+            KpiError::SeveralSeries { .. } => "QueryReturnsSeveralSeries",
             KpiError::UnexpectedResult(_) => "UnexpectedResult",
         }
     }
@@ -114,7 +128,9 @@ impl KpiError {
     pub fn is_invalid_spec(&self) -> bool {
         matches!(
             self,
-            KpiError::InvalidWindow { .. } | KpiError::InvalidQuery { .. }
+            KpiError::InvalidWindow { .. }
+                | KpiError::InvalidQuery { .. }
+                | KpiError::SeveralSeries { .. }
         )
     }
 }

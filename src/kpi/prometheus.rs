@@ -282,8 +282,39 @@ impl PrometheusClient {
             unix_seconds(time),
             self.timeout.as_millis().max(1)
         );
-        let endpoint = format!("{}/api/v1/query", self.base);
-        let builder = if params.len() <= MAX_GET_QUERY_BYTES {
+        let (status, body) = self.fetch("/api/v1/query", params).await?;
+        parse_answer(status, &body)
+    }
+
+    /// Prometheus' storage retention (`storageRetention` of `/api/v1/status/runtimeinfo`, its
+    /// time part: `15d` of "15d or 512MiB"); `Ok(None)` when it states none (size-based only).
+    pub async fn retention(&self) -> Result<Option<Duration>, KpiError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let (status, body) = tokio::time::timeout(
+            self.timeout,
+            self.fetch("/api/v1/status/runtimeinfo", String::new()),
+        )
+        .await
+        .map_err(|_| KpiError::Timeout(self.timeout))??;
+        if !(200..300).contains(&status) {
+            return Err(KpiError::Http {
+                status,
+                body: snippet(&body),
+            });
+        }
+        let info: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            KpiError::UnexpectedResult(format!("runtimeinfo is not JSON ({e}): {}", snippet(&body)))
+        })?;
+        Ok(info["data"]["storageRetention"]
+            .as_str()
+            .and_then(parse_retention))
+    }
+
+    async fn fetch(&self, path: &str, params: String) -> Result<(u16, Bytes), KpiError> {
+        let endpoint = format!("{}{path}", self.base);
+        let builder = if params.is_empty() {
+            Request::builder().method(Method::GET).uri(endpoint)
+        } else if params.len() <= MAX_GET_QUERY_BYTES {
             Request::builder()
                 .method(Method::GET)
                 .uri(format!("{endpoint}?{params}"))
@@ -322,7 +353,7 @@ impl PrometheusClient {
                 ))
             })?
             .to_bytes();
-        parse_answer(status.as_u16(), &body)
+        Ok((status.as_u16(), body))
     }
 
     fn bearer_token(&self) -> Result<Option<String>, KpiError> {
@@ -394,6 +425,14 @@ struct VectorSample {
     #[serde(default)]
     metric: BTreeMap<String, String>,
     value: (f64, String),
+}
+
+/// The time part of a `storageRetention` ("15d", "15d or 512MiB", "512MiB" has none).
+pub fn parse_retention(text: &str) -> Option<Duration> {
+    text.split(" or ")
+        .map(str::trim)
+        .find_map(|part| promql_parser::util::parse_duration(part).ok())
+        .filter(|d| !d.is_zero())
 }
 
 /// Reads an answer of `/api/v1/query`: Prometheus' error body when it has one, else the HTTP
@@ -496,6 +535,20 @@ pub fn unix_seconds(time: Timestamp) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retention_is_the_time_part_of_storage_retention() {
+        assert_eq!(
+            super::parse_retention("15d"),
+            Some(Duration::from_secs(15 * 86_400))
+        );
+        assert_eq!(
+            super::parse_retention("30d or 512MiB"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(super::parse_retention("512MiB"), None);
+        assert_eq!(super::parse_retention(""), None);
+    }
+
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

@@ -1,19 +1,17 @@
 //! Builtin indicators compiled to PromQL over the collector metrics (DESIGN.md §4), and custom
 //! PromQL checked before it is ever sent.
 //!
-//! Every builtin indicator is a value query and a samples query over
-//! `increase(<counter>[<window>])` of the touchpoints in scope that produce its signal (see
-//! [`TouchpointScope::measures`]): `{namespace="<ns>", touchpoint=~"<a|b>"}` selects them, with
-//! regex-escaped names. An empty set is an error, never a query over everything. Below, `S` is
-//! `cx_survey_responses_total`, `I` is `cx_interactions_total`, `H` is
-//! `cx_interaction_duration_seconds`, `{sel}` the namespace and touchpoint matchers and `w` the
-//! window.
+//! Every builtin indicator is a value query and a samples query over the *exact* number of
+//! increments of counters in a window (see [`counted`]) of the touchpoints in scope that produce
+//! its signal (see [`TouchpointScope::measures`]): `{namespace="<ns>", touchpoint=~"<a|b>"}`
+//! selects them, with regex-escaped names. An empty set is an error, never a query over
+//! everything. Below, `S` is `cx_survey_responses_total`, `I` is `cx_interactions_total`, `H` is
+//! `cx_interaction_duration_seconds`, `F` is `cx_first_response_seconds`, `{sel}` the namespace
+//! and touchpoint matchers, `w` the window and `N(x)` the count of [`counted`].
 //!
-//! Why `increase()`: it is the standard counter-to-window conversion, it survives collector
-//! restarts (counter resets) and rolling updates (series of old pods end, new ones start at
-//! zero). Its edge extrapolation is the same factor for every series scraped at the same
-//! timestamps and is at most one scrape interval over the window otherwise (30 s in 7 days:
-//! 0.005 %), far below what a KPI target can resolve.
+//! Each KPI is also compiled for its previous cycle (the previous window, see
+//! [`WindowSpec::previous`]): the same queries with every selector shifted by `offset`, so the
+//! previous value is evaluated at the same instant as the current one.
 //!
 //! Why `sum(a or b)` rather than `sum(a) + sum(b)`: `+` between two aggregates yields nothing
 //! when either side has no series (a touchpoint whose collector is not scraped yet), while `or`
@@ -21,15 +19,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use promql_parser::parser::{self, value::ValueType};
 
 use super::KpiError;
 use super::scope::{QueryScope, TouchpointScope};
-use super::window::WindowSpec;
+use super::window::{Span, WindowSpec};
 use crate::api::{BuiltinIndicator, ExperienceKPISpec};
-use crate::collector::metrics::duration_buckets;
+use crate::collector::metrics::first_response_buckets;
 
 /// Survey answers counter (labels `metric`, `score`).
 pub const SURVEY_RESPONSES: &str = "cx_survey_responses_total";
@@ -37,6 +36,8 @@ pub const SURVEY_RESPONSES: &str = "cx_survey_responses_total";
 pub const INTERACTIONS: &str = "cx_interactions_total";
 /// Interaction duration histogram (label `timing`), without its `_bucket`/`_count`/`_sum` suffix.
 pub const DURATIONS: &str = "cx_interaction_duration_seconds";
+/// Waits of answered contacts (every outcome but `abandoned`), a histogram without its suffix.
+pub const FIRST_RESPONSES: &str = "cx_first_response_seconds";
 
 /// The outcomes of a support contact, the denominator of `fcr` and `resolution-rate`.
 pub const CONTACT_OUTCOMES: [&str; 4] = [
@@ -64,25 +65,69 @@ pub struct CompiledKpi {
     pub samples: Option<String>,
     /// The PromQL range the window resolved to (`7d`, `2764800s`).
     pub range: String,
+    /// The same KPI over the previous cycle.
+    pub previous: PreviousQueries,
+    /// Custom PromQL only: the value and samples queries as one query, each series labelled
+    /// with [`PART_LABEL`] (one HTTP query instead of two; see [`combined`]).
+    pub combined: Option<String>,
     /// The touchpoints the builtin queries cover, in name order (empty for custom PromQL).
     pub touchpoints: Vec<String>,
 }
 
+/// The queries of a KPI over its previous cycle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreviousQueries {
+    /// The value query.
+    pub value: String,
+    /// The samples query, as [`CompiledKpi::samples`].
+    pub samples: Option<String>,
+    /// As [`CompiledKpi::combined`].
+    pub combined: Option<String>,
+    /// The previous window's range.
+    pub range: String,
+    /// How long before the evaluation time these queries are evaluated: zero for builtin
+    /// indicators (their selectors carry the `offset`), the previous window's end for custom
+    /// PromQL (which cannot be shifted from outside, so it is evaluated at that earlier time).
+    pub evaluated_before: Duration,
+}
+
 /// Compiles a KPI into its value and samples queries, for `window` resolved at `now` (calendar
-/// windows depend on it). Errors: an invalid custom expression ([`KpiError::InvalidQuery`], whose
-/// message is the parser's), or a scope without a touchpoint producing the indicator's signal
-/// ([`KpiError::EmptyScope`]).
+/// windows depend on it), for the current and the previous cycle. Errors: an invalid custom
+/// expression ([`KpiError::InvalidQuery`], whose message is the parser's), or a scope without a
+/// touchpoint producing the indicator's signal ([`KpiError::EmptyScope`]).
 pub fn compile(
     kpi: &ExperienceKPISpec,
     target: &QueryScope,
     window: &WindowSpec,
     now: Timestamp,
 ) -> Result<CompiledKpi, KpiError> {
-    let range = window.range(now);
+    let current = window.current(now);
+    let previous = window.previous(now);
     match (&kpi.indicator.builtin, &kpi.indicator.promql) {
-        (Some(indicator), _) => compile_builtin(*indicator, target, &range),
+        (Some(indicator), _) => {
+            let mut compiled = compile_builtin(*indicator, target, &current)?;
+            let before = compile_builtin(*indicator, target, &previous)?;
+            compiled.previous = PreviousQueries {
+                value: before.value,
+                samples: before.samples,
+                combined: None,
+                range: previous.range,
+                evaluated_before: Duration::ZERO,
+            };
+            Ok(compiled)
+        }
         (None, Some(promql)) => {
-            compile_custom(promql, kpi.indicator.samples_promql.as_deref(), &range)
+            let samples = kpi.indicator.samples_promql.as_deref();
+            let mut compiled = compile_custom(promql, samples, &current.range)?;
+            let before = compile_custom(promql, samples, &previous.range)?;
+            compiled.previous = PreviousQueries {
+                value: before.value,
+                samples: before.samples,
+                combined: before.combined,
+                range: previous.range,
+                evaluated_before: previous.offset,
+            };
+            Ok(compiled)
         }
         (None, None) => Err(KpiError::InvalidQuery {
             field: "indicator",
@@ -91,34 +136,62 @@ pub fn compile(
     }
 }
 
-/// Compiles a builtin indicator over the touchpoints of `target` that produce its signal.
+/// The exact number of increments of the counter `metric{matchers}` during `span`, per series:
+///
+/// `((last_over_time(x[w]) - x offset w) or last_over_time(x[w])) unless resets(x[w]) > 0 or increase(x[w])`
+///
+/// - a series that existed before the window: its last value in the window minus its value at
+///   the window's start — the answers actually received, no extrapolation;
+/// - a series born in the window (a new collector pod: counters start at zero): its last value;
+/// - a series that ended in the window (an old pod of a rolling update): its last value is
+///   still in the window, so its answers count;
+/// - a series whose counter reset in the window (its collector restarted in place): the
+///   difference would be wrong, so `increase()` (reset-aware, but extrapolated to the window's
+///   edges — at most one scrape interval over the data's span) is used for that series only.
+///
+/// `increase()` alone would extrapolate every series: up to one scrape interval over the
+/// seconds or minutes a fresh series has, i.e. several percent more answers than were received.
+pub fn counted(metric: &str, matchers: &str, span: &Span) -> String {
+    let series = format!("{metric}{{{matchers}}}");
+    let range = format!("{series}[{}]{}", span.range, span.offset_modifier());
+    let start = format!("{series}{}", span.start_modifier());
+    format!(
+        "(((last_over_time({range}) - {start}) or last_over_time({range})) unless resets({range}) > 0 or increase({range}))"
+    )
+}
+
+/// Compiles a builtin indicator over the touchpoints of `target` that produce its signal, over
+/// `span` (its previous-cycle queries are left empty: [`compile`] fills them).
 ///
 /// | indicator | value | samples |
 /// |---|---|---|
-/// | `nps` | `100 * sum(increase(S{sel,metric="nps",score=~"9\|10"}[w]) or -1 * increase(S{sel,metric="nps",score=~"0\|1\|2\|3\|4\|5\|6"}[w])) / sum(increase(S{sel,metric="nps"}[w]))` | `sum(increase(S{sel,metric="nps"}[w]))` |
-/// | `csat` | `100 * sum(increase(S{<5-point touchpoints>,metric="csat",score=~"4\|5"}[w]) or increase(S{<7-point touchpoints>,metric="csat",score=~"6\|7"}[w])) / sum(increase(S{sel,metric="csat"}[w]))` | `sum(increase(S{sel,metric="csat"}[w]))` |
-/// | `ces` | `sum(7 * increase(S{sel,metric="ces",score="7"}[w]) or 6 * increase(S{…,score="6"}[w]) or … or 1 * increase(S{…,score="1"}[w])) / sum(increase(S{sel,metric="ces"}[w]))` | `sum(increase(S{sel,metric="ces"}[w]))` |
-/// | `fcr` | `100 * sum(increase(I{sel,outcome="resolved-first-contact"}[w])) / sum(increase(I{sel,outcome=~"resolved-first-contact\|resolved\|unresolved\|escalated"}[w]))` | the denominator |
-/// | `resolution-rate` | `100 * sum(increase(I{sel,outcome=~"resolved-first-contact\|resolved"}[w])) / sum(increase(I{sel,outcome=~"resolved-first-contact\|resolved\|unresolved\|escalated"}[w]))` | the denominator |
-/// | `abandonment-rate` | `100 * sum(increase(I{sel,outcome="abandoned"}[w])) / sum(increase(I{sel}[w]))` | `sum(increase(I{sel}[w]))` |
-/// | `first-response-time` | `histogram_quantile(0.9, sum by (le) (increase(H_bucket{sel,timing="wait"}[w])))` | `sum(increase(H_count{sel,timing="wait"}[w]))` |
-/// | `service-level` | `100 * sum(increase(H_bucket{ns,channel="c1",touchpoint=~"…",timing="wait",le=~"60(\\.0)?"}[w]) or …one term per channel…) / sum(increase(H_count{sel,timing="wait"}[w]))` | the denominator |
+/// | `nps` | `100 * sum(N(S{sel,metric="nps",score=~"9\|10"}) or -1 * N(S{sel,metric="nps",score=~"0\|…\|6"})) / sum(N(S{sel,metric="nps"}))` | `sum(N(S{sel,metric="nps"}))` |
+/// | `csat` | `100 * sum(N(S{<5-point touchpoints>,metric="csat",score=~"4\|5"}) or N(S{<7-point touchpoints>,metric="csat",score=~"6\|7"})) / sum(N(S{sel,metric="csat"}))` | `sum(N(S{sel,metric="csat"}))` |
+/// | `ces` | `sum(7 * N(S{sel,metric="ces",score="7"}) or … or 1 * N(S{…,score="1"})) / sum(N(S{sel,metric="ces"}))` | `sum(N(S{sel,metric="ces"}))` |
+/// | `fcr` | `100 * sum(N(I{sel,outcome="resolved-first-contact"})) / sum(N(I{sel,outcome=~"resolved-first-contact\|resolved\|unresolved\|escalated"}))` | the denominator |
+/// | `resolution-rate` | `100 * sum(N(I{sel,outcome=~"resolved-first-contact\|resolved"})) / sum(N(I{sel,outcome=~"…"}))` | the denominator |
+/// | `abandonment-rate` | `100 * sum(N(I{sel,outcome="abandoned"})) / sum(N(I{sel}))` | `sum(N(I{sel}))` |
+/// | `first-response-time` | `histogram_quantile(0.9, sum by (le) (N(F_bucket{sel})))` | `sum(N(F_count{sel}))` |
+/// | `service-level` | `100 * sum(N(F_bucket{ns,channel="c1",touchpoint=~"…",le=~"60(\\.0)?"}) or …one term per channel…) / sum(N(H_count{sel,timing="wait"}))` | the denominator |
 ///
 /// Notes on the less obvious ones:
 /// - csat: the top-two-box scores depend on each touchpoint's scale, so touchpoints are grouped
 ///   by scale and each group selects its own top boxes; the answers are then summed.
 /// - ces: a mean of scores, but `score` is a label and PromQL cannot do arithmetic on labels, so
 ///   each score's count is multiplied by the score (one term per value 1..7) before summing.
-/// - first-response-time: when the touchpoints' bucket layouts differ (each adds its channel's
-///   promise as a boundary), summing by `le` would mix cumulative counts taken at different
-///   boundaries; `le` is then restricted to the boundaries every touchpoint has.
-/// - service-level: the promise is an exact bucket boundary. The Rust client writes `le="60"`,
-///   Prometheus 3 rewrites classic-histogram `le` to `"60.0"` on ingestion and 2.x does not, so
-///   the matcher accepts both.
+/// - first-response-time: the 90th percentile of the waits of *answered* contacts (`F` does not
+///   observe abandoned ones). When the touchpoints' bucket layouts differ (each adds its
+///   channel's promise as a boundary), summing by `le` would mix cumulative counts taken at
+///   different boundaries; `le` is then restricted to the boundaries every touchpoint has.
+/// - service-level: contacts answered within the promise over contacts *offered* (every wait,
+///   abandoned ones included): an abandoned contact is never "answered in time". The promise is
+///   an exact bucket boundary. The Rust client writes `le="60"`, Prometheus 3 rewrites
+///   classic-histogram `le` to `"60.0"` on ingestion and 2.x does not, so the matcher accepts
+///   both.
 pub fn compile_builtin(
     indicator: BuiltinIndicator,
     target: &QueryScope,
-    range: &str,
+    span: &Span,
 ) -> Result<CompiledKpi, KpiError> {
     let measured = target.measuring(indicator);
     if measured.is_empty() {
@@ -129,7 +202,7 @@ pub fn compile_builtin(
     names.dedup();
     let ns = format!("namespace={}", string_literal(&target.namespace));
     let sel = format!("{ns}, {}", label_in("touchpoint", &names));
-    let inc = |metric: &str, matchers: &str| format!("increase({metric}{{{matchers}}}[{range}])");
+    let inc = |metric: &str, matchers: &str| counted(metric, matchers, span);
     let (value, samples) = match indicator {
         BuiltinIndicator::Nps => {
             let all = inc(SURVEY_RESPONSES, &format!("{sel}, metric=\"nps\""));
@@ -229,21 +302,15 @@ pub fn compile_builtin(
                 Some(bounds) => format!(", {}", le_in(&bounds)),
                 None => String::new(),
             };
-            let buckets = inc(
-                &format!("{DURATIONS}_bucket"),
-                &format!("{sel}, timing=\"wait\"{le}"),
-            );
-            let count = inc(
-                &format!("{DURATIONS}_count"),
-                &format!("{sel}, timing=\"wait\""),
-            );
+            let buckets = inc(&format!("{FIRST_RESPONSES}_bucket"), &format!("{sel}{le}"));
+            let count = inc(&format!("{FIRST_RESPONSES}_count"), &sel);
             (
                 format!("histogram_quantile({FIRST_RESPONSE_QUANTILE}, sum by (le) ({buckets}))"),
                 format!("sum({count})"),
             )
         }
         BuiltinIndicator::ServiceLevel => {
-            let count = inc(
+            let offered = inc(
                 &format!("{DURATIONS}_count"),
                 &format!("{sel}, timing=\"wait\""),
             );
@@ -260,9 +327,9 @@ pub fn compile_builtin(
                 .iter()
                 .map(|((channel, promise), touchpoints)| {
                     inc(
-                        &format!("{DURATIONS}_bucket"),
+                        &format!("{FIRST_RESPONSES}_bucket"),
                         &format!(
-                            "{ns}, channel={}, {}, timing=\"wait\", {}",
+                            "{ns}, channel={}, {}, {}",
                             string_literal(channel),
                             label_in("touchpoint", touchpoints),
                             le_in(&[f64::from(*promise)])
@@ -271,8 +338,8 @@ pub fn compile_builtin(
                 })
                 .collect();
             (
-                format!("100 * sum({}) / sum({count})", within.join(" or ")),
-                format!("sum({count})"),
+                format!("100 * sum({}) / sum({offered})", within.join(" or ")),
+                format!("sum({offered})"),
             )
         }
     };
@@ -280,7 +347,9 @@ pub fn compile_builtin(
         indicator: Some(indicator),
         value: checked(value, "builtin")?,
         samples: Some(checked(samples, "builtin")?),
-        range: range.to_owned(),
+        range: span.range.clone(),
+        previous: PreviousQueries::none(),
+        combined: None,
         touchpoints: names.iter().map(|n| (*n).to_owned()).collect(),
     })
 }
@@ -293,7 +362,7 @@ pub fn compile_custom(
     samples_promql: Option<&str>,
     range: &str,
 ) -> Result<CompiledKpi, KpiError> {
-    let value = validate_number_query(&promql.replace("$window", range)).map_err(|message| {
+    let value = validate_typed(&promql.replace("$window", range)).map_err(|message| {
         KpiError::InvalidQuery {
             field: "promql",
             message,
@@ -301,37 +370,166 @@ pub fn compile_custom(
     })?;
     let samples = samples_promql
         .map(|q| {
-            validate_number_query(&q.replace("$window", range)).map_err(|message| {
-                KpiError::InvalidQuery {
-                    field: "samplesPromql",
-                    message,
-                }
+            validate_typed(&q.replace("$window", range)).map_err(|message| KpiError::InvalidQuery {
+                field: "samplesPromql",
+                message,
             })
         })
         .transpose()?;
+    let combined = combined(&value, samples.as_ref());
     Ok(CompiledKpi {
         indicator: None,
-        value,
-        samples,
+        value: value.0,
+        samples: samples.map(|s| s.0),
         range: range.to_owned(),
+        previous: PreviousQueries::none(),
+        combined: Some(combined),
         touchpoints: Vec::new(),
     })
 }
 
-/// Parses `query` with promql-parser and checks it can return one number; the query back, or
-/// the parser's diagnosis.
-pub fn validate_number_query(query: &str) -> Result<String, String> {
+/// A KPI's queries as a person reads them (`check`): what Prometheus evaluates, ready to paste.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisplayedQueries {
+    /// The value query.
+    pub value: String,
+    /// The samples query (`None`: custom PromQL without `samplesPromql`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<String>,
+    /// The previous cycle's value query, evaluated at the same instant (rolling windows of
+    /// builtin indicators); `None` when the previous cycle is the same query evaluated earlier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_value: Option<String>,
+    /// The previous cycle's samples query, as `previous_value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_samples: Option<String>,
+    /// What the previous cycle is, in words.
+    pub previous_cycle: String,
+}
+
+/// A window length no KPI uses, compiled in place of a calendar window and then written as
+/// `$window`, so calendar queries read the same whatever the day.
+const SYMBOLIC_SECONDS: u64 = 1_234_567_891;
+
+/// The queries of a KPI for display: a rolling window as evaluated; a calendar window with its
+/// range written `$window` (the seconds since the start of the month or quarter, which change
+/// every second).
+pub fn displayed_queries(
+    kpi: &ExperienceKPISpec,
+    target: &QueryScope,
+    window: &WindowSpec,
+) -> Result<DisplayedQueries, KpiError> {
+    let rolling = matches!(window, WindowSpec::Rolling { .. });
+    let span = match window {
+        WindowSpec::Rolling { .. } => window.current(Timestamp::UNIX_EPOCH),
+        _ => Span {
+            range: format!("{SYMBOLIC_SECONDS}s"),
+            length: Duration::from_secs(SYMBOLIC_SECONDS),
+            offset: Duration::ZERO,
+        },
+    };
+    let symbolic = |q: String| q.replace(&format!("{SYMBOLIC_SECONDS}s"), "$window");
+    let compiled = match (&kpi.indicator.builtin, &kpi.indicator.promql) {
+        (Some(indicator), _) => compile_builtin(*indicator, target, &span)?,
+        (None, Some(promql)) => {
+            compile_custom(promql, kpi.indicator.samples_promql.as_deref(), &span.range)?
+        }
+        (None, None) => {
+            return Err(KpiError::InvalidQuery {
+                field: "indicator",
+                message: "set one of builtin or promql".into(),
+            });
+        }
+    };
+    let previous = match (rolling, kpi.indicator.builtin) {
+        (true, Some(indicator)) => Some(compile_builtin(
+            indicator,
+            target,
+            &window.previous(Timestamp::UNIX_EPOCH),
+        )?),
+        _ => None,
+    };
+    let previous_cycle = match window {
+        WindowSpec::Rolling { text, .. } if previous.is_some() => {
+            format!("the previous {text}: the same queries with offset {text}")
+        }
+        WindowSpec::Rolling { text, .. } => {
+            format!("the previous {text}: the same queries evaluated {text} earlier")
+        }
+        WindowSpec::CalendarMonth => {
+            "the previous month: the same queries with $window = its length, evaluated at its end"
+                .into()
+        }
+        WindowSpec::CalendarQuarter => {
+            "the previous quarter: the same queries with $window = its length, evaluated at its end"
+                .into()
+        }
+    };
+    Ok(DisplayedQueries {
+        value: symbolic(compiled.value),
+        samples: compiled.samples.map(symbolic),
+        previous_value: previous.as_ref().map(|p| p.value.clone()),
+        previous_samples: previous.and_then(|p| p.samples),
+        previous_cycle,
+    })
+}
+
+/// The label telling the parts of a [`combined`] query apart: `value` or `samples`.
+pub const PART_LABEL: &str = "cx_conductor_part";
+
+/// A custom KPI's value and samples queries as one: `label_replace(<value>, "cx_conductor_part",
+/// "value", "", "") or label_replace(<samples>, …, "samples", …)`, a scalar wrapped in
+/// `vector()`. The parts keep their own series, so a query returning several series is still
+/// seen as such.
+fn combined(value: &(String, bool), samples: Option<&(String, bool)>) -> String {
+    let part = |(query, scalar): &(String, bool), name: &str| {
+        let vector = if *scalar {
+            format!("vector({query})")
+        } else {
+            format!("({query})")
+        };
+        format!("label_replace({vector}, \"{PART_LABEL}\", \"{name}\", \"\", \"\")")
+    };
+    match samples {
+        Some(samples) => format!("{} or {}", part(value, "value"), part(samples, "samples")),
+        None => part(value, "value"),
+    }
+}
+
+/// [`validate_number_query`], with whether the expression is a scalar.
+fn validate_typed(query: &str) -> Result<(String, bool), String> {
     let trimmed = query.trim();
     if trimmed.is_empty() {
         return Err("the expression is empty".into());
     }
     let expr = parser::parse(trimmed).map_err(|e| format!("{e} in {trimmed:?}"))?;
     match expr.value_type() {
-        ValueType::Vector | ValueType::Scalar => Ok(trimmed.to_owned()),
+        ValueType::Vector => Ok((trimmed.to_owned(), false)),
+        ValueType::Scalar => Ok((trimmed.to_owned(), true)),
         other => Err(format!(
             "the expression returns a {other}, not a number: wrap range selectors in a function such as increase() and aggregate with sum()"
         )),
     }
+}
+
+impl PreviousQueries {
+    /// Not compiled yet.
+    fn none() -> PreviousQueries {
+        PreviousQueries {
+            value: String::new(),
+            samples: None,
+            combined: None,
+            range: String::new(),
+            evaluated_before: Duration::ZERO,
+        }
+    }
+}
+
+/// Parses `query` with promql-parser and checks it can return one number; the query back, or
+/// the parser's diagnosis.
+pub fn validate_number_query(query: &str) -> Result<String, String> {
+    validate_typed(query).map(|(query, _)| query)
 }
 
 /// A generated query, checked with the parser in debug builds (and so in every test): a failure
@@ -381,12 +579,12 @@ fn empty_scope(indicator: BuiltinIndicator, target: &QueryScope) -> KpiError {
 
 /// Bucket boundaries every touchpoint's wait histogram has, when their layouts differ (`None`
 /// when they are all alike, so no `le` filter is needed). The layouts are the collector's:
-/// [`duration_buckets`] of the channel's promise.
+/// [`first_response_buckets`] of the channel's promise.
 pub fn common_bounds(touchpoints: &[&TouchpointScope]) -> Option<Vec<f64>> {
     let layouts: Vec<BTreeSet<u64>> = touchpoints
         .iter()
         .map(|t| {
-            duration_buckets(t.first_response_seconds)
+            first_response_buckets(t.first_response_seconds)
                 .into_iter()
                 .map(f64::to_bits)
                 .collect()
@@ -538,81 +736,105 @@ mod tests {
         "2026-11-03T10:15:00Z".parse().expect("timestamp")
     }
 
+    fn span(window: &str) -> Span {
+        WindowSpec::parse(window).expect("window").current(now())
+    }
+
     #[test]
     fn every_builtin_compiles_to_the_documented_queries() {
         let s = scope(vec![tp("web-checkout", "web"), tp("app-checkout", "app")]);
         let sel = r#"namespace="retail", touchpoint=~"app-checkout|web-checkout""#;
+        let n = |x: String| {
+            format!(
+                "(((last_over_time({x}[7d]) - {x} offset 7d) or last_over_time({x}[7d])) unless resets({x}[7d]) > 0 or increase({x}[7d]))"
+            )
+        };
+        let s_ = |m: &str| n(format!("cx_survey_responses_total{{{sel}, {m}}}"));
+        let i_ = |m: &str| n(format!("cx_interactions_total{{{sel}{m}}}"));
+        let contacts = i_(r#", outcome=~"escalated|resolved|resolved-first-contact|unresolved""#);
+        let offered = n(format!(
+            r#"cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}"#
+        ));
         let cases: [(BuiltinIndicator, String, String); 8] = [
             (
                 BuiltinIndicator::Nps,
                 format!(
-                    r#"100 * sum(increase(cx_survey_responses_total{{{sel}, metric="nps", score=~"10|9"}}[7d]) or -1 * increase(cx_survey_responses_total{{{sel}, metric="nps", score=~"0|1|2|3|4|5|6"}}[7d])) / sum(increase(cx_survey_responses_total{{{sel}, metric="nps"}}[7d]))"#
+                    "100 * sum({} or -1 * {}) / sum({})",
+                    s_(r#"metric="nps", score=~"10|9""#),
+                    s_(r#"metric="nps", score=~"0|1|2|3|4|5|6""#),
+                    s_(r#"metric="nps""#)
                 ),
-                format!(r#"sum(increase(cx_survey_responses_total{{{sel}, metric="nps"}}[7d]))"#),
+                format!("sum({})", s_(r#"metric="nps""#)),
             ),
             (
                 BuiltinIndicator::Csat,
                 format!(
-                    r#"100 * sum(increase(cx_survey_responses_total{{namespace="retail", touchpoint=~"app-checkout|web-checkout", metric="csat", score=~"4|5"}}[7d])) / sum(increase(cx_survey_responses_total{{{sel}, metric="csat"}}[7d]))"#
+                    "100 * sum({}) / sum({})",
+                    s_(r#"metric="csat", score=~"4|5""#),
+                    s_(r#"metric="csat""#)
                 ),
-                format!(r#"sum(increase(cx_survey_responses_total{{{sel}, metric="csat"}}[7d]))"#),
+                format!("sum({})", s_(r#"metric="csat""#)),
             ),
             (
                 BuiltinIndicator::Ces,
                 format!(
-                    "sum({}) / sum(increase(cx_survey_responses_total{{{sel}, metric=\"ces\"}}[7d]))",
+                    "sum({}) / sum({})",
                     (1..=7)
                         .rev()
-                        .map(|s| format!(
-                            "{s} * increase(cx_survey_responses_total{{{sel}, metric=\"ces\", score=\"{s}\"}}[7d])"
+                        .map(|score| format!(
+                            "{score} * {}",
+                            s_(&format!(r#"metric="ces", score="{score}""#))
                         ))
                         .collect::<Vec<_>>()
-                        .join(" or ")
+                        .join(" or "),
+                    s_(r#"metric="ces""#)
                 ),
-                format!(r#"sum(increase(cx_survey_responses_total{{{sel}, metric="ces"}}[7d]))"#),
+                format!("sum({})", s_(r#"metric="ces""#)),
             ),
             (
                 BuiltinIndicator::Fcr,
                 format!(
-                    r#"100 * sum(increase(cx_interactions_total{{{sel}, outcome="resolved-first-contact"}}[7d])) / sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
+                    "100 * sum({}) / sum({contacts})",
+                    i_(r#", outcome="resolved-first-contact""#)
                 ),
-                format!(
-                    r#"sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
-                ),
+                format!("sum({contacts})"),
             ),
             (
                 BuiltinIndicator::ResolutionRate,
                 format!(
-                    r#"100 * sum(increase(cx_interactions_total{{{sel}, outcome=~"resolved|resolved-first-contact"}}[7d])) / sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
+                    "100 * sum({}) / sum({contacts})",
+                    i_(r#", outcome=~"resolved|resolved-first-contact""#)
                 ),
-                format!(
-                    r#"sum(increase(cx_interactions_total{{{sel}, outcome=~"escalated|resolved|resolved-first-contact|unresolved"}}[7d]))"#
-                ),
+                format!("sum({contacts})"),
             ),
             (
                 BuiltinIndicator::AbandonmentRate,
                 format!(
-                    r#"100 * sum(increase(cx_interactions_total{{{sel}, outcome="abandoned"}}[7d])) / sum(increase(cx_interactions_total{{{sel}}}[7d]))"#
+                    "100 * sum({}) / sum({})",
+                    i_(r#", outcome="abandoned""#),
+                    i_("")
                 ),
-                format!(r#"sum(increase(cx_interactions_total{{{sel}}}[7d]))"#),
+                format!("sum({})", i_("")),
             ),
             (
                 BuiltinIndicator::FirstResponseTime,
                 format!(
-                    r#"histogram_quantile(0.9, sum by (le) (increase(cx_interaction_duration_seconds_bucket{{{sel}, timing="wait"}}[7d])))"#
+                    "histogram_quantile(0.9, sum by (le) ({}))",
+                    n(format!("cx_first_response_seconds_bucket{{{sel}}}"))
                 ),
                 format!(
-                    r#"sum(increase(cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}[7d]))"#
+                    "sum({})",
+                    n(format!("cx_first_response_seconds_count{{{sel}}}"))
                 ),
             ),
             (
                 BuiltinIndicator::ServiceLevel,
                 format!(
-                    r#"100 * sum(increase(cx_interaction_duration_seconds_bucket{{namespace="retail", channel="app", touchpoint="app-checkout", timing="wait", le=~"60(\\.0)?"}}[7d]) or increase(cx_interaction_duration_seconds_bucket{{namespace="retail", channel="web", touchpoint="web-checkout", timing="wait", le=~"60(\\.0)?"}}[7d])) / sum(increase(cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}[7d]))"#
+                    "100 * sum({} or {}) / sum({offered})",
+                    n(r#"cx_first_response_seconds_bucket{namespace="retail", channel="app", touchpoint="app-checkout", le=~"60(\\.0)?"}"#.into()),
+                    n(r#"cx_first_response_seconds_bucket{namespace="retail", channel="web", touchpoint="web-checkout", le=~"60(\\.0)?"}"#.into()),
                 ),
-                format!(
-                    r#"sum(increase(cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}[7d]))"#
-                ),
+                format!("sum({offered})"),
             ),
         ];
         for (indicator, value, samples) in cases {
@@ -627,6 +849,17 @@ mod tests {
             );
             assert_eq!(compiled.touchpoints, ["app-checkout", "web-checkout"]);
             assert_eq!(compiled.range, "7d");
+            // The previous cycle: the same queries, one window earlier.
+            let shifted = |q: &str| {
+                q.replace("[7d]", "[7d] offset 7d")
+                    .replace("} offset 7d)", "} offset 14d)")
+            };
+            assert_eq!(compiled.previous.value, shifted(&value), "{indicator:?}");
+            assert_eq!(
+                compiled.previous.samples.as_deref(),
+                Some(shifted(&samples).as_str())
+            );
+            assert_eq!(compiled.previous.evaluated_before, Duration::ZERO);
         }
     }
 
@@ -651,10 +884,13 @@ mod tests {
                     let compiled =
                         compile(&spec(builtin(indicator), window), target, &parsed, now())
                             .unwrap_or_else(|e| panic!("{indicator:?} {window}: {e}"));
-                    for query in [Some(&compiled.value), compiled.samples.as_ref()]
-                        .into_iter()
-                        .flatten()
-                    {
+                    let queries = [
+                        Some(&compiled.value),
+                        compiled.samples.as_ref(),
+                        Some(&compiled.previous.value),
+                        compiled.previous.samples.as_ref(),
+                    ];
+                    for query in queries.into_iter().flatten() {
                         parser::parse(query)
                             .unwrap_or_else(|e| panic!("{indicator:?} {window}: {e}: {query}"));
                     }
@@ -673,7 +909,7 @@ mod tests {
         let compiled = compile_builtin(
             BuiltinIndicator::Csat,
             &scope(vec![seven, five, seven_too]),
-            "28d",
+            &span("28d"),
         )
         .expect("compiles");
         assert!(compiled.value.contains(
@@ -686,29 +922,34 @@ mod tests {
 
     #[test]
     fn first_response_time_keeps_only_common_bucket_boundaries() {
-        let mut promise_25 = tp("call", "call-centre");
-        promise_25.first_response_seconds = Some(25);
+        // 70 s is not a default boundary: call's layout has one bucket more than chat's.
+        let mut promise_70 = tp("call", "call-centre");
+        promise_70.first_response_seconds = Some(70);
         let promise_60 = tp("chat", "chat");
         let compiled = compile_builtin(
             BuiltinIndicator::FirstResponseTime,
-            &scope(vec![promise_25.clone(), promise_60.clone()]),
-            "7d",
+            &scope(vec![promise_70.clone(), promise_60.clone()]),
+            &span("7d"),
         )
         .expect("compiles");
+        let mut common = crate::collector::metrics::FIRST_RESPONSE_BUCKETS.to_vec();
+        common.push(f64::INFINITY);
         assert!(
-            compiled.value.contains(
-                r#"timing="wait", le=~"1(\\.0)?|2(\\.0)?|5(\\.0)?|10(\\.0)?|15(\\.0)?|20(\\.0)?|30(\\.0)?|45(\\.0)?|60(\\.0)?|90(\\.0)?|120(\\.0)?|180(\\.0)?|300(\\.0)?|600(\\.0)?|1200(\\.0)?|1800(\\.0)?|3600(\\.0)?|\\+Inf"}"#
-            ),
+            compiled.value.contains(&format!(
+                r#"cx_first_response_seconds_bucket{{namespace="retail", touchpoint=~"call|chat", {}}}"#,
+                le_in(&common)
+            )),
             "{}",
             compiled.value
         );
+        assert!(!compiled.value.contains("70(")); // the boundary only call has
         // The same promise everywhere: identical layouts, no filter.
-        let mut chat_25 = promise_60;
-        chat_25.first_response_seconds = Some(25);
+        let mut chat_70 = promise_60;
+        chat_70.first_response_seconds = Some(70);
         let same = compile_builtin(
             BuiltinIndicator::FirstResponseTime,
-            &scope(vec![promise_25, chat_25]),
-            "7d",
+            &scope(vec![promise_70, chat_70]),
+            &span("7d"),
         )
         .expect("compiles");
         assert!(!same.value.contains("le=~"), "{}", same.value);
@@ -721,7 +962,7 @@ mod tests {
         let compiled = compile_builtin(
             BuiltinIndicator::AbandonmentRate,
             &scope(vec![no_abandon.clone(), tp("web", "web")]),
-            "7d",
+            &span("7d"),
         )
         .expect("compiles");
         assert_eq!(compiled.touchpoints, ["web"]);
@@ -729,7 +970,7 @@ mod tests {
         let error = compile_builtin(
             BuiltinIndicator::AbandonmentRate,
             &scope(vec![no_abandon]),
-            "7d",
+            &span("7d"),
         )
         .expect_err("nothing to measure");
         assert_eq!(error.reason(), "ScopeEmpty");
@@ -739,7 +980,7 @@ mod tests {
         );
         assert!(error.to_string().contains("(email)"), "{error}");
 
-        let error = compile_builtin(BuiltinIndicator::Nps, &scope(vec![]), "7d")
+        let error = compile_builtin(BuiltinIndicator::Nps, &scope(vec![]), &span("7d"))
             .expect_err("no touchpoint");
         assert_eq!(
             error.to_string(),
@@ -751,7 +992,7 @@ mod tests {
         let error = compile_builtin(
             BuiltinIndicator::ServiceLevel,
             &scope(vec![no_promise]),
-            "7d",
+            &span("7d"),
         )
         .expect_err("no promise");
         assert!(
@@ -799,6 +1040,19 @@ mod tests {
             Some("sum(increase(cx_interactions_total[209700s]))")
         );
         assert_eq!(compiled.indicator, None);
+        // The previous cycle of a custom query: October (31 days), evaluated where it ended.
+        assert_eq!(
+            compiled.previous.value,
+            "100 * sum(increase(cx_interactions_total{outcome=\"error\"}[2678400s])) / sum(increase(cx_interactions_total[2678400s]))"
+        );
+        assert_eq!(
+            compiled.previous.samples.as_deref(),
+            Some("sum(increase(cx_interactions_total[2678400s]))")
+        );
+        assert_eq!(
+            compiled.previous.evaluated_before,
+            Duration::from_secs(209_700)
+        );
 
         let no_samples = compile_custom("vector(1)", None, "7d").expect("valid");
         assert_eq!(no_samples.samples, None);

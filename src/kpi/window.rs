@@ -3,6 +3,11 @@
 //! Calendar windows are what CX teams report on ("NPS this quarter"), and Prometheus has no
 //! notion of them: they are resolved at evaluation time, from `now` (passed in, so this stays
 //! pure), to the seconds elapsed since the start of the month or quarter, in UTC.
+//!
+//! The *previous cycle* (MALMA's "gaps against the previous cycle's measurements") is the
+//! previous measurement window, not the previous evaluation tick: for a rolling window the same
+//! length one window earlier (PromQL `offset <window>`), for a calendar window the whole
+//! previous month or quarter ([`WindowSpec::previous`]).
 
 use std::time::Duration;
 
@@ -27,7 +32,89 @@ pub enum WindowSpec {
     CalendarQuarter,
 }
 
+/// A window placed in time: the PromQL range `[range]` ending `offset` before the evaluation
+/// time (`offset` zero: ending at it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// What goes between `[` and `]`.
+    pub range: String,
+    /// The range's length.
+    pub length: Duration,
+    /// How long before the evaluation time the range ends.
+    pub offset: Duration,
+}
+
+impl Span {
+    /// ` offset <offset>` for a selector, empty when the span ends at the evaluation time.
+    pub fn offset_modifier(&self) -> String {
+        offset_modifier(self.offset)
+    }
+
+    /// ` offset <offset + length>`: the modifier that reads a counter at the span's start.
+    pub fn start_modifier(&self) -> String {
+        offset_modifier(self.offset + self.length)
+    }
+}
+
+/// ` offset <d>`, or nothing for zero.
+fn offset_modifier(offset: Duration) -> String {
+    if offset.is_zero() {
+        String::new()
+    } else {
+        format!(" offset {}", promql_duration(offset))
+    }
+}
+
+/// A duration in PromQL's syntax, in the largest unit that divides it (`14d`, `90m`, `1500ms`).
+pub fn promql_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if !millis.is_multiple_of(1000) {
+        return format!("{millis}ms");
+    }
+    let seconds = millis / 1000;
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds > 0 && seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
 impl WindowSpec {
+    /// The current cycle at `now`: the window ending now.
+    pub fn current(&self, now: Timestamp) -> Span {
+        Span {
+            range: self.range(now),
+            length: self.duration(now),
+            offset: Duration::ZERO,
+        }
+    }
+
+    /// The previous cycle at `now`: a rolling window one window earlier; the whole previous
+    /// calendar month or quarter (UTC), ending where the current one starts.
+    pub fn previous(&self, now: Timestamp) -> Span {
+        let months = match self {
+            WindowSpec::Rolling { text, duration } => {
+                return Span {
+                    range: text.clone(),
+                    length: *duration,
+                    offset: *duration,
+                };
+            }
+            WindowSpec::CalendarMonth => 1,
+            WindowSpec::CalendarQuarter => 3,
+        };
+        let start = calendar_start(now.as_second(), months);
+        let previous_start = calendar_start(start - 1, months);
+        let length = Duration::from_secs((start - previous_start).unsigned_abs());
+        let elapsed = now.as_second().saturating_sub(start).max(0);
+        Span {
+            range: format!("{}s", length.as_secs()),
+            length,
+            offset: Duration::from_secs(elapsed.unsigned_abs()),
+        }
+    }
+
     /// Reads a window: a Prometheus duration (`30s`, `90m`, `7d`, `1w2d`; units in decreasing
     /// order, as Prometheus requires) or `calendar-month` / `calendar-quarter`.
     pub fn parse(window: &str) -> Result<WindowSpec, KpiError> {
@@ -88,6 +175,61 @@ impl WindowSpec {
         let elapsed = now.as_second().saturating_sub(start).max(1);
         Duration::from_secs(elapsed.unsigned_abs())
     }
+}
+
+/// Why a KPI's window cannot measure what it says, as a (reason, message) for its `WindowValid`
+/// condition; `None` when it can. `retention` is Prometheus' (unknown: not checked).
+/// - a rolling window shorter than the interval: answers between two evaluations are never in
+///   any measured window;
+/// - a window longer than the retention: the value covers only what Prometheus still holds;
+/// - a previous cycle reaching back beyond the retention: `previousValue` covers part of it.
+pub fn window_problem(
+    window: &WindowSpec,
+    window_text: &str,
+    interval: Duration,
+    retention: Option<Duration>,
+    now: Timestamp,
+) -> Option<(&'static str, String)> {
+    if let WindowSpec::Rolling { duration, .. } = window
+        && *duration < interval
+    {
+        return Some((
+            "WindowShorterThanInterval",
+            format!(
+                "window {window_text} is shorter than the interval {}: answers between two evaluations are never measured; make the window at least the interval",
+                promql_duration(interval)
+            ),
+        ));
+    }
+    let retention = retention?;
+    let length = match window {
+        WindowSpec::Rolling { duration, .. } => *duration,
+        // A whole period: the current one grows to it.
+        _ => window.previous(now).length,
+    };
+    if length > retention {
+        return Some((
+            "WindowBeyondRetention",
+            format!(
+                "window {window_text} ({}) is longer than Prometheus' retention ({}): the value covers only the data Prometheus still holds",
+                promql_duration(length),
+                promql_duration(retention)
+            ),
+        ));
+    }
+    let previous = window.previous(now);
+    let reach = previous.offset + previous.length;
+    if reach > retention {
+        return Some((
+            "PreviousCycleBeyondRetention",
+            format!(
+                "the previous cycle of window {window_text} reaches back {}, beyond Prometheus' retention ({}): previousValue covers only part of it",
+                promql_duration(reach),
+                promql_duration(retention)
+            ),
+        ));
+    }
+    None
 }
 
 /// Unix second at which the current period of `months_per_period` months (1: month, 3: quarter)
@@ -217,6 +359,97 @@ mod tests {
         assert_eq!(
             WindowSpec::parse("calendar-quarter").expect("valid"),
             WindowSpec::CalendarQuarter
+        );
+    }
+
+    #[test]
+    fn previous_cycles_are_the_previous_window_or_calendar_period() {
+        let now = at("2026-11-03T10:15:00Z");
+        let rolling = WindowSpec::parse("7d").expect("window");
+        assert_eq!(
+            rolling.current(now),
+            Span {
+                range: "7d".into(),
+                length: Duration::from_secs(7 * 86_400),
+                offset: Duration::ZERO
+            }
+        );
+        let previous = rolling.previous(now);
+        assert_eq!(previous.range, "7d");
+        assert_eq!(previous.offset_modifier(), " offset 7d");
+        assert_eq!(previous.start_modifier(), " offset 14d");
+        assert_eq!(rolling.current(now).offset_modifier(), "");
+        assert_eq!(rolling.current(now).start_modifier(), " offset 7d");
+        // October: 31 days, ending at 2026-11-01T00:00:00Z, 2 days 10:15 before now.
+        let month = WindowSpec::CalendarMonth.previous(now);
+        assert_eq!(month.range, format!("{}s", 31 * 86_400));
+        assert_eq!(month.offset, Duration::from_secs(2 * 86_400 + 36_900));
+        // Q3: July to September, 92 days, ending at 2026-10-01.
+        let quarter = WindowSpec::CalendarQuarter.previous(now);
+        assert_eq!(quarter.range, format!("{}s", 92 * 86_400));
+        assert_eq!(quarter.offset, Duration::from_secs(33 * 86_400 + 36_900));
+        // January's previous month is the last December; February of a leap year has 29 days.
+        let january = WindowSpec::CalendarMonth.previous(at("2026-01-10T00:00:00Z"));
+        assert_eq!(january.range, format!("{}s", 31 * 86_400));
+        let march = WindowSpec::CalendarMonth.previous(at("2028-03-01T00:00:00Z"));
+        assert_eq!(
+            (march.range.as_str(), march.offset),
+            ("2505600s", Duration::ZERO)
+        );
+        for (duration, text) in [
+            (Duration::from_secs(1_209_600), "14d"),
+            (Duration::from_secs(5_400), "90m"),
+            (Duration::from_secs(7_200), "2h"),
+            (Duration::from_secs(90_061), "90061s"),
+            (Duration::from_millis(1_500), "1500ms"),
+        ] {
+            assert_eq!(promql_duration(duration), text);
+        }
+    }
+
+    #[test]
+    fn windows_shorter_than_the_interval_or_beyond_retention_are_named() {
+        let now = at("2026-11-03T10:15:00Z");
+        let five_minutes = Duration::from_secs(300);
+        let fifteen_days = Some(Duration::from_secs(15 * 86_400));
+        let check = |text: &str, retention| {
+            let window = WindowSpec::parse(text).expect(text);
+            window_problem(&window, text, five_minutes, retention, now)
+        };
+        let (reason, message) = check("1m", fifteen_days).expect("too short");
+        assert_eq!(reason, "WindowShorterThanInterval");
+        assert_eq!(
+            message,
+            "window 1m is shorter than the interval 5m: answers between two evaluations are never measured; make the window at least the interval"
+        );
+        assert_eq!(check("5m", fifteen_days), None);
+        assert_eq!(
+            check("7d", fifteen_days),
+            None,
+            "7d and its previous 7d fit in 15d"
+        );
+        let (reason, message) = check("10d", fifteen_days).expect("previous beyond");
+        assert_eq!(reason, "PreviousCycleBeyondRetention");
+        assert!(
+            message.contains("reaches back 20d, beyond Prometheus' retention (15d)"),
+            "{message}"
+        );
+        let (reason, message) = check("28d", fifteen_days).expect("beyond");
+        assert_eq!(reason, "WindowBeyondRetention");
+        assert!(
+            message.contains("window 28d (28d) is longer than Prometheus' retention (15d)"),
+            "{message}"
+        );
+        // A month is longer than 15 days; unknown retention: only the interval is checked.
+        assert_eq!(
+            check("calendar-month", fifteen_days).map(|p| p.0),
+            Some("WindowBeyondRetention")
+        );
+        assert_eq!(check("calendar-quarter", None), None);
+        // October (31 days) ended 2 days 10:15 ago: 33 days 10:15 back, within 90 days.
+        assert_eq!(
+            check("calendar-month", Some(Duration::from_secs(90 * 86_400))),
+            None
         );
     }
 

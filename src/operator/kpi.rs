@@ -22,6 +22,7 @@ use crate::core::World;
 use crate::core::plan::hash;
 use crate::core::world::namespace_of;
 use crate::kpi::rules::{RULE_NAME, prometheus_rules};
+use crate::kpi::window::{promql_duration, window_problem};
 use crate::kpi::{
     KpiError, KpiLabels, KpiMetrics, KpiRequest, QueryScope, WindowSpec, evaluate, measure_cycle,
     status_changed,
@@ -64,10 +65,11 @@ impl Schedule {
     }
 }
 
-/// The status of a KPI after a measurement: pure.
+/// The status of a KPI after a measurement, with Prometheus' `retention` when known: pure.
 pub fn next_status(
     kpi: &ExperienceKPI,
     measured: &Result<crate::kpi::Measurement, KpiError>,
+    retention: Option<Duration>,
     now: &Time,
 ) -> ExperienceKPIStatus {
     let current = kpi.status.as_ref();
@@ -94,10 +96,32 @@ pub fn next_status(
     } else {
         Verdict::yes("Ready", evaluation.reason, evaluation.message.clone())
     };
+    let interval = WindowSpec::parse(&kpi.spec.interval)
+        .map(|w| w.duration(now.0))
+        .unwrap_or(Duration::from_secs(300));
+    let window_valid = match WindowSpec::parse(&kpi.spec.window) {
+        Err(e) => Verdict::no("WindowValid", e.reason(), e.to_string()),
+        Ok(window) => match window_problem(&window, &kpi.spec.window, interval, retention, now.0) {
+            Some((reason, message)) => Verdict::no("WindowValid", reason, message),
+            None => Verdict::yes(
+                "WindowValid",
+                "Valid",
+                match retention {
+                    Some(r) => format!(
+                        "the window and its previous cycle are within Prometheus' retention ({})",
+                        promql_duration(r)
+                    ),
+                    None => {
+                        "the window is at least the interval (Prometheus' retention unknown)".into()
+                    }
+                },
+            ),
+        },
+    };
     let existing = current.map(|s| s.conditions.clone()).unwrap_or_default();
     status.conditions = conditions::merge(
         &existing,
-        &[query_valid, ready],
+        &[query_valid, ready, window_valid],
         kpi.metadata.generation,
         now,
     );
@@ -123,8 +147,18 @@ pub async fn run(ctx: Arc<Context>, options: KpiOptions, mut shutdown: watch::Re
     if options.prometheus_rules.is_some() {
         rules.namespaces = existing_rule_namespaces(&ctx).await;
     }
+    let mut retention = Retention::default();
     loop {
-        cycle(&ctx, &kpi_metrics, &options, &mut schedule, &mut exported).await;
+        retention.refresh(&options.prometheus).await;
+        cycle(
+            &ctx,
+            &kpi_metrics,
+            &options,
+            &retention,
+            &mut schedule,
+            &mut exported,
+        )
+        .await;
         if let Some(labels) = &options.prometheus_rules {
             rules.sync(&ctx, labels).await;
         }
@@ -135,10 +169,40 @@ pub async fn run(ctx: Arc<Context>, options: KpiOptions, mut shutdown: watch::Re
     }
 }
 
+/// Prometheus' storage retention, re-read every [`Retention::EVERY`] (a KPI's `WindowValid`
+/// condition compares its window with it); unknown until Prometheus says.
+#[derive(Default)]
+struct Retention {
+    value: Option<Duration>,
+    read_at: Option<Instant>,
+}
+
+impl Retention {
+    const EVERY: Duration = Duration::from_secs(600);
+
+    async fn refresh(&mut self, client: &crate::kpi::PrometheusClient) {
+        if self.read_at.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            return;
+        }
+        match client.retention().await {
+            Ok(value) => {
+                self.value = value;
+                self.read_at = Some(Instant::now());
+            }
+            Err(error) => tracing::debug!(%error, "cannot read Prometheus' retention"),
+        }
+    }
+
+    fn get(&self) -> Option<Duration> {
+        self.value
+    }
+}
+
 async fn cycle(
     ctx: &Context,
     kpi_metrics: &KpiMetrics,
     options: &KpiOptions,
+    retention: &Retention,
     schedule: &mut Schedule,
     exported: &mut HashMap<(String, String), ()>,
 ) {
@@ -168,7 +232,7 @@ async fn cycle(
         let time = Time(now);
         for (i, &k) in due.iter().enumerate() {
             let kpi = &kpis[k];
-            let status = next_status(kpi, &report.results[i], &time);
+            let status = next_status(kpi, &report.results[i], retention.get(), &time);
             let timer = metrics
                 .reconcile_duration
                 .with_label_values(&[CONTROLLER])

@@ -314,8 +314,25 @@ pub struct RunningCollector {
 impl RunningCollector {
     /// Starts a collector for `config` on a free loopback port.
     pub async fn start(config: &CollectorConfig) -> RunningCollector {
+        RunningCollector::start_at(config, "127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Starts a collector for `config` on `addr` (a restarted collector keeps its address, so
+    /// Prometheus sees its counters reset rather than a new target).
+    pub async fn start_at(config: &CollectorConfig, addr: SocketAddr) -> RunningCollector {
         let collector = Collector::new(config, ServeOptions::default()).expect("collector");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        // A stopped collector on the same address may still be closing its connections.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(error) if Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("bind {addr}: {error}"),
+            }
+        };
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(collector.serve(listener, async {
