@@ -120,11 +120,17 @@ pub enum Reason {
     InvalidIdentifier,
     /// `timestamp` is not an RFC 3339 date-time (422).
     InvalidTimestamp,
+    /// The collector has no room for the request now: connection reserve or body memory budget
+    /// exhausted, or no batch parser free (503 with `Retry-After`).
+    Overloaded,
+    /// The collector is shutting down and takes no new events; another replica does (503 with
+    /// `Retry-After`).
+    ShuttingDown,
 }
 
 impl Reason {
     /// Every reason, so metrics can pre-register a zero for each.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Malformed,
         Reason::Unauthorized,
         Reason::Timeout,
@@ -144,6 +150,8 @@ impl Reason {
         Reason::InvalidDuration,
         Reason::InvalidIdentifier,
         Reason::InvalidTimestamp,
+        Reason::Overloaded,
+        Reason::ShuttingDown,
     ];
 
     /// The label value and the `reason` of error bodies.
@@ -168,12 +176,20 @@ impl Reason {
             Reason::InvalidDuration => "invalid_duration",
             Reason::InvalidIdentifier => "invalid_identifier",
             Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::Overloaded => "overloaded",
+            Reason::ShuttingDown => "shutting_down",
         }
     }
 
     /// Position in [`Reason::ALL`], for array-indexed counters.
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether the refusal is about the collector's state rather than the request: the client
+    /// should retry the same request later (`Retry-After`).
+    pub fn retryable(self) -> bool {
+        matches!(self, Reason::Overloaded | Reason::ShuttingDown)
     }
 
     /// The HTTP status a request refused for this reason gets.
@@ -184,6 +200,7 @@ impl Reason {
             Reason::Timeout => 408,
             Reason::TooLarge => 413,
             Reason::UnsupportedMediaType => 415,
+            Reason::Overloaded | Reason::ShuttingDown => 503,
             _ => 422,
         }
     }
