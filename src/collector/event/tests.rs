@@ -710,3 +710,12 @@ fn reasons_are_distinct_snake_case_labels_with_statuses() {
     assert_eq!(Reason::Overloaded.http_status(), 503);
     assert_eq!(Reason::ShuttingDown.http_status(), 503);
 }
+
+#[test]
+fn every_field_decodes_from_its_own_name() {
+    for (index, field) in wire::Field::ALL.into_iter().enumerate() {
+        assert_eq!(wire::Field::from_name(field.name()), Some(field));
+        assert_eq!(field as usize, index);
+    }
+    assert_eq!(wire::Field::from_name("Type"), None);
+}
