@@ -274,27 +274,31 @@ impl Collector {
         // `true`: connections finish their current request and close.
         let (stop_events, stop_events_rx) = watch::channel(false);
         let (stop_health, stop_health_rx) = watch::channel(false);
+        // Its own task: a flood on the event listener cannot delay its accepts.
+        let health = health.map(|listener| tokio::spawn(probes.run(listener, stop_health_rx)));
         let mut connections = JoinSet::new();
         let mut in_flight = JoinSet::new();
-        let mut health_connections = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut phase = Phase::Serving;
-        let mut phase_ends = Instant::now();
+        let mut step = Step::Serving;
+        let mut step_ends = Instant::now();
+        let mut aborted_connections = 0;
 
-        let aborted_connections = loop {
-            let phase_over = async {
-                match phase {
-                    Phase::Serving => shutdown.as_mut().await,
-                    Phase::Draining => tokio::time::sleep_until(phase_ends).await,
-                    Phase::Refusing => {
+        loop {
+            let step_over = async {
+                match step {
+                    Step::Serving => shutdown.as_mut().await,
+                    Step::Draining | Step::FinalScrape => {
+                        tokio::time::sleep_until(step_ends).await;
+                    }
+                    Step::Refusing => {
                         let finished = async { while in_flight.join_next().await.is_some() {} };
-                        let _ = tokio::time::timeout_at(phase_ends, finished).await;
+                        let _ = tokio::time::timeout_at(step_ends, finished).await;
                     }
                 }
             };
             tokio::select! {
                 biased;
-                () = phase_over => {}
+                () = step_over => {}
                 accepted = listener.accept() => {
                     if let Some(stream) = accepted_stream(accepted).await {
                         let pool = [&events, &overflow].into_iter().find_map(|pool| {
@@ -310,35 +314,22 @@ impl Collector {
                     while connections.try_join_next().is_some() {}
                     continue;
                 }
-                Some(accepted) = accept_if_some(health.as_ref()) => {
-                    if let Some(stream) = accepted_stream(accepted).await {
-                        match probes.slots.clone().try_acquire_owned() {
-                            Ok(slot) => {
-                                health_connections
-                                    .spawn(probes.serve(stream, stop_health_rx.clone(), slot));
-                            }
-                            Err(_) => tracing::debug!("no health connection slot left: closed"),
-                        }
-                    }
-                    while health_connections.try_join_next().is_some() {}
-                    continue;
-                }
             }
-            // The current phase is over.
-            match phase {
-                Phase::Serving => {
-                    phase = Phase::Draining;
-                    app.set_phase(phase);
-                    phase_ends = Instant::now() + options.shutdown_delay;
+            // The current step is over.
+            match step {
+                Step::Serving => {
+                    step = Step::Draining;
+                    app.set_phase(Phase::Draining);
+                    step_ends = Instant::now() + options.shutdown_delay;
                     tracing::info!(
                         delay_seconds = options.shutdown_delay.as_secs_f64(),
                         "shutdown requested: readiness off, still accepting events"
                     );
                 }
-                Phase::Draining => {
-                    phase = Phase::Refusing;
-                    app.set_phase(phase);
-                    phase_ends = Instant::now() + options.grace_period;
+                Step::Draining => {
+                    step = Step::Refusing;
+                    app.set_phase(Phase::Refusing);
+                    step_ends = Instant::now() + options.grace_period;
                     let _ = stop_events.send(true);
                     in_flight = std::mem::take(&mut connections);
                     tracing::info!(
@@ -347,62 +338,38 @@ impl Collector {
                         "refusing new events, finishing in-flight requests"
                     );
                 }
-                Phase::Refusing => {
-                    let cut = in_flight.len();
-                    if cut > 0 {
+                Step::Refusing => {
+                    aborted_connections = in_flight.len();
+                    if aborted_connections > 0 {
                         in_flight.shutdown().await;
-                        tracing::warn!(connections = cut, "grace period over, connections cut");
+                        tracing::warn!(
+                            connections = aborted_connections,
+                            "grace period over, connections cut"
+                        );
                     }
+                    step = Step::FinalScrape;
+                    step_ends = Instant::now() + options.final_scrape;
                     tracing::info!(
                         accepted_events = app.metrics.received(),
                         final_scrape_seconds = options.final_scrape.as_secs_f64(),
                         "in-flight requests finished; serving the final counts to Prometheus"
                     );
-                    break cut;
                 }
-            }
-        };
-
-        // The final scrape window: every listener still answers (events with 503).
-        let final_window = tokio::time::sleep(options.final_scrape);
-        let mut final_window = std::pin::pin!(final_window);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut final_window => break,
-                accepted = listener.accept() => {
-                    if let Some(stream) = accepted_stream(accepted).await {
-                        let pool = [&events, &overflow].into_iter().find_map(|pool| {
-                            pool.slots.clone().try_acquire_owned().ok().map(|slot| (pool, slot))
-                        });
-                        if let Some((pool, slot)) = pool {
-                            connections.spawn(pool.serve(stream, stop_events_rx.clone(), slot));
-                        }
-                    }
-                    while connections.try_join_next().is_some() {}
-                }
-                Some(accepted) = accept_if_some(health.as_ref()) => {
-                    if let Some(stream) = accepted_stream(accepted).await
-                        && let Ok(slot) = probes.slots.clone().try_acquire_owned()
-                    {
-                        health_connections.spawn(probes.serve(stream, stop_health_rx.clone(), slot));
-                    }
-                    while health_connections.try_join_next().is_some() {}
-                }
+                Step::FinalScrape => break,
             }
         }
 
         drop(listener);
-        drop(health);
         let _ = stop_health.send(true);
         // What is left answers refusals and scrapes: a moment to finish, then cut.
         let _ = tokio::time::timeout(LAST_ANSWERS, async {
             while connections.join_next().await.is_some() {}
-            while health_connections.join_next().await.is_some() {}
         })
         .await;
         connections.shutdown().await;
-        health_connections.shutdown().await;
+        if let Some(health) = health {
+            let _ = health.await;
+        }
 
         let final_metrics = app.metrics.render().unwrap_or_else(|error| {
             tracing::error!(%error, "cannot render the final metrics");
@@ -421,14 +388,13 @@ impl Collector {
 /// After the final scrape window, how long the connections still open get to finish.
 const LAST_ANSWERS: Duration = Duration::from_secs(1);
 
-/// The next connection of `listener`, or never when there is none.
-async fn accept_if_some(
-    listener: Option<&TcpListener>,
-) -> Option<io::Result<(TcpStream, std::net::SocketAddr)>> {
-    match listener {
-        Some(listener) => Some(listener.accept().await),
-        None => std::future::pending().await,
-    }
+/// Where [`Collector::serve_with`] is in its shutdown sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Serving,
+    Draining,
+    Refusing,
+    FinalScrape,
 }
 
 /// The accepted stream, or `None` after a failed accept (typically EMFILE: back off a little
@@ -460,6 +426,37 @@ impl Pool {
             router,
             slots: Arc::new(Semaphore::new(connections.clamp(1, Semaphore::MAX_PERMITS))),
         }
+    }
+
+    /// Accepts and serves connections on `listener` until `stop`, then gives them a moment to
+    /// finish. Connections beyond the budget are closed at once.
+    async fn run(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        let stop_connections = stop.clone();
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                // Dropped sender or `true`: either way, time to stop.
+                () = async { drop(stop.wait_for(|stop| *stop).await) } => break,
+                accepted = listener.accept() => {
+                    if let Some(stream) = accepted_stream(accepted).await {
+                        match self.slots.clone().try_acquire_owned() {
+                            Ok(slot) => {
+                                connections.spawn(self.serve(stream, stop_connections.clone(), slot));
+                            }
+                            Err(_) => tracing::debug!("no health connection slot left: closed"),
+                        }
+                    }
+                    while connections.try_join_next().is_some() {}
+                }
+            }
+        }
+        drop(listener);
+        let _ = tokio::time::timeout(LAST_ANSWERS, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        connections.shutdown().await;
     }
 
     /// Serves one connection until it closes, or until `stop` asks it to finish its current
