@@ -104,7 +104,26 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(timeout)
+        .layer(axum::middleware::map_response(json_for_bare_errors))
         .with_state(app)
+}
+
+/// Gives a JSON error body to an error answer that has none (the timeout backstop's 408), so
+/// every refusal reads the same.
+async fn json_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let reason = if status == StatusCode::REQUEST_TIMEOUT {
+        "timeout"
+    } else {
+        "error"
+    };
+    let message = status.canonical_reason().unwrap_or("request refused");
+    error_response(status, reason, None, message)
 }
 
 async fn post_event(State(app): State<Arc<App>>, request: Request) -> Response {
@@ -668,6 +687,25 @@ mod tests {
         assert_eq!(bearer_token(b"Basic abc"), None);
         assert_eq!(bearer_token(b"Bearer "), None);
         assert_eq!(bearer_token(b"Bear"), None);
+    }
+
+    #[tokio::test]
+    async fn bare_error_answers_get_the_json_error_body() {
+        let mut bare = Response::new(Body::empty());
+        *bare.status_mut() = StatusCode::REQUEST_TIMEOUT;
+        let answer = json_for_bare_errors(bare).await;
+        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+        let body = answer.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"error":{"reason":"timeout","field":null,"message":"Request Timeout"}}"#
+        );
+        let ours = json_for_bare_errors(accepted_one()).await;
+        assert_eq!(ours.status(), StatusCode::ACCEPTED);
+        let json = error_response(StatusCode::NOT_FOUND, "not_found", None, "x");
+        let kept = json_for_bare_errors(json).await;
+        let body = kept.into_body().collect().await.expect("body").to_bytes();
+        assert!(body.starts_with(br#"{"error":{"reason":"not_found""#));
     }
 
     #[test]
