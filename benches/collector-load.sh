@@ -23,6 +23,7 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 WRK_CPUS=${WRK_CPUS:-1}
 COLLECTOR_ADDR=127.0.0.1:18080
 BASELINE_ADDR=127.0.0.1:18081
+HEALTH_ADDR=127.0.0.1:18082
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export EVENTS_PER_BATCH
 
@@ -62,7 +63,7 @@ maxEventBytes: 65536
 firstResponseSeconds: 60
 YAML
 
-for addr in "$COLLECTOR_ADDR" "$BASELINE_ADDR"; do
+for addr in "$COLLECTOR_ADDR" "$BASELINE_ADDR" "$HEALTH_ADDR"; do
   if curl -s -o /dev/null "http://$addr/" 2>/dev/null; then
     echo "something already listens on $addr: stop it first" >&2; exit 2
   fi
@@ -70,17 +71,17 @@ done
 
 echo "==> starting servers (pinned to CPU $SERVER_CPUS; wrk on CPU $WRK_CPUS)"
 RUST_LOG=warn pin "$SERVER_CPUS" "$COLLECTOR_BIN" collector --config "$WORK/collector.yaml" \
-  --listen "$COLLECTOR_ADDR" --log-json >"$WORK/collector.log" 2>&1 &
+  --listen "$COLLECTOR_ADDR" --health-listen "$HEALTH_ADDR" --log-json >"$WORK/collector.log" 2>&1 &
 COLLECTOR_PID=$!
 PIDS+=("$COLLECTOR_PID")
 pin "$SERVER_CPUS" "$BASELINE_BIN" --listen "$BASELINE_ADDR" >"$WORK/baseline.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 100); do
-  curl -sf "http://$COLLECTOR_ADDR/readyz" >/dev/null 2>&1 &&
+  curl -sf "http://$HEALTH_ADDR/readyz" >/dev/null 2>&1 &&
     curl -s -o /dev/null "http://$BASELINE_ADDR/" 2>/dev/null && break
   sleep 0.1
 done
-curl -sf "http://$COLLECTOR_ADDR/readyz" >/dev/null && kill -0 "$COLLECTOR_PID" ||
+curl -sf "http://$HEALTH_ADDR/readyz" >/dev/null && kill -0 "$COLLECTOR_PID" ||
   { echo "the collector did not start:" >&2; cat "$WORK/collector.log" >&2; exit 1; }
 
 # Peak VmRSS of the collector while a command runs (sampled every 100 ms), in KiB.

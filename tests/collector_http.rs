@@ -659,6 +659,14 @@ async fn oversized_headers_are_refused_with_431() {
     );
     let answer = raw_exchange(server.addr, request.as_bytes(), Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(r#"{"error":{"reason":"headers_too_large","field":null,"message":"#),
+        "{answer}"
+    );
     server.shutdown().await;
 }
 
@@ -841,8 +849,17 @@ async fn drain_loses_no_acknowledged_event() {
                         acknowledged.fetch_add(events, Ordering::SeqCst);
                         by_score[score].fetch_add(events, Ordering::SeqCst);
                     }
-                    Ok(answer) => panic!("unexpected answer {answer:?}"),
-                    Err(_) if stopping.load(Ordering::SeqCst) => {
+                    // After the stop, new events are refused (503) or their connection closes.
+                    Ok(answer)
+                        if answer.status != StatusCode::SERVICE_UNAVAILABLE
+                            || !stopping.load(Ordering::SeqCst) =>
+                    {
+                        panic!("unexpected answer {answer:?}")
+                    }
+                    Err(error) if !stopping.load(Ordering::SeqCst) => {
+                        panic!("request failed before shutdown: {error}")
+                    }
+                    Ok(_) | Err(_) => {
                         failures_after_stop.fetch_add(1, Ordering::SeqCst);
                         // Keep trying briefly: a request may race the closing listener.
                         if round > 0 {
@@ -852,7 +869,6 @@ async fn drain_loses_no_acknowledged_event() {
                             return;
                         }
                     }
-                    Err(error) => panic!("request failed before shutdown: {error}"),
                 }
             }
         }));

@@ -13,6 +13,9 @@ pub const CONFIG_KEY: &str = "collector.yaml";
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/cx-conductor/token";
 /// Port the collector listens on inside its pod.
 pub const COLLECTOR_PORT: u16 = 8080;
+/// Port of the collector's health listener (`/healthz`, `/readyz`, `/metrics`) inside its pod:
+/// probes there never queue behind event connections.
+pub const HEALTH_PORT: u16 = 8081;
 
 /// Everything a collector needs to know about its touchpoint.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -2,7 +2,7 @@
 //! JSON answers. No validation logic lives here.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -14,11 +14,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tower_http::timeout::TimeoutLayer;
 
@@ -44,6 +44,27 @@ pub fn batch_limit(max_event_bytes: usize) -> usize {
         .max(max_event_bytes)
 }
 
+/// Seconds a client is told to wait (`Retry-After`) before retrying a request refused because of
+/// the collector's state (overload, shutdown).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+/// Longest wait for a batch parser once the body has arrived: parsing takes milliseconds, so a
+/// longer queue means overload, answered 503 rather than a stall.
+pub const PARSE_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Where a collector is in its life; see [`super::server::Collector::serve`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Phase {
+    /// Ready, events accepted.
+    Serving = 0,
+    /// Shutdown requested: `/readyz` answers 503, events are still accepted while the endpoints
+    /// propagate.
+    Draining = 1,
+    /// Events refused (503, `Retry-After`, `Connection: close`); in-flight ones finish, then
+    /// `/metrics` keeps serving for the final scrapes.
+    Refusing = 2,
+}
+
 /// Path of a pool's single-event endpoint for one touchpoint.
 pub const TOUCHPOINT_EVENTS_PATH: &str = "/v1/touchpoints/{touchpoint}/events";
 /// Path of a pool's batch endpoint for one touchpoint.
@@ -53,12 +74,15 @@ pub const TOUCHPOINT_BATCH_PATH: &str = "/v1/touchpoints/{touchpoint}/events:bat
 pub(crate) struct App {
     /// The touchpoints served; a pool swaps them on reconfiguration.
     pub(crate) routes: RwLock<Arc<Routes>>,
-    /// The pool's own series (reloads, unknown touchpoints).
+    /// The pool's own series (reloads, unknown touchpoints, refusals of no touchpoint).
     pub(crate) pool: PoolMetrics,
-    /// Set on SIGTERM: `/readyz` answers 503 so traffic moves to other replicas.
-    pub(crate) draining: AtomicBool,
-    /// Bounds the memory held by batch bodies being read or parsed.
+    /// A [`Phase`]: changed on SIGTERM so `/readyz` answers 503 and then events are refused.
+    pub(crate) phase: AtomicU8,
+    /// Batches parsed at once (CPU, not memory: bodies are read before a permit is taken).
     pub(crate) batch_permits: Semaphore,
+    /// One permit per byte of request body held in memory, single events and batches alike:
+    /// bounds the memory of bodies being read or parsed whatever the number of connections.
+    pub(crate) body_budget: Semaphore,
     /// Longest wait for a request body (and for a batch permit).
     pub(crate) request_timeout: Duration,
 }
@@ -85,7 +109,26 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(timeout)
+        .layer(axum::middleware::map_response(json_for_bare_errors))
         .with_state(app)
+}
+
+/// Gives a JSON error body to an error answer that has none (the timeout backstop's 408), so
+/// every refusal reads the same.
+async fn json_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let reason = if status == StatusCode::REQUEST_TIMEOUT {
+        "timeout"
+    } else {
+        "error"
+    };
+    let message = status.canonical_reason().unwrap_or("request refused");
+    error_response(status, reason, None, message)
 }
 
 async fn post_event(State(app): State<Arc<App>>, request: Request) -> Response {
@@ -124,19 +167,19 @@ async fn post_touchpoint_batch(
     }
 }
 
-/// One event for `app`, a served touchpoint.
+/// One event for `app`, a served touchpoint of `pool`.
 async fn event(pool: &App, app: &Served, request: Request) -> Response {
     let deadline = Instant::now() + pool.request_timeout;
     let (parts, body) = request.into_parts();
-    if let Err(rejection) = app.authorize(&parts.headers) {
+    if let Err(rejection) = pool.admit().and_then(|()| app.authorize(&parts.headers)) {
         return app.refuse(rejection);
     }
     if media_type(&parts.headers) != Some(MediaType::Json) {
         return app.refuse(unsupported_media_type("application/json"));
     }
     let limit = app.schema.max_event_bytes();
-    let bytes = match read_body(body, &parts.headers, limit, deadline).await {
-        Ok(bytes) => bytes,
+    let (bytes, _memory) = match read_body(body, &parts.headers, limit, deadline, pool).await {
+        Ok(read) => read,
         Err(rejection) => return app.refuse(rejection),
     };
     match parse_event(&bytes, &app.schema) {
@@ -149,11 +192,11 @@ async fn event(pool: &App, app: &Served, request: Request) -> Response {
     }
 }
 
-/// A batch of events for `app`, a served touchpoint.
+/// A batch of events for `app`, a served touchpoint of `pool`.
 async fn batch(pool: &App, app: &Served, request: Request) -> Response {
     let deadline = Instant::now() + pool.request_timeout;
     let (parts, body) = request.into_parts();
-    if let Err(rejection) = app.authorize(&parts.headers) {
+    if let Err(rejection) = pool.admit().and_then(|()| app.authorize(&parts.headers)) {
         return app.refuse(rejection);
     }
     let Some(format) = media_type(&parts.headers).filter(|m| *m != MediaType::Other) else {
@@ -162,20 +205,20 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
         ));
     };
     let limit = batch_limit(app.schema.max_event_bytes());
-    // Refuse a declared oversize before queueing for a batch slot.
-    if let Err(rejection) = check_declared_length(&parts.headers, limit) {
-        return app.refuse(rejection);
-    }
-    let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, pool.batch_permits.acquire()).await
+    // The body first, so a slow upload holds only the memory it has sent and never a parser;
+    // then a parser, which a queue of bodies already in memory gets within milliseconds.
+    let (bytes, _memory) = match read_body(body, &parts.headers, limit, deadline, pool).await {
+        Ok(read) => read,
+        Err(rejection) => return app.refuse(rejection),
+    };
+    let parse_deadline = deadline.min(Instant::now() + PARSE_QUEUE_WAIT);
+    let Ok(Ok(_parser)) =
+        tokio::time::timeout_at(parse_deadline, pool.batch_permits.acquire()).await
     else {
         return app.refuse(Rejection::whole(
-            Reason::Timeout,
+            Reason::Overloaded,
             "the collector is busy with other batches; retry later",
         ));
-    };
-    let bytes = match read_body(body, &parts.headers, limit, deadline).await {
-        Ok(bytes) => bytes,
-        Err(rejection) => return app.refuse(rejection),
     };
 
     let mut tally = app.metrics.tally();
@@ -251,7 +294,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.draining.load(Ordering::Relaxed) {
+    if app.phase() != Phase::Serving {
         json_static(StatusCode::SERVICE_UNAVAILABLE, br#"{"status":"draining"}"#)
     } else {
         json_static(StatusCode::OK, br#"{"status":"ready"}"#)
@@ -277,7 +320,72 @@ async fn method_not_allowed() -> Response {
     )
 }
 
+/// The answer of a connection beyond the connection limit (see [`overflow_router`]).
+async fn overloaded(State(app): State<Arc<App>>) -> Response {
+    app.refuse(Rejection::whole(
+        Reason::Overloaded,
+        "the collector has no free connection; retry later",
+    ))
+}
+
+/// Routes of the health listener: probes and metrics only, on their own port and connection
+/// budget so a flood of event connections cannot starve them.
+pub(crate) fn health_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found_health)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+/// Routes of a connection taken on the overload reserve: probes and metrics as usual, everything
+/// else 503 with `Retry-After` at once, without reading the body.
+pub(crate) fn overflow_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(overloaded)
+        .with_state(app)
+}
+
+async fn not_found_health() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+        "no such endpoint: this port serves GET /healthz, /readyz and /metrics",
+    )
+}
+
 impl App {
+    /// The current phase.
+    pub(crate) fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::SeqCst) {
+            0 => Phase::Serving,
+            1 => Phase::Draining,
+            _ => Phase::Refusing,
+        }
+    }
+
+    /// Moves to `phase` (never back).
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.fetch_max(phase as u8, Ordering::SeqCst);
+    }
+
+    /// Refuses new events once the collector has started refusing them (shutdown).
+    fn admit(&self) -> Result<(), Rejection> {
+        if self.phase() >= Phase::Refusing {
+            return Err(Rejection::whole(
+                Reason::ShuttingDown,
+                "this collector is shutting down; retry, another replica takes the event",
+            ));
+        }
+        Ok(())
+    }
+
     /// The touchpoints served now.
     pub(crate) fn routes(&self) -> Arc<Routes> {
         self.routes
@@ -290,6 +398,27 @@ impl App {
     pub(crate) fn swap(&self, routes: Routes) {
         self.pool.serving(routes.by_name.len());
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routes);
+    }
+
+    /// Events accepted so far, over every touchpoint served.
+    pub(crate) fn received(&self) -> u64 {
+        self.routes()
+            .by_name
+            .values()
+            .map(|t| t.metrics.received())
+            .sum()
+    }
+
+    /// Counts and answers a refusal that no touchpoint is charged with (a dedicated
+    /// collector charges its touchpoint).
+    fn refuse(&self, rejection: Rejection) -> Response {
+        match self.routes().only() {
+            Some(touchpoint) => touchpoint.refuse(rejection),
+            None => {
+                self.pool.refused(rejection.reason);
+                refusal_response(rejection)
+            }
+        }
     }
 
     /// The touchpoint of a dedicated collector; a pool answers 404 naming its own paths.
@@ -377,6 +506,13 @@ impl Served {
     /// Counts a refused request and answers it.
     fn refuse(&self, rejection: Rejection) -> Response {
         self.metrics.reject(rejection.reason);
+        refusal_response(rejection)
+    }
+}
+
+/// The answer to a refused request: status, JSON body and the headers its reason calls for.
+fn refusal_response(rejection: Rejection) -> Response {
+    {
         tracing::debug!(
             reason = rejection.reason.as_str(),
             field = rejection.field.as_deref(),
@@ -394,6 +530,17 @@ impl Served {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if rejection.reason.retryable() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        if rejection.reason == Reason::ShuttingDown {
+            // The retry should open a connection, which the Service sends to another replica.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -455,40 +602,91 @@ fn too_large(limit: usize) -> Rejection {
     )
 }
 
-/// Refuses a body whose declared Content-Length exceeds `limit`, without reading it.
-fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), Rejection> {
-    let declared = headers
+/// The request's Content-Length, when it has a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    match declared {
+        .and_then(|value| value.parse::<u64>().ok())
+}
+
+/// Refuses a body whose declared Content-Length exceeds `limit`, without reading it.
+fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), Rejection> {
+    match declared_length(headers) {
         Some(length) if length > limit as u64 => Err(too_large(limit)),
         _ => Ok(()),
     }
 }
 
-/// Reads the whole body, refusing it as soon as it exceeds `limit` or misses `deadline`.
-async fn read_body(
-    body: Body,
+/// Refused when the body memory budget is spent.
+fn no_memory() -> Rejection {
+    Rejection::whole(
+        Reason::Overloaded,
+        "the collector holds too many request bodies; retry later",
+    )
+}
+
+/// Reads the whole body, refusing it as soon as it exceeds `limit` or misses `deadline`, holding
+/// one permit of `app.body_budget` per byte read (all of a declared Content-Length up front):
+/// when the budget is spent the request is refused (503) at once rather than queued.
+async fn read_body<'a>(
+    mut body: Body,
     headers: &HeaderMap,
     limit: usize,
     deadline: Instant,
-) -> Result<Bytes, Rejection> {
+    app: &'a App,
+) -> Result<(Bytes, SemaphorePermit<'a>), Rejection> {
     check_declared_length(headers, limit)?;
-    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(too_large(limit))
+    let reserve = |bytes: usize| {
+        u32::try_from(bytes)
+            .ok()
+            .and_then(|bytes| app.body_budget.try_acquire_many(bytes).ok())
+            .ok_or_else(no_memory)
+    };
+    let declared = declared_length(headers).and_then(|l| usize::try_from(l).ok());
+    let mut memory = reserve(declared.unwrap_or(0))?;
+    let mut buffer = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
+    let mut first: Option<Bytes> = None;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Err(Rejection::whole(
+                    Reason::Timeout,
+                    "the request body did not arrive in time",
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err(Rejection::whole(
+                    Reason::Malformed,
+                    "the request body could not be read",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + buffer.len();
+        if held + data.len() > limit {
+            return Err(too_large(limit));
         }
-        Ok(Err(_)) => Err(Rejection::whole(
-            Reason::Malformed,
-            "the request body could not be read",
-        )),
-        Err(_) => Err(Rejection::whole(
-            Reason::Timeout,
-            "the request body did not arrive in time",
-        )),
+        let reserved = memory.num_permits();
+        if held + data.len() > reserved {
+            memory.merge(reserve(held + data.len() - reserved)?);
+        }
+        // The usual body is one frame: keep it without a copy.
+        match first.take() {
+            None if buffer.is_empty() => first = Some(data),
+            None => buffer.extend_from_slice(&data),
+            Some(previous) => {
+                buffer.extend_from_slice(&previous);
+                buffer.extend_from_slice(&data);
+            }
+        }
     }
+    let bytes = first.unwrap_or_else(|| buffer.freeze());
+    Ok((bytes, memory))
 }
 
 fn accepted_one() -> Response {
@@ -539,6 +737,18 @@ fn error_response(
             },
         },
     )
+}
+
+/// The JSON error body, for answers written outside axum.
+pub(crate) fn error_body(reason: &str, field: Option<&str>, message: &str) -> String {
+    serde_json::to_string(&ErrorBody {
+        error: ErrorDetail {
+            reason,
+            field,
+            message,
+        },
+    })
+    .unwrap_or_default()
 }
 
 /// `{"error": {...}}`, the body of every 4xx and 5xx.
@@ -623,6 +833,25 @@ mod tests {
         assert_eq!(bearer_token(b"Basic abc"), None);
         assert_eq!(bearer_token(b"Bearer "), None);
         assert_eq!(bearer_token(b"Bear"), None);
+    }
+
+    #[tokio::test]
+    async fn bare_error_answers_get_the_json_error_body() {
+        let mut bare = Response::new(Body::empty());
+        *bare.status_mut() = StatusCode::REQUEST_TIMEOUT;
+        let answer = json_for_bare_errors(bare).await;
+        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+        let body = answer.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"error":{"reason":"timeout","field":null,"message":"Request Timeout"}}"#
+        );
+        let ours = json_for_bare_errors(accepted_one()).await;
+        assert_eq!(ours.status(), StatusCode::ACCEPTED);
+        let json = error_response(StatusCode::NOT_FOUND, "not_found", None, "x");
+        let kept = json_for_bare_errors(json).await;
+        let body = kept.into_body().collect().await.expect("body").to_bytes();
+        assert!(body.starts_with(br#"{"error":{"reason":"not_found""#));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use prometheus::{
 
 use super::config::CollectorConfig;
 use super::event::{
-    ALL_METRICS, ALL_TIMINGS, Event, EventSchema, Reason, metric_index, outcome_index, timing_index,
+    ALL_METRICS, ALL_TIMINGS, Event, EventSchema, METRIC_COUNT, OUTCOME_COUNT, Reason,
+    TIMING_COUNT, metric_index, outcome_index, timing_index,
 };
 use crate::api::Outcome;
 
@@ -63,11 +64,11 @@ pub struct CollectorMetrics {
     received: IntCounter,
     rejected: [IntCounter; REASONS],
     /// `[metric][score]`: `None` for undeclared metrics and scores outside their range.
-    survey: [[Option<IntCounter>; SCORE_SLOTS]; 3],
+    survey: [[Option<IntCounter>; SCORE_SLOTS]; METRIC_COUNT],
     /// `[outcome]`: `None` for undeclared outcomes.
-    interactions: [Option<IntCounter>; 7],
+    interactions: [Option<IntCounter>; OUTCOME_COUNT],
     /// `[timing]`: `None` for undeclared timings.
-    durations: [Option<Histogram>; 2],
+    durations: [Option<Histogram>; TIMING_COUNT],
     /// Waits of answered contacts (every outcome but `abandoned`), when `wait` is declared.
     first_responses: Option<Histogram>,
 }
@@ -136,7 +137,7 @@ impl CollectorMetrics {
                 &["metric", "score"],
             )?,
         };
-        let mut survey: [[Option<IntCounter>; SCORE_SLOTS]; 3] = Default::default();
+        let mut survey: [[Option<IntCounter>; SCORE_SLOTS]; METRIC_COUNT] = Default::default();
         for metric in ALL_METRICS {
             if let Some((low, high)) = schema.score_range(metric) {
                 for score in low..=high {
@@ -152,8 +153,8 @@ impl CollectorMetrics {
             register(&registry, &survey_vec)?;
         }
 
-        let mut interactions: [Option<IntCounter>; 7] = Default::default();
-        let mut durations: [Option<Histogram>; 2] = Default::default();
+        let mut interactions: [Option<IntCounter>; OUTCOME_COUNT] = Default::default();
+        let mut durations: [Option<Histogram>; TIMING_COUNT] = Default::default();
         let mut interactions_family = None;
         let mut durations_family = None;
         let mut first_responses = None;
@@ -293,8 +294,8 @@ impl CollectorMetrics {
             metrics: self,
             received: 0,
             rejected: [0; REASONS],
-            survey: [[0; SCORE_SLOTS]; 3],
-            interactions: [0; 7],
+            survey: [[0; SCORE_SLOTS]; METRIC_COUNT],
+            interactions: [0; OUTCOME_COUNT],
             durations: self
                 .durations
                 .each_ref()
@@ -375,9 +376,9 @@ pub struct BatchTally<'m> {
     metrics: &'m CollectorMetrics,
     received: u64,
     rejected: [u64; REASONS],
-    survey: [[u64; SCORE_SLOTS]; 3],
-    interactions: [u64; 7],
-    durations: [Option<LocalHistogram>; 2],
+    survey: [[u64; SCORE_SLOTS]; METRIC_COUNT],
+    interactions: [u64; OUTCOME_COUNT],
+    durations: [Option<LocalHistogram>; TIMING_COUNT],
     first_responses: Option<LocalHistogram>,
 }
 

@@ -14,16 +14,21 @@
 //!   at `POST /v1/touchpoints/{touchpoint}/events` and `.../events:batch`, 404 with a JSON body
 //!   naming an unknown touchpoint, and follows changes of its configuration file without a
 //!   restart ([`pool`]);
-//! - `GET /metrics` (Prometheus text), `GET /healthz` (alive), `GET /readyz` (503 while draining).
+//! - `GET /metrics` (Prometheus text), `GET /healthz` (alive), `GET /readyz` (503 while draining),
+//!   on the event port and on the health port (`--health-listen`), whose own connection budget
+//!   event floods cannot starve.
 //!
-//! Refusals answer `{"error":{"reason","field","message"}}`: 400 malformed JSON, 401 missing or
-//! wrong bearer token, 408 body too slow, 413 body over `maxEventBytes` (batches: 1000 ×
-//! `maxEventBytes`, at most 16 MiB), 415 wrong Content-Type, 422 invalid event.
+//! Refusals answer `{"error":{"reason","field","message"}}`: 400 malformed JSON or HTTP, 401
+//! missing or wrong bearer token, 408 body too slow, 413 body over `maxEventBytes` (batches: 1000
+//! × `maxEventBytes`, at most 16 MiB), 414 URI too long, 415 wrong Content-Type, 422 invalid
+//! event, 431 request head over 16 KiB, 503 with `Retry-After` when overloaded or shutting down.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+use config::{COLLECTOR_PORT, HEALTH_PORT};
 
 pub mod config;
 
@@ -35,7 +40,10 @@ pub mod pool;
 pub mod server;
 
 pub use event::{Event, EventSchema, Reason, Rejection, parse_event};
-pub use server::{Collector, CollectorError, Drained, ServeOptions, load_config, load_setup};
+pub use server::{
+    Collector, CollectorError, Drained, ServeOptions, load_config, load_setup,
+    raise_open_file_limit,
+};
 
 /// Options of `cx-conductor collector`.
 #[derive(clap::Args, Debug, Clone)]
@@ -43,18 +51,27 @@ pub struct CollectorArgs {
     /// The collector configuration (YAML), as the operator mounts it from the touchpoint's ConfigMap.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    /// Address to listen on for events.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], COLLECTOR_PORT)))]
     pub listen: SocketAddr,
+    /// Address of the health listener: `/healthz`, `/readyz` and `/metrics` with their own small
+    /// connection budget, for probes and scrapes.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], HEALTH_PORT)))]
+    pub health_listen: SocketAddr,
     /// Log JSON lines instead of text (filter with RUST_LOG, default `info`).
     #[arg(long)]
     pub log_json: bool,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 20)]
     pub grace_period_seconds: u64,
-    /// Seconds to keep serving after SIGTERM with readiness off, before closing the listener.
+    /// Seconds to keep accepting events after SIGTERM with readiness off (while endpoints
+    /// propagate), before refusing new events with 503.
     #[arg(long, default_value_t = 0)]
     pub shutdown_delay_seconds: u64,
+    /// Seconds to keep serving `/metrics` after the in-flight requests finished, so Prometheus
+    /// scrapes the final counts: at least 2 × the scrape interval plus a margin.
+    #[arg(long, default_value_t = 0)]
+    pub final_scrape_seconds: u64,
     /// Seconds a request body has to arrive.
     #[arg(long, default_value_t = 30)]
     pub request_timeout_seconds: u64,
@@ -74,6 +91,7 @@ impl CollectorArgs {
             shutdown_delay: Duration::from_secs(self.shutdown_delay_seconds),
             request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
             max_connections: self.max_connections.max(1),
+            final_scrape: Duration::from_secs(self.final_scrape_seconds),
             ..ServeOptions::default()
         }
     }
@@ -83,6 +101,25 @@ impl CollectorArgs {
 /// drain, 1 when it cannot serve (address in use, runtime), 2 when the configuration is unusable.
 pub fn run(args: &CollectorArgs) -> ExitCode {
     init_logging(args.log_json);
+    match raise_open_file_limit() {
+        Ok((before, soft, hard)) => {
+            tracing::info!(before, soft, hard, "open-file limit");
+            let options = args.serve_options();
+            // Both listeners, every connection budget, and a margin for files and the runtime.
+            let needed = (options.max_connections
+                + options.overload_reserve
+                + options.health_max_connections
+                + 64) as u64;
+            if soft < needed {
+                tracing::warn!(
+                    soft,
+                    needed,
+                    "the open-file limit is below the connections the collector may hold"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let collector = match load_setup(&args.config)
         .and_then(|setup| Collector::with_setup(&setup, args.serve_options()).map(|c| (setup, c)))
     {
@@ -122,19 +159,32 @@ pub fn run(args: &CollectorArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(args.listen).await {
-            Ok(listener) => listener,
-            Err(source) => {
-                let error = CollectorError::Bind {
-                    address: args.listen.to_string(),
-                    source,
-                };
-                tracing::error!(%error, "cannot start the collector");
-                return ExitCode::FAILURE;
+        let mut listeners = Vec::new();
+        for address in [args.listen, args.health_listen] {
+            match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => listeners.push(listener),
+                Err(source) => {
+                    let error = CollectorError::Bind {
+                        address: address.to_string(),
+                        source,
+                    };
+                    tracing::error!(%error, "cannot start the collector");
+                    return ExitCode::FAILURE;
+                }
             }
+        }
+        let health = listeners.pop();
+        let Some(listener) = listeners.pop() else {
+            return ExitCode::FAILURE;
         };
-        tracing::info!(address = %args.listen, "collector listening");
-        collector.serve(listener, termination_signal()).await;
+        tracing::info!(
+            address = %args.listen,
+            health_address = %args.health_listen,
+            "collector listening"
+        );
+        collector
+            .serve_with(listener, health, termination_signal())
+            .await;
         ExitCode::SUCCESS
     })
 }

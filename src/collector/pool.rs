@@ -10,7 +10,7 @@ use std::sync::Arc;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::config::{CollectorConfig, CollectorSetup};
-use super::event::{EventSchema, InvalidConfig};
+use super::event::{EventSchema, InvalidConfig, Reason};
 use super::metrics::{CollectorMetrics, render_families};
 use super::server::{CollectorError, read_token_digest};
 
@@ -122,6 +122,8 @@ pub(crate) struct PoolMetrics {
     registry: Registry,
     reloads: [IntCounter; 2],
     pub(crate) unknown_touchpoint: IntCounter,
+    /// Requests a pool refused before knowing their touchpoint (overload, shutdown), by reason.
+    refusals: IntCounterVec,
     touchpoints: IntGauge,
     last_reload_ok: IntGauge,
 }
@@ -147,6 +149,15 @@ impl PoolMetrics {
             )
             .const_labels(labels.clone()),
         )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "cx_collector_requests_refused_total",
+                "Requests a collector pool refused before routing them to a touchpoint \
+                 (overloaded, shutting_down), by reason.",
+            )
+            .const_labels(labels.clone()),
+            &["reason"],
+        )?;
         let touchpoints = IntGauge::with_opts(
             Opts::new(
                 "cx_collector_touchpoints",
@@ -163,6 +174,7 @@ impl PoolMetrics {
         )?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(unknown_touchpoint.clone()))?;
+        registry.register(Box::new(refusals.clone()))?;
         registry.register(Box::new(touchpoints.clone()))?;
         registry.register(Box::new(last_reload_ok.clone()))?;
         last_reload_ok.set(1);
@@ -173,6 +185,7 @@ impl PoolMetrics {
                 reloads.with_label_values(&["failed"]),
             ],
             unknown_touchpoint,
+            refusals,
             touchpoints,
             last_reload_ok,
         })
@@ -190,6 +203,10 @@ impl PoolMetrics {
                 self.last_reload_ok.set(0);
             }
         }
+    }
+
+    pub(crate) fn refused(&self, reason: Reason) {
+        self.refusals.with_label_values(&[reason.as_str()]).inc();
     }
 
     pub(crate) fn serving(&self, touchpoints: usize) {

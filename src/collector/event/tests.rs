@@ -688,7 +688,11 @@ fn reasons_are_distinct_snake_case_labels_with_statuses() {
     let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
     for (index, reason) in Reason::ALL.iter().enumerate() {
         assert_eq!(reason.index(), index);
-        assert!((400..500).contains(&reason.http_status()));
+        let status = reason.http_status();
+        assert!(
+            (400..500).contains(&status) || (reason.retryable() && status == 503),
+            "{reason}: {status}"
+        );
     }
     assert!(
         names
@@ -703,4 +707,15 @@ fn reasons_are_distinct_snake_case_labels_with_statuses() {
     assert_eq!(Reason::TooLarge.http_status(), 413);
     assert_eq!(Reason::UnsupportedMediaType.http_status(), 415);
     assert_eq!(Reason::ScoreOutOfRange.http_status(), 422);
+    assert_eq!(Reason::Overloaded.http_status(), 503);
+    assert_eq!(Reason::ShuttingDown.http_status(), 503);
+}
+
+#[test]
+fn every_field_decodes_from_its_own_name() {
+    for (index, field) in wire::Field::ALL.into_iter().enumerate() {
+        assert_eq!(wire::Field::from_name(field.name()), Some(field));
+        assert_eq!(field as usize, index);
+    }
+    assert_eq!(wire::Field::from_name("Type"), None);
 }

@@ -1,0 +1,252 @@
+//! Validation: the decoded object against the touchpoint's schema, one precise rejection per
+//! rule.
+
+use super::schema::{parse_metric, parse_outcome};
+use super::timestamp::is_rfc3339;
+use super::wire::{Field, Json, RawEvent, Top};
+use super::{
+    Event, EventSchema, MAX_DURATION_SECONDS, MAX_ECHOED_FIELD_CHARS, MAX_ID_BYTES, Reason,
+    Rejection,
+};
+use crate::api::Timing;
+
+pub(super) fn validate(top: Top<'_>, schema: &EventSchema) -> Result<Event, Rejection> {
+    let raw = match top {
+        Top::Object(raw) => raw,
+        Top::Other(kind) => {
+            return Err(Rejection::whole(
+                Reason::WrongType,
+                format!("an event is a JSON object, got {kind}"),
+            ));
+        }
+    };
+    if let Some(name) = &raw.first_unknown {
+        let shown: String = name.chars().take(MAX_ECHOED_FIELD_CHARS).collect();
+        return Err(Rejection::field(
+            Reason::UnknownField,
+            shown.clone(),
+            format!("unknown field {shown:?}"),
+        ));
+    }
+    if let Some(field) = raw.first_duplicate {
+        return Err(Rejection::field(
+            Reason::DuplicateField,
+            field.name(),
+            format!("field {:?} appears more than once", field.name()),
+        ));
+    }
+    let event = match required_str(&raw, Field::Type)? {
+        "survey" => validate_survey(&raw, schema)?,
+        "interaction" => validate_interaction(&raw, schema)?,
+        other => {
+            return Err(Rejection::field(
+                Reason::UnknownEventType,
+                "type",
+                format!(
+                    "unknown event type {:?}: expected survey or interaction",
+                    truncate(other)
+                ),
+            ));
+        }
+    };
+    validate_identifier(&raw, Field::CustomerId)?;
+    validate_identifier(&raw, Field::SessionId)?;
+    if let Some(value) = raw.optional(Field::Timestamp) {
+        let Json::Str(text) = value else {
+            return Err(wrong_type(
+                Field::Timestamp,
+                "an RFC 3339 date-time string",
+                value,
+            ));
+        };
+        if !is_rfc3339(text) {
+            return Err(Rejection::field(
+                Reason::InvalidTimestamp,
+                "timestamp",
+                "timestamp must be an RFC 3339 date-time such as 2026-11-03T10:15:00Z",
+            ));
+        }
+    }
+    Ok(event)
+}
+
+fn validate_survey(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Event, Rejection> {
+    for field in [Field::Outcome, Field::WaitSeconds, Field::HandleSeconds] {
+        refuse_foreign_field(raw, field, "survey")?;
+    }
+    let name = required_str(raw, Field::Metric)?;
+    let Some(metric) = parse_metric(name) else {
+        return Err(Rejection::field(
+            Reason::InvalidMetric,
+            "metric",
+            format!(
+                "unknown survey metric {:?}: expected nps, csat or ces",
+                truncate(name)
+            ),
+        ));
+    };
+    let Some((low, high)) = schema.score_range(metric) else {
+        return Err(Rejection::field(
+            Reason::InvalidMetric,
+            "metric",
+            format!(
+                "this touchpoint does not ask {}; it asks: {}",
+                metric.as_str(),
+                schema.declared_metrics()
+            ),
+        ));
+    };
+    let score = match required(raw, Field::Score)? {
+        Json::Unsigned(n) => *n as f64,
+        Json::Signed(n) => *n as f64,
+        Json::Float(n) => {
+            if n.fract() != 0.0 {
+                return Err(Rejection::field(
+                    Reason::ScoreNotInteger,
+                    "score",
+                    format!("score must be a whole number, got {n}"),
+                ));
+            }
+            *n
+        }
+        other => return Err(wrong_type(Field::Score, "an integer", other)),
+    };
+    if score < f64::from(low) || score > f64::from(high) {
+        return Err(Rejection::field(
+            Reason::ScoreOutOfRange,
+            "score",
+            format!(
+                "{} scores range from {low} to {high}, got {score}",
+                metric.as_str()
+            ),
+        ));
+    }
+    // In range 0..=10, so the conversion is exact.
+    let score = score as u8;
+    Ok(Event::Survey { metric, score })
+}
+
+fn validate_interaction(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Event, Rejection> {
+    for field in [Field::Metric, Field::Score] {
+        refuse_foreign_field(raw, field, "interaction")?;
+    }
+    if !schema.declares_interactions() {
+        return Err(Rejection::field(
+            Reason::InteractionsNotDeclared,
+            "type",
+            "this touchpoint does not collect interactions",
+        ));
+    }
+    let name = required_str(raw, Field::Outcome)?;
+    let outcome = match parse_outcome(name) {
+        Some(outcome) if schema.declares_outcome(outcome) => outcome,
+        _ => {
+            return Err(Rejection::field(
+                Reason::UnknownOutcome,
+                "outcome",
+                format!(
+                    "outcome {:?} is not declared by this touchpoint; declared: {}",
+                    truncate(name),
+                    schema.declared_outcomes()
+                ),
+            ));
+        }
+    };
+    let wait_seconds = duration(raw, schema, Field::WaitSeconds, Timing::Wait)?;
+    let handle_seconds = duration(raw, schema, Field::HandleSeconds, Timing::Handle)?;
+    Ok(Event::Interaction {
+        outcome,
+        wait_seconds,
+        handle_seconds,
+    })
+}
+
+fn duration(
+    raw: &RawEvent<'_>,
+    schema: &EventSchema,
+    field: Field,
+    timing: Timing,
+) -> Result<Option<f64>, Rejection> {
+    let Some(value) = raw.optional(field) else {
+        return Ok(None);
+    };
+    let Some(seconds) = value.as_f64() else {
+        return Err(wrong_type(field, "a number of seconds", value));
+    };
+    if !schema.declares_timing(timing) {
+        return Err(Rejection::field(
+            Reason::UndeclaredTiming,
+            field.name(),
+            format!(
+                "this touchpoint does not measure the {} timing",
+                timing.as_str()
+            ),
+        ));
+    }
+    if !seconds.is_finite() || !(0.0..=MAX_DURATION_SECONDS).contains(&seconds) {
+        return Err(Rejection::field(
+            Reason::InvalidDuration,
+            field.name(),
+            format!(
+                "{} must be between 0 and {MAX_DURATION_SECONDS} seconds, got {seconds}",
+                field.name()
+            ),
+        ));
+    }
+    // Normalise -0.0, which the range check lets through.
+    Ok(Some(seconds + 0.0))
+}
+
+fn validate_identifier(raw: &RawEvent<'_>, field: Field) -> Result<(), Rejection> {
+    match raw.optional(field) {
+        None => Ok(()),
+        Some(Json::Str(id)) if id.len() <= MAX_ID_BYTES => Ok(()),
+        Some(Json::Str(_)) => Err(Rejection::field(
+            Reason::InvalidIdentifier,
+            field.name(),
+            format!("{} is longer than {MAX_ID_BYTES} bytes", field.name()),
+        )),
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn refuse_foreign_field(raw: &RawEvent<'_>, field: Field, kind: &str) -> Result<(), Rejection> {
+    if raw.get(field).is_some() {
+        return Err(Rejection::field(
+            Reason::UnknownField,
+            field.name(),
+            format!("{kind} events have no field {:?}", field.name()),
+        ));
+    }
+    Ok(())
+}
+
+fn required<'r, 'a>(raw: &'r RawEvent<'a>, field: Field) -> Result<&'r Json<'a>, Rejection> {
+    raw.get(field).ok_or_else(|| {
+        Rejection::field(
+            Reason::MissingField,
+            field.name(),
+            format!("missing field {:?}", field.name()),
+        )
+    })
+}
+
+fn required_str<'r>(raw: &'r RawEvent<'_>, field: Field) -> Result<&'r str, Rejection> {
+    match required(raw, field)? {
+        Json::Str(text) => Ok(text),
+        other => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn wrong_type(field: Field, expected: &str, got: &Json<'_>) -> Rejection {
+    Rejection::field(
+        Reason::WrongType,
+        field.name(),
+        format!("{} must be {expected}, got {}", field.name(), got.kind()),
+    )
+}
+
+/// Producer-supplied text echoed in a message, cut to a readable length.
+fn truncate(text: &str) -> String {
+    text.chars().take(MAX_ECHOED_FIELD_CHARS).collect()
+}
