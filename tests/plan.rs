@@ -418,3 +418,44 @@ fn touchpoint_authors_get_only_allowed_images_and_marked_secrets() {
         refusal.message
     );
 }
+
+#[test]
+fn pods_stop_without_losing_a_count_and_monitors_carry_the_platform_labels() {
+    let (tp, channel) = fixture();
+    let mut options = PlanOptions {
+        service_monitor: true,
+        scrape_interval_seconds: 15,
+        ..PlanOptions::default()
+    };
+    options
+        .service_monitor_labels
+        .insert("release".into(), "kube-prometheus-stack".into());
+    let plan = plan(&tp, &channel, &options);
+    let pod = plan.deployment.spec.template.spec.as_ref().unwrap();
+    let container = &pod.containers[0];
+    let args = container.args.clone().unwrap().join(" ");
+    // 2 × 15 s + 5 s of /metrics after the last event, so Prometheus scrapes the final counts.
+    assert!(args.contains("--final-scrape-seconds 35"), "{args}");
+    assert!(
+        args.contains("--shutdown-delay-seconds 5") && args.contains("--grace-period-seconds 20"),
+        "{args}"
+    );
+    assert!(args.contains("--health-listen 0.0.0.0:8081"), "{args}");
+    // The kubelet waits for the whole sequence before it kills the pod.
+    assert_eq!(pod.termination_grace_period_seconds, Some(5 + 20 + 35 + 10));
+    for probe in [&container.readiness_probe, &container.liveness_probe] {
+        let port = &probe.as_ref().unwrap().http_get.as_ref().unwrap().port;
+        assert_eq!(
+            *port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("health".into()),
+            "probes use the health listener, which event floods cannot starve"
+        );
+    }
+    let monitor = plan.service_monitor.as_ref().unwrap();
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
+}

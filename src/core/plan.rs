@@ -25,7 +25,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{Channel, Touchpoint};
 use crate::collector::config::{
-    AuthConfig, COLLECTOR_PORT, CONFIG_KEY, CONFIG_MOUNT_PATH, CollectorConfig, TOKEN_MOUNT_PATH,
+    AuthConfig, COLLECTOR_PORT, CONFIG_KEY, CONFIG_MOUNT_PATH, CollectorConfig, HEALTH_PORT,
+    TOKEN_MOUNT_PATH,
 };
 
 use super::world::namespace_of;
@@ -360,19 +361,8 @@ fn plan_deployment(
                 .filter(|i| !i.is_empty())
                 .unwrap_or_else(|| options.default_image.clone()),
         ),
-        args: Some(vec![
-            "collector".into(),
-            "--config".into(),
-            CONFIG_MOUNT_PATH.into(),
-            "--listen".into(),
-            format!("0.0.0.0:{COLLECTOR_PORT}"),
-        ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: i32::from(COLLECTOR_PORT),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        args: Some(options.collector_args(CONFIG_MOUNT_PATH)),
+        ports: Some(collector_ports()),
         readiness_probe: Some(collector_probe("/readyz", 5)),
         liveness_probe: Some(collector_probe("/healthz", 10)),
         resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
@@ -403,14 +393,14 @@ fn plan_deployment(
                     annotations: Some(BTreeMap::from([
                         (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
                         ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), COLLECTOR_PORT.to_string()),
+                        ("prometheus.io/port".to_string(), HEALTH_PORT.to_string()),
                     ])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
+                    termination_grace_period_seconds: Some(options.termination_grace_seconds()),
                     security_context: Some(pod_security_context()),
                     containers: vec![container],
                     volumes: Some(volumes),
@@ -430,13 +420,22 @@ pub(crate) fn collector_service(meta: &ObjectMeta, selector: BTreeMap<String, St
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(selector),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: SERVICE_PORT,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
+            ports: Some(vec![
+                ServicePort {
+                    name: Some("http".into()),
+                    port: SERVICE_PORT,
+                    target_port: Some(IntOrString::String("http".into())),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                },
+                ServicePort {
+                    name: Some("metrics".into()),
+                    port: i32::from(HEALTH_PORT),
+                    target_port: Some(IntOrString::String("health".into())),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                },
+            ]),
             ..Default::default()
         }),
         ..Default::default()
@@ -476,11 +475,16 @@ pub(crate) fn collector_network_policy(
             }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(i32::from(COLLECTOR_PORT))),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
+                ports: Some(
+                    [COLLECTOR_PORT, HEALTH_PORT]
+                        .into_iter()
+                        .map(|port| NetworkPolicyPort {
+                            port: Some(IntOrString::Int(i32::from(port))),
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
                 ..Default::default()
             }]),
             egress: Some(vec![]),
@@ -506,17 +510,68 @@ pub(crate) fn collector_service_monitor(
         "spec": {
             "selector": {"matchLabels": selector},
             "namespaceSelector": {"matchNames": [meta.namespace.clone().unwrap_or_default()]},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": format!("{}s", options.scrape_interval_seconds)}]
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": format!("{}s", options.scrape_interval_seconds)}]
         }
     })
 }
 
-/// An HTTP probe on the collector port.
+/// Seconds a stopping collector keeps accepting events while its endpoints drop it.
+pub const SHUTDOWN_DELAY_SECONDS: u32 = 5;
+/// Seconds in-flight requests get to finish once new events are refused.
+pub const GRACE_PERIOD_SECONDS: u32 = 20;
+
+impl PlanOptions {
+    /// Seconds a stopping collector keeps serving `/metrics` after its last event: two scrape
+    /// intervals and a margin, so Prometheus scrapes the final counts (no acknowledged event is
+    /// lost on a rollout or scale-down).
+    pub fn final_scrape_seconds(&self) -> u32 {
+        2 * self.scrape_interval_seconds + 5
+    }
+
+    /// The pod's `terminationGracePeriodSeconds`: the whole shutdown sequence and a margin.
+    pub fn termination_grace_seconds(&self) -> i64 {
+        i64::from(SHUTDOWN_DELAY_SECONDS + GRACE_PERIOD_SECONDS + self.final_scrape_seconds() + 10)
+    }
+
+    /// The collector's arguments for the configuration at `config`.
+    pub fn collector_args(&self, config: &str) -> Vec<String> {
+        vec![
+            "collector".into(),
+            "--config".into(),
+            config.into(),
+            "--listen".into(),
+            format!("0.0.0.0:{COLLECTOR_PORT}"),
+            "--health-listen".into(),
+            format!("0.0.0.0:{HEALTH_PORT}"),
+            "--shutdown-delay-seconds".into(),
+            SHUTDOWN_DELAY_SECONDS.to_string(),
+            "--grace-period-seconds".into(),
+            GRACE_PERIOD_SECONDS.to_string(),
+            "--final-scrape-seconds".into(),
+            self.final_scrape_seconds().to_string(),
+        ]
+    }
+}
+
+/// The collector container's ports: events, and health and metrics on their own listener.
+pub(crate) fn collector_ports() -> Vec<ContainerPort> {
+    [("http", COLLECTOR_PORT), ("health", HEALTH_PORT)]
+        .into_iter()
+        .map(|(name, port)| ContainerPort {
+            name: Some(name.into()),
+            container_port: i32::from(port),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// An HTTP probe on the health port (its own connection budget: floods cannot starve it).
 pub(crate) fn collector_probe(path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String("health".into()),
             ..Default::default()
         }),
         period_seconds: Some(period),

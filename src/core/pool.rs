@@ -18,8 +18,8 @@ use k8s_openapi::api::autoscaling::v2::{
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, KeyToPath, PodSpec, PodTemplateSpec, Secret, SecretVolumeSource,
-    Service, Volume, VolumeMount,
+    Container, KeyToPath, PodSpec, PodTemplateSpec, Secret, SecretVolumeSource, Service, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -30,13 +30,13 @@ use serde_json::Value;
 
 use crate::api::{Channel, Touchpoint};
 use crate::collector::config::{
-    COLLECTOR_PORT, POOL_CONFIG_KEY, POOL_CONFIG_MOUNT_PATH, POOL_NAME, PoolConfig,
+    HEALTH_PORT, POOL_CONFIG_KEY, POOL_CONFIG_MOUNT_PATH, POOL_NAME, PoolConfig,
 };
 
 use super::plan::{
-    PlanOptions, SERVICE_PORT, collector_config, collector_network_policy, collector_probe,
-    collector_service, collector_service_monitor, container_security_context, disruption_budget,
-    hash, pod_security_context,
+    PlanOptions, SERVICE_PORT, collector_config, collector_network_policy, collector_ports,
+    collector_probe, collector_service, collector_service_monitor, container_security_context,
+    disruption_budget, hash, pod_security_context,
 };
 
 /// Label value of `app.kubernetes.io/component` on a pool's objects.
@@ -251,19 +251,8 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
     let container = Container {
         name: "collector".into(),
         image: Some(options.default_image.clone()),
-        args: Some(vec![
-            "collector".into(),
-            "--config".into(),
-            POOL_CONFIG_MOUNT_PATH.into(),
-            "--listen".into(),
-            format!("0.0.0.0:{COLLECTOR_PORT}"),
-        ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: i32::from(COLLECTOR_PORT),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        args: Some(options.collector_args(POOL_CONFIG_MOUNT_PATH)),
+        ports: Some(collector_ports()),
         readiness_probe: Some(collector_probe("/readyz", 5)),
         liveness_probe: Some(collector_probe("/healthz", 10)),
         resources: Some(options.pool.resources.clone()),
@@ -299,14 +288,14 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
                     labels: Some(pod_labels),
                     annotations: Some(BTreeMap::from([
                         ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), COLLECTOR_PORT.to_string()),
+                        ("prometheus.io/port".to_string(), HEALTH_PORT.to_string()),
                     ])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
+                    termination_grace_period_seconds: Some(options.termination_grace_seconds()),
                     security_context: Some(pod_security_context()),
                     containers: vec![container],
                     volumes: Some(vec![Volume {
