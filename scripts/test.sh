@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "==> tools the tests need"
-# A real Prometheus (and promtool, same package) for the KPI tests (tests/kpi_*.rs).
+# A real Prometheus (and promtool, same package) for the KPI tests (tests/kpi_*.rs); Chromium
+# and a font for the experience-map tests (tests/map*.rs).
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus chromium
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus chromium fonts-dejavu-core
 fi
 # Kubernetes' schemas, to validate the chart and deploy/ (tests/chart.rs).
 python3 -c 'import kubernetes_validate' 2>/dev/null ||
