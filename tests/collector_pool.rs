@@ -3,7 +3,7 @@
 //! from its file while serving, without a counter reset.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,12 +51,12 @@ struct Pool {
 }
 
 impl Pool {
-    async fn start(file: &PathBuf) -> Pool {
+    async fn start(file: &Path) -> Pool {
         let setup = cx_conductor::collector::load_setup(file).expect("a pool configuration");
         assert!(matches!(setup, CollectorSetup::Pool(_)));
         let collector = Collector::with_setup(&setup, ServeOptions::default())
             .expect("pool starts")
-            .reloading_from(file.clone(), Duration::from_millis(100));
+            .reloading_from(file.to_path_buf(), Duration::from_millis(100));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -145,7 +145,7 @@ fn write_config(name: &str, text: &str) -> PathBuf {
 }
 
 /// Replaces the file the way the kubelet updates a Secret volume: a new file renamed over it.
-fn replace_config(file: &PathBuf, text: &str) {
+fn replace_config(file: &Path, text: &str) {
     let next = file.with_extension("next");
     std::fs::write(&next, text).expect("write");
     std::fs::rename(&next, file).expect("rename");

@@ -237,7 +237,9 @@ fn the_clean_example_has_no_finding_and_plans_every_collector() {
     assert_eq!(report.summary.warnings, 0);
     assert!(report.findings.is_empty());
     assert!(report.journeys.iter().all(|j| j.findings.is_empty()));
-    assert_eq!(report.plan.collectors, report.summary.touchpoints);
+    // Every touchpoint is served: the retail namespace's pool holds them all.
+    assert_eq!(report.plan.pools, 1);
+    assert_eq!(report.plan.pooled_touchpoints, report.summary.touchpoints);
     assert_eq!(outcome.exit_code(), 0);
     // Offline, KPI states and collectors are unknown: not failed, not evaluated, and the score is
     // over the 17 points that could be judged.

@@ -31,7 +31,7 @@ pub enum Command {
     /// HTML, from manifests (`-f`) or from the cluster.
     Map(map::MapArgs),
     /// Run the operator: deploy collectors and keep every resource's status true.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run a touchpoint's feedback collector: HTTP event ingest and Prometheus metrics.
     Collector(crate::collector::CollectorArgs),
 }

@@ -134,14 +134,14 @@ async fn json_for_bare_errors(response: Response) -> Response {
 async fn post_event(State(app): State<Arc<App>>, request: Request) -> Response {
     match app.dedicated() {
         Ok(touchpoint) => event(&app, &touchpoint, request).await,
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
 async fn post_batch(State(app): State<Arc<App>>, request: Request) -> Response {
     match app.dedicated() {
         Ok(touchpoint) => batch(&app, &touchpoint, request).await,
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
@@ -152,7 +152,7 @@ async fn post_touchpoint_event(
 ) -> Response {
     match app.pooled(name) {
         Ok(touchpoint) => event(&app, &touchpoint, request).await,
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
@@ -163,7 +163,7 @@ async fn post_touchpoint_batch(
 ) -> Response {
     match app.pooled(name) {
         Ok(touchpoint) => batch(&app, &touchpoint, request).await,
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
@@ -422,29 +422,32 @@ impl App {
     }
 
     /// The touchpoint of a dedicated collector; a pool answers 404 naming its own paths.
-    fn dedicated(&self) -> Result<Arc<Served>, Response> {
+    fn dedicated(&self) -> Result<Arc<Served>, Box<Response>> {
         self.routes().only().cloned().ok_or_else(|| {
             self.pool.unknown_touchpoint.inc();
-            error_response(
+            Box::new(error_response(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 None,
                 "this collector is a pool serving several touchpoints: POST to \
                  /v1/touchpoints/<touchpoint>/events or /v1/touchpoints/<touchpoint>/events:batch",
-            )
+            ))
         })
     }
 
     /// The pooled touchpoint a request names; 404 with its name when it is not served here.
-    fn pooled(&self, name: Result<Path<String>, PathRejection>) -> Result<Arc<Served>, Response> {
+    fn pooled(
+        &self,
+        name: Result<Path<String>, PathRejection>,
+    ) -> Result<Arc<Served>, Box<Response>> {
         let unknown = |message: String| {
             self.pool.unknown_touchpoint.inc();
-            error_response(
+            Box::new(error_response(
                 StatusCode::NOT_FOUND,
                 "unknown_touchpoint",
                 Some("touchpoint"),
                 &message,
-            )
+            ))
         };
         let Ok(Path(name)) = name else {
             return Err(unknown(
