@@ -417,6 +417,17 @@ fn touchpoint_authors_get_only_allowed_images_and_marked_secrets() {
         "{}",
         refusal.message
     );
+    // What the collector could not load never reaches a pool's configuration (a hand-made
+    // object past the schema, here an event limit below the collector's minimum).
+    let mut tiny = tp.clone();
+    tiny.spec.collector.max_event_bytes = 10;
+    let refusal = admit(&tiny, Some(&secret), &options).unwrap_err();
+    assert_eq!(refusal.reason, "InvalidCollectorConfig");
+    assert!(
+        refusal.message.contains("maxEventBytes"),
+        "{}",
+        refusal.message
+    );
 }
 
 #[test]

@@ -32,6 +32,7 @@ use crate::api::{Channel, Touchpoint};
 use crate::collector::config::{
     HEALTH_PORT, POOL_CONFIG_KEY, POOL_CONFIG_MOUNT_PATH, POOL_NAME, PoolConfig,
 };
+use crate::collector::event::EventSchema;
 
 use super::plan::{
     PlanOptions, SERVICE_PORT, collector_config, collector_network_policy, collector_ports,
@@ -352,6 +353,14 @@ pub fn admit(
         return Err(Refusal {
             reason: "ImageNotAllowed",
             message,
+        });
+    }
+    // What the collector would refuse to load is never written into a pool's configuration
+    // (one bad entry would stop the whole pool from reloading).
+    if let Err(invalid) = EventSchema::from_config(&collector_config(touchpoint, None)) {
+        return Err(Refusal {
+            reason: "InvalidCollectorConfig",
+            message: format!("the collector cannot serve this touchpoint: {invalid}"),
         });
     }
     let Some(auth) = &spec.auth else {
