@@ -13,7 +13,7 @@ mod proxy;
 
 use std::time::Duration;
 
-use cluster::{apply, cluster, eventually};
+use cluster::{cluster, create, eventually, get};
 use cx_conductor::api::{Channel, CustomerJourney, Touchpoint};
 use cx_conductor::core::plan::{CONFIG_HASH_ANNOTATION, PlanOptions};
 use http::Method;
@@ -23,7 +23,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::{Client, Resource};
+use kube::Client;
 use operator_support::{Operator, default_release, full_release, operator_client, options_for};
 use proxy::{Fault, FaultProxy, FaultRule};
 use serde_json::{Value, json};
@@ -79,25 +79,6 @@ async fn through_proxy(
     }
     let client = operator_client(release, Some(&proxy.url)).await;
     (proxy, client)
-}
-
-async fn create(admin: &Client, object: Value) {
-    apply(admin, &object, "test")
-        .await
-        .unwrap_or_else(|e| panic!("create {}: {e}", object["metadata"]["name"]));
-}
-
-async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("a read")
 }
 
 fn condition(

@@ -13,7 +13,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::{apply, cluster, eventually};
+use cluster::{apply, cluster, eventually, get};
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::rules::RULE_NAME;
@@ -28,19 +28,6 @@ use serde_json::json;
 use support::{Prometheus, RunningCollector, prometheus_binary};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("a read")
-}
 
 fn rules_api(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &prometheus_rule_resource())

@@ -10,7 +10,7 @@ mod operator_support;
 
 use std::time::{Duration, Instant};
 
-use cluster::{apply, cluster, eventually};
+use cluster::{cluster, create, eventually, get};
 use cx_conductor::api::Touchpoint;
 use cx_conductor::collector::config::{CollectorSetup, POOL_CONFIG_KEY, POOL_NAME};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,7 +18,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams};
-use kube::{Client, Resource};
+use kube::Client;
 use operator_support::{Operator, default_release, operator_client, options_for};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -40,25 +40,6 @@ fn touchpoint(ns: &str, name: &str, collector: Value) -> Value {
         "spec": {"channel": "web", "stage": "purchase", "signals": {"surveys": [{"metric": "csat"}]},
                  "collector": collector}
     })
-}
-
-async fn create(admin: &Client, object: Value) {
-    apply(admin, &object, "test")
-        .await
-        .unwrap_or_else(|e| panic!("create {}: {e}", object["metadata"]["name"]));
-}
-
-async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    Api::<K>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .expect("a read")
 }
 
 /// The touchpoints the pool's configuration Secret lists, with their token digests.

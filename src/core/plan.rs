@@ -173,21 +173,32 @@ pub struct CollectorPlan {
 impl CollectorPlan {
     /// Every object as JSON, in apply order (configuration before the pods that read it).
     pub fn objects(&self) -> Vec<Value> {
-        let mut out = vec![
-            serde_json::to_value(&self.config_map),
-            serde_json::to_value(&self.service),
-            serde_json::to_value(&self.deployment),
-        ];
-        if let Some(pdb) = &self.pod_disruption_budget {
-            out.push(serde_json::to_value(pdb));
-        }
-        if let Some(np) = &self.network_policy {
-            out.push(serde_json::to_value(np));
-        }
-        let mut out: Vec<Value> = out.into_iter().filter_map(Result::ok).collect();
-        out.extend(self.service_monitor.clone());
-        out
+        objects_in_order(
+            [
+                serde_json::to_value(&self.config_map),
+                serde_json::to_value(&self.service),
+                serde_json::to_value(&self.deployment),
+            ],
+            self.pod_disruption_budget.as_ref(),
+            self.network_policy.as_ref(),
+            self.service_monitor.as_ref(),
+        )
     }
+}
+
+/// `required` objects, then the optional ones that are planned, as JSON: the apply order of
+/// every collector (dedicated or pool).
+pub(crate) fn objects_in_order<const N: usize>(
+    required: [serde_json::Result<Value>; N],
+    pod_disruption_budget: Option<&PodDisruptionBudget>,
+    network_policy: Option<&NetworkPolicy>,
+    service_monitor: Option<&Value>,
+) -> Vec<Value> {
+    let mut out: Vec<Value> = required.into_iter().filter_map(Result::ok).collect();
+    out.extend(pod_disruption_budget.and_then(|pdb| serde_json::to_value(pdb).ok()));
+    out.extend(network_policy.and_then(|np| serde_json::to_value(np).ok()));
+    out.extend(service_monitor.cloned());
+    out
 }
 
 /// Name of every object of a touchpoint's collector. Touchpoint names are at most 53 characters

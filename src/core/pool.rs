@@ -37,7 +37,7 @@ use crate::collector::event::EventSchema;
 use super::plan::{
     PlanOptions, SERVICE_PORT, collector_config, collector_network_policy, collector_ports,
     collector_probe, collector_service, collector_service_monitor, container_security_context,
-    disruption_budget, hash, pod_security_context,
+    disruption_budget, hash, objects_in_order, pod_security_context,
 };
 
 /// Label value of `app.kubernetes.io/component` on a pool's objects.
@@ -82,21 +82,17 @@ pub struct PoolPlan {
 impl PoolPlan {
     /// Every object as JSON, in apply order (configuration before the pods that read it).
     pub fn objects(&self) -> Vec<Value> {
-        let mut out = vec![
-            serde_json::to_value(&self.secret),
-            serde_json::to_value(&self.service),
-            serde_json::to_value(&self.deployment),
-            serde_json::to_value(&self.autoscaler),
-        ];
-        if let Some(pdb) = &self.pod_disruption_budget {
-            out.push(serde_json::to_value(pdb));
-        }
-        if let Some(np) = &self.network_policy {
-            out.push(serde_json::to_value(np));
-        }
-        let mut out: Vec<Value> = out.into_iter().filter_map(Result::ok).collect();
-        out.extend(self.service_monitor.clone());
-        out
+        objects_in_order(
+            [
+                serde_json::to_value(&self.secret),
+                serde_json::to_value(&self.service),
+                serde_json::to_value(&self.deployment),
+                serde_json::to_value(&self.autoscaler),
+            ],
+            self.pod_disruption_budget.as_ref(),
+            self.network_policy.as_ref(),
+            self.service_monitor.as_ref(),
+        )
     }
 }
 

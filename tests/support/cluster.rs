@@ -268,6 +268,27 @@ pub async fn apply(client: &Client, object: &Value, manager: &str) -> kube::Resu
     .await
 }
 
+/// Creates (server-side applies, as `test`) `object`, failing the test with its name otherwise.
+pub async fn create(admin: &Client, object: Value) {
+    apply(admin, &object, "test")
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", object["metadata"]["name"]));
+}
+
+/// The object `name` of kind `K` in `ns`, if it exists.
+pub async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("a read")
+}
+
 /// Polls `check` until it answers true or `timeout` passes; whether it did.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
