@@ -191,12 +191,12 @@ impl PoolMetrics {
         })
     }
 
-    pub(crate) fn reloaded(&self, result: ReloadResult, touchpoints: usize) {
+    /// Counts a reload; the touchpoints served are set by the swap itself ([`PoolMetrics::serving`]).
+    pub(crate) fn reloaded(&self, result: ReloadResult) {
         match result {
             ReloadResult::Applied => {
                 self.reloads[0].inc();
                 self.last_reload_ok.set(1);
-                self.touchpoints.set(touchpoints as i64);
             }
             ReloadResult::Failed => {
                 self.reloads[1].inc();

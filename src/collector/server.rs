@@ -735,11 +735,11 @@ async fn reload_loop(app: Arc<App>, path: PathBuf, every: Duration) {
         last = Some(bytes);
         match reload(&app, &path) {
             Ok(count) => {
-                app.pool.reloaded(ReloadResult::Applied, count);
+                app.pool.reloaded(ReloadResult::Applied);
                 tracing::info!(touchpoints = count, "configuration reloaded");
             }
             Err(error) => {
-                app.pool.reloaded(ReloadResult::Failed, 0);
+                app.pool.reloaded(ReloadResult::Failed);
                 tracing::error!(%error, "configuration refused; the last good one keeps serving");
             }
         }

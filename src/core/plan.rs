@@ -364,31 +364,76 @@ fn plan_deployment(
             ..Default::default()
         });
     }
-    let container = Container {
-        name: "collector".into(),
-        image: Some(
-            spec.image
+    collector_deployment(
+        meta,
+        CollectorPods {
+            selector: selector_labels(touchpoint),
+            replicas: Some(spec.dedicated_replicas()),
+            image: spec
+                .image
                 .clone()
                 .filter(|i| !i.is_empty())
                 .unwrap_or_else(|| options.default_image.clone()),
-        ),
-        args: Some(options.collector_args(CONFIG_MOUNT_PATH)),
+            config_path: CONFIG_MOUNT_PATH,
+            resources: spec.resources.clone().unwrap_or_else(default_resources),
+            volumes,
+            mounts,
+            // A configuration change rolls a dedicated collector's pods.
+            annotations: BTreeMap::from([(
+                CONFIG_HASH_ANNOTATION.to_string(),
+                config_hash.to_string(),
+            )]),
+        },
+        options,
+    )
+}
+
+/// What tells a dedicated collector's pods from a pool's.
+pub(crate) struct CollectorPods<'a> {
+    /// Labels selecting the pods.
+    pub(crate) selector: BTreeMap<String, String>,
+    /// `None`: left to an autoscaler.
+    pub(crate) replicas: Option<i32>,
+    pub(crate) image: String,
+    /// Where the configuration is mounted.
+    pub(crate) config_path: &'a str,
+    pub(crate) resources: ResourceRequirements,
+    pub(crate) volumes: Vec<Volume>,
+    pub(crate) mounts: Vec<VolumeMount>,
+    /// Pod-template annotations besides the scrape ones.
+    pub(crate) annotations: BTreeMap<String, String>,
+}
+
+/// A collector Deployment: restricted pods probed on their health port, rolled one at a time
+/// without dropping below the desired count, given the time to stop without losing a count.
+pub(crate) fn collector_deployment(
+    meta: &ObjectMeta,
+    pods: CollectorPods<'_>,
+    options: &PlanOptions,
+) -> Deployment {
+    let container = Container {
+        name: "collector".into(),
+        image: Some(pods.image),
+        args: Some(options.collector_args(pods.config_path)),
         ports: Some(collector_ports()),
         readiness_probe: Some(collector_probe("/readyz", 5)),
         liveness_probe: Some(collector_probe("/healthz", 10)),
-        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+        resources: Some(pods.resources),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(mounts),
+        volume_mounts: Some(pods.mounts),
         ..Default::default()
     };
     let mut pod_labels = meta.labels.clone().unwrap_or_default();
-    pod_labels.extend(selector_labels(touchpoint));
+    pod_labels.extend(pods.selector.clone());
+    let mut annotations = pods.annotations;
+    annotations.insert("prometheus.io/scrape".into(), "true".into());
+    annotations.insert("prometheus.io/port".into(), HEALTH_PORT.to_string());
     Deployment {
         metadata: meta.clone(),
         spec: DeploymentSpec {
-            replicas: Some(spec.dedicated_replicas()),
+            replicas: pods.replicas,
             selector: LabelSelector {
-                match_labels: Some(selector_labels(touchpoint)),
+                match_labels: Some(pods.selector),
                 ..Default::default()
             },
             strategy: Some(DeploymentStrategy {
@@ -401,11 +446,7 @@ fn plan_deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([
-                        (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
-                        ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), HEALTH_PORT.to_string()),
-                    ])),
+                    annotations: Some(annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -414,7 +455,7 @@ fn plan_deployment(
                     termination_grace_period_seconds: Some(options.termination_grace_seconds()),
                     security_context: Some(pod_security_context()),
                     containers: vec![container],
-                    volumes: Some(volumes),
+                    volumes: Some(pods.volumes),
                     ..Default::default()
                 }),
             },

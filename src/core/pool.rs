@@ -10,34 +10,28 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
     MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Container, KeyToPath, PodSpec, PodTemplateSpec, Secret, SecretVolumeSource, Service, Volume,
-    VolumeMount,
+    KeyToPath, Secret, SecretVolumeSource, Service, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use crate::api::{Channel, Touchpoint};
-use crate::collector::config::{
-    HEALTH_PORT, POOL_CONFIG_KEY, POOL_CONFIG_MOUNT_PATH, POOL_NAME, PoolConfig,
-};
+use crate::collector::config::{POOL_CONFIG_KEY, POOL_CONFIG_MOUNT_PATH, POOL_NAME, PoolConfig};
 use crate::collector::event::EventSchema;
 
 use super::plan::{
-    PlanOptions, SERVICE_PORT, collector_config, collector_network_policy, collector_ports,
-    collector_probe, collector_service, collector_service_monitor, container_security_context,
-    disruption_budget, hash, objects_in_order, pod_security_context,
+    CollectorPods, PlanOptions, SERVICE_PORT, collector_config, collector_deployment,
+    collector_network_policy, collector_service, collector_service_monitor, disruption_budget,
+    hash, objects_in_order,
 };
 
 /// Label value of `app.kubernetes.io/component` on a pool's objects.
@@ -245,77 +239,40 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
     let (dir, file) = POOL_CONFIG_MOUNT_PATH
         .rsplit_once('/')
         .unwrap_or(("/etc/cx-conductor/pool", POOL_CONFIG_KEY));
-    let container = Container {
-        name: "collector".into(),
-        image: Some(options.default_image.clone()),
-        args: Some(options.collector_args(POOL_CONFIG_MOUNT_PATH)),
-        ports: Some(collector_ports()),
-        readiness_probe: Some(collector_probe("/readyz", 5)),
-        liveness_probe: Some(collector_probe("/healthz", 10)),
-        resources: Some(options.pool.resources.clone()),
-        security_context: Some(container_security_context()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "config".into(),
-            mount_path: dir.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    };
-    let mut pod_labels = meta.labels.clone().unwrap_or_default();
-    pod_labels.extend(pool_selector_labels());
-    Deployment {
-        metadata: meta.clone(),
-        spec: DeploymentSpec {
-            // No `replicas`: the HorizontalPodAutoscaler owns it.
+    collector_deployment(
+        meta,
+        CollectorPods {
+            selector: pool_selector_labels(),
+            // The HorizontalPodAutoscaler owns `replicas`.
             replicas: None,
-            selector: LabelSelector {
-                match_labels: Some(pool_selector_labels()),
-                ..Default::default()
-            },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_unavailable: Some(IntOrString::Int(0)),
-                    max_surge: Some(IntOrString::Int(1)),
-                }),
-            }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([
-                        ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), HEALTH_PORT.to_string()),
-                    ])),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(options.termination_grace_seconds()),
-                    security_context: Some(pod_security_context()),
-                    containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        secret: Some(SecretVolumeSource {
-                            secret_name: Some(POOL_NAME.into()),
-                            items: Some(vec![KeyToPath {
-                                key: POOL_CONFIG_KEY.into(),
-                                path: file.into(),
-                                ..Default::default()
-                            }]),
-                            default_mode: Some(0o440),
-                            ..Default::default()
-                        }),
+            image: options.default_image.clone(),
+            config_path: POOL_CONFIG_MOUNT_PATH,
+            resources: options.pool.resources.clone(),
+            volumes: vec![Volume {
+                name: "config".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(POOL_NAME.into()),
+                    items: Some(vec![KeyToPath {
+                        key: POOL_CONFIG_KEY.into(),
+                        path: file.into(),
                         ..Default::default()
                     }]),
+                    default_mode: Some(0o440),
                     ..Default::default()
                 }),
-            },
-            ..Default::default()
+                ..Default::default()
+            }],
+            mounts: vec![VolumeMount {
+                name: "config".into(),
+                mount_path: dir.into(),
+                read_only: Some(true),
+                ..Default::default()
+            }],
+            // No configuration hash: the pods re-read their configuration instead of rolling.
+            annotations: BTreeMap::new(),
         },
-        ..Default::default()
-    }
+        options,
+    )
 }
 
 /// Label a Secret must carry for a touchpoint to use it for collector auth: the platform team

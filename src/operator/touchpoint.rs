@@ -430,22 +430,16 @@ pub fn plan_namespace_pool(
 async fn apply_pool(pool: Option<&PoolPlan>, ctx: &Context, namespace: &str) -> Result<()> {
     let stores = &ctx.stores;
     let Some(pool) = pool else {
-        if find(&stores.pool_secrets, namespace, POOL_NAME).is_some() {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-            shell::delete(ctx, CONTROLLER, &secrets, POOL_NAME).await?;
-        }
-        if find(&stores.deployments, namespace, POOL_NAME).is_some() {
-            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-            shell::delete(ctx, CONTROLLER, &api, POOL_NAME).await?;
-        }
-        if find(&stores.services, namespace, POOL_NAME).is_some() {
-            let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-            shell::delete(ctx, CONTROLLER, &api, POOL_NAME).await?;
-        }
-        if find(&stores.autoscalers, namespace, POOL_NAME).is_some() {
-            let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
-            shell::delete(ctx, CONTROLLER, &api, POOL_NAME).await?;
-        }
+        // No pooled touchpoint left: whatever the pool had goes (a cached object is deleted).
+        let observed = find(&stores.pool_secrets, namespace, POOL_NAME);
+        reconcile_optional::<Secret>(ctx, namespace, POOL_NAME, None, observed).await?;
+        let observed = find(&stores.deployments, namespace, POOL_NAME);
+        reconcile_optional::<Deployment>(ctx, namespace, POOL_NAME, None, observed).await?;
+        let observed = find(&stores.services, namespace, POOL_NAME);
+        reconcile_optional::<Service>(ctx, namespace, POOL_NAME, None, observed).await?;
+        let observed = find(&stores.autoscalers, namespace, POOL_NAME);
+        reconcile_optional::<HorizontalPodAutoscaler>(ctx, namespace, POOL_NAME, None, observed)
+            .await?;
         let pdb = find(&stores.pdbs, namespace, POOL_NAME);
         reconcile_optional::<PodDisruptionBudget>(ctx, namespace, POOL_NAME, None, pdb).await?;
         let policy = find(&stores.network_policies, namespace, POOL_NAME);
