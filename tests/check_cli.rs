@@ -433,3 +433,33 @@ fn nothing_to_check_is_an_error_not_ok() {
     let out = cx(&["check", "-f", "-"], Some("# nothing\n"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_kpi_window_shorter_than_its_interval_is_a_warning_naming_the_field() {
+    let dir = tempdir("short-window");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/retail");
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() == "kpis.yaml" {
+            // The first KPI (awareness-csat) measures one minute, evaluated every five.
+            text = text.replacen("window: 28d", "window: 1m", 1);
+        }
+        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let out = cx(&["check", "-f", dir.to_str().unwrap(), "-o", "json"], None);
+    assert_eq!(out.status.code(), Some(0), "a warning alone exits 0");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let finding = &findings[0];
+    assert_eq!(finding["code"], "kpi-window-shorter-than-interval");
+    assert_eq!(finding["severity"], "warning");
+    assert_eq!(finding["subject"]["name"], "awareness-csat");
+    assert_eq!(finding["field"], "spec.window");
+    assert_eq!(finding["line"], 11);
+    assert_eq!(
+        finding["message"],
+        "KPI awareness-csat's window 1m is shorter than the interval 5m: answers between two evaluations are never measured; make the window at least the interval"
+    );
+}

@@ -332,6 +332,7 @@ fn kind_rank(kind: &str) -> u8 {
 /// custom PromQL expression or a window Prometheus would refuse. Without this, `check` passed them.
 fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
     use crate::kpi::promql::displayed_queries;
+    use crate::kpi::window::window_problem;
     use crate::kpi::{KpiError, QueryScope, WindowSpec, compile};
     let mut findings = Vec::new();
     let mut queries = Vec::new();
@@ -355,6 +356,27 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
                 continue;
             }
         };
+        if let Ok(interval) = WindowSpec::parse(&kpi.spec.interval) {
+            let interval = interval.duration(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+            if let Some(("WindowShorterThanInterval", message)) = window_problem(
+                &window,
+                &kpi.spec.window,
+                interval,
+                None,
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ) {
+                findings.push(
+                    Finding::new(
+                        FindingCode::KpiWindowShorterThanInterval,
+                        Severity::Warning,
+                        subject.clone(),
+                        format!("KPI {name}'s {message}"),
+                    )
+                    .detail(kpi.spec.window.clone())
+                    .field("spec.window"),
+                );
+            }
+        }
         let scope = QueryScope::resolve(world, k);
         if kpi.spec.indicator.builtin.is_some() && scope.touchpoints.is_empty() {
             continue; // kpi-scope-empty (or a dangling scope channel) says it already

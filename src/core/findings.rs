@@ -71,6 +71,9 @@ pub enum FindingCode {
     KpiSignalMissing,
     /// A KPI's PromQL (or window) is one Prometheus would refuse.
     KpiQueryInvalid,
+    /// A KPI's rolling window is shorter than its interval: answers between two evaluations are
+    /// never measured.
+    KpiWindowShorterThanInterval,
     /// A KPI names a journey that does not exist.
     DanglingJourney,
     /// A KPI names a journey but covers none of its touchpoints.
@@ -101,7 +104,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [FindingCode; 20] = [
+    pub const ALL: [FindingCode; 21] = [
         FindingCode::Consistency,
         FindingCode::RuleChecksNothing,
         FindingCode::DuplicateTouchpoint,
@@ -111,6 +114,7 @@ impl FindingCode {
         FindingCode::KpiScopeEmpty,
         FindingCode::KpiSignalMissing,
         FindingCode::KpiQueryInvalid,
+        FindingCode::KpiWindowShorterThanInterval,
         FindingCode::KpiMissesJourney,
         FindingCode::KpiWithoutJourney,
         FindingCode::KpiWithoutOwner,
@@ -134,6 +138,7 @@ impl FindingCode {
             FindingCode::DanglingScopeChannel => "dangling-scope-channel",
             FindingCode::KpiSignalMissing => "kpi-signal-missing",
             FindingCode::KpiQueryInvalid => "kpi-query-invalid",
+            FindingCode::KpiWindowShorterThanInterval => "kpi-window-shorter-than-interval",
             FindingCode::DanglingJourney => "dangling-journey",
             FindingCode::KpiMissesJourney => "kpi-misses-journey",
             FindingCode::KpiWithoutJourney => "kpi-without-journey",

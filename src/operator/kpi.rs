@@ -170,27 +170,34 @@ pub async fn run(ctx: Arc<Context>, options: KpiOptions, mut shutdown: watch::Re
 }
 
 /// Prometheus' storage retention, re-read every [`Retention::EVERY`] (a KPI's `WindowValid`
-/// condition compares its window with it); unknown until Prometheus says.
+/// condition compares its window with it); unknown until Prometheus says. A failed read is
+/// retried after [`Retention::RETRY`], not on every tick, so that an unreachable Prometheus is
+/// not asked twice per tick (the cycle's own queries already report it).
 #[derive(Default)]
 struct Retention {
     value: Option<Duration>,
-    read_at: Option<Instant>,
+    next_read: Option<Instant>,
 }
 
 impl Retention {
     const EVERY: Duration = Duration::from_secs(600);
+    const RETRY: Duration = Duration::from_secs(60);
 
     async fn refresh(&mut self, client: &crate::kpi::PrometheusClient) {
-        if self.read_at.is_some_and(|at| at.elapsed() < Self::EVERY) {
+        if self.next_read.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        match client.retention().await {
+        let wait = match client.retention().await {
             Ok(value) => {
                 self.value = value;
-                self.read_at = Some(Instant::now());
+                Self::EVERY
             }
-            Err(error) => tracing::debug!(%error, "cannot read Prometheus' retention"),
-        }
+            Err(error) => {
+                tracing::debug!(%error, "cannot read Prometheus' retention");
+                Self::RETRY
+            }
+        };
+        self.next_read = Some(Instant::now() + wait);
     }
 
     fn get(&self) -> Option<Duration> {
