@@ -315,6 +315,36 @@ fn the_svg_is_self_contained_and_marks_gaps_without_colour() {
     assert!(html.contains(&svg));
 }
 
+/// A stage the journey does not require a KPI (or a survey) at is drawn as a fact, not a gap.
+#[test]
+fn what_the_journey_does_not_require_is_written_but_not_marked() {
+    let relaxed = large_organisation().replace(
+        "coverage: { listeningPerStage: true, kpiPerStage: true,",
+        "coverage: { listeningPerStage: false, kpiPerStage: false,",
+    );
+    let dir = scratch("relaxed");
+    let file = dir.join("organisation.yaml");
+    std::fs::write(&file, relaxed).unwrap();
+    let document = document_of(std::slice::from_ref(&file));
+    let stages = &document.journeys[0].stages;
+    assert!(
+        stages
+            .iter()
+            .all(|s| !s.kpi_required && !s.listening_required)
+    );
+    let svg = render_svg(&document);
+    // usage asks no survey; delivery and advocacy have no KPI (header and KPI row each).
+    assert_eq!(svg.matches(">no survey (not required)<").count(), 1);
+    assert_eq!(svg.matches(">no KPI (not required)<").count(), 4);
+    assert!(!svg.contains(">no KPI<") && !svg.contains(">no survey<"));
+    // The missing touchpoint at delivery is still a gap: not a coverage option.
+    assert!(svg.contains(">no touchpoint<"));
+    let (strict, _) = large();
+    let strict_svg = render_svg(&strict);
+    assert_eq!(strict_svg.matches(">no KPI<").count(), 4);
+    assert!(!strict_svg.contains("(not required)"));
+}
+
 fn empty_cells(document: &MapDocument) -> usize {
     document.journeys[0]
         .cells

@@ -102,6 +102,11 @@ pub struct StageColumn {
     pub no_listening: bool,
     /// No KPI measures it.
     pub no_kpi: bool,
+    /// The journey requires a survey at every stage (`coverage.listeningPerStage`): a stage
+    /// without one is a gap, otherwise only a fact.
+    pub listening_required: bool,
+    /// The journey requires a KPI at every stage (`coverage.kpiPerStage`).
+    pub kpi_required: bool,
 }
 
 /// A channel row, with what the consistency rules say about it.
@@ -216,6 +221,8 @@ fn journey_map(
             no_touchpoint: coverage.stages_without_touchpoints.contains(&stage),
             no_listening: coverage.stages_without_listening.contains(&stage),
             no_kpi: coverage.stages_without_kpis.contains(&stage),
+            listening_required: journey.spec.coverage.listening_per_stage,
+            kpi_required: journey.spec.coverage.kpi_per_stage,
         })
         .collect();
     let channel_names: Vec<String> = channel_idx

@@ -520,6 +520,16 @@ fn touchpoint_block(tp: &TouchpointMark) -> Block {
     }
 }
 
+/// What a stage lacks: a gap (marked) when the journey requires it, a plain fact when it does
+/// not (e.g. `coverage.kpiPerStage: false`), so that only requirements draw the eye.
+fn absence(what: &str, required: bool) -> Line {
+    if required {
+        Line::new(what).marker(Marker::Gap)
+    } else {
+        Line::new(format!("{what} (not required)")).muted()
+    }
+}
+
 fn kpi_block(kpi: &KpiMark) -> Block {
     let mut lines = vec![
         Line::new(kpi.name.clone()).bold(),
@@ -739,10 +749,10 @@ fn journey(canvas: &mut Canvas, map: &JourneyMap, grid: &Grid, x: f64, y: f64, w
             if s.no_touchpoint {
                 lines.push(Line::new("no touchpoint").marker(Marker::Gap));
             } else if s.no_listening {
-                lines.push(Line::new("no survey").marker(Marker::Gap));
+                lines.push(absence("no survey", s.listening_required));
             }
             if s.no_kpi {
-                lines.push(Line::new("no KPI").marker(Marker::Gap));
+                lines.push(absence("no KPI", s.kpi_required));
             }
             vec![Block::plain(lines)]
         })
@@ -844,9 +854,10 @@ fn journey(canvas: &mut Canvas, map: &JourneyMap, grid: &Grid, x: f64, y: f64, w
     let cells: Vec<Vec<Block>> = map
         .kpis
         .iter()
-        .map(|kpis| {
+        .zip(&map.stages)
+        .map(|(kpis, stage)| {
             if kpis.is_empty() {
-                vec![Block::plain(vec![Line::new("no KPI").marker(Marker::Gap)])]
+                vec![Block::plain(vec![absence("no KPI", stage.kpi_required)])]
             } else {
                 kpis.iter().map(kpi_block).collect()
             }
@@ -1035,12 +1046,16 @@ mod tests {
                         no_touchpoint: false,
                         no_listening: false,
                         no_kpi: false,
+                        listening_required: true,
+                        kpi_required: true,
                     },
                     StageColumn {
                         stage: Stage::Support,
                         no_touchpoint: true,
                         no_listening: true,
                         no_kpi: true,
+                        listening_required: true,
+                        kpi_required: true,
                     },
                 ],
                 channels: vec![ChannelRow {
