@@ -4,10 +4,13 @@
 //! (`cx-conductor run`, release build) with a token of the chart's ServiceAccount, through a
 //! counting proxy, so its requests, writes and peak RSS are its own.
 //!
-//! Run with `cargo bench --bench operator_converge`. Prints time to converge (every touchpoint
-//! Ready: its collector applied and kwok's pods ready), API requests and writes per touchpoint,
-//! writes over two resyncs in steady state, the operator's peak RSS (VmHWM), and the writes
-//! after editing one Channel.
+//! Run with `cargo bench --bench operator_converge`: collectors pooled (the default: one pool
+//! per namespace, 100 touchpoints each); `CX_BENCH_COLLECTORS=dedicated cargo bench --bench
+//! operator_converge` gives each touchpoint its own collector (half of them with two replicas
+//! and a PDB). Prints time to converge (every touchpoint Ready: its collector or pool applied
+//! and kwok's pods ready), the operator's CPU time meanwhile, API requests and writes per
+//! touchpoint, writes over two resyncs in steady state, the operator's peak RSS (VmHWM), and the
+//! writes after editing one Channel.
 
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
@@ -67,11 +70,36 @@ async fn ready_touchpoints(admin: &kube::Client, namespaces: &[String]) -> usize
     ready
 }
 
+/// User plus system CPU seconds of a process (`/proc/<pid>/stat` fields 14 and 15, in clock
+/// ticks of 1/100 s on Linux).
+fn cpu_seconds(child: &Child) -> f64 {
+    std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+        .ok()
+        .and_then(|stat| {
+            // The command name (field 2) may hold spaces: count fields after its closing ')'.
+            let after = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks =
+                fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn writes(requests: &[(Method, String, String)]) -> Vec<&(Method, String, String)> {
     requests
         .iter()
         .filter(|(m, _, _)| *m != Method::GET)
         .collect()
+}
+
+/// The touchpoint's collector: a dedicated one gets one or two replicas (a PDB with two).
+fn collector_of(collector: &serde_json::Value, dedicated: bool, t: usize) -> serde_json::Value {
+    let mut collector = collector.clone();
+    if dedicated {
+        collector["replicas"] = json!(1 + (t % 2));
+    }
+    collector
 }
 
 #[tokio::main]
@@ -81,6 +109,17 @@ async fn main() {
         println!("operator_converge: run with `cargo bench --bench operator_converge`");
         return;
     }
+    let dedicated = match std::env::var("CX_BENCH_COLLECTORS").as_deref() {
+        Ok("dedicated") => true,
+        Ok("pooled") | Err(_) => false,
+        Ok(other) => panic!("CX_BENCH_COLLECTORS={other}: say pooled or dedicated"),
+    };
+    let collector = if dedicated {
+        json!({"mode": "dedicated", "maxEventBytes": 65536,
+               "resources": {"requests": {"cpu": "0.05", "memory": "32Mi"}}})
+    } else {
+        json!({"mode": "pooled", "maxEventBytes": 65536})
+    };
     let cluster = cluster();
     let release = full_release();
     let admin = cluster.admin();
@@ -112,8 +151,7 @@ async fn main() {
             "metadata": {"name": format!("tp-{t}"), "namespace": namespaces[c % JOURNEYS]},
             "spec": {"channel": format!("channel-{c}"), "stage": stages[t % 4],
                      "signals": {"surveys": [{"metric": "csat"}], "interactions": {"outcomes": ["completed", "abandoned"], "timings": ["wait"]}},
-                     "collector": {"mode": "dedicated", "replicas": 1 + (t % 2), "maxEventBytes": 65536,
-                                   "resources": {"requests": {"cpu": "0.05", "memory": "32Mi"}}}}}), "bench")
+                     "collector": collector_of(&collector, dedicated, t)}}), "bench")
             .await
             .expect("touchpoint created");
     }
@@ -158,13 +196,16 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let elapsed = start.elapsed();
+    let converge_cpu = cpu_seconds(&operator);
     // Let the status cascade (channels, journeys) finish before counting.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let requests = proxy.requests();
     let all_writes = writes(&requests);
     let touchpoint_writes = all_writes
         .iter()
-        .filter(|(_, p, _)| p.contains("/touchpoints/") || p.contains("collector-"))
+        .filter(|(_, p, _)| {
+            p.contains("/touchpoints/") || p.contains("collector-") || p.contains("/cx-collectors")
+        })
         .count();
     let steady = proxy.requests().len();
     tokio::time::sleep(Duration::from_secs(2 * RESYNC_SECONDS + 5)).await;
@@ -192,10 +233,15 @@ async fn main() {
     let _ = std::fs::remove_file(&config);
     assert!(converged, "the operator did not converge within 900s");
     println!(
-        "operator convergence on the real control plane: {TOUCHPOINTS} touchpoints, {CHANNELS} channels, {JOURNEYS} journeys, NetworkPolicy + PDB + ServiceMonitor on"
+        "operator convergence on the real control plane: {TOUCHPOINTS} touchpoints ({}), {CHANNELS} channels, {JOURNEYS} journeys, NetworkPolicy + PDB + ServiceMonitor on",
+        if dedicated {
+            "dedicated collectors, half with 2 replicas"
+        } else {
+            "pooled: one pool per namespace"
+        }
     );
     println!(
-        "  time to converge (every touchpoint Ready: collector applied, kwok's pods ready): {:.1}s",
+        "  time to converge (every touchpoint Ready: collector applied, kwok's pods ready): {:.1}s, operator CPU meanwhile {converge_cpu:.1}s",
         elapsed.as_secs_f64()
     );
     println!(
