@@ -1343,3 +1343,194 @@ fn every_panel_shows_one_unit_per_axis_and_the_right_one() {
         );
     }
 }
+
+// ----------------------------------------------------------------------------------------------
+// Filters
+
+/// Variables named after a label: each filters every series that has the label.
+const LABEL_VARIABLES: [&str; 5] = ["namespace", "journey", "channel", "stage", "touchpoint"];
+
+/// Every selector of an expression: (metric names, (label, value) of each matcher).
+type Selector = (Vec<String>, Vec<(String, String)>);
+
+struct MatcherValues(Vec<Selector>);
+
+impl ExprVisitor for MatcherValues {
+    type Error = String;
+
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, String> {
+        let selector = match expr {
+            Expr::VectorSelector(vs) => vs,
+            Expr::MatrixSelector(ms) => &ms.vs,
+            _ => return Ok(true),
+        };
+        let mut names: Vec<String> = selector.name.iter().cloned().collect();
+        let mut matchers = Vec::new();
+        for m in &selector.matchers.matchers {
+            if m.name == "__name__" {
+                names.extend(m.value.split('|').map(str::to_string));
+            } else {
+                matchers.push((m.name.clone(), m.value.clone()));
+            }
+        }
+        self.0.push((names, matchers));
+        Ok(true)
+    }
+}
+
+/// Grafana's variables written `__var_NAME__` (builtins a plain duration): plain PromQL in which
+/// a matcher's value still tells which variable it uses.
+fn mark_variables(expr: &str) -> String {
+    let mut out = expr.to_string();
+    for builtin in ["__rate_interval", "__interval", "__range"] {
+        out = out
+            .replace(&format!("${{{builtin}}}"), "5m")
+            .replace(&format!("${builtin}"), "5m");
+    }
+    let mut result = String::new();
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            result.push(c);
+            continue;
+        }
+        let mut name = String::new();
+        if chars.peek() == Some(&'{') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == '}' {
+                    break;
+                }
+                name.push(c);
+            }
+            name = name.split(':').next().unwrap_or_default().to_string();
+        } else {
+            while let Some(c) = chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_') {
+                name.push(c);
+            }
+        }
+        result.push_str(&format!("__var_{name}__"));
+    }
+    result
+}
+
+fn selectors(expr: &str) -> Vec<Selector> {
+    let ast = parser::parse(&mark_variables(expr)).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let mut found = MatcherValues(Vec::new());
+    walk_expr(&mut found, &ast).unwrap();
+    found.0
+}
+
+/// Every panel with the variable its row repeats over (rows repeat the panels below them, up
+/// to the next row; a collapsed row holds its own).
+fn panels_with_rows(dashboard: &Value) -> Vec<(&Value, Option<&str>)> {
+    let mut out = Vec::new();
+    let mut repeat = None;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            repeat = panel["repeat"].as_str();
+            for nested in panel["panels"].as_array().into_iter().flatten() {
+                out.push((nested, repeat));
+            }
+        } else {
+            out.push((panel, repeat));
+        }
+    }
+    out
+}
+
+/// Where `queries` (context, expr, the row's repeat variable, variables defined before it) fail
+/// to filter a series that has a variable's label by that variable. A variable a row repeats
+/// over filters only that row's panels: the rest of the dashboard is about the whole journey.
+fn unfiltered(
+    queries: &[(String, String, Option<&str>, Vec<&str>)],
+    inventory: &Inventory,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (context, expr, repeat, vars) in queries {
+        for (metrics, matchers) in selectors(expr) {
+            for var in vars {
+                let repeated_elsewhere = queries.iter().any(|(_, _, r, _)| *r == Some(var));
+                if repeated_elsewhere && *repeat != Some(var) {
+                    continue;
+                }
+                let labelled = metrics
+                    .iter()
+                    .all(|m| inventory.get(m).is_some_and(|labels| labels.contains(*var)));
+                let filtered = matchers.iter().any(|(label, value)| {
+                    label == var && value.contains(&format!("__var_{var}__"))
+                });
+                if labelled && !filtered {
+                    problems.push(format!(
+                        "{context}: {metrics:?} has label {var} but ignores ${var}: {expr}"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_variable_filters_every_query_whose_series_have_its_label() {
+    let inventory = inventory();
+    let mut problems = Vec::new();
+    for name in DASHBOARDS {
+        let d = dashboard(name);
+        let defined: Vec<&str> = variables(&d)
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .filter(|n| LABEL_VARIABLES.contains(n))
+            .collect();
+        let mut queries = Vec::new();
+        for (panel, repeat) in panels_with_rows(&d) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                queries.push((
+                    format!("{name} / {}", panel["title"].as_str().unwrap_or_default()),
+                    target["expr"].as_str().unwrap().to_string(),
+                    repeat,
+                    defined.clone(),
+                ));
+            }
+        }
+        // A variable's values follow the variables before it.
+        for (i, v) in variables(&d).iter().enumerate() {
+            if let Some(query) = variable_query(v) {
+                let before: Vec<&str> = variables(&d)[..i]
+                    .iter()
+                    .filter_map(|v| v["name"].as_str())
+                    .filter(|n| LABEL_VARIABLES.contains(n))
+                    .collect();
+                queries.push((
+                    format!("{name} / variable {}", v["name"]),
+                    variable_selector(&query).unwrap().to_string(),
+                    None,
+                    before,
+                ));
+            }
+        }
+        problems.extend(unfiltered(&queries, &inventory));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The check bites: a channel table that ignores $stage in a row repeated per stage, and a
+    // KPI stat that ignores $journey.
+    let bad = vec![
+        (
+            "bad table".to_string(),
+            "max by (touchpoint) (cx_touchpoint_collector_ready{namespace=\"$namespace\"})"
+                .to_string(),
+            Some("stage"),
+            vec!["namespace", "stage"],
+        ),
+        (
+            "bad stat".to_string(),
+            "sum(cx_kpi_state{state=\"Breached\", namespace=\"$namespace\"})".to_string(),
+            None,
+            vec!["namespace", "journey"],
+        ),
+    ];
+    let problems = unfiltered(&bad, &inventory);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("ignores $stage") && problems[1].contains("ignores $journey"));
+}
