@@ -938,15 +938,17 @@ async fn problem_counters_read_zero_when_healthy(
 /// every series carrying the variable's label carries the picked value (or, for `journey`, the
 /// empty one of KPIs outside any journey), and the two picks give different results somewhere.
 /// Multi-value variables are also picked with both values at once, the `(a|b)` regex Grafana
-/// sends, and their series carry one of the two.
+/// sends, and as All (its `allValue`, or every value): their series carry one of the picked
+/// values, and they show data wherever a single value does.
 async fn every_variable_filters(live: &Live, messy: &str, calm: &str, failures: &mut Vec<String>) {
     /// A dashboard, a variable, single picks (each with the label values its series may
-    /// carry), and the pick of several values at once.
+    /// carry), the pick of several values at once, and All (the variable left unpicked).
     struct Case {
         name: &'static str,
         var: &'static str,
         singles: Vec<(Selection, Vec<String>)>,
         combined: Option<(Selection, Vec<String>)>,
+        all: Option<Selection>,
     }
     let sel = |pairs: &[(&'static str, Pick)]| -> Selection { pairs.iter().cloned().collect() };
     let picks =
@@ -967,6 +969,7 @@ async fn every_variable_filters(live: &Live, messy: &str, calm: &str, failures: 
                 var,
                 singles,
                 combined: Some((both, values)),
+                all: Some(sel(base)),
             }
         };
     let ns_main = [("namespace", one(messy)), ("journey", one("main"))];
@@ -987,6 +990,7 @@ async fn every_variable_filters(live: &Live, messy: &str, calm: &str, failures: 
                 ),
             ],
             combined: None,
+            all: None,
         },
         Case {
             name: "journey",
@@ -999,6 +1003,7 @@ async fn every_variable_filters(live: &Live, messy: &str, calm: &str, failures: 
                 ),
             ],
             combined: None,
+            all: None,
         },
         picks("journey", "stage", &ns_main, &["purchase", "support"]),
         picks("journey", "channel", &ns_main, &["web", "voice"]),
@@ -1026,6 +1031,7 @@ async fn every_variable_filters(live: &Live, messy: &str, calm: &str, failures: 
                 }
                 used += 1;
                 let mut singles = Vec::new();
+                let mut combined_shows = true;
                 for (i, (selection, allowed)) in
                     case.singles.iter().chain(&case.combined).enumerate()
                 {
@@ -1044,6 +1050,8 @@ async fn every_variable_filters(live: &Live, messy: &str, calm: &str, failures: 
                             }
                             if i < case.singles.len() {
                                 singles.push(normalised(&series));
+                            } else {
+                                combined_shows = series.iter().any(Series::has_number);
                             }
                         }
                         Err(e) => {
@@ -1052,6 +1060,20 @@ async fn every_variable_filters(live: &Live, messy: &str, calm: &str, failures: 
                     }
                 }
                 differs |= singles.windows(2).any(|w| w[0] != w[1]);
+                let single_shows = singles.iter().any(|s| !s.is_empty());
+                let all_shows = match &case.all {
+                    Some(all) => live
+                        .evaluate(&d, &panel, &expr, all, false)
+                        .await
+                        .is_ok_and(|(_, series)| series.iter().any(Series::has_number)),
+                    None => true,
+                };
+                if single_shows && !(combined_shows && all_shows) {
+                    failures.push(format!(
+                        "{name} / {:?} / {ref_id}: ${var} shows data for one value but not for several ({combined_shows}) or All ({all_shows}): {expr}",
+                        panel.title()
+                    ));
+                }
             }
         }
         if used == 0 {
