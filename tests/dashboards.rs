@@ -10,7 +10,7 @@ mod cluster;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use cx_conductor::api::{ExperienceKPIStatus, KpiState, Touchpoint};
+use cx_conductor::api::{BuiltinIndicator, ExperienceKPIStatus, KpiState, Touchpoint};
 use cx_conductor::collector::event::EventSchema;
 use cx_conductor::collector::metrics::CollectorMetrics;
 use cx_conductor::kpi::{KpiLabels, KpiMetrics};
@@ -20,7 +20,7 @@ use prometheus::core::Collector;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Grafana's classic dashboard model: 42 is its latest (and last) schemaVersion.
 const SCHEMA_VERSION: u64 = 42;
@@ -906,4 +906,631 @@ fn survey_scores_of_different_scales_are_never_summed() {
         panel["transformations"][0]["options"]["rowField"],
         "question"
     );
+}
+
+// ----------------------------------------------------------------------------------------------
+// Units: what each number measures, and what a panel shows it as
+
+/// What a number on a dashboard measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    /// Things counted: events, answers, KPIs, violations, gaps, samples.
+    Count,
+    /// A counter's rate, per second.
+    PerSecond,
+    /// 0 or 1 per series (ready, in a state): summed it is a count, averaged a ratio.
+    Flag,
+    /// 0 to 1.
+    Ratio,
+    /// 0 to 100.
+    Percent,
+    /// Seconds.
+    Seconds,
+    /// Histogram buckets of durations in seconds: only `histogram_quantile` makes seconds.
+    SecondsBuckets,
+    /// Net Promoter Score, −100 to 100.
+    Nps,
+    /// Customer effort score, 1 to 7.
+    Ces,
+    /// Journey readiness score, 0 to 100.
+    Readiness,
+    /// CX self-assessment: yes answers, 0 to 25.
+    SelfAssessment,
+    /// A custom PromQL KPI: whatever its author measures.
+    Custom,
+    /// KPI figures grouped by indicator: each row in its indicator's unit, and says which.
+    PerIndicator,
+}
+
+/// The unit of each KPI indicator (`indicator` label of `cx_kpi_value`, `cx_kpi_target`,
+/// `cx_kpi_gap`, `cx_kpi_gap_change`; a gap is in points of its indicator's unit).
+const INDICATOR_UNITS: [(&str, Unit); 9] = [
+    ("nps", Unit::Nps),
+    ("csat", Unit::Percent),
+    ("ces", Unit::Ces),
+    ("fcr", Unit::Percent),
+    ("abandonment-rate", Unit::Percent),
+    ("first-response-time", Unit::Seconds),
+    ("resolution-rate", Unit::Percent),
+    ("service-level", Unit::Percent),
+    ("custom", Unit::Custom),
+];
+
+/// The unit of each metric the project exports; `None` for the KPI figures, whose unit is their
+/// indicator's ([`INDICATOR_UNITS`]).
+const METRIC_UNITS: [(&str, Option<Unit>); 27] = [
+    ("cx_events_received_total", Some(Unit::Count)),
+    ("cx_events_rejected_total", Some(Unit::Count)),
+    ("cx_survey_responses_total", Some(Unit::Count)),
+    ("cx_interactions_total", Some(Unit::Count)),
+    (
+        "cx_interaction_duration_seconds_bucket",
+        Some(Unit::SecondsBuckets),
+    ),
+    ("cx_interaction_duration_seconds_sum", Some(Unit::Seconds)),
+    ("cx_interaction_duration_seconds_count", Some(Unit::Count)),
+    (
+        "cx_first_response_seconds_bucket",
+        Some(Unit::SecondsBuckets),
+    ),
+    ("cx_first_response_seconds_sum", Some(Unit::Seconds)),
+    ("cx_first_response_seconds_count", Some(Unit::Count)),
+    ("cx_kpi_value", None),
+    ("cx_kpi_target", None),
+    ("cx_kpi_gap", None),
+    ("cx_kpi_gap_change", None),
+    ("cx_kpi_samples", Some(Unit::Count)),
+    ("cx_kpi_state", Some(Unit::Flag)),
+    ("cx_consistency_violations", Some(Unit::Count)),
+    ("cx_journey_coverage_gaps", Some(Unit::Count)),
+    ("cx_journey_readiness_score", Some(Unit::Readiness)),
+    (
+        "cx_journey_self_assessment_score",
+        Some(Unit::SelfAssessment),
+    ),
+    ("cx_touchpoint_collector_ready", Some(Unit::Flag)),
+    ("cx_reconciles_total", Some(Unit::Count)),
+    ("cx_reconcile_errors_total", Some(Unit::Count)),
+    (
+        "cx_reconcile_duration_seconds_bucket",
+        Some(Unit::SecondsBuckets),
+    ),
+    ("cx_reconcile_duration_seconds_sum", Some(Unit::Seconds)),
+    ("cx_reconcile_duration_seconds_count", Some(Unit::Count)),
+    ("cx_api_writes_total", Some(Unit::Count)),
+];
+
+/// Whether Grafana's `unit` shows a number of `unit` truthfully.
+fn shows(unit: Unit, grafana: &str) -> bool {
+    match unit {
+        Unit::Count | Unit::Flag | Unit::Readiness | Unit::SelfAssessment | Unit::Custom => {
+            ["none", "short"].contains(&grafana)
+        }
+        Unit::PerIndicator => grafana == "none",
+        Unit::PerSecond => {
+            ["ops", "wps", "reqps"].contains(&grafana)
+                || (grafana.starts_with("suffix: ") && grafana.ends_with("/s"))
+        }
+        Unit::Ratio => grafana == "percentunit",
+        Unit::Percent => grafana == "percent",
+        Unit::Seconds => grafana == "s",
+        Unit::Nps => grafana == "suffix: NPS",
+        Unit::Ces => grafana == "suffix: /7",
+        Unit::SecondsBuckets => false,
+    }
+}
+
+/// The unit of an expression's result, as far as it can be told from the expression.
+#[derive(Clone, Debug, PartialEq)]
+enum Measure {
+    /// A plain number (a literal, `vector(0)`): takes the unit of what it meets.
+    Number,
+    /// One unit.
+    Of(Unit),
+    /// KPI figures of several indicators, so several units: fine only grouped by indicator.
+    Mixed(BTreeSet<Unit>),
+}
+
+fn selector_measure(
+    name: &str,
+    matchers: &[promql_parser::label::Matcher],
+) -> Result<Measure, String> {
+    let unit = METRIC_UNITS
+        .iter()
+        .find(|(m, _)| *m == name)
+        .ok_or(format!("no unit for {name}: add it to METRIC_UNITS"))?
+        .1;
+    if let Some(unit) = unit {
+        return Ok(Measure::Of(unit));
+    }
+    let mut indicators: BTreeSet<&str> = INDICATOR_UNITS.iter().map(|(i, _)| *i).collect();
+    for m in matchers.iter().filter(|m| m.name == "indicator") {
+        let values: BTreeSet<&str> = m
+            .value
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .split('|')
+            .collect();
+        indicators = match &m.op {
+            MatchOp::Equal | MatchOp::Re(_) => &indicators & &values,
+            MatchOp::NotEqual | MatchOp::NotRe(_) => &indicators - &values,
+        };
+    }
+    let units: BTreeSet<Unit> = INDICATOR_UNITS
+        .iter()
+        .filter(|(i, _)| indicators.contains(i))
+        .map(|(_, u)| *u)
+        .collect();
+    match units.len() {
+        0 => Err(format!(
+            "{name}: its indicator matchers select no indicator"
+        )),
+        1 => Ok(Measure::Of(*units.first().unwrap())),
+        _ => Ok(Measure::Mixed(units)),
+    }
+}
+
+/// The measure of a PromQL expression: selectors take their metric's unit, and functions,
+/// aggregations and operators transform it (a rate is per second, a quantile of seconds buckets
+/// is seconds, a sum of flags is a count, a count over a count a ratio...). Anything this does
+/// not know is an error, so a new kind of query gets a deliberate rule.
+fn measure(expr: &Expr) -> Result<Measure, String> {
+    use Measure::{Mixed, Number, Of};
+    Ok(match expr {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Number,
+        Expr::Paren(p) => measure(&p.expr)?,
+        Expr::Unary(u) => measure(&u.expr)?,
+        Expr::Subquery(s) => measure(&s.expr)?,
+        Expr::VectorSelector(vs) => selector_measure(&selector_name(vs)?, &vs.matchers.matchers)?,
+        Expr::MatrixSelector(ms) => {
+            selector_measure(&selector_name(&ms.vs)?, &ms.vs.matchers.matchers)?
+        }
+        Expr::Call(call) => {
+            let args = &call.args.args;
+            let first = || -> Result<Measure, String> {
+                measure(args.first().ok_or("a call without arguments")?)
+            };
+            match call.func.name {
+                "rate" | "irate" => match first()? {
+                    Of(Unit::Count) => Of(Unit::PerSecond),
+                    Of(Unit::SecondsBuckets) => Of(Unit::SecondsBuckets),
+                    other => return Err(format!("rate() of {other:?}")),
+                },
+                "increase" | "delta" | "last_over_time" | "max_over_time" | "min_over_time"
+                | "avg_over_time" | "abs" | "ceil" | "floor" | "round" | "clamp" | "clamp_min"
+                | "clamp_max" | "sort" | "sort_desc" | "label_replace" | "label_join" => first()?,
+                "histogram_quantile" => match measure(&args[1])? {
+                    Of(Unit::SecondsBuckets) => Of(Unit::Seconds),
+                    other => return Err(format!("histogram_quantile() of {other:?}")),
+                },
+                "vector" | "scalar" => Number,
+                "timestamp" | "time" => Of(Unit::Seconds),
+                other => return Err(format!("no unit rule for {other}()")),
+            }
+        }
+        Expr::Aggregate(agg) => {
+            let inner = measure(&agg.expr)?;
+            let by_indicator = agg.modifier.as_ref().is_some_and(|m| {
+                m.is_include() && m.labels().labels.iter().any(|l| l == "indicator")
+            });
+            match (agg.op.to_string().as_str(), inner) {
+                (_, Mixed(_)) if by_indicator => Of(Unit::PerIndicator),
+                (_, Mixed(units)) => Mixed(units),
+                ("count", _) => Of(Unit::Count),
+                ("sum", Of(Unit::Flag)) => Of(Unit::Count),
+                ("avg", Of(Unit::Flag)) => Of(Unit::Ratio),
+                ("sum" | "avg" | "max" | "min" | "topk" | "bottomk" | "quantile", m) => m,
+                (op, _) => return Err(format!("no unit rule for {op}")),
+            }
+        }
+        Expr::Binary(b) => {
+            let (lhs, rhs) = (measure(&b.lhs)?, measure(&b.rhs)?);
+            let op = b.op.to_string();
+            let bool_modifier = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+            if let (Mixed(_), _) | (_, Mixed(_)) = (&lhs, &rhs) {
+                return Err(format!(
+                    "{op} on KPI figures of several units ({lhs:?}, {rhs:?})"
+                ));
+            }
+            match (op.as_str(), lhs, rhs) {
+                ("==" | "!=" | ">" | "<" | ">=" | "<=", _, _) if bool_modifier => Of(Unit::Flag),
+                ("==" | "!=" | ">" | "<" | ">=" | "<=" | "and" | "unless", Number, r) => r,
+                ("==" | "!=" | ">" | "<" | ">=" | "<=" | "and" | "unless", l, _) => l,
+                ("or" | "+" | "-", l, Number) => l,
+                ("or" | "+" | "-", Number, r) => r,
+                ("or" | "+" | "-", l, r) if l == r => l,
+                ("*", Number, r) => r,
+                ("*" | "/", l, Number) => l,
+                ("/", Of(l), Of(r)) if l == r || (l == Unit::Flag && r == Unit::Count) => {
+                    Of(Unit::Ratio)
+                }
+                (op, l, r) => return Err(format!("{l:?} {op} {r:?} has no unit")),
+            }
+        }
+        Expr::Extension(_) => return Err("an extension expression".into()),
+    })
+}
+
+fn selector_name(vs: &promql_parser::parser::VectorSelector) -> Result<String, String> {
+    vs.name
+        .clone()
+        .or_else(|| {
+            vs.matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
+                .map(|m| m.value.clone())
+        })
+        .ok_or_else(|| "a selector without one metric name".to_string())
+}
+
+/// The Grafana unit a panel shows target `ref_id` in: a per-query override (`byFrameRefID`),
+/// or, in a table, an override of the column the target's value becomes, else the default.
+fn shown_unit<'a>(panel: &'a Value, ref_id: &str) -> (&'a str, Option<&'a Value>) {
+    let column = panel["transformations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["id"] == "organize")
+        .find_map(|t| t["options"]["renameByName"][format!("Value #{ref_id}")].as_str());
+    let overrides = panel["fieldConfig"]["overrides"].as_array();
+    let matching = overrides.into_iter().flatten().find(|o| {
+        let options = o["matcher"]["options"].as_str();
+        (o["matcher"]["id"] == "byFrameRefID" && options == Some(ref_id))
+            || (o["matcher"]["id"] == "byName" && options.is_some() && options == column)
+    });
+    let unit = matching.and_then(|o| {
+        o["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "unit")
+            .and_then(|p| p["value"].as_str())
+    });
+    (
+        unit.unwrap_or_else(|| panel["fieldConfig"]["defaults"]["unit"].as_str().unwrap()),
+        matching,
+    )
+}
+
+/// Unit problems of one panel: a target whose unit its panel misrepresents, or targets of
+/// different units sharing one Grafana unit (one axis, one scale) in a graph or stat.
+fn unit_problems(panel: &Value) -> Vec<String> {
+    let title = panel["title"].as_str().unwrap_or_default();
+    let kind = panel["type"].as_str().unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut shown: BTreeMap<&str, BTreeSet<Unit>> = BTreeMap::new();
+    for target in panel["targets"].as_array().into_iter().flatten() {
+        let ref_id = target["refId"].as_str().unwrap_or_default();
+        let expr = target["expr"].as_str().unwrap_or_default();
+        let ast = match parser::parse(&substitute(expr)) {
+            Ok(ast) => ast,
+            Err(e) => {
+                problems.push(format!("{title} / {ref_id}: does not parse: {e}"));
+                continue;
+            }
+        };
+        let unit = match measure(&ast) {
+            Ok(Measure::Of(unit)) => unit,
+            Ok(Measure::Number) => continue,
+            Ok(Measure::Mixed(units)) => {
+                problems.push(format!(
+                    "{title} / {ref_id}: mixes {units:?} in one query; split it by indicator: {expr}"
+                ));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("{title} / {ref_id}: {e}: {expr}"));
+                continue;
+            }
+        };
+        let (grafana, by_override) = shown_unit(panel, ref_id);
+        if !shows(unit, grafana) {
+            problems.push(format!(
+                "{title} / {ref_id}: {unit:?} shown as unit {grafana:?}: {expr}"
+            ));
+        }
+        if unit == Unit::PerIndicator && kind != "table" {
+            problems.push(format!(
+                "{title} / {ref_id}: KPIs of every indicator on one axis: {expr}"
+            ));
+        }
+        // Each unit of a graph has its own axis, and says what it is.
+        if kind == "timeseries"
+            && let Some(o) = by_override
+            && !o["properties"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["id"] == "custom.axisLabel")
+        {
+            problems.push(format!(
+                "{title} / {ref_id}: an axis of its own has no label"
+            ));
+        }
+        shown.entry(grafana).or_default().insert(unit);
+    }
+    if kind != "table" {
+        for (grafana, units) in &shown {
+            if units.len() > 1 {
+                problems.push(format!(
+                    "{title}: {units:?} share unit {grafana:?} (one axis and scale)"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_exported_metric_and_indicator_has_a_unit() {
+    let inventory = inventory();
+    for (name, _) in METRIC_UNITS {
+        assert!(inventory.contains_key(name), "{name} is not exported");
+    }
+    for (name, _) in inventory {
+        assert!(
+            METRIC_UNITS.iter().any(|(m, _)| *m == name),
+            "{name} has no unit in METRIC_UNITS"
+        );
+    }
+    for indicator in BuiltinIndicator::ALL {
+        assert!(
+            INDICATOR_UNITS
+                .iter()
+                .any(|(i, _)| *i == indicator.as_str()),
+            "indicator {} has no unit",
+            indicator.as_str()
+        );
+    }
+}
+
+#[test]
+fn every_panel_shows_one_unit_per_axis_and_the_right_one() {
+    let mut problems = Vec::new();
+    for name in DASHBOARDS {
+        for panel in panels(&dashboard(name)) {
+            problems.extend(
+                unit_problems(panel)
+                    .into_iter()
+                    .map(|p| format!("{name} / {p}")),
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The check bites: the journey dashboard's KPI graph as it was (every indicator on one
+    // unitless axis), NPS and CES on one unit, and a ratio shown as a percentage.
+    let bad = |targets: Value, unit: &str| {
+        json!({"title": "bad", "type": "timeseries", "targets": targets,
+               "fieldConfig": {"defaults": {"unit": unit}, "overrides": []}})
+    };
+    for (panel, why) in [
+        (
+            bad(
+                json!([{"refId": "A", "expr": "max by (kpi) (cx_kpi_value{stage=~\"$stage\"})"}]),
+                "none",
+            ),
+            "mixes",
+        ),
+        (
+            bad(
+                json!([{"refId": "A", "expr": "max by (kpi) (cx_kpi_value{indicator=\"nps\"})"},
+                       {"refId": "B", "expr": "max by (kpi) (cx_kpi_value{indicator=\"ces\"})"}]),
+                "none",
+            ),
+            "shown as unit",
+        ),
+        (
+            bad(
+                json!([{"refId": "A", "expr": "avg(cx_touchpoint_collector_ready)"}]),
+                "percent",
+            ),
+            "Ratio shown as unit \"percent\"",
+        ),
+        (
+            bad(
+                json!([{"refId": "A", "expr": "sum(cx_kpi_gap{indicator=\"csat\"}) + sum(rate(cx_reconciles_total[5m]))"}]),
+                "percent",
+            ),
+            "has no unit",
+        ),
+    ] {
+        let problems = unit_problems(&panel);
+        assert!(
+            problems.iter().any(|p| p.contains(why)),
+            "{why}: {problems:?}"
+        );
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Filters
+
+/// Variables named after a label: each filters every series that has the label.
+const LABEL_VARIABLES: [&str; 5] = ["namespace", "journey", "channel", "stage", "touchpoint"];
+
+/// Every selector of an expression: (metric names, (label, value) of each matcher).
+type Selector = (Vec<String>, Vec<(String, String)>);
+
+struct MatcherValues(Vec<Selector>);
+
+impl ExprVisitor for MatcherValues {
+    type Error = String;
+
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, String> {
+        let selector = match expr {
+            Expr::VectorSelector(vs) => vs,
+            Expr::MatrixSelector(ms) => &ms.vs,
+            _ => return Ok(true),
+        };
+        let mut names: Vec<String> = selector.name.iter().cloned().collect();
+        let mut matchers = Vec::new();
+        for m in &selector.matchers.matchers {
+            if m.name == "__name__" {
+                names.extend(m.value.split('|').map(str::to_string));
+            } else {
+                matchers.push((m.name.clone(), m.value.clone()));
+            }
+        }
+        self.0.push((names, matchers));
+        Ok(true)
+    }
+}
+
+/// Grafana's variables written `__var_NAME__` (builtins a plain duration): plain PromQL in which
+/// a matcher's value still tells which variable it uses.
+fn mark_variables(expr: &str) -> String {
+    let mut out = expr.to_string();
+    for builtin in ["__rate_interval", "__interval", "__range"] {
+        out = out
+            .replace(&format!("${{{builtin}}}"), "5m")
+            .replace(&format!("${builtin}"), "5m");
+    }
+    let mut result = String::new();
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            result.push(c);
+            continue;
+        }
+        let mut name = String::new();
+        if chars.peek() == Some(&'{') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == '}' {
+                    break;
+                }
+                name.push(c);
+            }
+            name = name.split(':').next().unwrap_or_default().to_string();
+        } else {
+            while let Some(c) = chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_') {
+                name.push(c);
+            }
+        }
+        result.push_str(&format!("__var_{name}__"));
+    }
+    result
+}
+
+fn selectors(expr: &str) -> Vec<Selector> {
+    let ast = parser::parse(&mark_variables(expr)).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let mut found = MatcherValues(Vec::new());
+    walk_expr(&mut found, &ast).unwrap();
+    found.0
+}
+
+/// Every panel with the variable its row repeats over (rows repeat the panels below them, up
+/// to the next row; a collapsed row holds its own).
+fn panels_with_rows(dashboard: &Value) -> Vec<(&Value, Option<&str>)> {
+    let mut out = Vec::new();
+    let mut repeat = None;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            repeat = panel["repeat"].as_str();
+            for nested in panel["panels"].as_array().into_iter().flatten() {
+                out.push((nested, repeat));
+            }
+        } else {
+            out.push((panel, repeat));
+        }
+    }
+    out
+}
+
+/// Where `queries` (context, expr, the row's repeat variable, variables defined before it) fail
+/// to filter a series that has a variable's label by that variable. A variable a row repeats
+/// over filters only that row's panels: the rest of the dashboard is about the whole journey.
+fn unfiltered(
+    queries: &[(String, String, Option<&str>, Vec<&str>)],
+    inventory: &Inventory,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (context, expr, repeat, vars) in queries {
+        for (metrics, matchers) in selectors(expr) {
+            for var in vars {
+                let repeated_elsewhere = queries.iter().any(|(_, _, r, _)| *r == Some(var));
+                if repeated_elsewhere && *repeat != Some(var) {
+                    continue;
+                }
+                let labelled = metrics
+                    .iter()
+                    .all(|m| inventory.get(m).is_some_and(|labels| labels.contains(*var)));
+                let filtered = matchers.iter().any(|(label, value)| {
+                    label == var && value.contains(&format!("__var_{var}__"))
+                });
+                if labelled && !filtered {
+                    problems.push(format!(
+                        "{context}: {metrics:?} has label {var} but ignores ${var}: {expr}"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_variable_filters_every_query_whose_series_have_its_label() {
+    let inventory = inventory();
+    let mut problems = Vec::new();
+    for name in DASHBOARDS {
+        let d = dashboard(name);
+        let defined: Vec<&str> = variables(&d)
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .filter(|n| LABEL_VARIABLES.contains(n))
+            .collect();
+        let mut queries = Vec::new();
+        for (panel, repeat) in panels_with_rows(&d) {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                queries.push((
+                    format!("{name} / {}", panel["title"].as_str().unwrap_or_default()),
+                    target["expr"].as_str().unwrap().to_string(),
+                    repeat,
+                    defined.clone(),
+                ));
+            }
+        }
+        // A variable's values follow the variables before it.
+        for (i, v) in variables(&d).iter().enumerate() {
+            if let Some(query) = variable_query(v) {
+                let before: Vec<&str> = variables(&d)[..i]
+                    .iter()
+                    .filter_map(|v| v["name"].as_str())
+                    .filter(|n| LABEL_VARIABLES.contains(n))
+                    .collect();
+                queries.push((
+                    format!("{name} / variable {}", v["name"]),
+                    variable_selector(&query).unwrap().to_string(),
+                    None,
+                    before,
+                ));
+            }
+        }
+        problems.extend(unfiltered(&queries, &inventory));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // The check bites: a channel table that ignores $stage in a row repeated per stage, and a
+    // KPI stat that ignores $journey.
+    let bad = vec![
+        (
+            "bad table".to_string(),
+            "max by (touchpoint) (cx_touchpoint_collector_ready{namespace=\"$namespace\"})"
+                .to_string(),
+            Some("stage"),
+            vec!["namespace", "stage"],
+        ),
+        (
+            "bad stat".to_string(),
+            "sum(cx_kpi_state{state=\"Breached\", namespace=\"$namespace\"})".to_string(),
+            None,
+            vec!["namespace", "journey"],
+        ),
+    ];
+    let problems = unfiltered(&bad, &inventory);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("ignores $stage") && problems[1].contains("ignores $journey"));
 }

@@ -347,26 +347,32 @@ impl RunningCollector {
     /// Posts NDJSON events; panics unless every one is accepted.
     pub async fn post(&self, events: &[String]) {
         for chunk in events.chunks(1000) {
-            let body = chunk.join("\n");
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri(format!("http://{}/v1/events:batch", self.addr))
-                .header("content-type", "application/x-ndjson")
-                .body(Full::new(Bytes::from(body)))
-                .expect("request");
-            let response = client().request(request).await.expect("collector answers");
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON answer");
+            let (status, answer) = self.post_report(chunk).await;
             assert_eq!(status, 200, "{answer}");
             assert_eq!(answer["rejected"], 0, "{answer}");
             assert_eq!(answer["accepted"], chunk.len(), "{answer}");
         }
+    }
+
+    /// Posts one NDJSON batch and returns the HTTP status and the collector's report
+    /// (`accepted`, `rejected`, `errors`).
+    pub async fn post_report(&self, events: &[String]) -> (u16, serde_json::Value) {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{}/v1/events:batch", self.addr))
+            .header("content-type", "application/x-ndjson")
+            .body(Full::new(Bytes::from(events.join("\n"))))
+            .expect("request");
+        let response = client().request(request).await.expect("collector answers");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON answer");
+        (status.as_u16(), answer)
     }
 }
 
