@@ -407,6 +407,40 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
     }
 }
 
+/// The journey's coverage gaps by kind, as `cx_journey_coverage_gaps` exports them: a kind the
+/// journey does not require (`coverage.kpiPerStage: false`, …) counts 0, so that a journey
+/// meeting its own requirements shows no gap. A stage without touchpoints is always a gap.
+pub fn coverage_gap_counts(
+    required: &crate::api::CoverageRequirements,
+    coverage: &CoverageStatus,
+) -> [(&'static str, usize); 4] {
+    let when = |required: bool, gaps: usize| if required { gaps } else { 0 };
+    [
+        (
+            "stage_without_touchpoints",
+            coverage.stages_without_touchpoints.len(),
+        ),
+        (
+            "stage_without_listening",
+            when(
+                required.listening_per_stage,
+                coverage.stages_without_listening.len(),
+            ),
+        ),
+        (
+            "stage_without_kpi",
+            when(required.kpi_per_stage, coverage.stages_without_kpis.len()),
+        ),
+        (
+            "channel_without_touchpoints",
+            when(
+                required.touchpoint_per_channel,
+                coverage.channels_without_touchpoints.len(),
+            ),
+        ),
+    ]
+}
+
 /// Whether a touchpoint's status reports its collector Ready.
 pub fn collector_ready(touchpoint: &crate::api::Touchpoint) -> bool {
     touchpoint.status.as_ref().is_some_and(|s| {
@@ -682,4 +716,44 @@ fn journey_findings(
         }
     }
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coverage_gap_counts;
+    use crate::api::{CoverageRequirements, CoverageStatus, Stage};
+
+    #[test]
+    fn gaps_the_journey_does_not_require_count_zero() {
+        let coverage = CoverageStatus {
+            stages_without_touchpoints: vec![Stage::Delivery],
+            stages_without_listening: vec![Stage::Delivery, Stage::Usage],
+            stages_without_kpis: vec![Stage::Advocacy],
+            channels_without_touchpoints: vec!["fax".into()],
+        };
+        let strict = CoverageRequirements::default();
+        assert_eq!(
+            coverage_gap_counts(&strict, &coverage),
+            [
+                ("stage_without_touchpoints", 1),
+                ("stage_without_listening", 2),
+                ("stage_without_kpi", 1),
+                ("channel_without_touchpoints", 1),
+            ]
+        );
+        let relaxed = CoverageRequirements {
+            listening_per_stage: false,
+            kpi_per_stage: false,
+            touchpoint_per_channel: false,
+        };
+        assert_eq!(
+            coverage_gap_counts(&relaxed, &coverage),
+            [
+                ("stage_without_touchpoints", 1),
+                ("stage_without_listening", 0),
+                ("stage_without_kpi", 0),
+                ("channel_without_touchpoints", 0),
+            ]
+        );
+    }
 }

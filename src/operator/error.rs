@@ -16,6 +16,18 @@ pub enum Error {
 
 impl Error {
     /// A short CamelCase reason for metrics labels, Events and conditions.
+    /// Every value of [`Error::reason`]: the `reason` label's bounded set, pre-created at zero
+    /// so that dashboards show 0 errors rather than no data before the first one.
+    pub const REASONS: [&'static str; 7] = [
+        "Conflict",
+        "NotFound",
+        "ApiServerError",
+        "ApiRejected",
+        "ApiUnreachable",
+        "Serialization",
+        "InvalidObject",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(kube::Error::Api(status)) if status.code == 409 => "Conflict",

@@ -85,19 +85,9 @@ pub fn refresh_gauges(metrics: &Metrics, stores: &Stores) {
             .consistency_violations
             .with_label_values(&[ns, name])
             .set(f64::from(status.violation_count));
-        let c = &status.coverage;
-        for (kind, n) in [
-            (
-                "stage_without_touchpoints",
-                c.stages_without_touchpoints.len(),
-            ),
-            ("stage_without_listening", c.stages_without_listening.len()),
-            ("stage_without_kpi", c.stages_without_kpis.len()),
-            (
-                "channel_without_touchpoints",
-                c.channels_without_touchpoints.len(),
-            ),
-        ] {
+        for (kind, n) in
+            crate::core::analysis::coverage_gap_counts(&journey.spec.coverage, &status.coverage)
+        {
             metrics
                 .coverage_gaps
                 .with_label_values(&[ns, name, kind])

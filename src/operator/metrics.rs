@@ -58,7 +58,7 @@ impl Metrics {
         registry
             .register(Box::new(reconcile_duration.clone()))
             .expect("metric registered once");
-        Self {
+        let metrics = Self {
             reconciles: counter(
                 "cx_reconciles_total",
                 "Reconciles by controller and result.",
@@ -101,7 +101,20 @@ impl Metrics {
             ),
             reconcile_duration,
             registry,
+        };
+        // Every controller's counters exist from the start, at zero: "0 errors" on a dashboard,
+        // and increase() sees the first one.
+        for controller in super::CONTROLLERS {
+            for result in ["ok", "error"] {
+                metrics.reconciles.with_label_values(&[controller, result]);
+            }
+            for reason in super::error::Error::REASONS {
+                metrics
+                    .reconcile_errors
+                    .with_label_values(&[controller, reason]);
+            }
         }
+        metrics
     }
 
     /// The metrics in Prometheus text format.
@@ -115,5 +128,27 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_controller_result_and_error_reason_is_exported_from_zero() {
+        let text = super::Metrics::new().encode();
+        for controller in super::super::CONTROLLERS {
+            for result in ["ok", "error"] {
+                let line = format!(
+                    "cx_reconciles_total{{controller=\"{controller}\",result=\"{result}\"}} 0"
+                );
+                assert!(text.contains(&line), "{line} in\n{text}");
+            }
+            for reason in super::super::error::Error::REASONS {
+                let line = format!(
+                    "cx_reconcile_errors_total{{controller=\"{controller}\",reason=\"{reason}\"}} 0"
+                );
+                assert!(text.contains(&line), "{line} in\n{text}");
+            }
+        }
     }
 }

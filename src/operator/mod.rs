@@ -47,6 +47,14 @@ pub use metrics::Metrics;
 use shell::{error_policy, observed};
 
 /// Label every collector object carries; the operator caches only objects with it.
+/// Every controller's name, the `controller` label's bounded set.
+pub const CONTROLLERS: [&str; 4] = [
+    channel::CONTROLLER,
+    touchpoint::CONTROLLER,
+    journey::CONTROLLER,
+    kpi::CONTROLLER,
+];
+
 pub const COLLECTOR_SELECTOR: &str = "app.kubernetes.io/name=cx-collector";
 
 /// How many kinds are cached (the four cx kinds, seven collector kinds and marked Secrets).
