@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -16,6 +16,7 @@ use kube::{Client, Resource};
 
 use crate::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
 use crate::core::plan::PlanOptions;
+use crate::core::pool::PoolPlan;
 use crate::kpi::PrometheusClient;
 
 use super::metrics::Metrics;
@@ -112,6 +113,56 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The pool each namespace was last applied from (see [`PoolMemo`]).
+    pub pools: PoolMemo,
+}
+
+/// The pool each namespace was last applied from, keyed by a fingerprint of everything it is
+/// built from. The reconciles of a pool's other members reuse it instead of planning and
+/// comparing it again: a namespace of n pooled touchpoints would otherwise cost O(n²) per
+/// resync. An entry lasts one resync at most, so that drift of what is read without a cache
+/// (the ServiceMonitor) is still repaired.
+#[derive(Default)]
+pub struct PoolMemo {
+    entries: Mutex<HashMap<String, PoolMemoEntry>>,
+}
+
+struct PoolMemoEntry {
+    fingerprint: u64,
+    plan: Option<Arc<PoolPlan>>,
+    at: Instant,
+}
+
+impl PoolMemo {
+    /// The plan applied for `namespace` from the same `fingerprint` less than `max_age` ago:
+    /// `Some(None)` when that was "no pool".
+    pub fn fresh(
+        &self,
+        namespace: &str,
+        fingerprint: u64,
+        max_age: Duration,
+    ) -> Option<Option<Arc<PoolPlan>>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(namespace)
+            .filter(|e| e.fingerprint == fingerprint && e.at.elapsed() < max_age)
+            .map(|e| e.plan.clone())
+    }
+
+    /// Remembers that `plan` was applied for `namespace` from `fingerprint`.
+    pub fn remember(&self, namespace: &str, fingerprint: u64, plan: Option<Arc<PoolPlan>>) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                namespace.to_owned(),
+                PoolMemoEntry {
+                    fingerprint,
+                    plan,
+                    at: Instant::now(),
+                },
+            );
+    }
 }
 
 impl Context {
@@ -136,6 +187,7 @@ impl Context {
             metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
+            pools: PoolMemo::default(),
         }
     }
 

@@ -321,8 +321,7 @@ pub async fn reconcile(
     let refusal = admission.as_ref().err();
 
     // Whichever touchpoint triggers it, the namespace's pool follows all of them.
-    let pool = plan_namespace_pool(stores, &namespace, &ctx.options.plan);
-    let pool_applied = apply_pool(pool.as_ref(), &ctx, &namespace).await;
+    let (pool, pool_applied) = keep_pool(&ctx, &namespace).await;
     let paused = touchpoint.spec.paused;
     let (target, applied, deployment) = if touchpoint.spec.collector.is_dedicated() {
         let plan = channel
@@ -388,6 +387,73 @@ fn marked_secret(stores: &Stores, touchpoint: &Touchpoint) -> Option<Arc<Secret>
         &auth.secret_ref.name,
     )
     .filter(|s| is_marked_for_auth(s))
+}
+
+/// Plans and applies `namespace`'s pool, unless it was applied from the same inputs within the
+/// last resync ([`super::context::PoolMemo`]).
+async fn keep_pool(ctx: &Context, namespace: &str) -> (Option<Arc<PoolPlan>>, Result<()>) {
+    let fingerprint = pool_fingerprint(&ctx.stores, namespace);
+    if let Some(plan) = ctx.pools.fresh(namespace, fingerprint, ctx.options.resync) {
+        return (plan, Ok(()));
+    }
+    let plan = plan_namespace_pool(&ctx.stores, namespace, &ctx.options.plan).map(Arc::new);
+    let applied = apply_pool(plan.as_deref(), ctx, namespace).await;
+    if applied.is_ok() {
+        ctx.pools.remember(namespace, fingerprint, plan.clone());
+    }
+    (plan, applied)
+}
+
+/// A digest of everything `namespace`'s pool is planned from and applied over: each
+/// touchpoint's identity and spec generation, its channel's, its marked auth Secret's version,
+/// and the versions of the pool's cached objects (an edited or deleted one is re-applied). A
+/// status write changes none of them.
+pub fn pool_fingerprint(stores: &Stores, namespace: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut members: Vec<_> = stores
+        .touchpoints
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace.as_deref() == Some(namespace))
+        .map(|g| {
+            let meta = g.meta();
+            let (channel, secret) = match &g.0 {
+                Ok(t) => (
+                    find(&stores.channels, namespace, &t.spec.channel)
+                        .map(|c| (c.meta().uid.clone(), c.meta().generation)),
+                    marked_secret(stores, t).map(|s| s.metadata.resource_version.clone()),
+                ),
+                Err(_) => (None, None),
+            };
+            (
+                meta.name.clone(),
+                meta.uid.clone(),
+                meta.generation,
+                g.0.is_ok(),
+                channel,
+                secret,
+            )
+        })
+        .collect();
+    members.sort();
+    let observed = [
+        pool_object_version(&stores.pool_secrets, namespace),
+        pool_object_version(&stores.services, namespace),
+        pool_object_version(&stores.deployments, namespace),
+        pool_object_version(&stores.autoscalers, namespace),
+        pool_object_version(&stores.pdbs, namespace),
+        pool_object_version(&stores.network_policies, namespace),
+    ];
+    let mut hasher = DefaultHasher::new();
+    (members, observed).hash(&mut hasher);
+    hasher.finish()
+}
+
+fn pool_object_version<K: Resource<DynamicType = ()> + Clone>(
+    store: &Store<K>,
+    namespace: &str,
+) -> Option<String> {
+    find(store, namespace, POOL_NAME).and_then(|o| o.meta().resource_version.clone())
 }
 
 /// The pool of `namespace` from the caches: every valid, pooled, admitted touchpoint there whose
