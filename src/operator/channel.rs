@@ -15,7 +15,7 @@ use crate::core::selector;
 use crate::core::world::namespace_of;
 
 use super::conditions::{self, Verdict};
-use super::context::{Context, valid};
+use super::context::{Context, valid_in};
 use super::error::Result;
 use super::shell;
 
@@ -99,10 +99,11 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Channel>>, ctx: Arc<Context>)
         Err(invalid) => return shell::report_invalid::<Channel>(invalid, &ctx, CONTROLLER).await,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let namespace = namespace_of(channel);
     let status = desired_status(
         channel,
-        &valid(&ctx.stores.touchpoints),
-        &valid(&ctx.stores.journeys),
+        &valid_in(&ctx.stores.touchpoints, namespace),
+        &valid_in(&ctx.stores.journeys, namespace),
         &now,
     );
     shell::write_status(&ctx, CONTROLLER, channel, &status).await?;

@@ -51,6 +51,22 @@ pub struct Stores {
     pub auth_secrets: Store<Secret>,
 }
 
+/// The valid objects of `store` in `namespace`, cloned. Filtering before cloning keeps a
+/// reconcile of one namespace from copying every other namespace's objects (with 1,000
+/// touchpoints, copying them all in each channel reconcile was most of the operator's CPU).
+pub fn valid_in<K>(store: &Store<DeserializeGuard<K>>, namespace: &str) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace.as_deref().unwrap_or("default") == namespace)
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect()
+}
+
 /// Valid objects of a guarded store (invalid ones are reported by their own reconcile).
 pub fn valid<K>(store: &Store<DeserializeGuard<K>>) -> Vec<K>
 where

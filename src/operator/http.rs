@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
-use super::context::{Stores, valid};
+use super::context::Stores;
 use super::metrics::Metrics;
 
 /// What the endpoints read.
@@ -59,8 +59,9 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
 /// because every gauge is rebuilt from what exists.
 pub fn refresh_gauges(metrics: &Metrics, stores: &Stores) {
     metrics.collector_ready.reset();
-    for tp in valid(&stores.touchpoints) {
-        let ready = crate::core::analysis::collector_ready(&tp);
+    let touchpoints = stores.touchpoints.state();
+    for tp in touchpoints.iter().filter_map(|g| g.0.as_ref().ok()) {
+        let ready = crate::core::analysis::collector_ready(tp);
         metrics
             .collector_ready
             .with_label_values(&[
@@ -75,7 +76,8 @@ pub fn refresh_gauges(metrics: &Metrics, stores: &Stores) {
     metrics.coverage_gaps.reset();
     metrics.readiness_score.reset();
     metrics.self_assessment_score.reset();
-    for journey in valid(&stores.journeys) {
+    let journeys = stores.journeys.state();
+    for journey in journeys.iter().filter_map(|g| g.0.as_ref().ok()) {
         let Some(status) = &journey.status else {
             continue;
         };

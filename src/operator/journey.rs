@@ -14,7 +14,7 @@ use crate::core::world::namespace_of;
 use crate::core::{JourneyAssessment, World, assess_journey};
 
 use super::conditions::{self, Verdict};
-use super::context::{Context, valid};
+use super::context::{Context, valid_in};
 use super::error::Result;
 use super::shell;
 
@@ -140,21 +140,10 @@ pub async fn reconcile(
         }
     };
     let namespace = namespace_of(journey).to_string();
-    let in_namespace =
-        |ns: Option<&String>| ns.map(String::as_str).unwrap_or("default") == namespace;
     let stores = &ctx.stores;
-    let channels: Vec<_> = valid(&stores.channels)
-        .into_iter()
-        .filter(|o| in_namespace(o.metadata.namespace.as_ref()))
-        .collect();
-    let touchpoints: Vec<_> = valid(&stores.touchpoints)
-        .into_iter()
-        .filter(|o| in_namespace(o.metadata.namespace.as_ref()))
-        .collect();
-    let kpis: Vec<_> = valid(&stores.kpis)
-        .into_iter()
-        .filter(|o| in_namespace(o.metadata.namespace.as_ref()))
-        .collect();
+    let channels = valid_in(&stores.channels, &namespace);
+    let touchpoints = valid_in(&stores.touchpoints, &namespace);
+    let kpis = valid_in(&stores.kpis, &namespace);
     let journeys = [journey.clone()];
     let world = World::new(&channels, &touchpoints, &kpis, &journeys);
     let assessment = assess_journey(&world, journey);
