@@ -278,4 +278,38 @@ mod tests {
         assert_eq!(taken_back["spec"]["replicas"], 3);
         assert!(needs_apply(&taken_back, Some(&scaled)));
     }
+
+    #[test]
+    fn a_slimmed_cache_still_says_who_scales_a_deployment() {
+        let desired =
+            json!({"kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 2}});
+        let mut scaled = prepare(&desired, None);
+        scaled["spec"]["replicas"] = json!(5);
+        scaled["metadata"]["managedFields"] = json!([
+            {"manager": "cx-conductor", "operation": "Apply", "fieldsV1": {"f:metadata": {"f:labels": {}}, "f:spec": {"f:template": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}, "f:status": {"f:replicas": {}}}}
+        ]);
+        let mut meta: kube::api::ObjectMeta =
+            serde_json::from_value(scaled["metadata"].clone()).unwrap();
+        crate::operator::slim(&mut meta);
+        let kept = serde_json::to_value(&meta.managed_fields).unwrap();
+        assert_eq!(
+            kept,
+            json!([{"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}}}])
+        );
+        let mut slimmed = scaled.clone();
+        slimmed["metadata"] = serde_json::to_value(&meta).unwrap();
+        assert_eq!(
+            prepare(&desired, Some(&slimmed)),
+            prepare(&desired, Some(&scaled)),
+            "the same decision from the slimmed object"
+        );
+        let mut unscaled: kube::api::ObjectMeta = serde_json::from_value(json!({
+            "name": "b",
+            "managedFields": [{"manager": "cx-conductor", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {}}}}]
+        }))
+        .unwrap();
+        crate::operator::slim(&mut unscaled);
+        assert_eq!(unscaled.managed_fields, None);
+    }
 }

@@ -122,6 +122,7 @@ where
     let mut listed = false;
     let stream = watcher(api, config)
         .default_backoff()
+        .modify(|object: &mut K| slim(object.meta_mut()))
         .try_filter(move |event| std::future::ready(in_scope(event)))
         .reflect_shared(writer)
         .for_each(move |event| {
@@ -139,6 +140,30 @@ where
         });
     tasks.push(tokio::spawn(stream));
     Shared { store, subscribers }
+}
+
+/// Drops from a cached object's metadata what the controllers never read: every
+/// managedFields entry but those owning `spec.replicas` (who scales a Deployment, see
+/// [`apply::prepare`]), and of those only that field. managedFields are often most of an
+/// object's size; the caches hold every touchpoint, channel and collector object.
+pub fn slim(meta: &mut kube::api::ObjectMeta) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+    let Some(entries) = meta.managed_fields.as_mut() else {
+        return;
+    };
+    entries.retain_mut(|entry| {
+        let owns_replicas = entry
+            .fields_v1
+            .as_ref()
+            .is_some_and(|fields| fields.0["f:spec"]["f:replicas"].is_object());
+        if owns_replicas {
+            entry.fields_v1 = Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}})));
+        }
+        owns_replicas
+    });
+    if entries.is_empty() {
+        meta.managed_fields = None;
+    }
 }
 
 /// Runs every controller until `shutdown` turns true. Returns when they have drained.
