@@ -889,4 +889,105 @@ spec:
         let v = rollout_verdict(Some(&d), Some("newer"), 2, 2);
         assert_eq!((v.status, v.reason.as_str()), (false, "CollectorUpdating"));
     }
+
+    mod pool_fingerprint {
+        use super::super::pool_fingerprint;
+        use crate::api::{Channel, Touchpoint};
+        use crate::operator::context::Stores;
+        use k8s_openapi::api::core::v1::Secret;
+        use kube::core::DeserializeGuard;
+        use kube::runtime::reflector::{self, store::Writer};
+        use kube::runtime::watcher::Event;
+
+        struct Caches {
+            stores: Stores,
+            touchpoints: Writer<DeserializeGuard<Touchpoint>>,
+            channels: Writer<DeserializeGuard<Channel>>,
+            pool_secrets: Writer<Secret>,
+        }
+
+        fn caches() -> Caches {
+            let (touchpoints, touchpoint_writer) = reflector::store();
+            let (channels, channel_writer) = reflector::store();
+            let (pool_secrets, pool_secret_writer) = reflector::store();
+            let stores = Stores {
+                channels,
+                touchpoints,
+                kpis: reflector::store().0,
+                journeys: reflector::store().0,
+                deployments: reflector::store().0,
+                config_maps: reflector::store().0,
+                services: reflector::store().0,
+                pdbs: reflector::store().0,
+                network_policies: reflector::store().0,
+                autoscalers: reflector::store().0,
+                pool_secrets,
+                auth_secrets: reflector::store().0,
+            };
+            Caches {
+                stores,
+                touchpoints: touchpoint_writer,
+                channels: channel_writer,
+                pool_secrets: pool_secret_writer,
+            }
+        }
+
+        fn touchpoint(namespace: &str, generation: i64, version: &str, ready: bool) -> Touchpoint {
+            serde_yaml::from_str(&format!(
+                "apiVersion: cx.conductor.dev/v1alpha1\nkind: Touchpoint\nmetadata: {{name: checkout, namespace: {namespace}, uid: u1, generation: {generation}, resourceVersion: '{version}'}}\nspec: {{channel: web, stage: purchase, signals: {{surveys: [{{metric: csat}}]}}}}\nstatus: {{conditions: [{{type: Ready, status: '{}', reason: R, message: m, lastTransitionTime: '2026-12-03T10:00:00Z'}}]}}\n",
+                if ready { "True" } else { "False" }
+            ))
+            .expect("a Touchpoint")
+        }
+
+        /// What a touchpoint's reconcile compares to skip replanning its pool: status writes do
+        /// not change it, a spec change, a channel change or a pool object edit do.
+        #[test]
+        fn only_what_the_pool_is_built_from_changes_it() {
+            let mut c = caches();
+            let apply_tp = |c: &mut Caches, t: Touchpoint| {
+                c.touchpoints
+                    .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(t))));
+            };
+            apply_tp(&mut c, touchpoint("shop", 1, "10", false));
+            let channel: Channel = serde_yaml::from_str(
+                "apiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\nmetadata: {name: web, namespace: shop, uid: c1, generation: 1}\nspec: {type: web}\n",
+            )
+            .expect("a Channel");
+            c.channels
+                .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(channel.clone()))));
+            let first = pool_fingerprint(&c.stores, "shop");
+
+            apply_tp(&mut c, touchpoint("shop", 1, "11", true));
+            assert_eq!(pool_fingerprint(&c.stores, "shop"), first, "a status write");
+            apply_tp(&mut c, touchpoint("elsewhere", 1, "12", false));
+            assert_eq!(
+                pool_fingerprint(&c.stores, "shop"),
+                first,
+                "another namespace"
+            );
+
+            apply_tp(&mut c, touchpoint("shop", 2, "13", true));
+            let spec_changed = pool_fingerprint(&c.stores, "shop");
+            assert_ne!(spec_changed, first, "a spec change");
+
+            let mut edited = channel;
+            edited.metadata.generation = Some(2);
+            c.channels
+                .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(edited))));
+            let channel_changed = pool_fingerprint(&c.stores, "shop");
+            assert_ne!(channel_changed, spec_changed, "its channel's spec");
+
+            let secret: Secret = serde_yaml::from_str(
+                "metadata: {name: cx-collectors, namespace: shop, resourceVersion: '20'}",
+            )
+            .expect("a Secret");
+            c.pool_secrets.apply_watcher_event(&Event::Apply(secret));
+            assert_ne!(
+                pool_fingerprint(&c.stores, "shop"),
+                channel_changed,
+                "the pool's own object, created or edited"
+            );
+        }
+    }
 }
