@@ -47,6 +47,9 @@ pub use metrics::Metrics;
 use shell::{error_policy, observed};
 
 /// Label every collector object carries; the operator caches only objects with it.
+/// How long the channel and journey controllers wait for a burst of changes to settle.
+const SUMMARY_DEBOUNCE: Duration = Duration::from_secs(1);
+
 /// Every controller's name, the `controller` label's bounded set.
 pub const CONTROLLERS: [&str; 4] = [
     channel::CONTROLLER,
@@ -246,6 +249,10 @@ pub async fn run_controllers(
     let config = ControllerConfig::default()
         .concurrency(8)
         .debounce(Duration::from_millis(100));
+    // Channel and journey statuses summarise their touchpoints: while a burst of touchpoint
+    // changes arrives (a rollout, a cold start), one reconcile after it settles writes the
+    // summary once instead of once per member.
+    let summary_config = config.clone().debounce(SUMMARY_DEBOUNCE);
     let stop = || {
         let mut rx = shutdown.clone();
         async move {
@@ -291,7 +298,7 @@ pub async fn run_controllers(
     let channel_store = stores.channels.clone();
     let channel_controller =
         Controller::for_shared_stream(channels.take(), stores.channels.clone())
-            .with_config(config.clone())
+            .with_config(summary_config.clone())
             .watches_shared_stream(touchpoints.take(), |t| channel::channel_of_touchpoint(&t))
             .watches_shared_stream(journeys.take(), move |j| {
                 context::in_namespace_of(&channel_store, j.as_ref())
@@ -319,7 +326,7 @@ pub async fn run_controllers(
     );
     let journey_controller =
         Controller::for_shared_stream(journeys.take(), stores.journeys.clone())
-            .with_config(config)
+            .with_config(summary_config)
             .watches_shared_stream(channels.take(), move |c| {
                 context::in_namespace_of(&j1, c.as_ref())
             })
