@@ -25,6 +25,7 @@ use cx_conductor::core::World;
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::batch::Family;
 use cx_conductor::kpi::prometheus::QueryResult;
+use cx_conductor::kpi::promql::{FIRST_RESPONSES, counted, label_in};
 use cx_conductor::kpi::{
     KpiRequest, PrometheusClient, PrometheusConfig, WindowSpec, measure_cycle, measure_one,
 };
@@ -306,6 +307,31 @@ async fn bench() {
     }
     family_times.sort();
 
+    // What exactness costs on one counter: the wait-time buckets of every touchpoint over 1h,
+    // read once by increase() (the code before) or counted exactly (`promql::counted`).
+    let buckets = format!("{FIRST_RESPONSES}_bucket");
+    let matchers = label_in("namespace", &namespaces);
+    let span = WindowSpec::parse("1h").expect("window").current(now);
+    let by = "sum by (namespace, touchpoint, le)";
+    let mut read_once = Vec::new();
+    let mut read_exactly = Vec::new();
+    for _ in 0..RUNS {
+        for (query, times) in [
+            (
+                format!("{by} (increase({buckets}{{{matchers}}}[1h]))"),
+                &mut read_once,
+            ),
+            (
+                format!("{by} ({})", counted(&buckets, &matchers, &span)),
+                &mut read_exactly,
+            ),
+        ] {
+            let started = Instant::now();
+            client.query(&query, now).await.expect("bucket query");
+            times.push(started.elapsed());
+        }
+    }
+
     let mut naive = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
@@ -347,6 +373,11 @@ async fn bench() {
             slowest.1
         );
     }
+    println!(
+        "  wait buckets of every touchpoint over 1h: increase() {:.1} ms, exact count {:.1} ms (median of {RUNS})",
+        median(read_once).as_secs_f64() * 1000.0,
+        median(read_exactly).as_secs_f64() * 1000.0
+    );
     println!(
         "  each KPI's own queries (value and samples, current and previous cycle): median {:>8.1} ms over 3 runs, {naive_queries} HTTP queries",
         median(naive).as_secs_f64() * 1000.0

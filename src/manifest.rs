@@ -274,6 +274,18 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// The accepted objects as a world without a cluster: statuses in the manifests are not
+    /// trusted (KPI states and collector readiness are "not evaluated offline").
+    pub fn offline_world(&self) -> crate::core::World<'_> {
+        crate::core::World::new(
+            &self.channels,
+            &self.touchpoints,
+            &self.kpis,
+            &self.journeys,
+        )
+        .offline()
+    }
+
     /// Validates every document and keeps the valid cx-conductor objects. A second object with the
     /// same kind, namespace and name is refused, as the API server would refuse to create it.
     pub fn from_documents(documents: &[Document], validator: &SchemaValidator) -> Self {

@@ -10,6 +10,10 @@ use cx_conductor::manifest::{Inventory, load_paths};
 use cx_conductor::map::{self, MapDocument, render_html, render_svg};
 use cx_conductor::schema::SchemaValidator;
 
+#[path = "support/svg_text.rs"]
+mod svg_text;
+use svg_text::texts;
+
 fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
@@ -527,36 +531,6 @@ fn svg_size(page: &str) -> (u32, u32) {
         value.parse::<f64>().unwrap().ceil() as u32
     };
     (attr("width"), attr("height"))
-}
-
-/// The text of every `<text>` element of a dumped DOM, tspans joined, entities decoded.
-fn texts(dom: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = dom;
-    while let Some(start) = rest.find("<text ") {
-        let body_start = start + rest[start..].find('>').unwrap() + 1;
-        let end = body_start + rest[body_start..].find("</text>").unwrap();
-        let mut plain = String::new();
-        let mut in_tag = false;
-        for c in rest[body_start..end].chars() {
-            match c {
-                '<' => in_tag = true,
-                '>' => in_tag = false,
-                c if !in_tag => plain.push(c),
-                _ => {}
-            }
-        }
-        out.push(
-            plain
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&quot;", "\"")
-                .replace("&apos;", "'")
-                .replace("&amp;", "&"),
-        );
-        rest = &rest[end..];
-    }
-    out
 }
 
 fn body_attribute(dom: &str, name: &str) -> String {

@@ -11,7 +11,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use cluster_support::{cluster, repo_path};
+#[path = "support/svg_text.rs"]
+mod svg_text;
 use cx_conductor::api::{ExperienceKPI, Touchpoint};
+use svg_text::texts;
 
 fn condition(type_: &str, status: &str) -> serde_json::Value {
     json!({
@@ -21,30 +24,6 @@ fn condition(type_: &str, status: &str) -> serde_json::Value {
         "message": "set by the map test",
         "lastTransitionTime": "2026-12-01T10:00:00Z",
     })
-}
-
-/// The texts a page shows: every `<text>` element with its tspans joined.
-fn texts(page: &str) -> Vec<String> {
-    page.split("<text ")
-        .skip(1)
-        .map(|t| {
-            let body = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
-            let mut plain = String::new();
-            let mut in_tag = false;
-            for c in body.chars() {
-                match c {
-                    '<' => in_tag = true,
-                    '>' => in_tag = false,
-                    c if !in_tag => plain.push(c),
-                    _ => {}
-                }
-            }
-            plain
-                .replace("&gt;", ">")
-                .replace("&lt;", "<")
-                .replace("&amp;", "&")
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::api::Severity;
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
-use crate::core::pool::{PoolMember, PoolPlan, admit, plan_pool};
+use crate::core::pool::{PoolMember, PoolPlan, admit_image, plan_pool};
 use crate::core::world::namespace_of;
 use crate::core::{Analysis, Finding, FindingCode, JourneyAssessment, ObjectRef, World, analyze};
 use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
@@ -164,13 +164,7 @@ pub fn check_paths(paths: &[PathBuf], options: &PlanOptions) -> Result<CheckOutc
 /// Checks accepted objects: the pure part of `check`. Statuses in the manifests are not trusted:
 /// KPI states and collector readiness are "not evaluated offline".
 pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOutcome {
-    let world = World::new(
-        &inventory.channels,
-        &inventory.touchpoints,
-        &inventory.kpis,
-        &inventory.journeys,
-    )
-    .offline();
+    let world = inventory.offline_world();
     let mut analysis: Analysis = analyze(&world);
     let (kpi_findings, kpi_queries) = kpi_query_findings(&world);
     analysis.findings.extend(kpi_findings);
@@ -211,10 +205,7 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         // Offline there is no Secret: a token's Secret is checked (and a pool's token digest
         // computed) only in the cluster.
         let dedicated = tp.spec.collector.is_dedicated();
-        let image_refusal = admit(tp, None, options)
-            .err()
-            .filter(|r| r.reason == "ImageNotAllowed");
-        if let Some(refusal) = image_refusal {
+        if let Err(refusal) = admit_image(tp, options) {
             refused.push(format!("{shown}: {}", refusal.message));
         } else if dedicated {
             plans.push(plan_collector(tp, Some(channel), options));

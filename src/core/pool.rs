@@ -289,6 +289,22 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// Checks a dedicated collector's image against the chart's image and `allowedImages`: the part
+/// of [`admit`] that needs no Secret, so `check` applies it offline too.
+pub fn admit_image(touchpoint: &Touchpoint, options: &PlanOptions) -> Result<(), Refusal> {
+    let spec = &touchpoint.spec.collector;
+    match spec.image.as_deref().filter(|i| !i.is_empty()) {
+        Some(image) if spec.is_dedicated() => match options.refuse_image(image) {
+            Some(message) => Err(Refusal {
+                reason: "ImageNotAllowed",
+                message,
+            }),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// Checks what a Touchpoint author may ask of the operator: a dedicated collector's image is
 /// allowed, and the auth Secret is marked for collector auth and holds the key. `marked_secret`
 /// is the Secret named in `spec.collector.auth` when it carries [`COLLECTOR_AUTH_LABEL`]=true
@@ -299,15 +315,7 @@ pub fn admit(
     options: &PlanOptions,
 ) -> Result<Option<String>, Refusal> {
     let spec = &touchpoint.spec.collector;
-    if spec.is_dedicated()
-        && let Some(image) = spec.image.as_deref().filter(|i| !i.is_empty())
-        && let Some(message) = options.refuse_image(image)
-    {
-        return Err(Refusal {
-            reason: "ImageNotAllowed",
-            message,
-        });
-    }
+    admit_image(touchpoint, options)?;
     // What the collector would refuse to load is never written into a pool's configuration
     // (one bad entry would stop the whole pool from reloading).
     if let Err(invalid) = EventSchema::from_config(&collector_config(touchpoint, None)) {

@@ -20,13 +20,7 @@ pub use svg::{render_html, render_svg};
 /// left out of the grid and listed as errors; everything else is drawn.
 pub fn from_inventory(inventory: &Inventory, source: String) -> MapDocument {
     let outcome = crate::cli::check::check_inventory(inventory, &PlanOptions::default());
-    let world = World::new(
-        &inventory.channels,
-        &inventory.touchpoints,
-        &inventory.kpis,
-        &inventory.journeys,
-    )
-    .offline();
+    let world = inventory.offline_world();
     let report = &outcome.report;
     document(
         &world,

@@ -960,6 +960,11 @@ pub fn render_html(document: &MapDocument) -> String {
     )
 }
 
+/// The text a rendered SVG shows, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/support/svg_text.rs"]
+mod svg_text;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1093,34 +1098,10 @@ mod tests {
         }
     }
 
-    /// The text of each `<text>` element, its wrapped pieces joined.
-    fn shown(svg: &str) -> Vec<String> {
-        svg.split("<text ")
-            .skip(1)
-            .map(|t| {
-                let body = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
-                let mut plain = String::new();
-                let mut in_tag = false;
-                for c in body.chars() {
-                    match c {
-                        '<' => in_tag = true,
-                        '>' => in_tag = false,
-                        c if !in_tag => plain.push(c),
-                        _ => {}
-                    }
-                }
-                plain
-                    .replace("&gt;", ">")
-                    .replace("&lt;", "<")
-                    .replace("&amp;", "&")
-            })
-            .collect()
-    }
-
     #[test]
     fn a_live_map_writes_each_state_with_its_shape() {
         let svg = render_svg(&live_document());
-        let shown = shown(&svg);
+        let shown = super::svg_text::texts(&svg);
         for text in [
             "Met 85 gap +5 n=120",
             "AtRisk 75.25 gap -4.75 n=120",

@@ -59,12 +59,9 @@ where
     K: Resource<DynamicType = ()> + Clone,
     DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
 {
-    store
-        .state()
-        .iter()
-        .filter(|g| g.meta().namespace.as_deref().unwrap_or("default") == namespace)
-        .filter_map(|g| g.0.as_ref().ok().cloned())
-        .collect()
+    valid_where(store, |g| {
+        g.meta().namespace.as_deref().unwrap_or("default") == namespace
+    })
 }
 
 /// Valid objects of a guarded store (invalid ones are reported by their own reconcile).
@@ -73,9 +70,22 @@ where
     K: Resource<DynamicType = ()> + Clone,
     DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
 {
+    valid_where(store, |_| true)
+}
+
+/// The valid objects `keep` selects, cloned after selecting.
+fn valid_where<K>(
+    store: &Store<DeserializeGuard<K>>,
+    keep: impl Fn(&DeserializeGuard<K>) -> bool,
+) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+{
     store
         .state()
         .iter()
+        .filter(|g| keep(g))
         .filter_map(|g| g.0.as_ref().ok().cloned())
         .collect()
 }
