@@ -347,6 +347,10 @@ fn what_the_journey_does_not_require_is_written_but_not_marked() {
     let strict_svg = render_svg(&strict);
     assert_eq!(strict_svg.matches(">no KPI<").count(), 4);
     assert!(!strict_svg.contains("(not required)"));
+    // Cross-hatched: strict, delivery's and advocacy's headers and KPI cells and usage's header;
+    // relaxed, only delivery's header (no touchpoint).
+    let hatched = |svg: &str| svg.matches("url(#cx-gap)").count();
+    assert_eq!(hatched(&strict_svg) - hatched(&svg), 4);
 }
 
 fn empty_cells(document: &MapDocument) -> usize {

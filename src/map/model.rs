@@ -109,6 +109,16 @@ pub struct StageColumn {
     pub kpi_required: bool,
 }
 
+impl StageColumn {
+    /// Whether the stage lacks something the journey requires (drawn cross-hatched): a stage
+    /// without touchpoints always, a survey or a KPI only when the journey asks for one.
+    pub fn is_gap(&self) -> bool {
+        self.no_touchpoint
+            || (self.no_listening && self.listening_required)
+            || (self.no_kpi && self.kpi_required)
+    }
+}
+
 /// A channel row, with what the consistency rules say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRow {

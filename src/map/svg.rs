@@ -764,7 +764,7 @@ fn journey(canvas: &mut Canvas, map: &JourneyMap, grid: &Grid, x: f64, y: f64, w
         .fold(cell_height(&corner, grid.label_width), f64::max);
     canvas.cell((x, y, grid.label_width, h), Fill::Header, "corner", &corner);
     for (i, (blocks, stage)) in stage_blocks.iter().zip(&map.stages).enumerate() {
-        let fill = if stage.no_touchpoint || stage.no_listening || stage.no_kpi {
+        let fill = if stage.is_gap() {
             Fill::Gap
         } else {
             Fill::Header
@@ -873,8 +873,8 @@ fn journey(canvas: &mut Canvas, map: &JourneyMap, grid: &Grid, x: f64, y: f64, w
         "kpi-label",
         &label,
     );
-    for (i, (blocks, kpis)) in cells.iter().zip(&map.kpis).enumerate() {
-        let fill = if kpis.is_empty() {
+    for (i, ((blocks, kpis), stage)) in cells.iter().zip(&map.kpis).zip(&map.stages).enumerate() {
+        let fill = if kpis.is_empty() && stage.kpi_required {
             Fill::Gap
         } else {
             Fill::White
