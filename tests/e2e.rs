@@ -11,7 +11,7 @@ mod operator_support;
 use std::time::Duration;
 
 use cluster::{cluster, eventually, repo_path};
-use cx_conductor::api::{Channel, CustomerJourney, Touchpoint};
+use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
 use kube::api::Api;
 use operator_support::{Operator, default_release, operator_client};
 
@@ -116,6 +116,23 @@ async fn the_retail_example_on_a_real_cluster_is_what_the_readme_shows() {
         })
         .await,
         "channels and the journey assessed"
+    );
+    // Without a Prometheus, every KPI says why it is not evaluated.
+    let kpis: Api<ExperienceKPI> = Api::namespaced(admin.clone(), NAMESPACE);
+    assert!(
+        eventually(WAIT, || async {
+            let list = kpis.list(&Default::default()).await.unwrap().items;
+            list.len() == 13
+                && list.iter().all(|k| {
+                    k.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.reason == "PrometheusNotConfigured")
+                    })
+                })
+        })
+        .await,
+        "every KPI says why it is not evaluated"
     );
     // Let the last status writes settle before reading what a user sees.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -470,3 +470,53 @@ fn pods_stop_without_losing_a_count_and_monitors_carry_the_platform_labels() {
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["interval"], "15s");
 }
+
+/// A fresh operator process fills its caches in another order: the pool it plans must not
+/// depend on that order, or every restart re-applies the whole pool.
+#[test]
+fn a_pool_plan_is_the_same_whatever_order_its_members_come_in() {
+    use cx_conductor::core::pool::{PoolMember, plan_pool};
+    let (touchpoints, channels) = retail();
+    let members: Vec<PoolMember<'_>> = touchpoints
+        .iter()
+        .map(|t| PoolMember {
+            touchpoint: t,
+            channel: channels
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(&t.spec.channel)),
+            token_sha256: None,
+        })
+        .collect();
+    let options = PlanOptions {
+        network_policy: true,
+        service_monitor: true,
+        ..Default::default()
+    };
+    let render = |members: &[PoolMember<'_>]| {
+        serde_json::to_string(&plan_pool("retail", members, &options).unwrap().objects()).unwrap()
+    };
+    let canonical = render(&members);
+    let mut reversed = members.clone();
+    reversed.reverse();
+    assert_eq!(render(&reversed), canonical, "reversed");
+    // Every rotation as well (a cache order is any permutation; rotations and the reversal
+    // move every member).
+    for shift in 1..members.len() {
+        let mut rotated = members.clone();
+        rotated.rotate_left(shift);
+        assert_eq!(render(&rotated), canonical, "rotated by {shift}");
+    }
+    // Owner references are in name order.
+    let pool = plan_pool("retail", &reversed, &options).unwrap();
+    let owners: Vec<String> = pool
+        .deployment
+        .metadata
+        .owner_references
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let mut sorted = owners.clone();
+    sorted.sort();
+    assert_eq!(owners, sorted);
+}

@@ -56,6 +56,12 @@ use super::common::{
         description = "Met, AtRisk, Breached, InsufficientData or Unknown"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the KPI is or is not evaluated (Ready condition), e.g. PrometheusNotConfigured"
+    ),
+    printcolumn(
         name = "Owner",
         type_ = "string",
         json_path = ".spec.owner",

@@ -152,7 +152,9 @@ pub fn pool_config(namespace: &str, members: &[PoolMember<'_>]) -> PoolConfig {
     }
 }
 
-/// Plans the pool of `namespace`; `None` when no touchpoint there is pooled.
+/// Plans the pool of `namespace`; `None` when no touchpoint there is pooled. Canonical: the
+/// members are taken in name order whatever order the caller's cache gave them, so a fresh
+/// process plans byte-identical objects (owner references included) and applies nothing.
 pub fn plan_pool(
     namespace: &str,
     members: &[PoolMember<'_>],
@@ -161,6 +163,9 @@ pub fn plan_pool(
     if members.is_empty() {
         return None;
     }
+    let mut sorted = members.to_vec();
+    sorted.sort_by_key(|m| m.touchpoint.name_any());
+    let members = sorted.as_slice();
     let meta = ObjectMeta {
         name: Some(POOL_NAME.into()),
         namespace: Some(namespace.into()),
@@ -215,8 +220,7 @@ pub fn plan_pool(
         },
         ..Default::default()
     };
-    let mut members_sorted: Vec<String> = members.iter().map(|m| m.touchpoint.name_any()).collect();
-    members_sorted.sort();
+    let members_sorted: Vec<String> = members.iter().map(|m| m.touchpoint.name_any()).collect();
     Some(PoolPlan {
         secret,
         deployment: pool_deployment(&meta, options),

@@ -73,7 +73,9 @@ where
     valid_where(store, |_| true)
 }
 
-/// The valid objects `keep` selects, cloned after selecting.
+/// The valid objects `keep` selects, cloned after selecting, in (namespace, name) order: never in
+/// cache order, which differs from process to process, so whatever is derived from them is the
+/// same after a restart.
 fn valid_where<K>(
     store: &Store<DeserializeGuard<K>>,
     keep: impl Fn(&DeserializeGuard<K>) -> bool,
@@ -82,12 +84,17 @@ where
     K: Resource<DynamicType = ()> + Clone,
     DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
 {
-    store
+    let mut valid: Vec<K> = store
         .state()
         .iter()
         .filter(|g| keep(g))
         .filter_map(|g| g.0.as_ref().ok().cloned())
-        .collect()
+        .collect();
+    valid.sort_by(|a, b| {
+        (a.meta().namespace.as_deref(), a.meta().name.as_deref())
+            .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
+    });
+    valid
 }
 
 /// Settings of the operator process.

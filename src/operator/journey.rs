@@ -84,8 +84,17 @@ pub fn desired_status(
                 "KPIsNotMet"
             },
             format!(
-                "{} met, {} at risk, {} breached, {} insufficient data, {} not evaluated",
-                k.met, k.at_risk, k.breached, k.insufficient_data, k.unknown
+                "{} met, {} at risk, {} breached, {} insufficient data, {} not evaluated{}",
+                k.met,
+                k.at_risk,
+                k.breached,
+                k.insufficient_data,
+                k.unknown,
+                if k.unknown > 0 {
+                    " (each KPI's Ready condition says why)"
+                } else {
+                    ""
+                }
             ),
         )
     };

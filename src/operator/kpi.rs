@@ -132,6 +132,62 @@ pub fn next_status(
     status
 }
 
+/// Why KPIs are not evaluated when the operator has no Prometheus, and the setting that fixes it.
+pub const NOT_CONFIGURED_MESSAGE: &str = "not evaluated: the operator has no Prometheus to query; \
+     set the chart value kpis.prometheusUrl (operator flag --prometheus-url) to the Prometheus \
+     that scrapes the collectors";
+
+/// The status of a KPI the operator cannot evaluate because no Prometheus is configured: pure.
+/// State Unknown, and a Ready=False condition naming the cause and the chart value that fixes
+/// it, so `kubectl get xkpi` and the journey show why instead of an empty status.
+pub fn not_configured_status(kpi: &ExperienceKPI, now: &Time) -> ExperienceKPIStatus {
+    let current = kpi.status.as_ref();
+    let existing = current.map(|s| s.conditions.clone()).unwrap_or_default();
+    ExperienceKPIStatus {
+        observed_generation: kpi.metadata.generation,
+        state: Some(KpiState::Unknown),
+        conditions: conditions::merge(
+            &existing,
+            &[Verdict::no(
+                "Ready",
+                "PrometheusNotConfigured",
+                NOT_CONFIGURED_MESSAGE,
+            )],
+            kpi.metadata.generation,
+            now,
+        ),
+        ..Default::default()
+    }
+}
+
+/// Without Prometheus: keeps every KPI's status saying why it is not evaluated (written only
+/// when it differs, so a steady state and a restart write nothing), until `shutdown`.
+pub async fn report_not_configured(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let now = Time(Timestamp::now());
+        for kpi in valid(&ctx.stores.kpis) {
+            let status = not_configured_status(&kpi, &now);
+            let written = shell::write_status(&ctx, CONTROLLER, &kpi, &status).await;
+            let outcome = if written.is_ok() { "ok" } else { "error" };
+            ctx.metrics
+                .reconciles
+                .with_label_values(&[CONTROLLER, outcome])
+                .inc();
+            if let Err(error) = written {
+                ctx.metrics
+                    .reconcile_errors
+                    .with_label_values(&[CONTROLLER, error.reason()])
+                    .inc();
+                tracing::warn!(kpi = %kpi.name_any(), %error, "writing KPI status failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Runs the evaluation loop until `shutdown` turns true.
 pub async fn run(ctx: Arc<Context>, options: KpiOptions, mut shutdown: watch::Receiver<bool>) {
     let kpi_metrics = match KpiMetrics::new(&ctx.metrics.registry) {
@@ -388,5 +444,51 @@ impl RuleTracker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kpi(yaml: &str) -> ExperienceKPI {
+        serde_yaml::from_str(yaml).expect("a KPI")
+    }
+
+    const KPI: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: {name: nps, namespace: shop, generation: 3}
+spec:
+  indicator: {builtin: nps}
+  objective: {target: 40, direction: atLeast}
+  window: 7d
+"#;
+
+    #[test]
+    fn a_kpi_without_prometheus_says_why_and_names_the_chart_value() {
+        let now = Time(Timestamp::from_second(1_800_000_000).unwrap());
+        let status = not_configured_status(&kpi(KPI), &now);
+        assert_eq!(status.state, Some(KpiState::Unknown));
+        assert_eq!(status.observed_generation, Some(3));
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (
+                ready.type_.as_str(),
+                ready.status.as_str(),
+                ready.reason.as_str()
+            ),
+            ("Ready", "False", "PrometheusNotConfigured")
+        );
+        assert!(
+            ready.message.contains("kpis.prometheusUrl"),
+            "{}",
+            ready.message
+        );
+        // Computed again later from its own status: identical, so nothing is rewritten.
+        let mut again = kpi(KPI);
+        again.status = Some(status.clone());
+        let later = Time(Timestamp::from_second(1_800_000_600).unwrap());
+        assert_eq!(not_configured_status(&again, &later), status);
     }
 }

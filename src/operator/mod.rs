@@ -355,8 +355,9 @@ pub async fn run_controllers(
     let kpi_loop = {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
         async move {
-            if let Some(options) = ctx.options.kpi.clone() {
-                kpi::run(ctx, options, shutdown).await;
+            match ctx.options.kpi.clone() {
+                Some(options) => kpi::run(ctx, options, shutdown).await,
+                None => kpi::report_not_configured(ctx, shutdown).await,
             }
         }
     };

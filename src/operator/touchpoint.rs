@@ -497,6 +497,11 @@ async fn apply_pool(pool: Option<&PoolPlan>, ctx: &Context, namespace: &str) -> 
     let stores = &ctx.stores;
     let Some(pool) = pool else {
         // No pooled touchpoint left: whatever the pool had goes (a cached object is deleted).
+        // Its ServiceMonitor is not cached: it goes first, while the Deployment still says the
+        // pool existed, so a failed delete is retried.
+        if find(&stores.deployments, namespace, POOL_NAME).is_some() {
+            remove_service_monitor(ctx, namespace, POOL_NAME).await?;
+        }
         let observed = find(&stores.pool_secrets, namespace, POOL_NAME);
         reconcile_optional::<Secret>(ctx, namespace, POOL_NAME, None, observed).await?;
         let observed = find(&stores.deployments, namespace, POOL_NAME);
@@ -563,6 +568,14 @@ async fn apply_pool(pool: Option<&PoolPlan>, ctx: &Context, namespace: &str) -> 
 async fn remove_dedicated(ctx: &Context, namespace: &str, touchpoint: &str) -> Result<()> {
     let stores = &ctx.stores;
     let name = collector_name(touchpoint);
+    // The ServiceMonitor is not cached: it goes first, while the cached Deployment, Service or
+    // ConfigMap still says a dedicated collector existed, so a failed delete is retried.
+    let had_dedicated = find(&stores.deployments, namespace, &name).is_some()
+        || find(&stores.services, namespace, &name).is_some()
+        || find(&stores.config_maps, namespace, &name).is_some();
+    if had_dedicated {
+        remove_service_monitor(ctx, namespace, &name).await?;
+    }
     if find(&stores.deployments, namespace, &name).is_some() {
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
         shell::delete(ctx, CONTROLLER, &api, &name).await?;
@@ -580,6 +593,17 @@ async fn remove_dedicated(ctx: &Context, namespace: &str, touchpoint: &str) -> R
     let policy = find(&stores.network_policies, namespace, &name);
     reconcile_optional::<NetworkPolicy>(ctx, namespace, &name, None, policy).await?;
     Ok(())
+}
+
+/// Deletes the collector ServiceMonitor `name` when ServiceMonitors are on (when they are off,
+/// the operator removes every collector ServiceMonitor at start-up instead). Absent is fine.
+async fn remove_service_monitor(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
+    if !ctx.options.plan.service_monitor {
+        return Ok(());
+    }
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), namespace, &service_monitor_resource());
+    shell::delete(ctx, CONTROLLER, &api, name).await
 }
 
 /// Applies a ServiceMonitor, read first (no cache: the CRD may be absent).

@@ -101,7 +101,8 @@ watched namespace's Role's. */}}
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   {{- if .Values.collectors.networkPolicies }}
-  verbs: ["list", "watch", "create", "patch"]
+  # delete: a touchpoint that changes mode leaves its old collector's NetworkPolicy behind.
+  verbs: ["list", "watch", "create", "patch", "delete"]
   {{- else }}
   # Collector NetworkPolicies of an earlier configuration are deleted.
   verbs: ["list", "watch", "delete"]
@@ -109,6 +110,7 @@ watched namespace's Role's. */}}
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   {{- if .Values.collectors.serviceMonitors }}
+  # delete: a touchpoint that changes mode leaves its old collector's ServiceMonitor behind.
   verbs: ["get", "list", "create", "patch", "delete"]
   {{- else }}
   # Collector ServiceMonitors of an earlier configuration are deleted.
