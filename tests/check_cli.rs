@@ -463,3 +463,33 @@ fn a_kpi_window_shorter_than_its_interval_is_a_warning_naming_the_field() {
         "KPI awareness-csat's window 1m is shorter than the interval 5m: answers between two evaluations are never measured; make the window at least the interval"
     );
 }
+
+/// The first command a person runs fits a screen per journey: the PromQL is behind `--queries`.
+#[test]
+fn the_text_report_is_readable_and_the_queries_are_behind_a_flag() {
+    let short = cx(&["check", "-f", "examples/retail"], None);
+    assert_eq!(short.status.code(), Some(0));
+    let text = String::from_utf8(short.stdout).unwrap();
+    assert!(
+        text.contains("KPI queries: 13 KPIs compile to PromQL (print the queries with --queries"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("last_over_time"),
+        "no PromQL without --queries"
+    );
+    let longest = text.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 250, "a line of {longest} bytes");
+    let long = cx(&["check", "-f", "examples/retail", "--queries"], None);
+    let text = String::from_utf8(long.stdout).unwrap();
+    assert!(
+        text.contains("KPI queries (paste into Prometheus"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("\n  retail/").count(),
+        13,
+        "one entry per KPI: {text}"
+    );
+    assert!(text.contains("    value:   100 * sum("), "{text}");
+}

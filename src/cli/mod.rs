@@ -59,6 +59,10 @@ pub struct CheckArgs {
     /// Plan a NetworkPolicy per collector admitting only event and scrape traffic.
     #[arg(long)]
     pub network_policy: bool,
+    /// Print every KPI's PromQL in the text report (value, samples, previous cycle), ready to
+    /// paste into Prometheus; `-o json` always carries them (`kpiQueries`).
+    #[arg(long)]
+    pub queries: bool,
     /// Colour the text report: auto (only on a terminal), always or never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -164,7 +168,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
                     ColorChoice::Never => false,
                     ColorChoice::Auto => std::io::stdout().is_terminal(),
                 };
-                write_stdout(&report::render_text(&outcome.report, color));
+                write_stdout(&report::render_text(&outcome.report, color, args.queries));
             }
         }
     }

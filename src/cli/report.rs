@@ -156,7 +156,7 @@ fn self_assessment(style: &Style, sa: &SelfAssessment) -> String {
 }
 
 /// The text report of a check.
-pub fn render_text(report: &CheckReport, color: bool) -> String {
+pub fn render_text(report: &CheckReport, color: bool, queries: bool) -> String {
     let style = Style { color };
     let s = &report.summary;
     let mut out = String::new();
@@ -347,7 +347,15 @@ pub fn render_text(report: &CheckReport, color: bool) -> String {
         out.push_str(&self_assessment(&style, &j.self_assessment));
     }
 
-    if !report.kpi_queries.is_empty() {
+    if !report.kpi_queries.is_empty() && !queries {
+        let _ = writeln!(
+            out,
+            "\n{} {} compile to PromQL (print the queries with --queries; -o json has them)",
+            style.bold("KPI queries:"),
+            count(report.kpi_queries.len(), "KPI", "KPIs")
+        );
+    }
+    if !report.kpi_queries.is_empty() && queries {
         let _ = writeln!(
             out,
             "\n{} (paste into Prometheus; calendar windows: $window = seconds since the period's start)",
