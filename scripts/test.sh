@@ -24,9 +24,19 @@ echo "==> control plane"
 bash scripts/cluster.sh start >/dev/null
 trap 'bash scripts/cluster.sh stop' EXIT
 
+# The Prometheus 3 server users run today (Debian's is 2.x), built from Go modules once per version
+# and cached like the control plane; the Prometheus tests run against both.
+echo "==> Prometheus 3"
+bash scripts/prometheus.sh build
+
 echo "==> formatting and lints"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "==> tests"
 cargo test --locked --all-targets
+
+echo "==> the Prometheus tests again, on Prometheus 3 (KPIs, rules, dashboards, rollouts)"
+CX_PROMETHEUS="$(bash scripts/prometheus.sh path)" CX_PROMTOOL="$(bash scripts/prometheus.sh promtool)" \
+  cargo test --locked --test kpi_prometheus --test operator_kpi --test kpi_rules \
+  --test dashboards_live --test collector_rollout

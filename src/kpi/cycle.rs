@@ -300,20 +300,26 @@ pub fn read_parts(answer: QueryResult, has_samples: bool) -> Result<Reading, Kpi
         match rows.as_slice() {
             [] => Ok(None),
             [only] => Ok(Some(only.value)),
-            several => Err(KpiError::SeveralSeries {
-                field,
-                count: several.len(),
-                labels: several
+            several => {
+                // Named in label order, not in the server's answer order (which differs between
+                // Prometheus versions and evaluations): the message goes into status, and the
+                // same answer must write the same status.
+                let mut named: Vec<String> = several
                     .iter()
-                    .take(3)
                     .map(|s| {
                         let pairs: Vec<String> =
                             s.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
                         format!("{{{}}}", pairs.join(", "))
                     })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
+                    .collect();
+                named.sort();
+                named.truncate(3);
+                Err(KpiError::SeveralSeries {
+                    field,
+                    count: several.len(),
+                    labels: named.join(", "),
+                })
+            }
         }
     };
     let value = one(values, "promql")?;

@@ -41,14 +41,35 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// The Prometheus binary, or `None` (after a loud message) when it is not installed and `CI` is
-/// not set. Under `CI` a missing Prometheus is a failure: `scripts/test.sh` installs it.
+/// The Prometheus binary: `CX_PROMETHEUS` when set (`scripts/test.sh` runs the Prometheus tests
+/// a second time with the Prometheus 3 server it builds), else Debian's 2.x on the `PATH`; or
+/// `None` (after a loud message) when it is not installed and `CI` is not set. Under `CI` a
+/// missing Prometheus is a failure: `scripts/test.sh` installs it.
 pub fn prometheus_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CX_PROMETHEUS").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "CX_PROMETHEUS={} is not a file (scripts/prometheus.sh build makes it)",
+            path.display()
+        );
+        return Some(path);
+    }
     installed("prometheus")
 }
 
-/// `promtool` (same Debian package as Prometheus), with the same rules as [`prometheus_binary`].
+/// `promtool`: `CX_PROMTOOL` when set (Prometheus 3's, built beside its server), else the Debian
+/// package's, with the same rules as [`prometheus_binary`].
 pub fn promtool_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CX_PROMTOOL").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "CX_PROMTOOL={} is not a file (scripts/prometheus.sh build makes it)",
+            path.display()
+        );
+        return Some(path);
+    }
     installed("promtool")
 }
 
