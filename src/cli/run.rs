@@ -57,6 +57,12 @@ pub struct RunArgs {
     /// PEM file of CA certificates to trust for Prometheus, in addition to the system's.
     #[arg(long, env = "CX_PROMETHEUS_CA_FILE")]
     pub prometheus_ca_file: Option<std::path::PathBuf>,
+    /// Longest time one Prometheus query may take, connection included (also sent to Prometheus
+    /// as its `timeout`); a KPI whose query runs out of time is Unknown with reason
+    /// PrometheusTimeout, never stale data.
+    #[arg(long, env = "CX_PROMETHEUS_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub prometheus_timeout_seconds: u64,
     /// Apply one PrometheusRule per namespace with breach and at-risk alerts for every KPI
     /// (needs the Prometheus Operator's CRDs).
     #[arg(long, env = "CX_PROMETHEUS_RULES")]
@@ -258,6 +264,7 @@ fn kpi_options(args: &RunArgs) -> Result<Option<KpiOptions>, String> {
     let mut config = PrometheusConfig::new(url.clone());
     config.bearer_token = args.prometheus_token_file.clone().map(BearerToken::File);
     config.ca_file = args.prometheus_ca_file.clone();
+    config.timeout = std::time::Duration::from_secs(args.prometheus_timeout_seconds);
     let client = PrometheusClient::new(config).map_err(|e| e.to_string())?;
     let labels = parse_labels("prometheus-rule-label", &args.prometheus_rule_labels)?;
     Ok(Some(KpiOptions {
@@ -285,5 +292,43 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn client_of(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .expect("flags parse");
+        let options = kpi_options(&cli.run)
+            .expect("options")
+            .expect("KPI options");
+        format!("{:?}", options.prometheus)
+    }
+
+    #[test]
+    fn the_query_timeout_is_a_setting_with_a_bounded_range() {
+        let url = "--prometheus-url=http://prometheus:9090";
+        assert!(client_of(&[url]).contains("timeout: 30s"), "the default");
+        assert!(
+            client_of(&[url, "--prometheus-timeout-seconds", "7"]).contains("timeout: 7s"),
+            "the flag"
+        );
+        for out_of_range in ["0", "601"] {
+            assert!(
+                Cli::try_parse_from(["run", url, "--prometheus-timeout-seconds", out_of_range])
+                    .is_err(),
+                "{out_of_range} is refused"
+            );
+        }
     }
 }
