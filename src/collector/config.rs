@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{InteractionSignals, Stage, SurveySignal};
+use crate::api::{InteractionSignals, Stage, SurveySignal, ThemeSpec};
+
+/// A declared theme as the collector matches it (see [`crate::themes`]).
+pub type ThemeConfig = ThemeSpec;
 
 /// Path inside the collector container where the ConfigMap is mounted.
 pub const CONFIG_MOUNT_PATH: &str = "/etc/cx-conductor/collector.yaml";
@@ -49,6 +52,14 @@ pub struct CollectorConfig {
     /// changing a token restarts no pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_sha256: Option<String>,
+    /// Longest accepted `comment`, in bytes; absent: 4096. (Absent rather than 4096 when the
+    /// touchpoint keeps the default, so configurations written before comments existed, and
+    /// their hashes, do not change.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_comment_bytes: Option<u32>,
+    /// Themes counted in comments (`cx_feedback_themes_total{theme}`); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub themes: Vec<ThemeConfig>,
 }
 
 /// Where the collector reads the bearer token producers must send.
