@@ -117,3 +117,35 @@ impl CollectorSetup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration written before comments existed serialises exactly as it did, so the hash
+    /// of a pool's Secret does not change on upgrade.
+    #[test]
+    fn configurations_without_comment_settings_serialise_as_before() {
+        let yaml = "namespace: retail\ntouchpoint: web-checkout\nchannel: web\nstage: purchase\n\
+                    surveys:\n- metric: nps\nmaxEventBytes: 65536\n";
+        let config: CollectorConfig = serde_yaml::from_str(yaml).expect("config");
+        assert_eq!(config.max_comment_bytes, None);
+        assert!(config.themes.is_empty());
+        assert_eq!(serde_yaml::to_string(&config).expect("yaml"), yaml);
+        let with = CollectorConfig {
+            max_comment_bytes: Some(100),
+            themes: vec![ThemeConfig {
+                name: "delivery".into(),
+                keywords: vec!["corriere".into()],
+                exclude: vec![],
+            }],
+            ..config
+        };
+        let text = serde_yaml::to_string(&with).expect("yaml");
+        assert!(text.contains("maxCommentBytes: 100"), "{text}");
+        assert_eq!(
+            serde_yaml::from_str::<CollectorConfig>(&text).expect("round trip"),
+            with
+        );
+    }
+}
