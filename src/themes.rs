@@ -19,6 +19,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::OnceLock;
 
 use unicode_normalization::char::{decompose_canonical, is_combining_mark};
 
@@ -188,15 +189,46 @@ impl Folded {
     pub fn fold(&mut self, text: &str) {
         self.text.clear();
         self.words.clear();
+        let bytes = text.as_bytes();
+        let latin = latin_folds();
         let mut start: Option<usize> = None;
-        for c in text.chars() {
-            if c.is_ascii() {
-                if c.is_ascii_alphanumeric() {
-                    start.get_or_insert(self.text.len());
-                    self.text.push(c.to_ascii_lowercase());
-                } else {
-                    self.close(&mut start);
+        let mut i = 0;
+        while let Some(&byte) = bytes.get(i) {
+            // ASCII, most of most comments: a whole run of letters and digits at once.
+            if byte.is_ascii_alphanumeric() {
+                let end = bytes
+                    .get(i..)
+                    .and_then(|rest| rest.iter().position(|b| !b.is_ascii_alphanumeric()))
+                    .map_or(bytes.len(), |run| i + run);
+                let at = self.text.len();
+                start.get_or_insert(at);
+                if let Some(run) = text.get(i..end) {
+                    self.text.push_str(run);
                 }
+                if let Some(tail) = self.text.get_mut(at..) {
+                    tail.make_ascii_lowercase();
+                }
+                i = end;
+                continue;
+            }
+            if byte < 0x80 {
+                self.close(&mut start);
+                i += 1;
+                continue;
+            }
+            let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
+            i += c.len_utf8();
+            // Accented Latin letters from a table built once.
+            let simple = (c as usize)
+                .checked_sub(LATIN_FIRST)
+                .and_then(|index| latin.get(index))
+                .copied()
+                .unwrap_or(0);
+            if simple != 0 {
+                start.get_or_insert(self.text.len());
+                self.text.push(char::from(simple));
             } else if is_ideograph(c) {
                 self.close(&mut start);
                 let at = self.text.len();
@@ -255,6 +287,40 @@ impl Folded {
     }
 }
 
+/// First character of the accented-Latin table (À).
+const LATIN_FIRST: usize = 0xC0;
+/// One past its last character (Latin Extended-B ends at U+024F).
+const LATIN_END: usize = 0x250;
+
+/// For each character from U+00C0 to U+024F, the ASCII letter it folds to (`é` → `e`), or 0 when
+/// it folds to anything else (`ß`, `æ`) or is no letter (`×`): those take the general path.
+fn latin_folds() -> &'static [u8; LATIN_END - LATIN_FIRST] {
+    static TABLE: OnceLock<[u8; LATIN_END - LATIN_FIRST]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = [0u8; LATIN_END - LATIN_FIRST];
+        let mut folded = Folded::default();
+        for (offset, slot) in table.iter_mut().enumerate() {
+            let Some(c) = u32::try_from(LATIN_FIRST + offset)
+                .ok()
+                .and_then(char::from_u32)
+            else {
+                continue;
+            };
+            if !c.is_alphanumeric() {
+                continue;
+            }
+            folded.text.clear();
+            folded.push_folded(c);
+            if let [ascii] = folded.text.as_bytes()
+                && ascii.is_ascii_alphanumeric()
+            {
+                *slot = *ascii;
+            }
+        }
+        table
+    })
+}
+
 /// Han ideographs and kana: scripts written without spaces between words, one word per character.
 fn is_ideograph(c: char) -> bool {
     matches!(c as u32,
@@ -311,14 +377,49 @@ struct Pattern {
     stem: bool,
 }
 
+/// The node of `word` in the trie being built, added if new.
+fn insert(nodes: &mut Vec<Building>, word: &str) -> usize {
+    let mut node = 0usize;
+    for &byte in word.as_bytes() {
+        let found = nodes
+            .get(node)
+            .and_then(|n| n.children.iter().find(|(b, _)| *b == byte))
+            .map(|(_, next)| *next as usize);
+        node = match found {
+            Some(next) => next,
+            None => {
+                let next = nodes.len();
+                nodes.push(Building::default());
+                if let Some(parent) = nodes.get_mut(node) {
+                    parent.children.push((byte, next as u32));
+                }
+                next
+            }
+        };
+    }
+    node
+}
+
+/// A trie node while building.
 #[derive(Debug, Clone, Default)]
-struct Node {
-    /// Children by next byte, in insertion order (fan-out below the root is small).
+struct Building {
     children: Vec<(u8, u32)>,
-    /// Patterns whose first word is exactly the path to here.
     exact: Vec<u32>,
-    /// Single-word stems that are the path to here: every word through here matches.
     stems: Vec<u32>,
+}
+
+/// A trie node, compact: its children are `edges[first_edge..first_edge + edge_count]` (sorted by
+/// byte), its patterns `ids[first_id..]`: `stem_count` stems, then `exact_count` exact words.
+#[derive(Debug, Clone, Copy, Default)]
+struct Node {
+    /// 1 + the index of this node's dense child table in `dense`, 0 when its few children are
+    /// scanned in `edges` instead.
+    dense: u32,
+    first_edge: u32,
+    first_id: u32,
+    edge_count: u16,
+    stem_count: u16,
+    exact_count: u16,
 }
 
 /// A compiled theme set. Cheap to share; matching allocates nothing once warmed up.
@@ -328,8 +429,16 @@ pub struct ThemeMatcher {
     patterns: Vec<Pattern>,
     /// Node 0 is the root; its children are found through `root`.
     nodes: Vec<Node>,
+    edges: Vec<(u8, u32)>,
+    /// Child tables of the nodes with many children (the root's is `root`): a scan of their
+    /// edges would dominate the walk.
+    dense: Vec<[u32; 256]>,
+    ids: Vec<u32>,
     root: Box<[u32; 256]>,
 }
+
+/// Nodes with at least this many children get a dense child table.
+const DENSE_CHILDREN: usize = 6;
 
 thread_local! {
     static SCRATCH: RefCell<Folded> = RefCell::new(Folded::default());
@@ -342,12 +451,8 @@ impl ThemeMatcher {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut matcher = ThemeMatcher {
-            names: themes.iter().map(|t| t.name.clone()).collect(),
-            patterns: Vec::new(),
-            nodes: vec![Node::default()],
-            root: Box::new([0; 256]),
-        };
+        let mut building = vec![Building::default()];
+        let mut patterns = Vec::new();
         let mut folded = Folded::default();
         for (theme, spec) in themes.iter().enumerate() {
             let entries = spec.keywords.iter().map(|k| (k, false));
@@ -358,14 +463,14 @@ impl ThemeMatcher {
                 let mut words = folded.words();
                 let Some(first) = words.next() else { continue };
                 let rest: Box<[Box<str>]> = words.map(Box::from).collect();
-                let id = matcher.patterns.len() as u32;
-                let node = matcher.insert(first);
+                let id = patterns.len() as u32;
+                let node = insert(&mut building, first);
                 if stem && rest.is_empty() {
-                    matcher.nodes[node].stems.push(id);
+                    building[node].stems.push(id);
                 } else {
-                    matcher.nodes[node].exact.push(id);
+                    building[node].exact.push(id);
                 }
-                matcher.patterns.push(Pattern {
+                patterns.push(Pattern {
                     theme,
                     exclude,
                     rest,
@@ -373,28 +478,45 @@ impl ThemeMatcher {
                 });
             }
         }
-        Ok(matcher)
-    }
-
-    fn insert(&mut self, word: &str) -> usize {
-        let mut node = 0usize;
-        for &byte in word.as_bytes() {
-            let next = self.child(node, byte);
-            node = match next {
-                Some(next) => next,
-                None => {
-                    let next = self.nodes.len();
-                    self.nodes.push(Node::default());
-                    if node == 0 {
-                        self.root[usize::from(byte)] = next as u32;
-                    } else {
-                        self.nodes[node].children.push((byte, next as u32));
-                    }
-                    next
+        let mut matcher = ThemeMatcher {
+            names: themes.iter().map(|t| t.name.clone()).collect(),
+            patterns,
+            nodes: Vec::with_capacity(building.len()),
+            edges: Vec::new(),
+            dense: Vec::new(),
+            ids: Vec::new(),
+            root: Box::new([0; 256]),
+        };
+        for (index, node) in building.iter_mut().enumerate() {
+            node.children.sort_unstable();
+            if index == 0 {
+                for &(byte, child) in &node.children {
+                    matcher.root[usize::from(byte)] = child;
                 }
-            };
+            }
+            let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+            let mut dense = 0;
+            if index != 0 && node.children.len() >= DENSE_CHILDREN {
+                let mut table = [0u32; 256];
+                for &(byte, child) in &node.children {
+                    table[usize::from(byte)] = child;
+                }
+                matcher.dense.push(table);
+                dense = matcher.dense.len() as u32;
+            }
+            matcher.nodes.push(Node {
+                dense,
+                first_edge: matcher.edges.len() as u32,
+                first_id: matcher.ids.len() as u32,
+                edge_count: count(node.children.len()),
+                stem_count: count(node.stems.len()),
+                exact_count: count(node.exact.len()),
+            });
+            matcher.edges.extend_from_slice(&node.children);
+            matcher.ids.extend_from_slice(&node.stems);
+            matcher.ids.extend_from_slice(&node.exact);
         }
-        node
+        Ok(matcher)
     }
 
     #[inline]
@@ -403,11 +525,33 @@ impl ThemeMatcher {
             let next = self.root[usize::from(byte)];
             return (next != 0).then_some(next as usize);
         }
-        self.nodes
-            .get(node)?
-            .children
+        let n = self.nodes.get(node)?;
+        if n.dense != 0 {
+            let next = *self
+                .dense
+                .get(n.dense as usize - 1)?
+                .get(usize::from(byte))?;
+            return (next != 0).then_some(next as usize);
+        }
+        let first = n.first_edge as usize;
+        let edges = self.edges.get(first..first + usize::from(n.edge_count))?;
+        edges
             .iter()
-            .find_map(|&(b, next)| (b == byte).then_some(next as usize))
+            .find(|(b, _)| *b >= byte)
+            .filter(|(b, _)| *b == byte)
+            .map(|(_, next)| *next as usize)
+    }
+
+    /// The stems ending at `node`, and the words ending there.
+    #[inline]
+    fn ids(&self, node: &Node) -> (&[u32], &[u32]) {
+        let first = node.first_id as usize;
+        let stems = first + usize::from(node.stem_count);
+        let exact = stems + usize::from(node.exact_count);
+        (
+            self.ids.get(first..stems).unwrap_or(&[]),
+            self.ids.get(stems..exact).unwrap_or(&[]),
+        )
     }
 
     /// The declared theme names, in declaration order (a [`ThemeSet`] indexes them).
@@ -440,21 +584,24 @@ impl ThemeMatcher {
             let mut node = 0usize;
             let mut whole = true;
             for &byte in word.as_bytes() {
-                match self.child(node, byte) {
-                    Some(next) => node = next,
-                    None => {
-                        whole = false;
-                        break;
-                    }
-                }
-                if let Some(n) = self.nodes.get(node) {
-                    for &id in &n.stems {
+                let Some(next) = self.child(node, byte) else {
+                    whole = false;
+                    break;
+                };
+                node = next;
+                let Some(n) = self.nodes.get(node) else { break };
+                if n.stem_count > 0 {
+                    for &id in self.ids(n).0 {
                         self.hit(id, folded, i, &mut found, &mut excluded);
                     }
                 }
             }
-            if whole && let Some(n) = self.nodes.get(node) {
-                for &id in &n.exact {
+            if whole
+                && node != 0
+                && let Some(n) = self.nodes.get(node)
+                && n.exact_count > 0
+            {
+                for &id in self.ids(n).1 {
                     self.hit(id, folded, i, &mut found, &mut excluded);
                 }
             }
@@ -477,6 +624,14 @@ impl ThemeMatcher {
         let Some(pattern) = self.patterns.get(id as usize) else {
             return;
         };
+        if pattern.rest.is_empty() {
+            if pattern.exclude {
+                excluded.insert(pattern.theme);
+            } else {
+                found.insert(pattern.theme);
+            }
+            return;
+        }
         let last = pattern.rest.len();
         let follows = pattern.rest.iter().enumerate().all(|(k, expected)| {
             folded.word(at + 1 + k).is_some_and(|word| {

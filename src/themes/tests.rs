@@ -202,3 +202,21 @@ fn arbitrary_text_never_panics() {
         let _ = m.matches(text);
     }
 }
+
+#[test]
+fn the_latin_table_folds_like_the_general_path() {
+    for c in (0xC0u32..0x250).filter_map(char::from_u32) {
+        let mut fast = Folded::default();
+        fast.fold(&format!("a{c}b"));
+        let mut general = Folded::default();
+        general.text.clear();
+        general.push_folded(c);
+        let expected = if c.is_alphanumeric() {
+            vec![format!("a{}b", general.text)]
+        } else {
+            vec!["a".to_owned(), "b".to_owned()]
+        };
+        let got: Vec<String> = fast.words().map(String::from).collect();
+        assert_eq!(got, expected, "{c} U+{:04X}", c as u32);
+    }
+}
