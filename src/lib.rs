@@ -13,3 +13,4 @@ pub mod manifest;
 pub mod map;
 pub mod operator;
 pub mod schema;
+pub mod themes;

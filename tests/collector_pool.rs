@@ -376,3 +376,72 @@ async fn a_pool_follows_its_file_without_resetting_counters_and_keeps_the_last_g
     );
     pool.stop().await;
 }
+
+/// A pool of `web-checkout` (nps) with the given themes.
+fn themed_pool(themes: &str) -> String {
+    format!(
+        r#"
+namespace: retail
+touchpoints:
+- {{namespace: retail, touchpoint: web-checkout, channel: web, stage: purchase, surveys: [{{metric: nps}}], maxEventBytes: 1024, themes: {themes}}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_theme_change_reaches_a_running_pool_and_kept_themes_keep_their_counts() {
+    let file = write_config(
+        "themes",
+        &themed_pool(
+            "[{name: delivery, keywords: [corriere]}, {name: staff, keywords: [personale]}]",
+        ),
+    );
+    let pool = Pool::start(&file).await;
+    let comment = r#"{"type":"survey","metric":"nps","score":3,"comment":"corriere lento, personale gentile, prezzo alto"}"#;
+    assert_eq!(
+        pool.event("web-checkout", None, comment).await.0,
+        StatusCode::ACCEPTED
+    );
+    let theme = |metrics: &str, name: &str| {
+        sample(
+            metrics,
+            "cx_feedback_themes_total",
+            &[
+                "touchpoint=\"web-checkout\"",
+                &format!("theme=\"{name}\""),
+                "segment=\"detractor\"",
+            ],
+        )
+    };
+    let metrics = pool.metrics().await;
+    assert_eq!(theme(&metrics, "delivery"), Some(1.0), "{metrics}");
+    assert_eq!(theme(&metrics, "staff"), Some(1.0));
+    assert_eq!(theme(&metrics, "price"), None);
+
+    // Keep delivery, add price, remove staff.
+    replace_config(
+        &file,
+        &themed_pool("[{name: delivery, keywords: [corriere]}, {name: price, keywords: [prezz*]}]"),
+    );
+    until("the new theme to be counted", || async {
+        theme(&pool.metrics().await, "price").is_some()
+    })
+    .await;
+    assert_eq!(
+        pool.event("web-checkout", None, comment).await.0,
+        StatusCode::ACCEPTED
+    );
+    let metrics = pool.metrics().await;
+    assert_eq!(theme(&metrics, "delivery"), Some(2.0), "{metrics}");
+    assert_eq!(theme(&metrics, "price"), Some(1.0));
+    assert_eq!(theme(&metrics, "staff"), None, "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_feedback_comments_total",
+            &["touchpoint=\"web-checkout\"", "segment=\"detractor\""]
+        ),
+        Some(2.0)
+    );
+    pool.stop().await;
+}

@@ -142,6 +142,14 @@ fn the_config_map_carries_the_touchpoint_configuration_and_the_token_is_mounted(
     assert_eq!(config.surveys.len(), 2);
     assert_eq!(config.surveys[1].scale, Some(7));
     assert_eq!(config.max_event_bytes, 4096);
+    // The default comment limit is left out, so the configuration (and its hash) is as it was
+    // before comments existed; another limit is carried.
+    assert_eq!(config.max_comment_bytes, None);
+    assert!(!data["collector.yaml"].contains("maxCommentBytes"));
+    let mut limited = tp.clone();
+    limited.spec.collector.max_comment_bytes = 500;
+    let limited = cx_conductor::core::plan::collector_config(&limited, Some(&channel));
+    assert_eq!(limited.max_comment_bytes, Some(500));
     assert_eq!(
         config.first_response_seconds,
         Some(45),

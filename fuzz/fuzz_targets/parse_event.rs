@@ -11,8 +11,8 @@ use cx_conductor::api::{
 };
 use cx_conductor::collector::config::CollectorConfig;
 use cx_conductor::collector::event::{
-    Event, EventSchema, MAX_DURATION_SECONDS, Rejection, is_rfc3339, parse_event,
-    parse_json_array, parse_ndjson,
+    Event, EventId, EventSchema, MAX_DURATION_SECONDS, MAX_EVENT_ID_BYTES, Rejection, Signal,
+    is_language_tag, is_rfc3339, parse_event, parse_json_array, parse_ndjson,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -33,17 +33,33 @@ static SCHEMA: LazyLock<EventSchema> = LazyLock::new(|| {
         max_event_bytes: 4096,
         first_response_seconds: Some(60),
         auth: None,
+        auth_token_sha256: None,
+        max_comment_bytes: Some(64),
+        themes: Vec::new(),
     };
     EventSchema::from_config(&config).expect("the fuzz configuration is valid")
 });
 
-fn check(result: Result<Event, Rejection>) {
-    match result {
-        Ok(Event::Survey { metric, score }) => {
+fn check(result: Result<Event<'_>, Rejection>) {
+    if let Ok(event) = &result {
+        if let Some(comment) = &event.comment {
+            assert!(comment.len() <= 64 && !comment.trim().is_empty());
+            assert!(!comment.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
+        }
+        if let Some(language) = &event.language {
+            assert!(is_language_tag(language));
+        }
+        if let EventId::Given(id) = &event.id {
+            assert!(!id.is_empty() && id.len() <= MAX_EVENT_ID_BYTES);
+            assert!(id.bytes().all(|b| b.is_ascii_graphic()));
+        }
+    }
+    match result.map(|event| event.signal) {
+        Ok(Signal::Survey { metric, score }) => {
             let (low, high) = SCHEMA.score_range(metric).expect("accepted metrics are declared");
             assert!((low..=high).contains(&score), "{metric:?} {score}");
         }
-        Ok(Event::Interaction { outcome, wait_seconds, handle_seconds }) => {
+        Ok(Signal::Interaction { outcome, wait_seconds, handle_seconds }) => {
             assert!(SCHEMA.declares_outcome(outcome), "{outcome:?}");
             assert!(handle_seconds.is_none(), "handle is not declared");
             if let Some(seconds) = wait_seconds {

@@ -4,10 +4,12 @@ pub mod channel;
 pub mod common;
 pub mod journey;
 pub mod kpi;
+pub mod theme;
 pub mod touchpoint;
 
 pub use channel::*;
 pub use common::*;
 pub use journey::*;
 pub use kpi::*;
+pub use theme::*;
 pub use touchpoint::*;

@@ -263,6 +263,10 @@ pub struct CollectorSpec {
     #[serde(default = "default_max_event_bytes")]
     #[schemars(range(min = 256, max = 1048576))]
     pub max_event_bytes: i64,
+    /// Longest accepted comment (the free text of an event's comment field), in bytes (1 to 65536, default 4096); an event with a longer comment is refused (422, comment_too_long). Comments are never a metric label nor logged.
+    #[serde(default = "default_max_comment_bytes")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_comment_bytes: i64,
 }
 
 /// How a touchpoint's events are collected.
@@ -305,6 +309,13 @@ fn default_max_event_bytes() -> i64 {
     65536
 }
 
+/// `maxCommentBytes` when the touchpoint sets none.
+pub const DEFAULT_MAX_COMMENT_BYTES: i64 = 4096;
+
+fn default_max_comment_bytes() -> i64 {
+    DEFAULT_MAX_COMMENT_BYTES
+}
+
 impl Default for CollectorSpec {
     fn default() -> Self {
         Self {
@@ -314,6 +325,7 @@ impl Default for CollectorSpec {
             resources: None,
             auth: None,
             max_event_bytes: default_max_event_bytes(),
+            max_comment_bytes: default_max_comment_bytes(),
         }
     }
 }

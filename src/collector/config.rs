@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{InteractionSignals, Stage, SurveySignal};
+use crate::api::{InteractionSignals, Stage, SurveySignal, ThemeSpec};
+
+/// A declared theme as the collector matches it (see [`crate::themes`]).
+pub type ThemeConfig = ThemeSpec;
 
 /// Path inside the collector container where the ConfigMap is mounted.
 pub const CONFIG_MOUNT_PATH: &str = "/etc/cx-conductor/collector.yaml";
@@ -49,6 +52,14 @@ pub struct CollectorConfig {
     /// changing a token restarts no pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_sha256: Option<String>,
+    /// Longest accepted `comment`, in bytes; absent: 4096. (Absent rather than 4096 when the
+    /// touchpoint keeps the default, so configurations written before comments existed, and
+    /// their hashes, do not change.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_comment_bytes: Option<u32>,
+    /// Themes counted in comments (`cx_feedback_themes_total{theme}`); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub themes: Vec<ThemeConfig>,
 }
 
 /// Where the collector reads the bearer token producers must send.
@@ -104,5 +115,37 @@ impl CollectorSetup {
             CollectorSetup::Dedicated(config) => std::slice::from_ref(config),
             CollectorSetup::Pool(pool) => &pool.touchpoints,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration written before comments existed serialises exactly as it did, so the hash
+    /// of a pool's Secret does not change on upgrade.
+    #[test]
+    fn configurations_without_comment_settings_serialise_as_before() {
+        let yaml = "namespace: retail\ntouchpoint: web-checkout\nchannel: web\nstage: purchase\n\
+                    surveys:\n- metric: nps\nmaxEventBytes: 65536\n";
+        let config: CollectorConfig = serde_yaml::from_str(yaml).expect("config");
+        assert_eq!(config.max_comment_bytes, None);
+        assert!(config.themes.is_empty());
+        assert_eq!(serde_yaml::to_string(&config).expect("yaml"), yaml);
+        let with = CollectorConfig {
+            max_comment_bytes: Some(100),
+            themes: vec![ThemeConfig {
+                name: "delivery".into(),
+                keywords: vec!["corriere".into()],
+                exclude: vec![],
+            }],
+            ..config
+        };
+        let text = serde_yaml::to_string(&with).expect("yaml");
+        assert!(text.contains("maxCommentBytes: 100"), "{text}");
+        assert_eq!(
+            serde_yaml::from_str::<CollectorConfig>(&text).expect("round trip"),
+            with
+        );
     }
 }

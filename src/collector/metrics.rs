@@ -16,10 +16,11 @@ use prometheus::{
 
 use super::config::CollectorConfig;
 use super::event::{
-    ALL_METRICS, ALL_TIMINGS, Event, EventSchema, METRIC_COUNT, OUTCOME_COUNT, Reason,
+    ALL_METRICS, ALL_TIMINGS, Event, EventSchema, METRIC_COUNT, OUTCOME_COUNT, Reason, Signal,
     TIMING_COUNT, metric_index, outcome_index, timing_index,
 };
-use crate::api::Outcome;
+use crate::api::{Outcome, SurveyMetric};
+use crate::themes::ThemeMatcher;
 
 /// Bucket boundaries (seconds) of `cx_interaction_duration_seconds`, from a few seconds of web
 /// latency to an hour of call handling. The channel's first-response promise is added to them.
@@ -40,6 +41,87 @@ pub const FIRST_RESPONSE_BUCKETS: [f64; 26] = [
 /// Highest survey score of any metric (nps 10), so scores index a fixed array.
 const SCORE_SLOTS: usize = 11;
 const REASONS: usize = Reason::ALL.len();
+/// Kinds of commented answer (the `metric` label of the comment series): the survey metrics in
+/// [`metric_index`] order, then `interaction`.
+const KINDS: usize = METRIC_COUNT + 1;
+/// The `metric` label of an interaction's comment.
+const INTERACTION_KIND: usize = METRIC_COUNT;
+/// Segments of a kind: three answer bands for a survey metric, the outcome for an interaction.
+const SEGMENTS: usize = if OUTCOME_COUNT > 3 { OUTCOME_COUNT } else { 3 };
+
+/// Comment counters of one series family, `[kind][segment]`, `None` where undeclared.
+type BySegment<T> = [[T; SEGMENTS]; KINDS];
+
+/// The answer band of a survey score: the `segment` label of `cx_feedback_comments_total` and
+/// `cx_feedback_themes_total`, so "what do the detractors say" is one selector. `high` is the top
+/// of the metric's scale:
+/// - nps 0–10: 0–6 `detractor`, 7–8 `passive`, 9–10 `promoter`;
+/// - csat 1–5: 1–2 `low`, 3 `neutral`, 4–5 `high`;
+/// - csat 1–7 and ces 1–7: 1–3 `low`, 4 `neutral`, 5–7 `high`.
+///
+/// An interaction's comment has its outcome as segment (`completed`, `abandoned`, ...).
+/// Returns the band's index (0 low, 1 neutral, 2 high) and label.
+pub fn survey_segment(metric: SurveyMetric, score: u8, high: u8) -> (usize, &'static str) {
+    let band = match (metric, high) {
+        (SurveyMetric::Nps, _) => match score {
+            0..=6 => 0,
+            7..=8 => 1,
+            _ => 2,
+        },
+        (_, 5) => match score {
+            0..=2 => 0,
+            3 => 1,
+            _ => 2,
+        },
+        _ => match score {
+            0..=3 => 0,
+            4 => 1,
+            _ => 2,
+        },
+    };
+    (band, band_label(metric, band))
+}
+
+fn band_label(metric: SurveyMetric, band: usize) -> &'static str {
+    let labels = if metric == SurveyMetric::Nps {
+        ["detractor", "passive", "promoter"]
+    } else {
+        ["low", "neutral", "high"]
+    };
+    labels.get(band).copied().unwrap_or("high")
+}
+
+/// The `metric` label of a kind of commented answer.
+fn kind_label(kind: usize) -> &'static str {
+    ALL_METRICS
+        .get(kind)
+        .map_or("interaction", |metric| metric.as_str())
+}
+
+/// Every `(kind, segment, metric label, segment label)` a touchpoint's comments may have.
+fn comment_slots(schema: &EventSchema) -> Vec<(usize, usize, &'static str, &'static str)> {
+    let mut slots = Vec::new();
+    for metric in ALL_METRICS {
+        if schema.score_range(metric).is_some() {
+            for band in 0..3 {
+                let kind = metric_index(metric);
+                slots.push((kind, band, kind_label(kind), band_label(metric, band)));
+            }
+        }
+    }
+    for outcome in Outcome::ALL {
+        if schema.declares_outcome(outcome) {
+            let segment = outcome_index(outcome);
+            slots.push((
+                INTERACTION_KIND,
+                segment,
+                kind_label(INTERACTION_KIND),
+                outcome.as_str(),
+            ));
+        }
+    }
+    slots
+}
 
 /// The metric families of one touchpoint. Clones share their series, so a reconfigured
 /// touchpoint that keeps its labels keeps counting where it was: no counter reset.
@@ -55,6 +137,9 @@ struct Families {
     durations: Option<(Vec<f64>, HistogramVec)>,
     /// The bucket boundaries and the first-response histogram built with them.
     first_responses: Option<(Vec<f64>, Histogram)>,
+    comments: IntCounterVec,
+    /// The theme family and the `theme, metric, segment` label values of its series.
+    themes: Option<(IntCounterVec, Vec<[String; 3]>)>,
 }
 
 /// The collector's registry and pre-built series.
@@ -71,6 +156,14 @@ pub struct CollectorMetrics {
     durations: [Option<Histogram>; TIMING_COUNT],
     /// Waits of answered contacts (every outcome but `abandoned`), when `wait` is declared.
     first_responses: Option<Histogram>,
+    /// `[metric][score]`: the segment index of a survey answer.
+    segments: [[u8; SCORE_SLOTS]; METRIC_COUNT],
+    /// Commented answers, `[kind][segment]`.
+    comments: BySegment<Option<IntCounter>>,
+    /// The declared themes, when there are any.
+    matcher: Option<ThemeMatcher>,
+    /// Theme mentions, by theme (the matcher's order), then `[kind][segment]`.
+    themes: Vec<BySegment<Option<IntCounter>>>,
 }
 
 impl CollectorMetrics {
@@ -225,6 +318,84 @@ impl CollectorMetrics {
             }
         }
 
+        let mut segments = [[0u8; SCORE_SLOTS]; METRIC_COUNT];
+        for metric in ALL_METRICS {
+            if let Some((_, high)) = schema.score_range(metric) {
+                for (score, slot) in segments[metric_index(metric)].iter_mut().enumerate() {
+                    let score = u8::try_from(score).unwrap_or(u8::MAX);
+                    *slot = survey_segment(metric, score, high).0 as u8;
+                }
+            }
+        }
+        let slots = comment_slots(schema);
+        let comments_vec = match previous {
+            Some(p) => p.comments.clone(),
+            None => IntCounterVec::new(
+                opts(
+                    "cx_feedback_comments_total",
+                    "Accepted events with a comment, by metric (nps, csat, ces, or interaction) \
+                     and segment (the answer band: detractor/passive/promoter for nps, \
+                     low/neutral/high for csat and ces; the outcome for an interaction).",
+                ),
+                &["metric", "segment"],
+            )?,
+        };
+        register(&registry, &comments_vec)?;
+        let mut comments: BySegment<Option<IntCounter>> = Default::default();
+        for (kind, segment, metric, label) in &slots {
+            if let Some(slot) = comments.get_mut(*kind).and_then(|k| k.get_mut(*segment)) {
+                *slot = Some(comments_vec.with_label_values(&[*metric, *label]));
+            }
+        }
+
+        let mut matcher = None;
+        let mut themes = Vec::new();
+        let mut themes_family = None;
+        if !config.themes.is_empty() {
+            let compiled = ThemeMatcher::new(&config.themes).map_err(|errors| {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                prometheus::Error::Msg(errors.join("; "))
+            })?;
+            let mut labels = Vec::with_capacity(compiled.names().len() * slots.len());
+            for name in compiled.names() {
+                for (_, _, metric, segment) in &slots {
+                    labels.push([name.clone(), (*metric).to_owned(), (*segment).to_owned()]);
+                }
+            }
+            let themes_vec = match previous.and_then(|p| p.themes.as_ref()) {
+                Some((family, before)) => {
+                    // Series of themes (or segments) no longer declared disappear; the others
+                    // keep counting.
+                    for gone in before.iter().filter(|b| !labels.contains(b)) {
+                        let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+                        let _ = family.remove_label_values(&gone);
+                    }
+                    family.clone()
+                }
+                None => IntCounterVec::new(
+                    opts(
+                        "cx_feedback_themes_total",
+                        "Comments mentioning a declared theme, by theme, metric and segment \
+                         (as cx_feedback_comments_total). A comment counts once per theme it \
+                         mentions.",
+                    ),
+                    &["theme", "metric", "segment"],
+                )?,
+            };
+            register(&registry, &themes_vec)?;
+            for name in compiled.names() {
+                let mut counters: BySegment<Option<IntCounter>> = Default::default();
+                for (kind, segment, metric, label) in &slots {
+                    if let Some(slot) = counters.get_mut(*kind).and_then(|k| k.get_mut(*segment)) {
+                        *slot = Some(themes_vec.with_label_values(&[name.as_str(), metric, label]));
+                    }
+                }
+                themes.push(counters);
+            }
+            themes_family = Some((themes_vec, labels));
+            matcher = Some(compiled);
+        }
+
         Ok(CollectorMetrics {
             registry,
             families: Families {
@@ -235,6 +406,8 @@ impl CollectorMetrics {
                 interactions: interactions_family,
                 durations: durations_family,
                 first_responses: first_responses_family,
+                comments: comments_vec,
+                themes: themes_family,
             },
             received,
             rejected,
@@ -242,20 +415,64 @@ impl CollectorMetrics {
             interactions,
             durations,
             first_responses,
+            segments,
+            comments,
+            matcher,
+            themes,
         })
     }
 
+    /// The `[kind][segment]` slot of a commented answer.
+    fn slot(&self, signal: &Signal) -> (usize, usize) {
+        match *signal {
+            Signal::Survey { metric, score } => {
+                let index = metric_index(metric);
+                let segment = self.segments[index]
+                    .get(usize::from(score))
+                    .copied()
+                    .unwrap_or(0);
+                (index, usize::from(segment))
+            }
+            Signal::Interaction { outcome, .. } => (INTERACTION_KIND, outcome_index(outcome)),
+        }
+    }
+
+    /// Counts a comment and the themes it mentions.
+    fn record_comment(&self, signal: &Signal, comment: &str) {
+        let (kind, segment) = self.slot(signal);
+        let at = |counters: &BySegment<Option<IntCounter>>| {
+            counters
+                .get(kind)
+                .and_then(|k| k.get(segment))
+                .and_then(Option::as_ref)
+                .cloned()
+        };
+        if let Some(counter) = at(&self.comments) {
+            counter.inc();
+        }
+        if let Some(matcher) = &self.matcher {
+            for theme in matcher.matches(comment).iter() {
+                if let Some(counter) = self.themes.get(theme).and_then(at) {
+                    counter.inc();
+                }
+            }
+        }
+    }
+
     /// Counts one accepted event.
-    pub fn record(&self, event: &Event) {
-        match *event {
-            Event::Survey { metric, score } => {
+    pub fn record(&self, event: &Event<'_>) {
+        if let Some(comment) = &event.comment {
+            self.record_comment(&event.signal, comment);
+        }
+        match event.signal {
+            Signal::Survey { metric, score } => {
                 if let Some(Some(counter)) =
                     self.survey[metric_index(metric)].get(usize::from(score))
                 {
                     counter.inc();
                 }
             }
-            Event::Interaction {
+            Signal::Interaction {
                 outcome,
                 wait_seconds,
                 handle_seconds,
@@ -301,6 +518,8 @@ impl CollectorMetrics {
                 .each_ref()
                 .map(|histogram| histogram.as_ref().map(Histogram::local)),
             first_responses: self.first_responses.as_ref().map(Histogram::local),
+            comments: [[0; SEGMENTS]; KINDS],
+            themes: Vec::new(),
         }
     }
 
@@ -380,18 +599,42 @@ pub struct BatchTally<'m> {
     interactions: [u64; OUTCOME_COUNT],
     durations: [Option<LocalHistogram>; TIMING_COUNT],
     first_responses: Option<LocalHistogram>,
+    comments: BySegment<u64>,
+    /// By theme; allocated on the batch's first theme mention.
+    themes: Vec<BySegment<u64>>,
 }
 
 impl BatchTally<'_> {
     /// Counts one accepted event of the batch.
-    pub fn record(&mut self, event: &Event) {
-        match *event {
-            Event::Survey { metric, score } => {
+    pub fn record(&mut self, event: &Event<'_>) {
+        if let Some(comment) = &event.comment {
+            let (kind, segment) = self.metrics.slot(&event.signal);
+            if let Some(count) = self.comments.get_mut(kind).and_then(|k| k.get_mut(segment)) {
+                *count += 1;
+            }
+            if let Some(matcher) = &self.metrics.matcher {
+                for theme in matcher.matches(comment).iter() {
+                    if self.themes.is_empty() {
+                        self.themes = vec![[[0; SEGMENTS]; KINDS]; matcher.names().len()];
+                    }
+                    if let Some(count) = self
+                        .themes
+                        .get_mut(theme)
+                        .and_then(|t| t.get_mut(kind))
+                        .and_then(|k| k.get_mut(segment))
+                    {
+                        *count += 1;
+                    }
+                }
+            }
+        }
+        match event.signal {
+            Signal::Survey { metric, score } => {
                 if let Some(count) = self.survey[metric_index(metric)].get_mut(usize::from(score)) {
                     *count += 1;
                 }
             }
-            Event::Interaction {
+            Signal::Interaction {
                 outcome,
                 wait_seconds,
                 handle_seconds,
@@ -444,6 +687,17 @@ impl BatchTally<'_> {
         for (slot, count) in metrics.interactions.iter().zip(&self.interactions) {
             if let (Some(counter), 1..) = (slot, *count) {
                 counter.inc_by(*count);
+            }
+        }
+        let commented = std::iter::once((&metrics.comments, &self.comments))
+            .chain(metrics.themes.iter().zip(&self.themes));
+        for (counters, counts) in commented {
+            for (slots, counts) in counters.iter().zip(counts) {
+                for (slot, count) in slots.iter().zip(counts) {
+                    if let (Some(counter), 1..) = (slot, *count) {
+                        counter.inc_by(*count);
+                    }
+                }
             }
         }
         for histogram in self
@@ -593,19 +847,19 @@ firstResponseSeconds: 25
     #[test]
     fn recorded_events_are_counted_exactly() {
         let metrics = metrics();
-        metrics.record(&Event::Survey {
+        metrics.record(&Event::from(Signal::Survey {
             metric: SurveyMetric::Nps,
             score: 10,
-        });
-        metrics.record(&Event::Survey {
+        }));
+        metrics.record(&Event::from(Signal::Survey {
             metric: SurveyMetric::Nps,
             score: 10,
-        });
-        metrics.record(&Event::Interaction {
+        }));
+        metrics.record(&Event::from(Signal::Interaction {
             outcome: Outcome::Abandoned,
             wait_seconds: Some(25.0),
             handle_seconds: None,
-        });
+        }));
         metrics.reject(Reason::ScoreOutOfRange);
         let text = metrics.render().expect("render");
         assert_eq!(value(&text, "cx_events_received_total", &[]), 3.0);
@@ -647,11 +901,11 @@ firstResponseSeconds: 25
         );
         // An abandoned contact waited, but was never answered.
         assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 0.0);
-        metrics.record(&Event::Interaction {
+        metrics.record(&Event::from(Signal::Interaction {
             outcome: Outcome::Completed,
             wait_seconds: Some(22.0),
             handle_seconds: None,
-        });
+        }));
         let text = metrics.render().expect("render");
         assert_eq!(
             value(&text, "cx_first_response_seconds_bucket", &[("le", "20")]),
@@ -683,11 +937,11 @@ firstResponseSeconds: 25
     #[test]
     fn a_batch_counts_only_when_committed() {
         let metrics = metrics();
-        let event = Event::Interaction {
+        let event = Event::from(Signal::Interaction {
             outcome: Outcome::Completed,
             wait_seconds: Some(3.0),
             handle_seconds: Some(100.0),
-        };
+        });
         {
             let mut discarded = metrics.tally();
             discarded.record(&event);
@@ -738,5 +992,171 @@ firstResponseSeconds: 25
             ),
             1.0
         );
+    }
+
+    fn themed(themes: &str) -> (CollectorConfig, EventSchema) {
+        let config: CollectorConfig = serde_yaml::from_str(&format!(
+            r#"
+namespace: retail
+touchpoint: web-checkout
+channel: web
+stage: purchase
+surveys: [{{ metric: nps }}, {{ metric: csat, scale: 7 }}]
+interactions: {{ outcomes: [completed, abandoned] }}
+maxEventBytes: 1024
+themes: {themes}
+"#
+        ))
+        .expect("test config");
+        let schema = EventSchema::from_config(&config).expect("valid");
+        (config, schema)
+    }
+
+    fn commented(signal: Signal, comment: &str) -> Event<'_> {
+        Event {
+            comment: Some(comment.into()),
+            ..Event::from(signal)
+        }
+    }
+
+    const NPS_3: Signal = Signal::Survey {
+        metric: SurveyMetric::Nps,
+        score: 3,
+    };
+
+    #[test]
+    fn comment_and_theme_series_start_at_zero_for_every_declared_segment() {
+        let (config, schema) = themed("[{name: delivery, keywords: [corriere]}]");
+        let text = CollectorMetrics::new(&config, &schema)
+            .expect("metrics")
+            .render()
+            .expect("render");
+        let pairs = [
+            ("nps", "detractor"),
+            ("nps", "passive"),
+            ("nps", "promoter"),
+            ("csat", "low"),
+            ("csat", "neutral"),
+            ("csat", "high"),
+            ("interaction", "completed"),
+            ("interaction", "abandoned"),
+        ];
+        for (metric, segment) in pairs {
+            let labels = [("metric", metric), ("segment", segment)];
+            assert_eq!(value(&text, "cx_feedback_comments_total", &labels), 0.0);
+            let labels = [
+                ("theme", "delivery"),
+                ("metric", metric),
+                ("segment", segment),
+            ];
+            assert_eq!(value(&text, "cx_feedback_themes_total", &labels), 0.0);
+        }
+        assert_eq!(
+            text.matches("cx_feedback_themes_total{").count(),
+            pairs.len()
+        );
+        // Without themes, no theme family at all; comments are still counted.
+        assert!(
+            !metrics()
+                .render()
+                .expect("render")
+                .contains("cx_feedback_themes_total")
+        );
+    }
+
+    #[test]
+    fn segments_follow_the_documented_bands() {
+        use SurveyMetric::{Ces, Csat, Nps};
+        let bands = |metric, high, scores: std::ops::RangeInclusive<u8>| -> Vec<&str> {
+            scores.map(|s| survey_segment(metric, s, high).1).collect()
+        };
+        assert_eq!(
+            bands(Nps, 10, 0..=10),
+            [
+                "detractor",
+                "detractor",
+                "detractor",
+                "detractor",
+                "detractor",
+                "detractor",
+                "detractor",
+                "passive",
+                "passive",
+                "promoter",
+                "promoter"
+            ]
+        );
+        assert_eq!(
+            bands(Csat, 5, 1..=5),
+            ["low", "low", "neutral", "high", "high"]
+        );
+        let seven = ["low", "low", "low", "neutral", "high", "high", "high"];
+        assert_eq!(bands(Csat, 7, 1..=7), seven);
+        assert_eq!(bands(Ces, 7, 1..=7), seven);
+    }
+
+    #[test]
+    fn comments_and_themes_are_counted_by_metric_and_segment() {
+        let (config, schema) = themed(
+            "[{name: delivery, keywords: [corriere, in ritardo], exclude: [non in ritardo]}, \
+             {name: price, keywords: [prezz*]}]",
+        );
+        let metrics = CollectorMetrics::new(&config, &schema).expect("metrics");
+        metrics.record(&commented(NPS_3, "Il corriere è arrivato in ritardo"));
+        metrics.record(&commented(NPS_3, "Prezzo alto, corriere gentile"));
+        metrics.record(&commented(NPS_3, "non in ritardo"));
+        metrics.record(&Event::from(NPS_3));
+        let mut tally = metrics.tally();
+        let interaction = Signal::Interaction {
+            outcome: Outcome::Abandoned,
+            wait_seconds: None,
+            handle_seconds: None,
+        };
+        tally.record(&commented(interaction, "troppa attesa, prezzi alti"));
+        tally.record(&commented(
+            Signal::Survey {
+                metric: SurveyMetric::Csat,
+                score: 4,
+            },
+            "ok",
+        ));
+        tally.commit();
+        let text = metrics.render().expect("render");
+        let count = |name: &str, labels: &[(&str, &str)]| value(&text, name, labels);
+        let nps = [("metric", "nps"), ("segment", "detractor")];
+        assert_eq!(count("cx_feedback_comments_total", &nps), 3.0);
+        let delivery = [("theme", "delivery"), nps[0], nps[1]];
+        assert_eq!(count("cx_feedback_themes_total", &delivery), 2.0);
+        let price = [("theme", "price"), nps[0], nps[1]];
+        assert_eq!(count("cx_feedback_themes_total", &price), 1.0);
+        let abandoned = [("metric", "interaction"), ("segment", "abandoned")];
+        assert_eq!(count("cx_feedback_comments_total", &abandoned), 1.0);
+        let price = [("theme", "price"), abandoned[0], abandoned[1]];
+        assert_eq!(count("cx_feedback_themes_total", &price), 1.0);
+        let csat = [("metric", "csat"), ("segment", "neutral")];
+        assert_eq!(count("cx_feedback_comments_total", &csat), 1.0);
+        assert_eq!(count("cx_events_received_total", &[]), 6.0);
+    }
+
+    #[test]
+    fn theme_counts_survive_a_reload_and_removed_themes_disappear() {
+        let (config, schema) = themed(
+            "[{name: delivery, keywords: [corriere]}, {name: staff, keywords: [personale]}]",
+        );
+        let before = CollectorMetrics::new(&config, &schema).expect("metrics");
+        before.record(&commented(NPS_3, "corriere e personale"));
+        let (config, schema) = themed(
+            "[{name: delivery, keywords: [corriere, courier]}, {name: price, keywords: [prezzo]}]",
+        );
+        let after = CollectorMetrics::continuing(&config, &schema, Some(&before)).expect("metrics");
+        after.record(&commented(NPS_3, "courier"));
+        let text = after.render().expect("render");
+        let detractor = [("metric", "nps"), ("segment", "detractor")];
+        let delivery = [("theme", "delivery"), detractor[0], detractor[1]];
+        assert_eq!(value(&text, "cx_feedback_themes_total", &delivery), 2.0);
+        let price = [("theme", "price"), detractor[0], detractor[1]];
+        assert_eq!(value(&text, "cx_feedback_themes_total", &price), 0.0);
+        assert!(!text.contains("theme=\"staff\""), "{text}");
+        assert_eq!(value(&text, "cx_feedback_comments_total", &detractor), 2.0);
     }
 }

@@ -39,7 +39,7 @@ pub mod metrics;
 pub mod pool;
 pub mod server;
 
-pub use event::{Event, EventSchema, Reason, Rejection, parse_event};
+pub use event::{Event, EventId, EventSchema, Reason, Rejection, Signal, parse_event};
 pub use server::{
     Collector, CollectorError, Drained, ServeOptions, load_config, load_setup,
     raise_open_file_limit,

@@ -226,6 +226,12 @@ pub fn collector_config(touchpoint: &Touchpoint, channel: Option<&Channel>) -> C
             token_file: TOKEN_MOUNT_PATH.into(),
         }),
         auth_token_sha256: None,
+        // The default is left out, so configurations (and hashes) without comments are unchanged.
+        max_comment_bytes: u32::try_from(spec.collector.max_comment_bytes)
+            .ok()
+            .filter(|b| i64::from(*b) != crate::api::DEFAULT_MAX_COMMENT_BYTES),
+        // Filled by the integrator from the journey's declared themes.
+        themes: Vec::new(),
     }
 }
 

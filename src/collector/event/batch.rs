@@ -10,9 +10,9 @@ use super::{Event, EventSchema, Reason, Rejection, malformed, parse_event, valid
 
 /// Parses an NDJSON batch, calling `on_event(line_index, result)` for every non-blank line, in
 /// order. Lines may end with `\n` or `\r\n`.
-pub fn parse_ndjson<F>(body: &[u8], schema: &EventSchema, mut on_event: F)
+pub fn parse_ndjson<'b, F>(body: &'b [u8], schema: &EventSchema, mut on_event: F)
 where
-    F: FnMut(usize, Result<Event, Rejection>),
+    F: FnMut(usize, Result<Event<'b>, Rejection>),
 {
     for (index, line) in body.split(|byte| *byte == b'\n').enumerate() {
         let line = line.trim_ascii();
@@ -25,9 +25,13 @@ where
 /// Parses a JSON-array batch, calling `on_event(array_index, result)` for every element, in order.
 /// Returns a rejection for the whole batch when the body is not a well-formed JSON array; the
 /// caller must then discard what `on_event` saw.
-pub fn parse_json_array<F>(body: &[u8], schema: &EventSchema, on_event: F) -> Result<(), Rejection>
+pub fn parse_json_array<'b, F>(
+    body: &'b [u8],
+    schema: &EventSchema,
+    on_event: F,
+) -> Result<(), Rejection>
 where
-    F: FnMut(usize, Result<Event, Rejection>),
+    F: FnMut(usize, Result<Event<'b>, Rejection>),
 {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let outcome = BatchSeed { schema, on_event }
@@ -56,7 +60,7 @@ struct BatchSeed<'s, F> {
 
 impl<'de, F> DeserializeSeed<'de> for BatchSeed<'_, F>
 where
-    F: FnMut(usize, Result<Event, Rejection>),
+    F: FnMut(usize, Result<Event<'de>, Rejection>),
 {
     type Value = BatchShape;
 
@@ -70,7 +74,7 @@ where
 
 impl<'de, F> Visitor<'de> for BatchSeed<'_, F>
 where
-    F: FnMut(usize, Result<Event, Rejection>),
+    F: FnMut(usize, Result<Event<'de>, Rejection>),
 {
     type Value = BatchShape;
 

@@ -34,6 +34,16 @@
 //!   for timings the touchpoint declares (`wait`, `handle`).
 //!
 //! Both kinds may also carry:
+//! - `comment`: what the customer wrote, UTF-8, at most `maxCommentBytes` bytes (default
+//!   [`DEFAULT_MAX_COMMENT_BYTES`], a longer one is refused with `comment_too_long`); control
+//!   characters other than `\n` and `\t` are refused (`invalid_comment`), and an empty or
+//!   whitespace-only comment is no comment. It is kept on the [`Event`] for the export, counted in
+//!   `cx_feedback_comments_total` and matched against the declared themes, and it never becomes a
+//!   label, a log line or part of a rejection;
+//! - `language`: the comment's BCP 47 language tag (`it`, `en-GB`, `zh-Hant-TW`): 1 to 35 ASCII
+//!   letters, digits and hyphens, subtags of 1 to 8 characters, the first one letters only;
+//! - `eventId`: the producer's idempotency key, 1 to [`MAX_EVENT_ID_BYTES`] bytes of printable
+//!   ASCII without spaces. Absent, the collector assigns a random 128-bit one ([`EventId`]);
 //! - `customerId`, `sessionId`: strings of at most [`MAX_ID_BYTES`] bytes. They are checked and then
 //!   dropped: they never become a metric label and are never logged;
 //! - `timestamp`: an RFC 3339 date-time (`2026-11-03T10:15:00Z`). It is checked and dropped:
@@ -46,6 +56,9 @@
 //! [`parse_ndjson`] reads one event per line (blank lines are skipped; the index of an event is its
 //! zero-based line number) and [`parse_json_array`] a JSON array of events (the index is the array
 //! position). Each event is accepted or rejected on its own.
+
+use std::borrow::Cow;
+use std::fmt;
 
 use serde::Deserialize;
 
@@ -65,18 +78,96 @@ pub use schema::{
     MIN_EVENT_BYTES, OUTCOME_COUNT, TIMING_COUNT, metric_index, outcome_index, timing_index,
 };
 pub use timestamp::is_rfc3339;
+pub use validate::is_language_tag;
 
 /// Longest accepted `customerId` / `sessionId`, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
+/// Longest accepted `eventId`, in bytes.
+pub const MAX_EVENT_ID_BYTES: usize = 128;
+/// Longest accepted `language` tag, in bytes.
+pub const MAX_LANGUAGE_BYTES: usize = 35;
+/// `maxCommentBytes` when the touchpoint sets none.
+pub const DEFAULT_MAX_COMMENT_BYTES: u32 = 4096;
+/// Largest accepted `maxCommentBytes`.
+pub const MAX_COMMENT_BYTES: u32 = 65536;
 /// Longest accepted interaction duration, in seconds (one year): anything longer is a unit
 /// mistake, and one absurd value would make the histogram's `_sum` meaningless forever.
 pub const MAX_DURATION_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 /// Longest field name echoed back in an `unknown_field` rejection.
 const MAX_ECHOED_FIELD_CHARS: usize = 64;
 
-/// A validated feedback event: only what becomes a metric, nothing personal.
+/// A validated feedback event: what becomes a metric, and what the customer wrote.
+///
+/// Strings borrow from the request body when they have no JSON escape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event<'a> {
+    /// What becomes a metric.
+    pub signal: Signal,
+    /// What the customer wrote: never empty or whitespace-only, at most `maxCommentBytes`, no
+    /// control character but `\n` and `\t`.
+    pub comment: Option<Cow<'a, str>>,
+    /// The BCP 47 tag of the comment's language, as sent.
+    pub language: Option<Cow<'a, str>>,
+    /// The idempotency key of the event.
+    pub id: EventId<'a>,
+}
+
+impl Event<'_> {
+    /// The event with every string owned, to outlive the request body.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            signal: self.signal,
+            comment: self.comment.map(|c| Cow::Owned(c.into_owned())),
+            language: self.language.map(|l| Cow::Owned(l.into_owned())),
+            id: match self.id {
+                EventId::Given(id) => EventId::Given(Cow::Owned(id.into_owned())),
+                EventId::Assigned(id) => EventId::Assigned(id),
+            },
+        }
+    }
+}
+
+impl From<Signal> for Event<'static> {
+    /// An event without comment or language, with an assigned id.
+    fn from(signal: Signal) -> Self {
+        Event {
+            signal,
+            comment: None,
+            language: None,
+            id: EventId::assign(),
+        }
+    }
+}
+
+/// The idempotency key of an event: the producer's `eventId`, or one the collector assigned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventId<'a> {
+    /// The producer's `eventId`.
+    Given(Cow<'a, str>),
+    /// A random 128-bit key, shown as 32 lower-case hex digits (drawn from a per-thread
+    /// generator, as cheap as an add: not a secret, only unique).
+    Assigned(u128),
+}
+
+impl EventId<'_> {
+    /// A new random key.
+    pub fn assign() -> EventId<'static> {
+        EventId::Assigned(fastrand::u128(..))
+    }
+}
+
+impl fmt::Display for EventId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventId::Given(id) => f.write_str(id),
+            EventId::Assigned(id) => write!(f, "{id:032x}"),
+        }
+    }
+}
+
+/// What an event counts: a survey answer or an interaction.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Event {
+pub enum Signal {
     /// An answer to a survey question.
     Survey {
         /// The question asked.
@@ -96,7 +187,9 @@ pub enum Event {
 }
 
 /// Parses and validates one event. Pure: the same bytes and schema always give the same answer.
-pub fn parse_event(bytes: &[u8], schema: &EventSchema) -> Result<Event, Rejection> {
+///
+/// (An absent `eventId` is assigned at random: the only part of the answer that varies.)
+pub fn parse_event<'a>(bytes: &'a [u8], schema: &EventSchema) -> Result<Event<'a>, Rejection> {
     if bytes.len() > schema.max_event_bytes() {
         return Err(Rejection::whole(
             Reason::TooLarge,

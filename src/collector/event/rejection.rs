@@ -46,6 +46,14 @@ pub enum Reason {
     InvalidIdentifier,
     /// `timestamp` is not an RFC 3339 date-time (422).
     InvalidTimestamp,
+    /// `comment` longer than the touchpoint's `maxCommentBytes` (422).
+    CommentTooLong,
+    /// `comment` with a control character other than newline and tab (422).
+    InvalidComment,
+    /// `language` is not a BCP 47 language tag (422).
+    InvalidLanguage,
+    /// `eventId` empty, longer than 128 bytes, or not printable ASCII without spaces (422).
+    InvalidEventId,
     /// The collector has no room for the request now: connection reserve or body memory budget
     /// exhausted, or no batch parser free (503 with `Retry-After`).
     Overloaded,
@@ -56,7 +64,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so metrics can pre-register a zero for each.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 25] = [
         Reason::Malformed,
         Reason::Unauthorized,
         Reason::Timeout,
@@ -76,6 +84,10 @@ impl Reason {
         Reason::InvalidDuration,
         Reason::InvalidIdentifier,
         Reason::InvalidTimestamp,
+        Reason::CommentTooLong,
+        Reason::InvalidComment,
+        Reason::InvalidLanguage,
+        Reason::InvalidEventId,
         Reason::Overloaded,
         Reason::ShuttingDown,
     ];
@@ -102,6 +114,10 @@ impl Reason {
             Reason::InvalidDuration => "invalid_duration",
             Reason::InvalidIdentifier => "invalid_identifier",
             Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::CommentTooLong => "comment_too_long",
+            Reason::InvalidComment => "invalid_comment",
+            Reason::InvalidLanguage => "invalid_language",
+            Reason::InvalidEventId => "invalid_event_id",
             Reason::Overloaded => "overloaded",
             Reason::ShuttingDown => "shutting_down",
         }

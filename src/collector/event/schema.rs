@@ -2,7 +2,9 @@
 //! the enums' lists so a new variant cannot index past them.
 
 use super::super::config::CollectorConfig;
+use super::{DEFAULT_MAX_COMMENT_BYTES, MAX_COMMENT_BYTES};
 use crate::api::{Outcome, SurveyMetric, Timing};
+use crate::themes::validate_themes;
 
 /// The touchpoint's configuration compiled for fast validation: arrays indexed by enum instead of
 /// list searches.
@@ -18,6 +20,8 @@ pub struct EventSchema {
     timings: [bool; TIMING_COUNT],
     /// Largest single event, in bytes.
     pub(super) max_event_bytes: usize,
+    /// Longest comment, in bytes.
+    max_comment_bytes: usize,
 }
 
 /// A collector configuration that cannot be served.
@@ -84,13 +88,32 @@ impl EventSchema {
         }
         let max_event_bytes = usize::try_from(config.max_event_bytes)
             .map_err(|_| InvalidConfig("maxEventBytes does not fit in memory".into()))?;
+        let max_comment_bytes = config
+            .max_comment_bytes
+            .unwrap_or(DEFAULT_MAX_COMMENT_BYTES);
+        if !(1..=MAX_COMMENT_BYTES).contains(&max_comment_bytes) {
+            return Err(InvalidConfig(format!(
+                "maxCommentBytes {max_comment_bytes} is outside 1..={MAX_COMMENT_BYTES}"
+            )));
+        }
+        let themes = validate_themes(&config.themes, "themes");
+        if !themes.is_empty() {
+            let errors: Vec<String> = themes.iter().map(ToString::to_string).collect();
+            return Err(InvalidConfig(errors.join("; ")));
+        }
         Ok(EventSchema {
             score_ranges,
             interactions: config.interactions.is_some(),
             outcomes,
             timings,
             max_event_bytes,
+            max_comment_bytes: max_comment_bytes as usize,
         })
+    }
+
+    /// Longest accepted comment, in bytes.
+    pub fn max_comment_bytes(&self) -> usize {
+        self.max_comment_bytes
     }
 
     /// Largest single event, in bytes.

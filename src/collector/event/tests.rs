@@ -1,5 +1,7 @@
 //! Unit tests of the event parser: one per validation rule, asserting the exact reason and field.
 
+use std::borrow::Cow;
+
 use super::*;
 use crate::collector::config::CollectorConfig;
 
@@ -28,8 +30,9 @@ fn surveys_only() -> EventSchema {
     EventSchema::from_config(&config).expect("valid test config")
 }
 
-fn parse(json: &str) -> Result<Event, Rejection> {
-    parse_event(json.as_bytes(), &schema())
+/// What the event counts (tests of comments, languages and ids use [`parse_event`]).
+fn parse(json: &str) -> Result<Signal, Rejection> {
+    parse_event(json.as_bytes(), &schema()).map(|event| event.signal)
 }
 
 /// Asserts a rejection's reason and field.
@@ -46,7 +49,7 @@ fn rejected(json: &str, reason: Reason, field: Option<&str>) -> Rejection {
 fn accepts_a_survey_answer() {
     assert_eq!(
         parse(r#"{"type":"survey","metric":"nps","score":9}"#),
-        Ok(Event::Survey {
+        Ok(Signal::Survey {
             metric: SurveyMetric::Nps,
             score: 9
         })
@@ -61,7 +64,7 @@ fn accepts_every_score_of_the_declared_ranges_and_their_bounds() {
         ));
         assert_eq!(
             event,
-            Ok(Event::Survey {
+            Ok(Signal::Survey {
                 metric: SurveyMetric::Nps,
                 score
             })
@@ -81,7 +84,7 @@ fn accepts_every_score_of_the_declared_ranges_and_their_bounds() {
 fn accepts_an_integral_float_score() {
     assert_eq!(
         parse(r#"{"type":"survey","metric":"csat","score":7.0}"#),
-        Ok(Event::Survey {
+        Ok(Signal::Survey {
             metric: SurveyMetric::Csat,
             score: 7
         })
@@ -94,7 +97,7 @@ fn accepts_an_interaction_with_declared_timing_and_optional_fields() {
         "customerId":"c-42","sessionId":"s-1","timestamp":"2026-11-03T10:15:00.123+01:00"}"#;
     assert_eq!(
         parse(json),
-        Ok(Event::Interaction {
+        Ok(Signal::Interaction {
             outcome: Outcome::Abandoned,
             wait_seconds: Some(12.5),
             handle_seconds: None
@@ -108,7 +111,7 @@ fn null_optional_fields_count_as_absent() {
         parse(
             r#"{"type":"interaction","outcome":"error","waitSeconds":null,"handleSeconds":null,"customerId":null}"#
         ),
-        Ok(Event::Interaction {
+        Ok(Signal::Interaction {
             outcome: Outcome::Error,
             wait_seconds: None,
             handle_seconds: None
@@ -120,7 +123,7 @@ fn null_optional_fields_count_as_absent() {
 fn field_order_and_whitespace_do_not_matter() {
     assert_eq!(
         parse("\n { \"score\" : 3 , \"metric\" : \"csat\" , \"type\" : \"survey\" } \n"),
-        Ok(Event::Survey {
+        Ok(Signal::Survey {
             metric: SurveyMetric::Csat,
             score: 3
         })
@@ -131,7 +134,7 @@ fn field_order_and_whitespace_do_not_matter() {
 fn escaped_strings_are_understood() {
     assert_eq!(
         parse(r#"{"type":"surv\u0065y","metric":"nps","score":1,"customerId":"a\"b"}"#),
-        Ok(Event::Survey {
+        Ok(Signal::Survey {
             metric: SurveyMetric::Nps,
             score: 1
         })
@@ -202,6 +205,7 @@ fn csat_defaults_to_five_points_and_ces_to_seven() {
             format!(r#"{{"type":"survey","metric":"{metric}","score":{score}}}"#).as_bytes(),
             &schema,
         )
+        .map(|event| event.signal)
     };
     assert!(answer("csat", 5).is_ok());
     assert_eq!(
@@ -317,7 +321,7 @@ fn nan_and_infinity_are_not_json() {
 #[test]
 fn negative_zero_duration_becomes_zero() {
     let event = parse(r#"{"type":"interaction","outcome":"completed","waitSeconds":-0.0}"#);
-    let Ok(Event::Interaction {
+    let Ok(Signal::Interaction {
         wait_seconds: Some(seconds),
         ..
     }) = event
@@ -365,9 +369,9 @@ fn missing_fields_are_named() {
 #[test]
 fn unknown_fields_are_named() {
     rejected(
-        r#"{"type":"survey","metric":"nps","score":9,"comment":"great"}"#,
+        r#"{"type":"survey","metric":"nps","score":9,"comments":"great"}"#,
         Reason::UnknownField,
-        Some("comment"),
+        Some("comments"),
     );
     rejected(
         r#"{"type":"survey","metric":"nps","score":9,"Score":9}"#,
@@ -511,6 +515,7 @@ fn identifiers_are_bounded_strings() {
             format!(r#"{{"type":"survey","metric":"nps","score":1,"customerId":{id}}}"#).as_bytes(),
             &schema,
         )
+        .map(|event| event.signal)
     };
     assert!(with_id(&format!("\"{}\"", "c".repeat(MAX_ID_BYTES))).is_ok());
     let too_long = with_id(&format!("\"{}\"", "c".repeat(MAX_ID_BYTES + 1))).expect_err("too long");
@@ -580,14 +585,14 @@ fn ndjson_batches_report_line_numbers_and_skip_blank_lines() {
     let body = b"{\"type\":\"survey\",\"metric\":\"nps\",\"score\":9}\r\n\n  \n{\"type\":\"survey\",\"metric\":\"nps\",\"score\":99}\nnot json\n{\"type\":\"interaction\",\"outcome\":\"completed\"}\n";
     let mut seen = Vec::new();
     parse_ndjson(body, &schema(), |index, result| {
-        seen.push((index, result.map_err(|r| r.reason)))
+        seen.push((index, result.map(|e| e.signal).map_err(|r| r.reason)))
     });
     assert_eq!(
         seen,
         vec![
             (
                 0,
-                Ok(Event::Survey {
+                Ok(Signal::Survey {
                     metric: SurveyMetric::Nps,
                     score: 9
                 })
@@ -596,7 +601,7 @@ fn ndjson_batches_report_line_numbers_and_skip_blank_lines() {
             (4, Err(Reason::Malformed)),
             (
                 5,
-                Ok(Event::Interaction {
+                Ok(Signal::Interaction {
                     outcome: Outcome::Completed,
                     wait_seconds: None,
                     handle_seconds: None
@@ -614,7 +619,7 @@ fn ndjson_lines_are_limited_to_max_event_bytes() {
     );
     let mut reasons = Vec::new();
     parse_ndjson(long.as_bytes(), &schema(), |_, result| {
-        reasons.push(result.map_err(|r| r.reason))
+        reasons.push(result.map(|e| e.signal).map_err(|r| r.reason))
     });
     assert_eq!(reasons, vec![Err(Reason::TooLarge)]);
 }
@@ -624,7 +629,10 @@ fn json_array_batches_validate_each_element() {
     let body = br#"[{"type":"survey","metric":"nps","score":9}, 42, {"type":"survey","metric":"nps","score":"x"}]"#;
     let mut seen = Vec::new();
     let result = parse_json_array(body, &schema(), |index, result| {
-        seen.push((index, result.map_err(|r| (r.reason, r.field))))
+        seen.push((
+            index,
+            result.map(|e| e.signal).map_err(|r| (r.reason, r.field)),
+        ))
     });
     assert_eq!(result, Ok(()));
     assert_eq!(
@@ -632,7 +640,7 @@ fn json_array_batches_validate_each_element() {
         vec![
             (
                 0,
-                Ok(Event::Survey {
+                Ok(Signal::Survey {
                     metric: SurveyMetric::Nps,
                     score: 9
                 })
@@ -718,4 +726,299 @@ fn every_field_decodes_from_its_own_name() {
         assert_eq!(field as usize, index);
     }
     assert_eq!(wire::Field::from_name("Type"), None);
+}
+
+fn full(json: &str) -> Event<'_> {
+    parse_event(json.as_bytes(), &comments()).expect(json)
+}
+
+/// A touchpoint with comments of at most 64 bytes.
+fn comments() -> EventSchema {
+    let config: CollectorConfig = serde_yaml::from_str(
+        r#"
+namespace: retail
+touchpoint: web-checkout
+channel: web
+stage: purchase
+surveys: [{ metric: nps }]
+interactions: { outcomes: [completed, abandoned] }
+maxEventBytes: 1024
+maxCommentBytes: 64
+"#,
+    )
+    .expect("test config");
+    EventSchema::from_config(&config).expect("valid test config")
+}
+
+#[track_caller]
+fn comment_rejected(json: &str, reason: Reason, field: &str) -> Rejection {
+    let rejection = parse_event(json.as_bytes(), &comments()).expect_err(json);
+    assert_eq!(rejection.reason, reason, "{json}: {rejection:?}");
+    assert_eq!(
+        rejection.field.as_deref(),
+        Some(field),
+        "{json}: {rejection:?}"
+    );
+    rejection
+}
+
+#[test]
+fn comments_and_languages_are_kept_on_the_event() {
+    let event = full(
+        r#"{"type":"survey","metric":"nps","score":3,"comment":"Il corriere è arrivato in ritardo","language":"it-IT"}"#,
+    );
+    assert_eq!(
+        event.signal,
+        Signal::Survey {
+            metric: SurveyMetric::Nps,
+            score: 3
+        }
+    );
+    assert_eq!(
+        event.comment.as_deref(),
+        Some("Il corriere è arrivato in ritardo")
+    );
+    // Unescaped strings are borrowed from the body, not copied.
+    assert!(matches!(event.comment, Some(Cow::Borrowed(_))));
+    assert_eq!(event.language.as_deref(), Some("it-IT"));
+    // Escapes are decoded; newlines and tabs are text.
+    let event = full(
+        r#"{"type":"interaction","outcome":"abandoned","comment":"line one\n\tline two \u00e8"}"#,
+    );
+    assert_eq!(event.comment.as_deref(), Some("line one\n\tline two è"));
+    assert_eq!(event.language, None);
+    // null is absent.
+    let event =
+        full(r#"{"type":"survey","metric":"nps","score":3,"comment":null,"language":null}"#);
+    assert_eq!((event.comment, event.language), (None, None));
+}
+
+#[test]
+fn empty_or_blank_comments_are_no_comment() {
+    for blank in ["", " ", "\\n\\t  ", "\u{a0}\u{2003}"] {
+        let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"comment":"{blank}"}}"#);
+        assert_eq!(full(&json).comment, None, "{json}");
+    }
+}
+
+#[test]
+fn comments_over_the_limit_are_refused_naming_the_field_and_limit_only() {
+    let at_limit = "é".repeat(32);
+    let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"comment":"{at_limit}"}}"#);
+    assert_eq!(full(&json).comment.as_deref(), Some(at_limit.as_str()));
+    let over = format!("{at_limit}x MARKER");
+    let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"comment":"{over}"}}"#);
+    let rejection = comment_rejected(&json, Reason::CommentTooLong, "comment");
+    assert!(rejection.message.contains("64"), "{}", rejection.message);
+    assert!(!rejection.message.contains("MARKER"));
+    assert_eq!(Reason::CommentTooLong.http_status(), 422);
+    // The default limit is 4096 bytes.
+    let long = "a".repeat(4097);
+    let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"comment":"{long}"}}"#);
+    let schema = surveys_only_with_big_events();
+    let rejection = parse_event(json.as_bytes(), &schema).expect_err("over 4096");
+    assert_eq!(rejection.reason, Reason::CommentTooLong);
+    assert!(rejection.message.contains("4096"));
+}
+
+fn surveys_only_with_big_events() -> EventSchema {
+    let config: CollectorConfig = serde_yaml::from_str(
+        "{namespace: n, touchpoint: t, channel: c, stage: support, surveys: [{metric: nps}], maxEventBytes: 65536}",
+    )
+    .expect("test config");
+    EventSchema::from_config(&config).expect("valid test config")
+}
+
+#[test]
+fn control_characters_in_comments_are_refused() {
+    for control in [
+        r"\u0000",
+        r"\u0007",
+        r"\r",
+        r"\u001b[31m",
+        r"\u007f",
+        r"\u0085",
+        r"\u009f",
+    ] {
+        let json =
+            format!(r#"{{"type":"survey","metric":"nps","score":3,"comment":"MARKER {control}"}}"#);
+        let rejection = comment_rejected(&json, Reason::InvalidComment, "comment");
+        assert!(!rejection.message.contains("MARKER"));
+    }
+    // A raw control character is not even JSON.
+    let rejection = parse_event(
+        b"{\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"comment\":\"a\x07b\"}",
+        &comments(),
+    )
+    .expect_err("raw control");
+    assert_eq!(rejection.reason, Reason::Malformed);
+}
+
+#[test]
+fn comments_of_the_wrong_type_are_refused() {
+    comment_rejected(
+        r#"{"type":"survey","metric":"nps","score":3,"comment":42}"#,
+        Reason::WrongType,
+        "comment",
+    );
+    comment_rejected(
+        r#"{"type":"survey","metric":"nps","score":3,"language":["it"]}"#,
+        Reason::WrongType,
+        "language",
+    );
+}
+
+#[test]
+fn invalid_utf8_in_a_comment_is_refused_never_replaced() {
+    let rejection = parse_event(
+        b"{\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"comment\":\"caf\xe9\"}",
+        &comments(),
+    )
+    .expect_err("invalid UTF-8");
+    assert_eq!(rejection.reason, Reason::Malformed);
+    assert_eq!(rejection.reason.http_status(), 400);
+    // A lone surrogate escape is not a character either.
+    let rejection = parse_event(
+        br#"{"type":"survey","metric":"nps","score":3,"comment":"\ud800"}"#,
+        &comments(),
+    )
+    .expect_err("lone surrogate");
+    assert_eq!(rejection.reason, Reason::Malformed);
+}
+
+#[test]
+fn language_tags_are_checked_for_shape() {
+    for tag in [
+        "it",
+        "en-GB",
+        "zh-Hant-TW",
+        "es-419",
+        "de-CH-1901",
+        "x-klingon",
+    ] {
+        let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"language":"{tag}"}}"#);
+        assert_eq!(full(&json).language.as_deref(), Some(tag), "{tag}");
+    }
+    for tag in [
+        "",
+        "i t",
+        "it_IT",
+        "1t",
+        "it-",
+        "-it",
+        "it--IT",
+        "italiano9",
+        "en-GB-oxendict-abcdefghi",
+        "é",
+        &"a-b".repeat(12),
+    ] {
+        let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"language":"{tag}"}}"#);
+        comment_rejected(&json, Reason::InvalidLanguage, "language");
+    }
+}
+
+#[test]
+fn event_ids_are_kept_or_assigned() {
+    let event = full(r#"{"type":"survey","metric":"nps","score":3,"eventId":"ord-42:7/a"}"#);
+    assert_eq!(event.id, EventId::Given(Cow::Borrowed("ord-42:7/a")));
+    assert_eq!(event.id.to_string(), "ord-42:7/a");
+    let max = "x".repeat(MAX_EVENT_ID_BYTES);
+    let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"eventId":"{max}"}}"#);
+    assert_eq!(full(&json).id.to_string(), max);
+    // Absent: a random 128-bit id, 32 hex digits, different every time.
+    let a = full(r#"{"type":"survey","metric":"nps","score":3}"#).id;
+    let b = full(r#"{"type":"survey","metric":"nps","score":3,"eventId":null}"#).id;
+    assert!(matches!(a, EventId::Assigned(_)));
+    let shown = a.to_string();
+    assert_eq!(shown.len(), 32);
+    assert!(shown.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(a, b);
+    let too_long = "x".repeat(MAX_EVENT_ID_BYTES + 1);
+    for bad in ["", "has space", "tab\\there", "é", too_long.as_str()] {
+        let json = format!(r#"{{"type":"survey","metric":"nps","score":3,"eventId":"{bad}"}}"#);
+        comment_rejected(&json, Reason::InvalidEventId, "eventId");
+    }
+    comment_rejected(
+        r#"{"type":"survey","metric":"nps","score":3,"eventId":7}"#,
+        Reason::WrongType,
+        "eventId",
+    );
+}
+
+#[test]
+fn other_unknown_fields_are_still_refused_with_comments() {
+    comment_rejected(
+        r#"{"type":"survey","metric":"nps","score":3,"comment":"ok","text":"x"}"#,
+        Reason::UnknownField,
+        "text",
+    );
+    comment_rejected(
+        r#"{"type":"survey","metric":"nps","score":3,"comment":"a","comment":"b"}"#,
+        Reason::DuplicateField,
+        "comment",
+    );
+}
+
+#[test]
+fn a_bad_comment_refuses_only_its_event_in_a_batch() {
+    let over = "o".repeat(65);
+    let body = format!(
+        "{{\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"comment\":\"fine\"}}\n\
+         {{\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"comment\":\"{over}\"}}\n\
+         {{\"type\":\"survey\",\"metric\":\"nps\",\"score\":9,\"comment\":\"bell\\u0007\"}}\n\
+         {{\"type\":\"interaction\",\"outcome\":\"completed\",\"comment\":\"ok\"}}\n"
+    );
+    let mut seen = Vec::new();
+    parse_ndjson(body.as_bytes(), &comments(), |index, result| {
+        seen.push((
+            index,
+            result
+                .map(|e| e.comment.map(Cow::into_owned))
+                .map_err(|r| (r.reason, r.field)),
+        ))
+    });
+    assert_eq!(
+        seen,
+        vec![
+            (0, Ok(Some("fine".to_owned()))),
+            (1, Err((Reason::CommentTooLong, Some("comment".into())))),
+            (2, Err((Reason::InvalidComment, Some("comment".into())))),
+            (3, Ok(Some("ok".to_owned()))),
+        ]
+    );
+    let array = format!(
+        r#"[{{"type":"survey","metric":"nps","score":3,"comment":"{over}"}},{{"type":"survey","metric":"nps","score":3,"comment":"kept"}}]"#
+    );
+    let mut seen = Vec::new();
+    let whole = parse_json_array(array.as_bytes(), &comments(), |index, result| {
+        seen.push((
+            index,
+            result
+                .map(|e| e.comment.map(Cow::into_owned))
+                .map_err(|r| r.reason),
+        ))
+    });
+    assert_eq!(whole, Ok(()));
+    assert_eq!(
+        seen,
+        vec![
+            (0, Err(Reason::CommentTooLong)),
+            (1, Ok(Some("kept".to_owned())))
+        ]
+    );
+}
+
+#[test]
+fn comment_limits_and_themes_are_checked_in_the_configuration() {
+    let refuse = |extra: &str| {
+        let yaml = format!(
+            "{{namespace: n, touchpoint: t, channel: c, stage: support, surveys: [{{metric: nps}}], maxEventBytes: 1024, {extra}}}"
+        );
+        let config: CollectorConfig = serde_yaml::from_str(&yaml).expect("test config");
+        EventSchema::from_config(&config).expect_err(&yaml)
+    };
+    refuse("maxCommentBytes: 0");
+    refuse("maxCommentBytes: 65537");
+    let error = refuse("themes: [{name: delivery, keywords: ['con*segna']}]");
+    assert!(error.0.contains("themes[0].keywords[0]"), "{error}");
 }

@@ -5,13 +5,14 @@ use super::schema::{parse_metric, parse_outcome};
 use super::timestamp::is_rfc3339;
 use super::wire::{Field, Json, RawEvent, Top};
 use super::{
-    Event, EventSchema, MAX_DURATION_SECONDS, MAX_ECHOED_FIELD_CHARS, MAX_ID_BYTES, Reason,
-    Rejection,
+    Event, EventId, EventSchema, MAX_DURATION_SECONDS, MAX_ECHOED_FIELD_CHARS, MAX_EVENT_ID_BYTES,
+    MAX_ID_BYTES, MAX_LANGUAGE_BYTES, Reason, Rejection, Signal,
 };
 use crate::api::Timing;
+use std::borrow::Cow;
 
-pub(super) fn validate(top: Top<'_>, schema: &EventSchema) -> Result<Event, Rejection> {
-    let raw = match top {
+pub(super) fn validate<'a>(top: Top<'a>, schema: &EventSchema) -> Result<Event<'a>, Rejection> {
+    let mut raw = match top {
         Top::Object(raw) => raw,
         Top::Other(kind) => {
             return Err(Rejection::whole(
@@ -35,7 +36,7 @@ pub(super) fn validate(top: Top<'_>, schema: &EventSchema) -> Result<Event, Reje
             format!("field {:?} appears more than once", field.name()),
         ));
     }
-    let event = match required_str(&raw, Field::Type)? {
+    let signal = match required_str(&raw, Field::Type)? {
         "survey" => validate_survey(&raw, schema)?,
         "interaction" => validate_interaction(&raw, schema)?,
         other => {
@@ -67,10 +68,120 @@ pub(super) fn validate(top: Top<'_>, schema: &EventSchema) -> Result<Event, Reje
             ));
         }
     }
-    Ok(event)
+    let comment = comment(&mut raw, schema)?;
+    let language = language(&mut raw)?;
+    let id = event_id(&mut raw)?;
+    Ok(Event {
+        signal,
+        comment,
+        language,
+        id,
+    })
 }
 
-fn validate_survey(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Event, Rejection> {
+/// The comment, if there is one worth keeping. Its text never appears in a rejection.
+fn comment<'a>(
+    raw: &mut RawEvent<'a>,
+    schema: &EventSchema,
+) -> Result<Option<Cow<'a, str>>, Rejection> {
+    let text = match raw.take(Field::Comment) {
+        None => return Ok(None),
+        Some(Json::Str(text)) => text,
+        Some(other) => return Err(wrong_type(Field::Comment, "a string", &other)),
+    };
+    let limit = schema.max_comment_bytes();
+    if text.len() > limit {
+        return Err(Rejection::field(
+            Reason::CommentTooLong,
+            "comment",
+            format!(
+                "comment is {} bytes, more than the {limit} this touchpoint accepts                  (maxCommentBytes)",
+                text.len()
+            ),
+        ));
+    }
+    if has_control_character(&text) {
+        return Err(Rejection::field(
+            Reason::InvalidComment,
+            "comment",
+            "comment must not contain control characters other than newline and tab",
+        ));
+    }
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(text))
+}
+
+/// Whether `text` has a Unicode control character (C0, DEL, C1) other than `\n` and `\t`.
+fn has_control_character(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    // Branch-free folds, so the compiler can vectorise them: comments are hundreds of bytes.
+    let c0 = bytes.iter().fold(false, |seen, &b| {
+        seen | ((b < 0x20) & (b != b'\n') & (b != b'\t')) | (b == 0x7f)
+    });
+    // C1 controls U+0080..U+009F are encoded 0xC2 0x80..=0x9F.
+    c0 || (bytes.contains(&0xc2)
+        && bytes
+            .windows(2)
+            .any(|pair| pair[0] == 0xc2 && (0x80..=0x9f).contains(&pair[1])))
+}
+
+fn language<'a>(raw: &mut RawEvent<'a>) -> Result<Option<Cow<'a, str>>, Rejection> {
+    let tag = match raw.take(Field::Language) {
+        None => return Ok(None),
+        Some(Json::Str(tag)) => tag,
+        Some(other) => return Err(wrong_type(Field::Language, "a string", &other)),
+    };
+    if !is_language_tag(&tag) {
+        return Err(Rejection::field(
+            Reason::InvalidLanguage,
+            "language",
+            format!(
+                "language must be a BCP 47 tag such as it, en-GB or zh-Hant-TW (at most \
+                 {MAX_LANGUAGE_BYTES} letters, digits and hyphens), got {:?}",
+                truncate(&tag)
+            ),
+        ));
+    }
+    Ok(Some(tag))
+}
+
+/// The shape of a BCP 47 tag: 1–35 ASCII letters, digits and hyphens; subtags of 1–8 characters,
+/// the first one letters only. (Whether the subtags are registered is not checked.)
+pub fn is_language_tag(tag: &str) -> bool {
+    if tag.is_empty() || tag.len() > MAX_LANGUAGE_BYTES {
+        return false;
+    }
+    tag.split('-').enumerate().all(|(i, subtag)| {
+        (1..=8).contains(&subtag.len())
+            && if i == 0 {
+                subtag.bytes().all(|b| b.is_ascii_alphabetic())
+            } else {
+                subtag.bytes().all(|b| b.is_ascii_alphanumeric())
+            }
+    })
+}
+
+fn event_id<'a>(raw: &mut RawEvent<'a>) -> Result<EventId<'a>, Rejection> {
+    let id = match raw.take(Field::EventId) {
+        None => return Ok(EventId::assign()),
+        Some(Json::Str(id)) => id,
+        Some(other) => return Err(wrong_type(Field::EventId, "a string", &other)),
+    };
+    if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Rejection::field(
+            Reason::InvalidEventId,
+            "eventId",
+            format!(
+                "eventId must be 1 to {MAX_EVENT_ID_BYTES} bytes of printable ASCII without spaces"
+            ),
+        ));
+    }
+    Ok(EventId::Given(id))
+}
+
+fn validate_survey(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Signal, Rejection> {
     for field in [Field::Outcome, Field::WaitSeconds, Field::HandleSeconds] {
         refuse_foreign_field(raw, field, "survey")?;
     }
@@ -123,10 +234,10 @@ fn validate_survey(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Event, Re
     }
     // In range 0..=10, so the conversion is exact.
     let score = score as u8;
-    Ok(Event::Survey { metric, score })
+    Ok(Signal::Survey { metric, score })
 }
 
-fn validate_interaction(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Event, Rejection> {
+fn validate_interaction(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Signal, Rejection> {
     for field in [Field::Metric, Field::Score] {
         refuse_foreign_field(raw, field, "interaction")?;
     }
@@ -154,7 +265,7 @@ fn validate_interaction(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Even
     };
     let wait_seconds = duration(raw, schema, Field::WaitSeconds, Timing::Wait)?;
     let handle_seconds = duration(raw, schema, Field::HandleSeconds, Timing::Handle)?;
-    Ok(Event::Interaction {
+    Ok(Signal::Interaction {
         outcome,
         wait_seconds,
         handle_seconds,

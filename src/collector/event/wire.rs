@@ -19,11 +19,14 @@ pub(super) enum Field {
     CustomerId,
     SessionId,
     Timestamp,
+    Comment,
+    Language,
+    EventId,
 }
 
 impl Field {
     /// Every field, in declaration order (`field as usize` is its position).
-    pub(super) const ALL: [Field; 9] = [
+    pub(super) const ALL: [Field; 12] = [
         Field::Type,
         Field::Metric,
         Field::Score,
@@ -33,6 +36,9 @@ impl Field {
         Field::CustomerId,
         Field::SessionId,
         Field::Timestamp,
+        Field::Comment,
+        Field::Language,
+        Field::EventId,
     ];
     /// The size of arrays indexed by field.
     pub(super) const COUNT: usize = Self::ALL.len();
@@ -48,6 +54,9 @@ impl Field {
             "customerId" => Field::CustomerId,
             "sessionId" => Field::SessionId,
             "timestamp" => Field::Timestamp,
+            "comment" => Field::Comment,
+            "language" => Field::Language,
+            "eventId" => Field::EventId,
             _ => return None,
         })
     }
@@ -63,6 +72,9 @@ impl Field {
             Field::CustomerId => "customerId",
             Field::SessionId => "sessionId",
             Field::Timestamp => "timestamp",
+            Field::Comment => "comment",
+            Field::Language => "language",
+            Field::EventId => "eventId",
         }
     }
 }
@@ -208,6 +220,15 @@ impl<'a> RawEvent<'a> {
     /// The value of an optional field; JSON `null` counts as absent.
     pub(super) fn optional(&self, field: Field) -> Option<&Json<'a>> {
         self.get(field).filter(|value| **value != Json::Null)
+    }
+
+    /// Takes the value of an optional field out (JSON `null` counts as absent), to keep a string
+    /// borrowed from the body without copying it.
+    pub(super) fn take(&mut self, field: Field) -> Option<Json<'a>> {
+        self.values
+            .get_mut(field as usize)
+            .and_then(Option::take)
+            .filter(|value| *value != Json::Null)
     }
 }
 
