@@ -173,6 +173,7 @@ fn organisation(scale: f64) -> Org {
                     },
                     coverage: CoverageRequirements::default(),
                     self_assessment: None,
+                    themes: Vec::new(),
                 },
             ));
         }
@@ -246,6 +247,7 @@ fn main() {
                     let plan = plan_collector(
                         t,
                         world.channel(namespace_of(t), &t.spec.channel),
+                        &[],
                         &options,
                     );
                     3 + usize::from(plan.pod_disruption_budget.is_some())

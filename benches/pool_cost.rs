@@ -85,7 +85,12 @@ fn main() {
     let options = PlanOptions::default();
     let dedicated: Vec<(Deployment, i32)> = (0..TOUCHPOINTS)
         .map(|i| {
-            let plan = plan_collector(&touchpoint(i, CollectorMode::Dedicated), None, &options);
+            let plan = plan_collector(
+                &touchpoint(i, CollectorMode::Dedicated),
+                None,
+                &[],
+                &options,
+            );
             let replicas = plan.deployment.spec.replicas.unwrap_or(1);
             (plan.deployment, replicas)
         })
@@ -103,6 +108,7 @@ fn main() {
                     touchpoint,
                     channel: None,
                     token_sha256: None,
+                    themes: &[],
                 })
                 .collect();
             plan_pool(&namespace, &members, &options)

@@ -36,6 +36,7 @@ fn planned() -> CollectorPlan {
     plan_collector(
         touchpoint,
         inventory.channels.first(),
+        &[],
         &PlanOptions::default(),
     )
 }

@@ -23,7 +23,7 @@ fn fixture() -> (Touchpoint, Channel) {
 }
 
 fn plan(tp: &Touchpoint, channel: &Channel, options: &PlanOptions) -> CollectorPlan {
-    plan_collector(tp, Some(channel), options)
+    plan_collector(tp, Some(channel), &[], options)
 }
 
 #[test]
@@ -296,6 +296,7 @@ fn a_namespace_pool_serves_every_pooled_touchpoint_from_one_autoscaled_deploymen
                 .iter()
                 .find(|c| c.metadata.name.as_deref() == Some(&t.spec.channel)),
             token_sha256: None,
+            themes: &[],
         })
         .collect();
     let options = PlanOptions::default();
@@ -366,6 +367,7 @@ fn a_namespace_pool_serves_every_pooled_touchpoint_from_one_autoscaled_deploymen
                 .iter()
                 .find(|c| c.metadata.name.as_deref() == Some(&t.spec.channel)),
             token_sha256: None,
+            themes: &[],
         })
         .collect();
     let pool2 = plan_pool("retail", &members2, &options).expect("a pool");
@@ -493,6 +495,7 @@ fn a_pool_plan_is_the_same_whatever_order_its_members_come_in() {
                 .iter()
                 .find(|c| c.metadata.name.as_deref() == Some(&t.spec.channel)),
             token_sha256: None,
+            themes: &[],
         })
         .collect();
     let options = PlanOptions {

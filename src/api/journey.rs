@@ -91,6 +91,13 @@ pub struct CustomerJourneySpec {
     /// conductor holds no evidence for (or none yet). Evidence, when known, takes precedence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_assessment: Option<SelfAssessmentSpec>,
+    /// Themes customers write about on this journey (delivery, price, staff...), each a name and the words and phrases that mean it in the languages customers write. Every touchpoint of the journey (on its channels, at its stages) matches them in the comments it receives and counts cx_feedback_themes_total{theme, metric, segment}: one definition serves the whole programme. At most 50 themes; names are unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]),
+        length(max = 50)
+    )]
+    pub themes: Vec<crate::api::ThemeSpec>,
 }
 
 /// Declared answers to the CX self-assessment (25 yes/no questions; 18-25 yes is customer-centric,

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::api::Severity;
+use crate::api::{Severity, ThemeSpec};
+use crate::core::listening::themes_of;
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
 use crate::core::pool::{PoolMember, PoolPlan, admit_image, plan_pool};
 use crate::core::world::namespace_of;
@@ -187,6 +188,15 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         let t = &inventory.touchpoints[i];
         (namespace_of(t).to_string(), t.metadata.name.clone())
     });
+    // The themes each touchpoint's collector counts, from the journeys holding it.
+    let themes: Vec<Vec<ThemeSpec>> = inventory
+        .touchpoints
+        .iter()
+        .map(|t| {
+            let channel = world.channel(namespace_of(t), &t.spec.channel);
+            themes_of(t, channel, &inventory.journeys)
+        })
+        .collect();
     let mut plans = Vec::new();
     let mut unplanned = Vec::new();
     let mut refused = Vec::new();
@@ -208,7 +218,7 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         if let Err(refusal) = admit_image(tp, options) {
             refused.push(format!("{shown}: {}", refusal.message));
         } else if dedicated {
-            plans.push(plan_collector(tp, Some(channel), options));
+            plans.push(plan_collector(tp, Some(channel), &themes[i], options));
         } else if let Some(auth) = &tp.spec.collector.auth {
             refused.push(format!(
                 "{shown}: pooled with a token from Secret {}, which only the cluster holds",
@@ -222,6 +232,7 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
                     touchpoint: tp,
                     channel: Some(channel),
                     token_sha256: None,
+                    themes: &themes[i],
                 });
         }
     }

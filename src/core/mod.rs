@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod consistency;
 pub mod findings;
+pub mod listening;
 pub mod objects;
 pub mod plan;
 pub mod pool;

@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::api::{Channel, Touchpoint};
+use crate::api::{Channel, ThemeSpec, Touchpoint};
 use crate::collector::config::{
     AuthConfig, COLLECTOR_PORT, CONFIG_KEY, CONFIG_MOUNT_PATH, CollectorConfig, HEALTH_PORT,
     TOKEN_MOUNT_PATH,
@@ -230,7 +230,7 @@ pub fn collector_config(touchpoint: &Touchpoint, channel: Option<&Channel>) -> C
         max_comment_bytes: u32::try_from(spec.collector.max_comment_bytes)
             .ok()
             .filter(|b| i64::from(*b) != crate::api::DEFAULT_MAX_COMMENT_BYTES),
-        // Filled by the integrator from the journey's declared themes.
+        // The journeys' themes are added by the planners (`plan_collector`, `pool_config`).
         themes: Vec::new(),
     }
 }
@@ -271,10 +271,12 @@ fn owner_references(touchpoint: &Touchpoint) -> Option<Vec<OwnerReference>> {
     touchpoint.controller_owner_ref(&()).map(|r| vec![r])
 }
 
-/// Plans every object of a touchpoint's collector.
+/// Plans every object of a touchpoint's collector; `themes` are the ones its journeys declare
+/// ([`crate::core::listening::themes_of`]).
 pub fn plan_collector(
     touchpoint: &Touchpoint,
     channel: Option<&Channel>,
+    themes: &[ThemeSpec],
     options: &PlanOptions,
 ) -> CollectorPlan {
     let name = collector_name(&touchpoint.name_any());
@@ -287,7 +289,8 @@ pub fn plan_collector(
         owner_references: owner_references(touchpoint),
         ..Default::default()
     };
-    let config = collector_config(touchpoint, channel);
+    let mut config = collector_config(touchpoint, channel);
+    config.themes = themes.to_vec();
     // JSON is YAML too, and an order of magnitude faster to write than serde_yaml.
     let config_yaml = serde_json::to_string_pretty(&config).unwrap_or_default();
     let config_hash = hash(&config_yaml);

@@ -48,6 +48,8 @@ pub struct PoolMember<'a> {
     pub channel: Option<&'a Channel>,
     /// SHA-256 (hex) of its bearer token, when it asks for authentication.
     pub token_sha256: Option<&'a str>,
+    /// The themes its journeys declare ([`crate::core::listening::themes_of`]).
+    pub themes: &'a [crate::api::ThemeSpec],
 }
 
 /// The objects of a namespace's collector pool.
@@ -142,6 +144,7 @@ pub fn pool_config(namespace: &str, members: &[PoolMember<'_>]) -> PoolConfig {
             let mut entry = collector_config(m.touchpoint, m.channel);
             entry.auth = None;
             entry.auth_token_sha256 = m.token_sha256.map(str::to_string);
+            entry.themes = m.themes.to_vec();
             entry
         })
         .collect();

@@ -204,7 +204,7 @@ pub async fn run_controllers(
         &client,
         &ns,
         all.clone(),
-        2,
+        3,
         &synced,
         &mut tasks,
     );
@@ -262,6 +262,8 @@ pub async fn run_controllers(
 
     let tp_store = stores.touchpoints.clone();
     let (pool_store, secret_store) = (stores.touchpoints.clone(), stores.touchpoints.clone());
+    let journey_store = stores.touchpoints.clone();
+    let journeys_seen = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let touchpoint_controller =
         Controller::for_shared_stream(touchpoints.take(), stores.touchpoints.clone())
             .with_config(config.clone())
@@ -278,6 +280,9 @@ pub async fn run_controllers(
             })
             .watches_shared_stream(auth_secrets.take(), move |s| {
                 touchpoint::touchpoints_of_secret(&secret_store, &s)
+            })
+            .watches_shared_stream(journeys.take(), move |j| {
+                touchpoint::touchpoints_of_journey(&journey_store, &journeys_seen, &j)
             })
             .graceful_shutdown_on(stop())
             .run(

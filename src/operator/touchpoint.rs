@@ -18,8 +18,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
-use crate::api::{Channel, CollectorStatus, Touchpoint, TouchpointStatus};
+use crate::api::{Channel, CollectorStatus, ThemeSpec, Touchpoint, TouchpointStatus};
 use crate::collector::config::POOL_NAME;
+use crate::core::listening::themes_of;
 use crate::core::plan::{
     CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, plan_collector,
 };
@@ -29,7 +30,7 @@ use crate::core::pool::{
 use crate::core::world::namespace_of;
 
 use super::conditions::{self, Verdict};
-use super::context::{Context, Stores, key_of};
+use super::context::{Context, Stores, key_of, valid_in};
 use super::error::Result;
 use super::shell;
 
@@ -324,10 +325,11 @@ pub async fn reconcile(
     let (pool, pool_applied) = keep_pool(&ctx, &namespace).await;
     let paused = touchpoint.spec.paused;
     let (target, applied, deployment) = if touchpoint.spec.collector.is_dedicated() {
-        let plan = channel
-            .as_ref()
-            .filter(|_| refusal.is_none())
-            .map(|c| plan_collector(touchpoint, Some(c), &ctx.options.plan));
+        let plan = channel.as_ref().filter(|_| refusal.is_none()).map(|c| {
+            let journeys = valid_in(&stores.journeys, &namespace);
+            let themes = themes_of(touchpoint, Some(c), &journeys);
+            plan_collector(touchpoint, Some(c), &themes, &ctx.options.plan)
+        });
         let applied = match plan.as_ref().filter(|_| !paused) {
             Some(plan) => apply_plan(plan, &ctx, &namespace).await,
             None => Ok(()),
@@ -436,6 +438,21 @@ pub fn pool_fingerprint(stores: &Stores, namespace: &str) -> u64 {
         })
         .collect();
     members.sort();
+    // The journeys' themes go into the pool's configuration.
+    let mut journeys: Vec<_> = stores
+        .journeys
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace.as_deref() == Some(namespace))
+        .map(|g| {
+            (
+                g.meta().name.clone(),
+                g.meta().uid.clone(),
+                g.meta().generation,
+            )
+        })
+        .collect();
+    journeys.sort();
     let observed = [
         pool_object_version(&stores.pool_secrets, namespace),
         pool_object_version(&stores.services, namespace),
@@ -445,7 +462,7 @@ pub fn pool_fingerprint(stores: &Stores, namespace: &str) -> u64 {
         pool_object_version(&stores.network_policies, namespace),
     ];
     let mut hasher = DefaultHasher::new();
-    (members, observed).hash(&mut hasher);
+    (members, journeys, observed).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -471,21 +488,25 @@ pub fn plan_namespace_pool(
         .filter_map(|g| g.0.as_ref().ok().cloned())
         .filter(|t| !t.spec.collector.is_dedicated())
         .collect();
-    let channels: Vec<(Touchpoint, Channel, Option<String>)> = touchpoints
+    let journeys = valid_in(&stores.journeys, namespace);
+    type Member = (Touchpoint, Channel, Option<String>, Vec<ThemeSpec>);
+    let channels: Vec<Member> = touchpoints
         .into_iter()
         .filter_map(|t| {
             let channel = find(&stores.channels, namespace, &t.spec.channel)
                 .and_then(|g| g.0.clone().ok())?;
             let digest = admit(&t, marked_secret(stores, &t).as_deref(), options).ok()?;
-            Some((t, channel, digest))
+            let themes = themes_of(&t, Some(&channel), &journeys);
+            Some((t, channel, digest, themes))
         })
         .collect();
     let members: Vec<PoolMember<'_>> = channels
         .iter()
-        .map(|(touchpoint, channel, digest)| PoolMember {
+        .map(|(touchpoint, channel, digest, themes)| PoolMember {
             touchpoint,
             channel: Some(channel),
             token_sha256: digest.as_deref(),
+            themes,
         })
         .collect();
     plan_pool(namespace, &members, options)
@@ -777,6 +798,35 @@ pub fn touchpoints_of_channel(
         .iter()
         .filter(|g| g.meta().namespace == namespace)
         .filter(|g| g.0.as_ref().is_ok_and(|t| t.spec.channel == name))
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
+}
+
+/// Touchpoints to reconcile when a journey's spec changes (its themes go into their collectors'
+/// configuration): every one of its namespace. Status writes (same generation) are skipped, so
+/// a journey's summary status does not replan its namespace's collectors.
+pub fn touchpoints_of_journey(
+    store: &Store<DeserializeGuard<Touchpoint>>,
+    seen: &std::sync::Mutex<std::collections::HashMap<(String, String), Option<i64>>>,
+    journey: &DeserializeGuard<crate::api::CustomerJourney>,
+) -> Vec<ObjectRef<DeserializeGuard<Touchpoint>>> {
+    let meta = journey.meta();
+    let key = (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    let changed = match seen.lock() {
+        Ok(mut seen) => seen.insert(key, meta.generation) != Some(meta.generation),
+        Err(_) => true,
+    };
+    if !changed {
+        return vec![];
+    }
+    let namespace = meta.namespace.clone();
+    store
+        .state()
+        .iter()
+        .filter(|g| g.meta().namespace == namespace)
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
 }

@@ -1,0 +1,144 @@
+//! Listening to what customers write: which declared themes each touchpoint's collector counts.
+//!
+//! Themes are declared on a CustomerJourney (`spec.themes`), once for the whole programme; a
+//! touchpoint counts the themes of every journey it belongs to (its channel is selected by the
+//! journey and its stage is one of the journey's stages). Pure, so the operator and `check
+//! --plan` derive the same collector configuration.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use crate::api::{Channel, CustomerJourney, ThemeSpec, Touchpoint};
+
+use super::selector;
+use super::world::namespace_of;
+
+/// Whether `journey` holds `touchpoint` (on `channel`): same namespace, the journey selects the
+/// channel, and the touchpoint's stage is one of the journey's.
+pub fn journey_holds(
+    journey: &CustomerJourney,
+    touchpoint: &Touchpoint,
+    channel: &Channel,
+) -> bool {
+    namespace_of(journey) == namespace_of(touchpoint)
+        && namespace_of(channel) == namespace_of(touchpoint)
+        && journey.spec.stages.contains(&touchpoint.spec.stage)
+        && selector::matches(
+            journey.spec.channel_selector.as_ref(),
+            channel.metadata.labels.as_ref(),
+        )
+}
+
+/// The themes `touchpoint`'s collector counts: those of every journey holding it, by name. When
+/// two journeys declare a theme of the same name, the journey first in name order defines it
+/// (`check` reports the conflict), so the result never depends on the order of `journeys`.
+pub fn themes_of(
+    touchpoint: &Touchpoint,
+    channel: Option<&Channel>,
+    journeys: &[CustomerJourney],
+) -> Vec<ThemeSpec> {
+    let Some(channel) = channel else {
+        return Vec::new();
+    };
+    let mut holding: Vec<&CustomerJourney> = journeys
+        .iter()
+        .filter(|j| !j.spec.themes.is_empty() && journey_holds(j, touchpoint, channel))
+        .collect();
+    holding.sort_by_key(|j| j.name_any());
+    let mut themes: BTreeMap<&str, &ThemeSpec> = BTreeMap::new();
+    for journey in holding {
+        for theme in &journey.spec.themes {
+            themes.entry(theme.name.as_str()).or_insert(theme);
+        }
+    }
+    themes.into_values().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+        serde_yaml::from_str(yaml).expect("a fixture")
+    }
+
+    fn journey(name: &str, stages: &str, selector: &str, themes: &str) -> CustomerJourney {
+        parse(&format!(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: CustomerJourney\n\
+             metadata: {{name: {name}, namespace: shop}}\n\
+             spec: {{stages: {stages}, channelSelector: {selector}, themes: {themes}}}\n"
+        ))
+    }
+
+    fn fixtures() -> (Touchpoint, Channel, Channel) {
+        let touchpoint = parse(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Touchpoint\n\
+             metadata: {name: tracking, namespace: shop}\n\
+             spec: {channel: app, stage: delivery, signals: {surveys: [{metric: nps}]}}\n",
+        );
+        let app = parse(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\n\
+             metadata: {name: app, namespace: shop, labels: {journey: retail}}\nspec: {type: mobile-app}\n",
+        );
+        let store = parse(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\n\
+             metadata: {name: store, namespace: shop}\nspec: {type: store}\n",
+        );
+        (touchpoint, app, store)
+    }
+
+    #[test]
+    fn a_touchpoint_counts_the_themes_of_the_journeys_that_hold_it_by_name() {
+        let (touchpoint, app, store) = fixtures();
+        let retail = journey(
+            "retail",
+            "[purchase, delivery]",
+            "{matchLabels: {journey: retail}}",
+            "[{name: price, keywords: [prezzo, price]}, {name: delivery, keywords: [consegn*]}]",
+        );
+        let later = journey(
+            "zz-later",
+            "[delivery]",
+            "{}",
+            "[{name: delivery, keywords: [courier]}, {name: app-crashes, keywords: [crash*]}]",
+        );
+        let other_stage = journey(
+            "returns",
+            "[support]",
+            "{}",
+            "[{name: refunds, keywords: [rimborso]}]",
+        );
+        let names = |themes: Vec<ThemeSpec>| -> Vec<(String, Vec<String>)> {
+            themes.into_iter().map(|t| (t.name, t.keywords)).collect()
+        };
+        let all = [later.clone(), other_stage.clone(), retail.clone()];
+        let got = names(themes_of(&touchpoint, Some(&app), &all));
+        assert_eq!(
+            got,
+            [
+                ("app-crashes".to_string(), vec!["crash*".to_string()]),
+                // retail comes first in name order: its definition wins.
+                ("delivery".to_string(), vec!["consegn*".to_string()]),
+                (
+                    "price".to_string(),
+                    vec!["prezzo".to_string(), "price".to_string()]
+                ),
+            ]
+        );
+        // The order the journeys come in changes nothing.
+        let reversed = [retail, other_stage, later.clone()];
+        assert_eq!(names(themes_of(&touchpoint, Some(&app), &reversed)), got);
+        // A channel the journey does not select, or no channel: no retail themes.
+        let mut on_store = touchpoint.clone();
+        on_store.spec.channel = "store".into();
+        assert_eq!(
+            names(themes_of(&on_store, Some(&store), &reversed))
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>(),
+            ["app-crashes", "delivery"]
+        );
+        assert!(themes_of(&touchpoint, None, &reversed).is_empty());
+    }
+}
