@@ -96,6 +96,19 @@ impl SchemaValidator {
         self.kinds.keys().map(String::as_str)
     }
 
+    /// `object` as the API server stores it when it is valid: nulls of fields that are not
+    /// `nullable` dropped, null labels and annotations empty (see [`SchemaValidator::validate`]).
+    pub fn admitted(&self, object: &Value) -> Value {
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match self.kinds.get(kind) {
+            Some(compiled) => prune_nulls(&compiled.openapi, object),
+            None => object.clone(),
+        }
+    }
+
     /// Every schema violation of `object`, a whole manifest (`apiVersion`, `kind`, `metadata`, `spec`).
     /// Structural errors come first; CEL rules run only on structurally valid objects, as on the API server.
     pub fn validate(&self, object: &Value) -> Vec<SchemaViolation> {
@@ -113,6 +126,8 @@ impl SchemaValidator {
                 ),
             )];
         };
+        let pruned = prune_nulls(&compiled.openapi, object);
+        let object = &pruned;
         let mut found: Vec<SchemaViolation> = compiled
             .structure
             .iter_errors(object)
@@ -144,6 +159,56 @@ impl Default for SchemaValidator {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `object` as the API server validates it: a null written for a field that is not `nullable` is
+/// dropped first (as if the field were not written; a required one is then missing), and a null
+/// label or annotation is the empty string, as ObjectMeta decodes it.
+fn prune_nulls(openapi: &Value, object: &Value) -> Value {
+    fn prune(schema: Option<&Value>, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let child = |key: &str| {
+                    schema.and_then(|s| {
+                        s.get("properties")
+                            .and_then(|p| p.get(key))
+                            .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+                    })
+                };
+                map.retain(|key, item| {
+                    !item.is_null()
+                        || child(key).and_then(|s| s.get("nullable")) == Some(&Value::Bool(true))
+                });
+                for (key, item) in map.iter_mut() {
+                    prune(child(key), item);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    prune(schema.and_then(|s| s.get("items")), item);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        for (key, item) in map.iter_mut() {
+            if key == "metadata" {
+                for part in ["labels", "annotations"] {
+                    if let Some(Value::Object(entries)) = item.get_mut(part) {
+                        for entry in entries.values_mut().filter(|v| v.is_null()) {
+                            *entry = Value::String(String::new());
+                        }
+                    }
+                }
+            } else {
+                prune(openapi.get("properties").and_then(|p| p.get(key)), item);
+            }
+        }
+        map.retain(|key, item| !item.is_null() || key == "metadata");
+    }
+    object
 }
 
 /// The violations one JSON-Schema error stands for, each naming the precise field: a missing
@@ -338,6 +403,7 @@ struct Format {
 
 const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 const SECRET_NAME: &str = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
 
 /// Every pattern the CRDs (and manifest metadata) use; `tests` check none is missing.
@@ -350,6 +416,11 @@ const FORMATS: &[Format] = &[
     Format {
         pattern: DNS_SUBDOMAIN,
         what: "is not a valid name: names are lower case, made of letters a-z, digits, '-' and '.', and start and end with a letter or digit, e.g. web-checkout",
+        hint: |v| name_hint(v, true),
+    },
+    Format {
+        pattern: LABEL_VALUE,
+        what: "is not a valid label value: letters, digits, '-', '_' and '.', starting and ending with a letter or digit (or empty), e.g. retail",
         hint: |v| name_hint(v, true),
     },
     Format {
@@ -665,7 +736,8 @@ fn metadata_schema() -> Value {
             "name": {"type": "string", "minLength": 1, "maxLength": 253,
                      "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"},
             "namespace": {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-            "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
+            "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63,
+                       "pattern": LABEL_VALUE}},
             "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
         }
     })
