@@ -492,26 +492,26 @@ fn document(corpus: &mut Corpus, base: &Value) {
     corpus.push(base, "yaml-tab-indent", &[], tabbed.join("\n") + "\n");
     let mut doc = base.clone();
     let labels = json!({"a": "one", "b": "two"});
-    doc["metadata"]["labels"] = json!(MARK);
-    doc["metadata"]["annotations"] = json!("__ALIAS__");
+    // (Keys are written in order: `annotations` holds the anchor, `labels` the alias.)
+    doc["metadata"]["annotations"] = json!(MARK);
+    doc["metadata"]["labels"] = json!("__ALIAS__");
     let text = yaml(&doc, Some("&labels {a: one, b: two}")).replace("__ALIAS__", "*labels");
     corpus.push(base, "yaml-anchor-alias", &[], text);
     let _ = labels;
     let mut doc = base.clone();
-    doc["metadata"]["labels"] = json!(MARK);
-    doc["metadata"]["annotations"] = json!("__MERGE__");
+    doc["metadata"]["annotations"] = json!(MARK);
+    doc["metadata"]["labels"] = json!("__MERGE__");
     let text = yaml(&doc, Some("&labels {a: one, b: two}"))
         .replace("__MERGE__", "{<<: *labels, c: three}");
     corpus.push(base, "yaml-merge-key", &[], text);
     let mut doc = base.clone();
-    doc["metadata"]["labels"] = json!({"n": MARK});
+    doc["metadata"]["annotations"] = json!(MARK);
+    doc["metadata"]["labels"] = json!({"n": "__ALIAS__"});
     corpus.push(
         base,
         "yaml-alias-to-mapping-for-string",
         &[Seg::Key("metadata".into()), Seg::Key("labels".into())],
-        yaml(&doc, None)
-            .replace(MARK, "*m")
-            .replace("metadata:\n", "metadata: &m\n"),
+        yaml(&doc, Some("&m {a: one}")).replace("__ALIAS__", "*m"),
     );
     corpus.push(
         base,
@@ -686,10 +686,22 @@ fn server_fields(stderr: &str, case_text: &str) -> BTreeSet<String> {
             let mut from = 0;
             while let Some(at) = line[from..].find(phrase) {
                 let end = from + at;
-                let start = line[..end]
-                    .rfind([' ', '[', '(', '\t'])
-                    .map_or(0, |i| i + 1);
-                add(&line[start..end]);
+                let start = line[..end].rfind([' ', '(', '\t']).map_or(0, |i| i + 1);
+                // Server-side apply names set and map items by value (`.spec.locales[=it-IT]`,
+                // `.answers[question=1]`): the list is the field named.
+                let field = &line[start..end];
+                let field = match field.find('[') {
+                    Some(open)
+                        if field[open..]
+                            .split(']')
+                            .next()
+                            .is_some_and(|k| k.contains('=')) =>
+                    {
+                        &field[..open]
+                    }
+                    _ => field,
+                };
+                add(field.trim_start_matches("* "));
                 from = end + phrase.len();
             }
         }
