@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Number, Value};
-use unsafe_libyaml as sys;
 
 /// A scalar that cannot become the JSON kubectl sends, with where it is (0-based line, column).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,17 +69,17 @@ fn events(text: &str) -> Option<Vec<Event>> {
     // SAFETY: the parser is initialised before use and deleted once; the input outlives it; each
     // event is read according to its type and deleted after its data is copied.
     unsafe {
-        let mut parser = std::mem::MaybeUninit::<sys::yaml_parser_t>::uninit();
-        if sys::yaml_parser_initialize(parser.as_mut_ptr()).fail {
+        let mut parser = std::mem::MaybeUninit::<unsafe_libyaml::yaml_parser_t>::uninit();
+        if unsafe_libyaml::yaml_parser_initialize(parser.as_mut_ptr()).fail {
             return None;
         }
         let mut parser = parser.assume_init();
-        sys::yaml_parser_set_input_string(&mut parser, text.as_ptr(), text.len() as _);
+        unsafe_libyaml::yaml_parser_set_input_string(&mut parser, text.as_ptr(), text.len() as _);
         let mut ok = true;
         let mut documents = 0;
         loop {
-            let mut event = std::mem::MaybeUninit::<sys::yaml_event_t>::uninit();
-            if sys::yaml_parser_parse(&mut parser, event.as_mut_ptr()).fail {
+            let mut event = std::mem::MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
+            if unsafe_libyaml::yaml_parser_parse(&mut parser, event.as_mut_ptr()).fail {
                 ok = false;
                 break;
             }
@@ -88,40 +87,40 @@ fn events(text: &str) -> Option<Vec<Event>> {
             let mark = event.start_mark;
             let mut stop = false;
             match event.type_ {
-                sys::YAML_STREAM_END_EVENT => stop = true,
-                sys::YAML_DOCUMENT_START_EVENT => documents += 1,
-                sys::YAML_DOCUMENT_END_EVENT => stop = documents > 0,
-                sys::YAML_ALIAS_EVENT => out.push(Event::Alias(
+                unsafe_libyaml::YAML_STREAM_END_EVENT => stop = true,
+                unsafe_libyaml::YAML_DOCUMENT_START_EVENT => documents += 1,
+                unsafe_libyaml::YAML_DOCUMENT_END_EVENT => stop = documents > 0,
+                unsafe_libyaml::YAML_ALIAS_EVENT => out.push(Event::Alias(
                     string(event.data.alias.anchor).unwrap_or_default(),
                 )),
-                sys::YAML_SCALAR_EVENT => {
+                unsafe_libyaml::YAML_SCALAR_EVENT => {
                     let scalar = event.data.scalar;
                     let bytes = std::slice::from_raw_parts(scalar.value, scalar.length as usize);
                     out.push(Event::Scalar {
                         anchor: string(scalar.anchor),
                         tag: string(scalar.tag),
                         value: String::from_utf8_lossy(bytes).into_owned(),
-                        plain: scalar.style == sys::YAML_PLAIN_SCALAR_STYLE,
+                        plain: scalar.style == unsafe_libyaml::YAML_PLAIN_SCALAR_STYLE,
                         line: mark.line as usize,
                         column: mark.column as usize,
                     });
                 }
-                sys::YAML_SEQUENCE_START_EVENT => out.push(Event::SequenceStart(string(
-                    event.data.sequence_start.anchor,
-                ))),
-                sys::YAML_SEQUENCE_END_EVENT => out.push(Event::SequenceEnd),
-                sys::YAML_MAPPING_START_EVENT => {
+                unsafe_libyaml::YAML_SEQUENCE_START_EVENT => out.push(Event::SequenceStart(
+                    string(event.data.sequence_start.anchor),
+                )),
+                unsafe_libyaml::YAML_SEQUENCE_END_EVENT => out.push(Event::SequenceEnd),
+                unsafe_libyaml::YAML_MAPPING_START_EVENT => {
                     out.push(Event::MappingStart(string(event.data.mapping_start.anchor)))
                 }
-                sys::YAML_MAPPING_END_EVENT => out.push(Event::MappingEnd),
+                unsafe_libyaml::YAML_MAPPING_END_EVENT => out.push(Event::MappingEnd),
                 _ => {}
             }
-            sys::yaml_event_delete(&mut event);
+            unsafe_libyaml::yaml_event_delete(&mut event);
             if stop {
                 break;
             }
         }
-        sys::yaml_parser_delete(&mut parser);
+        unsafe_libyaml::yaml_parser_delete(&mut parser);
         if !ok {
             return None;
         }
