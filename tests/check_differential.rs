@@ -739,7 +739,11 @@ fn server_fields(stderr: &str, case_text: &str) -> BTreeSet<String> {
         {
             add("kind");
         }
-        if line.contains("apiVersion not set") || line.contains("Object 'apiVersion' is missing") {
+        // kubectl's client-side check of a non-string apiVersion: `apiVersion isn't string type`.
+        if line.contains("apiVersion not set")
+            || line.contains("Object 'apiVersion' is missing")
+            || line.contains("apiVersion isn't string type")
+        {
             add("apiVersion");
         }
         if line.contains("resource name may not be empty") {
