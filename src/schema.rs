@@ -811,7 +811,7 @@ fn metadata_schema() -> Value {
 mod tests {
     use super::*;
 
-    /// An ExperienceKPI with `spec` extended by `extra` (YAML flow mappings merged in).
+    /// An ExperienceKPI with the given metadata line and extra `spec` lines.
     fn kpi(metadata: &str, spec: &str) -> Value {
         let text = format!(
             "apiVersion: cx.conductor.dev/v1alpha1\nkind: ExperienceKPI\n{metadata}\nspec:\n  indicator: {{builtin: csat}}\n  objective: {{direction: atLeast, target: 4}}\n{spec}\n"
