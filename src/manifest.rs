@@ -10,6 +10,7 @@ use crate::api::{Channel, CustomerJourney, ExperienceKPI, GROUP, Touchpoint};
 use crate::schema::{SchemaValidator, SchemaViolation};
 
 pub mod lines;
+pub mod yaml11;
 
 pub use crate::core::Origin;
 pub use lines::FieldLines;
@@ -169,7 +170,21 @@ fn push_document(
     first_line: usize,
     documents: &mut Vec<Document>,
 ) -> Result<(), LoadError> {
-    let value: Value = match serde_yaml::from_str::<Option<Value>>(chunk) {
+    // The object kubectl would send (YAML 1.1 scalars, merge keys); serde_yaml describes what
+    // libyaml cannot parse.
+    let parsed = match yaml11::parse(chunk) {
+        Ok(value) => Ok(value),
+        Err(Some(unsendable)) => {
+            return Err(LoadError::InvalidYaml {
+                file: file.into(),
+                line: first_line + unsendable.line + 1,
+                column: unsendable.column + 1,
+                message: unsendable.message,
+            });
+        }
+        Err(None) => serde_yaml::from_str::<Option<Value>>(chunk),
+    };
+    let value: Value = match parsed {
         Ok(Some(value)) => value,
         Ok(None) => return Ok(()),
         Err(e) => {
@@ -300,7 +315,14 @@ impl Inventory {
                 .split_once('/')
                 .map(|(g, _)| g)
                 .unwrap_or_default();
-            if group != GROUP {
+            // A kind of this API without apiVersion is refused for it, not skipped.
+            let kind = value
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let ours =
+                group == GROUP || (api_version.is_empty() && validator.kinds().any(|k| k == kind));
+            if !ours {
                 let kind = value
                     .get("kind")
                     .and_then(Value::as_str)
@@ -329,7 +351,7 @@ impl Inventory {
                 ));
             }
             if violations.is_empty() {
-                match inventory.accept(&object, value) {
+                match inventory.accept(&object, &validator.admitted(value)) {
                     Ok(()) => {
                         inventory
                             .origins

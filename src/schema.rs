@@ -96,6 +96,19 @@ impl SchemaValidator {
         self.kinds.keys().map(String::as_str)
     }
 
+    /// `object` as the API server stores it when it is valid: a null of a defaulted field that is
+    /// not `nullable` its default, null labels and annotations empty (see [`default_nulls`]).
+    pub fn admitted(&self, object: &Value) -> Value {
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match self.kinds.get(kind) {
+            Some(compiled) => default_nulls(&compiled.openapi, object),
+            None => object.clone(),
+        }
+    }
+
     /// Every schema violation of `object`, a whole manifest (`apiVersion`, `kind`, `metadata`, `spec`).
     /// Structural errors come first; CEL rules run only on structurally valid objects, as on the API server.
     pub fn validate(&self, object: &Value) -> Vec<SchemaViolation> {
@@ -113,11 +126,22 @@ impl SchemaValidator {
                 ),
             )];
         };
+        let defaulted = default_nulls(&compiled.openapi, object);
+        let object = &defaulted;
         let mut found: Vec<SchemaViolation> = compiled
             .structure
             .iter_errors(object)
             .flat_map(|e| violations_of(&e))
             .collect();
+        // kubectl and the API server refuse a document without metadata for its name: "resource
+        // name may not be empty".
+        if object.get("metadata").is_none() {
+            found.push(SchemaViolation::new(
+                "metadata.name",
+                "required",
+                "required field \"name\" is missing (no metadata): a resource name may not be empty",
+            ));
+        }
         if object.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
             found.push(SchemaViolation::new(
                 "apiVersion",
@@ -128,7 +152,8 @@ impl SchemaValidator {
         duplicates(&compiled.openapi, object, "", &mut found);
         if found.is_empty() {
             let validator = kube::core::cel::Validator::new();
-            if let Err(errors) = validator.validate_compiled(&compiled.cel, object, None) {
+            let object = nulls_absent(&compiled.openapi, object);
+            if let Err(errors) = validator.validate_compiled(&compiled.cel, &object, None) {
                 found.extend(errors.into_vec().into_iter().map(|e| {
                     SchemaViolation::new(e.field_path.trim_start_matches('.'), "cel", e.message)
                 }));
@@ -144,6 +169,102 @@ impl Default for SchemaValidator {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `object` as server-side apply hands it to validation (measured with
+/// `kubectl apply --server-side --dry-run=server`, Kubernetes 1.37): a null written for a field
+/// that is not `nullable` but has a `default` becomes the default (structural defaulting treats
+/// it as not written), and a null label or annotation is the empty string, as ObjectMeta decodes
+/// it. Every other null stays and is validated as written: a null of a field that is not
+/// `nullable` (required or not, object, list or scalar), of a map value or of a list item is
+/// refused for its type, and a null of a `nullable` field with an `enum` is refused by the enum
+/// (even when the enum lists null). Only `kubectl create` and client-side apply decode the body
+/// through the CRD codec, which also drops nulls of non-nullable fields without a default.
+fn default_nulls(openapi: &Value, object: &Value) -> Value {
+    fn walk(schema: &Value, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let properties = schema.get("properties").and_then(Value::as_object);
+                let values = schema.get("additionalProperties").filter(|a| a.is_object());
+                for (key, item) in map.iter_mut() {
+                    let Some(child) = properties.and_then(|p| p.get(key)).or(values) else {
+                        continue;
+                    };
+                    let is_property = properties.is_some_and(|p| p.contains_key(key));
+                    if item.is_null()
+                        && is_property
+                        && child.get("nullable") != Some(&Value::Bool(true))
+                        && let Some(default) = child.get("default")
+                    {
+                        *item = default.clone();
+                    }
+                    walk(child, item);
+                }
+            }
+            Value::Array(items) => {
+                if let Some(schema) = schema.get("items") {
+                    for item in items {
+                        walk(schema, item);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        // `apiVersion: ~`, `kind: ~` and `metadata: ~` are not written, as kubectl reads them.
+        map.retain(|key, item| {
+            !(item.is_null() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata"))
+        });
+        if let Some(meta) = map.get_mut("metadata") {
+            for part in ["labels", "annotations"] {
+                if let Some(Value::Object(entries)) = meta.get_mut(part) {
+                    for entry in entries.values_mut().filter(|v| v.is_null()) {
+                        *entry = Value::String(String::new());
+                    }
+                }
+            }
+        }
+    }
+    let mut schema = openapi.clone();
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        properties.remove("metadata");
+    }
+    walk(&schema, &mut object);
+    object
+}
+
+/// `object` as CEL rules see it on the API server: a null field of an object with properties is
+/// absent (`has()` is false), as a null map value or list item is not.
+fn nulls_absent(openapi: &Value, object: &Value) -> Value {
+    fn walk(schema: &Value, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                    map.retain(|key, item| !(item.is_null() && properties.contains_key(key)));
+                }
+                let properties = schema.get("properties").and_then(Value::as_object);
+                let values = schema.get("additionalProperties").filter(|a| a.is_object());
+                for (key, item) in map.iter_mut() {
+                    if let Some(child) = properties.and_then(|p| p.get(key)).or(values) {
+                        walk(child, item);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(schema) = schema.get("items") {
+                    for item in items {
+                        walk(schema, item);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut object = object.clone();
+    walk(openapi, &mut object);
+    object
 }
 
 /// The violations one JSON-Schema error stands for, each naming the precise field: a missing
@@ -338,6 +459,7 @@ struct Format {
 
 const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 const SECRET_NAME: &str = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
 
 /// Every pattern the CRDs (and manifest metadata) use; `tests` check none is missing.
@@ -350,6 +472,11 @@ const FORMATS: &[Format] = &[
     Format {
         pattern: DNS_SUBDOMAIN,
         what: "is not a valid name: names are lower case, made of letters a-z, digits, '-' and '.', and start and end with a letter or digit, e.g. web-checkout",
+        hint: |v| name_hint(v, true),
+    },
+    Format {
+        pattern: LABEL_VALUE,
+        what: "is not a valid label value: letters, digits, '-', '_' and '.', starting and ending with a letter or digit (or empty), e.g. retail",
         hint: |v| name_hint(v, true),
     },
     Format {
@@ -612,6 +739,14 @@ fn to_json_schema(openapi: &Value, root: bool) -> Value {
                     .unwrap_or_default();
                 out.insert(key.clone(), Value::Array(list));
             }
+            // The API server refuses a null where an enum is declared, even a null it lists.
+            "enum" => {
+                let values = value
+                    .as_array()
+                    .map(|l| l.iter().filter(|v| !v.is_null()).cloned().collect())
+                    .unwrap_or_default();
+                out.insert(key.clone(), Value::Array(values));
+            }
             // Defaults and formats are the API server's business, not a validation rule.
             "default" | "format" | "nullable" | "x-kubernetes-int-or-string" => {}
             k if k.starts_with("x-kubernetes-") => {}
@@ -623,13 +758,10 @@ fn to_json_schema(openapi: &Value, root: bool) -> Value {
     if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         out.insert("type".into(), serde_json::json!(["integer", "string"]));
     }
-    if schema.get("nullable") == Some(&Value::Bool(true)) {
-        if let Some(Value::String(t)) = out.get("type").cloned() {
-            out.insert("type".into(), serde_json::json!([t, "null"]));
-        }
-        if let Some(Value::Array(values)) = out.get_mut("enum") {
-            values.push(Value::Null);
-        }
+    if schema.get("nullable") == Some(&Value::Bool(true))
+        && let Some(Value::String(t)) = out.get("type").cloned()
+    {
+        out.insert("type".into(), serde_json::json!([t, "null"]));
     }
     let preserves_unknown =
         schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
@@ -644,7 +776,8 @@ fn to_json_schema(openapi: &Value, root: bool) -> Value {
         }
         out.insert(
             "required".into(),
-            serde_json::json!(["apiVersion", "kind", "metadata", "spec"]),
+            // A missing metadata is refused for its name (see `SchemaValidator::validate`).
+            serde_json::json!(["apiVersion", "kind", "spec"]),
         );
     }
     if out.contains_key("properties")
@@ -665,8 +798,121 @@ fn metadata_schema() -> Value {
             "name": {"type": "string", "minLength": 1, "maxLength": 253,
                      "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"},
             "namespace": {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-            "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
+            "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63,
+                       "pattern": LABEL_VALUE}},
             "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
         }
     })
+}
+
+/// Nulls as `kubectl apply --server-side --dry-run=server` treats them (Kubernetes 1.37), one
+/// test per case measured against the API server.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ExperienceKPI with the given metadata line and extra `spec` lines.
+    fn kpi(metadata: &str, spec: &str) -> Value {
+        let text = format!(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: ExperienceKPI\n{metadata}\nspec:\n  indicator: {{builtin: csat}}\n  objective: {{direction: atLeast, target: 4}}\n{spec}\n"
+        );
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    fn fields(object: &Value) -> Vec<String> {
+        SchemaValidator::new()
+            .validate(object)
+            .into_iter()
+            .map(|v| v.field)
+            .collect()
+    }
+
+    const META: &str = "metadata: {name: k1}";
+
+    #[test]
+    fn null_of_a_defaulted_field_is_its_default() {
+        let object = kpi(META, "  interval: ~\n  scope: ~");
+        assert_eq!(fields(&object), Vec::<String>::new());
+        let admitted = SchemaValidator::new().admitted(&object);
+        assert_eq!(admitted["spec"]["interval"], "5m");
+        assert_eq!(admitted["spec"]["scope"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn null_of_a_field_without_default_is_refused_for_its_type() {
+        let object = kpi(META, "  scope: {channels: ~}");
+        assert_eq!(fields(&object), ["spec.scope.channels"]);
+    }
+
+    #[test]
+    fn null_of_a_required_field_is_refused_for_its_type() {
+        let mut object = kpi(META, "");
+        object["spec"]["objective"]["target"] = Value::Null;
+        let violations = SchemaValidator::new().validate(&object);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "spec.objective.target");
+        assert_eq!(violations[0].rule, "type");
+    }
+
+    #[test]
+    fn null_map_value_is_refused() {
+        let object = kpi(META, "  scope: {touchpointSelector: {matchLabels: {a: ~}}}");
+        assert_eq!(
+            fields(&object),
+            ["spec.scope.touchpointSelector.matchLabels.a"]
+        );
+    }
+
+    #[test]
+    fn null_list_item_is_refused() {
+        let object = kpi(META, "  scope: {channels: [web, ~]}");
+        assert_eq!(fields(&object), ["spec.scope.channels[1]"]);
+    }
+
+    #[test]
+    fn null_of_a_nullable_field_is_kept_and_absent_for_cel() {
+        // `warning` is read by a CEL rule of `objective`; a null is as if not written.
+        let object = kpi(META, "  owner: ~");
+        let mut object = object;
+        object["spec"]["objective"]["warning"] = Value::Null;
+        assert_eq!(fields(&object), Vec::<String>::new());
+        assert_eq!(
+            SchemaValidator::new().admitted(&object)["spec"]["owner"],
+            Value::Null
+        );
+        // `has(self.promql)` is false for a null promql: exactly one of builtin or promql.
+        let mut object = kpi(META, "");
+        object["spec"]["indicator"] = serde_json::json!({"promql": null, "samplesPromql": null});
+        assert_eq!(fields(&object), ["spec.indicator"]);
+    }
+
+    #[test]
+    fn null_of_a_nullable_enum_is_refused_even_when_the_enum_lists_null() {
+        let object = kpi(META, "  scope: {stage: ~}");
+        let violations = SchemaValidator::new().validate(&object);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "spec.scope.stage");
+        assert_eq!(violations[0].rule, "enum");
+    }
+
+    #[test]
+    fn null_label_is_the_empty_string() {
+        let object = kpi("metadata: {name: k1, labels: {a: ~}}", "");
+        assert_eq!(fields(&object), Vec::<String>::new());
+        assert_eq!(
+            SchemaValidator::new().admitted(&object)["metadata"]["labels"]["a"],
+            ""
+        );
+    }
+
+    #[test]
+    fn no_metadata_is_refused_for_its_name() {
+        for metadata in ["", "metadata: ~", "metadata: {}"] {
+            assert_eq!(
+                fields(&kpi(metadata, "")),
+                ["metadata.name"],
+                "{metadata:?}"
+            );
+        }
+    }
 }
