@@ -5,7 +5,7 @@
 //! event is an array lookup plus an atomic add (no label hashing per event).
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
@@ -366,7 +366,8 @@ impl CollectorMetrics {
                 Some((family, before)) => {
                     // Series of themes (or segments) no longer declared disappear; the others
                     // keep counting.
-                    for gone in before.iter().filter(|b| !labels.contains(b)) {
+                    let kept: HashSet<&[String; 3]> = labels.iter().collect();
+                    for gone in before.iter().filter(|b| !kept.contains(b)) {
                         let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
                         let _ = family.remove_label_values(&gone);
                     }
@@ -440,19 +441,26 @@ impl CollectorMetrics {
     /// Counts a comment and the themes it mentions.
     fn record_comment(&self, signal: &Signal, comment: &str) {
         let (kind, segment) = self.slot(signal);
-        let at = |counters: &BySegment<Option<IntCounter>>| {
+        fn at(
+            counters: &BySegment<Option<IntCounter>>,
+            kind: usize,
+            segment: usize,
+        ) -> Option<&IntCounter> {
             counters
                 .get(kind)
                 .and_then(|k| k.get(segment))
                 .and_then(Option::as_ref)
-                .cloned()
-        };
-        if let Some(counter) = at(&self.comments) {
+        }
+        if let Some(counter) = at(&self.comments, kind, segment) {
             counter.inc();
         }
         if let Some(matcher) = &self.matcher {
             for theme in matcher.matches(comment).iter() {
-                if let Some(counter) = self.themes.get(theme).and_then(at) {
+                if let Some(counter) = self
+                    .themes
+                    .get(theme)
+                    .and_then(|counters| at(counters, kind, segment))
+                {
                     counter.inc();
                 }
             }

@@ -58,9 +58,10 @@
 //! position). Each event is accepted or rejected on its own.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
-use serde::Deserialize;
+use serde::de::DeserializeSeed;
 
 use crate::api::{Outcome, SurveyMetric};
 
@@ -201,7 +202,21 @@ pub fn parse_event<'a>(bytes: &'a [u8], schema: &EventSchema) -> Result<Event<'a
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let top = wire::Top::deserialize(&mut deserializer).map_err(malformed)?;
+    let reading = Cell::new(None);
+    let top = wire::TopVisitor {
+        reading: Some(&reading),
+    }
+    .deserialize(&mut deserializer)
+    .map_err(|error| match reading.get() {
+        // A value that is not JSON, invalid UTF-8 in a string included: its field is named (the
+        // parser's message names a position, never the text).
+        Some(field) => Rejection::field(
+            Reason::Malformed,
+            field.name(),
+            format!("malformed JSON in {}: {error}", field.name()),
+        ),
+        None => malformed(error),
+    })?;
     deserializer.end().map_err(malformed)?;
     validate::validate(top, schema)
 }

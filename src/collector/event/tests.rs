@@ -876,6 +876,8 @@ fn invalid_utf8_in_a_comment_is_refused_never_replaced() {
     )
     .expect_err("invalid UTF-8");
     assert_eq!(rejection.reason, Reason::Malformed);
+    assert_eq!(rejection.field.as_deref(), Some("comment"), "{rejection:?}");
+    assert!(!rejection.message.contains("caf"), "{rejection:?}");
     assert_eq!(rejection.reason.http_status(), 400);
     // A lone surrogate escape is not a character either.
     let rejection = parse_event(
@@ -884,6 +886,7 @@ fn invalid_utf8_in_a_comment_is_refused_never_replaced() {
     )
     .expect_err("lone surrogate");
     assert_eq!(rejection.reason, Reason::Malformed);
+    assert_eq!(rejection.field.as_deref(), Some("comment"));
 }
 
 #[test]

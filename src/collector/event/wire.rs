@@ -2,10 +2,11 @@
 //! becomes a precise rejection (field, reason) in [`super::validate`].
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The fields any event may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,9 +242,22 @@ pub(super) enum Top<'a> {
     Other(&'static str),
 }
 
-struct TopVisitor;
+/// Decodes a [`Top`], noting in `reading` (when given) the free-text field (`comment`,
+/// `language`, `eventId`) whose value is being read, so a syntax error inside it (invalid UTF-8 in
+/// a comment) can name the field.
+pub(super) struct TopVisitor<'c> {
+    pub(super) reading: Option<&'c Cell<Option<Field>>>,
+}
 
-impl<'de> Visitor<'de> for TopVisitor {
+impl<'de> DeserializeSeed<'de> for TopVisitor<'_> {
+    type Value = Top<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Top<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopVisitor<'_> {
     type Value = Top<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -252,7 +266,19 @@ impl<'de> Visitor<'de> for TopVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
         let mut raw = RawEvent::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
+            // Only the free-text fields: a broken comment is worth naming, and the other fields'
+            // syntax errors keep answering as they always did.
+            if let (
+                Some(reading),
+                Key::Known(field @ (Field::Comment | Field::Language | Field::EventId)),
+            ) = (self.reading, &key)
+            {
+                reading.set(Some(*field));
+            }
             let value = map.next_value::<Json<'de>>()?;
+            if let Some(reading) = self.reading {
+                reading.set(None);
+            }
             match key {
                 Key::Known(field) => match raw.values.get_mut(field as usize) {
                     Some(slot @ None) => *slot = Some(value),
@@ -293,6 +319,6 @@ impl<'de> Visitor<'de> for TopVisitor {
 
 impl<'de> Deserialize<'de> for Top<'de> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TopVisitor)
+        deserializer.deserialize_any(TopVisitor { reading: None })
     }
 }
