@@ -465,6 +465,14 @@ const SECRET_NAME: &str = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
 /// Every pattern the CRDs (and manifest metadata) use; `tests` check none is missing.
 const FORMATS: &[Format] = &[
     Format {
+        pattern: crate::api::theme::KEYWORD_PATTERN,
+        what: "is not a valid theme keyword: a word or phrase with no leading or trailing space, and no `*` except one at the end for a word stem, e.g. consegn*",
+        hint: |v| {
+            let trimmed = v.trim().replace('*', "");
+            (!trimmed.is_empty()).then(|| trimmed + "*")
+        },
+    },
+    Format {
         pattern: DNS_LABEL,
         what: "is not a valid name: names are lower case, made of letters a-z, digits and '-', and start and end with a letter or digit, e.g. web-checkout",
         hint: |v| name_hint(v, false),

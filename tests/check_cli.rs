@@ -493,3 +493,76 @@ fn the_text_report_is_readable_and_the_queries_are_behind_a_flag() {
     );
     assert!(text.contains("    value:   100 * sum("), "{text}");
 }
+
+/// Theme mistakes are findings with the file and line of the field to fix.
+#[test]
+fn theme_mistakes_are_reported_with_file_and_line() {
+    let out = cx(
+        &["check", "-f", "tests/fixtures/themes/mistakes.yaml"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "errors fail check");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        r#"error[theme-invalid]: tests/fixtures/themes/mistakes.yaml:39: journey empty: "!!!" has no letter or digit"#,
+        r#"error[theme-never-matches]: tests/fixtures/themes/mistakes.yaml:26: theme lateness: keyword "in ritardo" can never match"#,
+        r#"warning[theme-keyword-repeated]: tests/fixtures/themes/mistakes.yaml:24: keyword "Courier" is in themes delivery and shipping"#,
+        "warning[theme-without-touchpoint]: tests/fixtures/themes/mistakes.yaml:",
+    ] {
+        assert!(text.contains(expected), "missing {expected}:\n{text}");
+    }
+    // The plan leaves the refused theme set out and keeps the valid ones.
+    let plan = cx(
+        &["check", "-f", "examples/retail", "--plan", "-o", "json"],
+        None,
+    );
+    let list: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let secret = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "Secret")
+        .expect("the pool's Secret");
+    let encoded = secret["data"]["collectors.yaml"].as_str().unwrap();
+    let config = String::from_utf8(decode_base64(encoded)).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let touchpoints = config["touchpoints"].as_array().unwrap();
+    assert_eq!(touchpoints.len(), 15);
+    for tp in touchpoints {
+        let themes: Vec<&str> = tp["themes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            themes,
+            ["app-crashes", "delivery", "price", "staff", "waiting-time"],
+            "{tp}"
+        );
+    }
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | (value(c) << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}

@@ -273,7 +273,7 @@ spec:
       - { question: 7, answer: true, answeredBy: giulia, answeredAt: \"2026-10-15\" }
       - { question: 7, answer: false, answeredBy: marco, answeredAt: \"2026-10-20\" }
       - { question: 26, answer: true, answeredBy: giulia, answeredAt: \"15/10/2026\" }
-      - { question: 3, answer: yes, answeredBy: giulia, answeredAt: \"2026-10-15\" }
+      - { question: 3, answer: \"yes\", answeredBy: giulia, answeredAt: \"2026-10-15\" }
 ",
     );
     assert_eq!(

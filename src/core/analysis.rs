@@ -218,6 +218,11 @@ pub fn assess_journey(world: &World, journey: &CustomerJourney) -> JourneyAssess
 
     let mut findings =
         journey_findings(world, journey, &subject, &located, &coverage, &channel_idx);
+    findings.extend(super::listening::theme_findings(
+        journey,
+        &subject,
+        touchpoint_idx.len(),
+    ));
     let rules_not_holding: Vec<String> = located
         .iter()
         .filter(|l| l.code != FindingCode::DuplicateTouchpoint)

@@ -100,11 +100,19 @@ pub enum FindingCode {
     ChannelWithoutTouchpoints,
     /// A declared self-assessment "yes" that the evidence contradicts.
     SelfAssessmentContradicted,
+    /// A journey's theme set the collectors would refuse (a malformed keyword, too many).
+    ThemeInvalid,
+    /// A theme keyword that no comment can ever match (its own theme excludes it).
+    ThemeNeverMatches,
+    /// The same keyword in two themes of a journey: every comment with it counts for both.
+    ThemeKeywordRepeated,
+    /// A journey declares themes but holds no touchpoint to count them.
+    ThemeWithoutTouchpoint,
 }
 
 impl FindingCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [FindingCode; 21] = [
+    pub const ALL: [FindingCode; 25] = [
         FindingCode::Consistency,
         FindingCode::RuleChecksNothing,
         FindingCode::DuplicateTouchpoint,
@@ -126,6 +134,10 @@ impl FindingCode {
         FindingCode::StageWithoutKpi,
         FindingCode::ChannelWithoutTouchpoints,
         FindingCode::SelfAssessmentContradicted,
+        FindingCode::ThemeInvalid,
+        FindingCode::ThemeNeverMatches,
+        FindingCode::ThemeKeywordRepeated,
+        FindingCode::ThemeWithoutTouchpoint,
     ];
 
     /// The code as written in reports.
@@ -152,6 +164,10 @@ impl FindingCode {
             FindingCode::StageWithoutKpi => "stage-without-kpi",
             FindingCode::ChannelWithoutTouchpoints => "channel-without-touchpoints",
             FindingCode::SelfAssessmentContradicted => "self-assessment-contradicted",
+            FindingCode::ThemeInvalid => "theme-invalid",
+            FindingCode::ThemeNeverMatches => "theme-never-matches",
+            FindingCode::ThemeKeywordRepeated => "theme-keyword-repeated",
+            FindingCode::ThemeWithoutTouchpoint => "theme-without-touchpoint",
         }
     }
 

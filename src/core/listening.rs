@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::api::{Channel, CustomerJourney, ThemeSpec, Touchpoint};
+use crate::api::{Channel, CustomerJourney, Severity, ThemeSpec, Touchpoint};
+use crate::themes::{Folded, ThemeMatcher, validate_themes};
 
+use super::findings::{Finding, FindingCode, ObjectRef};
 use super::selector;
 use super::world::namespace_of;
 
@@ -30,6 +32,124 @@ pub fn journey_holds(
         )
 }
 
+/// What is wrong with a journey's themes, each finding naming the field (`spec.themes[i]...`):
+/// a set the collectors would refuse, keywords that can never match (the theme excludes them),
+/// a keyword repeated across themes, themes with no touchpoint to count them. `touchpoints` is
+/// the number of touchpoints the journey holds.
+pub fn theme_findings(
+    journey: &CustomerJourney,
+    subject: &ObjectRef,
+    touchpoints: usize,
+) -> Vec<Finding> {
+    let themes = &journey.spec.themes;
+    let mut findings = Vec::new();
+    if themes.is_empty() {
+        return findings;
+    }
+    let name = journey.name_any();
+    let errors = validate_themes(themes, "spec.themes");
+    for error in &errors {
+        findings.push(
+            Finding::new(
+                FindingCode::ThemeInvalid,
+                Severity::Error,
+                subject.clone(),
+                format!(
+                    "journey {name}: {}; the collectors would refuse these themes, so none is counted",
+                    error.message
+                ),
+            )
+            .field(error.path.clone()),
+        );
+    }
+    if !errors.is_empty() {
+        return findings;
+    }
+    for (i, theme) in themes.iter().enumerate() {
+        // Each keyword, written as a comment, must match its own theme: otherwise the theme's
+        // exclusions suppress it wherever it appears.
+        let Ok(matcher) = ThemeMatcher::new(std::slice::from_ref(theme)) else {
+            continue;
+        };
+        let dead: Vec<usize> = theme
+            .keywords
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| matcher.matches(k.trim_end_matches('*')).is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        let all_dead = dead.len() == theme.keywords.len();
+        for k in dead {
+            findings.push(
+                Finding::new(
+                    FindingCode::ThemeNeverMatches,
+                    if all_dead { Severity::Error } else { Severity::Warning },
+                    subject.clone(),
+                    format!(
+                        "theme {}: keyword {:?} can never match, the theme's own exclude suppresses it{}",
+                        theme.name,
+                        theme.keywords[k],
+                        if all_dead { "; no keyword of the theme can match" } else { "" }
+                    ),
+                )
+                .detail(theme.name.clone())
+                .field(format!("spec.themes[{i}].keywords[{k}]")),
+            );
+        }
+    }
+    // The same keyword, folded, in two themes.
+    let mut folded = Folded::default();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, theme) in themes.iter().enumerate() {
+        for (k, keyword) in theme.keywords.iter().enumerate() {
+            folded.fold(keyword.trim_end_matches('*'));
+            let key = format!(
+                "{}{}",
+                folded.words().collect::<Vec<_>>().join(" "),
+                if keyword.ends_with('*') { "*" } else { "" }
+            );
+            match seen.get(&key) {
+                Some(&first) if first != i => findings.push(
+                    Finding::new(
+                        FindingCode::ThemeKeywordRepeated,
+                        Severity::Warning,
+                        subject.clone(),
+                        format!(
+                            "keyword {keyword:?} is in themes {} and {}: every comment with it counts for both",
+                            themes[first].name, theme.name
+                        ),
+                    )
+                    .detail(theme.name.clone())
+                    .field(format!("spec.themes[{i}].keywords[{k}]")),
+                ),
+                Some(_) => {}
+                None => {
+                    seen.insert(key, i);
+                }
+            }
+        }
+    }
+    if touchpoints == 0 {
+        findings.push(
+            Finding::new(
+                FindingCode::ThemeWithoutTouchpoint,
+                Severity::Warning,
+                subject.clone(),
+                format!(
+                    "journey {name} declares {} but holds no touchpoint to count them",
+                    if themes.len() == 1 {
+                        "a theme".to_string()
+                    } else {
+                        format!("{} themes", themes.len())
+                    }
+                ),
+            )
+            .field("spec.themes"),
+        );
+    }
+    findings
+}
+
 /// The themes `touchpoint`'s collector counts: those of every journey holding it, by name. When
 /// two journeys declare a theme of the same name, the journey first in name order defines it
 /// (`check` reports the conflict), so the result never depends on the order of `journeys`.
@@ -44,6 +164,9 @@ pub fn themes_of(
     let mut holding: Vec<&CustomerJourney> = journeys
         .iter()
         .filter(|j| !j.spec.themes.is_empty() && journey_holds(j, touchpoint, channel))
+        // A set the collectors would refuse is left out (check and the journey's status say
+        // why): one bad journey never stops a pool from reloading.
+        .filter(|j| validate_themes(&j.spec.themes, "spec.themes").is_empty())
         .collect();
     holding.sort_by_key(|j| j.name_any());
     let mut themes: BTreeMap<&str, &ThemeSpec> = BTreeMap::new();

@@ -118,6 +118,11 @@ pub fn desired_status(
     };
     let existing = journey.status.clone().unwrap_or_default();
     let generation = journey.metadata.generation;
+    let mut verdicts = vec![consistent, covered, kpis_met, ready];
+    // Only a journey that declares themes gets ThemesValid, so others keep their status.
+    if !journey.spec.themes.is_empty() {
+        verdicts.push(themes_verdict(journey, assessment));
+    }
     CustomerJourneyStatus {
         observed_generation: generation,
         channels: assessment.channels.len() as i32,
@@ -128,11 +133,42 @@ pub fn desired_status(
         kpis: assessment.kpi_counts.clone(),
         readiness: Some(assessment.readiness.clone()),
         self_assessment: Some(assessment.self_assessment.clone()),
-        conditions: conditions::merge(
-            &existing.conditions,
-            &[consistent, covered, kpis_met, ready],
-            generation,
-            now,
+        conditions: conditions::merge(&existing.conditions, &verdicts, generation, now),
+    }
+}
+
+/// Whether the journey's themes reach its collectors: False (with the first problem and its
+/// field) when the collectors would refuse them or a theme can never match.
+fn themes_verdict(journey: &CustomerJourney, assessment: &JourneyAssessment) -> Verdict {
+    use crate::core::FindingCode;
+    let blocking = assessment.findings.iter().find(|f| {
+        matches!(
+            f.code,
+            FindingCode::ThemeInvalid | FindingCode::ThemeNeverMatches
+        ) && f.severity == crate::api::Severity::Error
+    });
+    match blocking {
+        Some(f) => Verdict::no(
+            "ThemesValid",
+            if f.code == FindingCode::ThemeInvalid {
+                "ThemesRefused"
+            } else {
+                "ThemeNeverMatches"
+            },
+            format!(
+                "{}: {}",
+                f.field.as_deref().unwrap_or("spec.themes"),
+                f.message
+            ),
+        ),
+        None => Verdict::yes(
+            "ThemesValid",
+            "Counted",
+            format!(
+                "{} theme(s) counted in the comments of {} touchpoint(s)",
+                journey.spec.themes.len(),
+                assessment.touchpoints.len()
+            ),
         ),
     }
 }
