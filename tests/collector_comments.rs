@@ -255,3 +255,79 @@ async fn comments_are_counted_by_theme_and_never_echoed() {
     assert!(!logs.contains(MARKER), "{logs}");
     assert!(!logs.contains("MARKER"), "{logs}");
 }
+
+/// The issue's "done when", offline: the retail example's own pool configuration (as `check
+/// --plan` plans it, themes from the journey included) counts an Italian detractor's comment
+/// about a late delivery under the delivery theme and the detractor segment.
+#[tokio::test]
+async fn the_retail_pool_counts_an_italian_late_delivery_under_delivery_and_detractor() {
+    use cx_conductor::collector::config::CollectorSetup;
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+        .args(["check", "-f", "examples/retail", "--plan"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("check runs");
+    assert!(plan.status.success());
+    let secret: serde_json::Value = serde_yaml::Deserializer::from_slice(&plan.stdout)
+        .filter_map(|doc| serde::Deserialize::deserialize(doc).ok())
+        .find(|doc: &serde_json::Value| doc["kind"] == "Secret")
+        .expect("the pool's Secret");
+    // serde_yaml reads the Secret's data as base64 text: decode it through k8s-openapi's type.
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(secret).expect("a Secret");
+    let config = secret
+        .data
+        .and_then(|d| d.get("collectors.yaml").map(|b| b.0.clone()))
+        .expect("the pool's configuration");
+    let setup = CollectorSetup::from_yaml(std::str::from_utf8(&config).expect("UTF-8"))
+        .expect("the pool's configuration parses");
+    let collector = Collector::with_setup(&setup, ServeOptions::default()).expect("pool starts");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(collector.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let path = "/v1/touchpoints/web-checkout/events";
+    let late = r#"{"type":"survey","metric":"nps","score":4,"comment":"Il pacco è arrivato con tre giorni di ritardo, corriere introvabile","language":"it-IT"}"#;
+    let on_time = r#"{"type":"survey","metric":"nps","score":9,"comment":"Consegna non in ritardo, tutto perfetto"}"#;
+    for event in [late, on_time] {
+        let (status, answer) = post(addr, path, "application/json", event).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let metrics = get(addr, "/metrics").await;
+    let delivery = [
+        r#"touchpoint="web-checkout""#,
+        r#"theme="delivery""#,
+        r#"metric="nps""#,
+    ];
+    let with = |segment: &str| -> Vec<String> {
+        delivery
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!(r#"segment="{segment}""#)])
+            .collect()
+    };
+    fn labels(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_feedback_themes_total",
+            &labels(&with("detractor"))
+        ),
+        1.0
+    );
+    // "non in ritardo" excludes the promoter's comment from delivery.
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_feedback_themes_total",
+            &labels(&with("promoter"))
+        ),
+        0.0
+    );
+    let _ = stop.send(());
+    let _ = served.await;
+}

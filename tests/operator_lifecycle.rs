@@ -425,3 +425,145 @@ async fn mode_and_option_switches_leave_exactly_the_planned_objects() {
     );
     operator.stop().await;
 }
+
+/// The themes a collector counts, from its configuration as the API server holds it: the pool's
+/// Secret for a pooled touchpoint, the ConfigMap for a dedicated one.
+async fn themes_in_config(admin: &Client, ns: &str, touchpoint: &str) -> Option<Vec<String>> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let config: Value = match get::<ConfigMap>(admin, ns, &format!("collector-{touchpoint}")).await
+    {
+        Some(map) => serde_json::from_str(map.data?.get("collector.yaml")?).ok()?,
+        None => {
+            let secret = get::<Secret>(admin, ns, "cx-collectors").await?;
+            let pool: Value =
+                serde_json::from_slice(&secret.data?.get("collectors.yaml")?.0).ok()?;
+            pool["touchpoints"]
+                .as_array()?
+                .iter()
+                .find(|t| t["touchpoint"] == touchpoint)?
+                .clone()
+        }
+    };
+    Some(
+        config["themes"]
+            .as_array()
+            .map(|themes| {
+                themes
+                    .iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_themes_reach_every_collector_of_the_journey_and_a_refused_set_none() {
+    use cx_conductor::api::CustomerJourney;
+    let release = full_release();
+    let c = cluster();
+    let ns = c.namespace("themes").await;
+    let admin = c.admin();
+    create(&admin, channel(&ns, "web")).await;
+    let pooled = State {
+        mode: "pooled",
+        replicas: 1,
+        auth: false,
+    };
+    let dedicated = State {
+        mode: "dedicated",
+        replicas: 1,
+        auth: false,
+    };
+    create(&admin, touchpoint(&ns, "checkout", &pooled)).await;
+    create(&admin, touchpoint(&ns, "kiosk", &dedicated)).await;
+    let journey = |themes: Value| {
+        json!({
+            "apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
+            "metadata": {"name": "main", "namespace": ns},
+            "spec": {"owner": "cx-office", "stages": ["purchase"],
+                     "channelSelector": {"matchLabels": {"journey": "main"}},
+                     "coverage": {"kpiPerStage": false},
+                     "themes": themes}
+        })
+    };
+    apply(
+        &admin,
+        &journey(json!([{"name": "delivery", "keywords": ["consegn*", "courier"]}])),
+        "test",
+    )
+    .await
+    .expect("journey applied");
+    let (_proxy, client) = through_proxy(release).await;
+    let operator = Operator::start(client, every_option(&ns));
+    let themes_are = |expected: Vec<&'static str>| {
+        let admin = admin.clone();
+        let ns = ns.clone();
+        async move {
+            let mut all = true;
+            for tp in ["checkout", "kiosk"] {
+                all &= themes_in_config(&admin, &ns, tp).await
+                    == Some(expected.iter().map(|s| s.to_string()).collect());
+            }
+            all
+        }
+    };
+    assert!(
+        eventually(WAIT, || themes_are(vec!["delivery"])).await,
+        "the journey's theme reaches the pool and the dedicated collector"
+    );
+    let themes_valid = || async {
+        get::<CustomerJourney>(&admin, &ns, "main")
+            .await
+            .and_then(|j| j.status)
+            .and_then(|s| {
+                s.conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "ThemesValid")
+                    .map(|c| (c.status, c.reason))
+            })
+    };
+    assert!(
+        eventually(WAIT, || async {
+            themes_valid().await == Some(("True".into(), "Counted".into()))
+        })
+        .await
+    );
+    // A theme added to the journey reaches both, without restarting the pool's pods.
+    apply(
+        &admin,
+        &journey(json!([
+            {"name": "delivery", "keywords": ["consegn*", "courier"]},
+            {"name": "price", "keywords": ["prezz*", "price"]}
+        ])),
+        "test",
+    )
+    .await
+    .expect("journey applied");
+    assert!(
+        eventually(WAIT, || themes_are(vec!["delivery", "price"])).await,
+        "the new theme reaches every collector"
+    );
+    // A set the collectors would refuse never reaches them; the journey says why.
+    apply(
+        &admin,
+        &journey(json!([{"name": "symbols", "keywords": ["!!!"]}])),
+        "test",
+    )
+    .await
+    .expect("the schema admits it; the collectors would not");
+    assert!(
+        eventually(WAIT, || themes_are(vec![])).await,
+        "a refused theme set is left out of every collector"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            themes_valid().await == Some(("False".into(), "ThemesRefused".into()))
+        })
+        .await,
+        "{:?}",
+        themes_valid().await
+    );
+    assert_eq!(operator.reconciles("touchpoint", "error"), 0);
+    operator.stop().await;
+}
