@@ -156,7 +156,13 @@ spec:
 "#,
     )
     .expect("touchpoint");
-    let config = cx_conductor::core::plan::collector_config(&touchpoint, None);
+    let mut config = cx_conductor::core::plan::collector_config(&touchpoint, None);
+    // A declared theme, so the theme counter is exported too.
+    config.themes = vec![cx_conductor::api::ThemeSpec {
+        name: "delivery".into(),
+        keywords: vec!["consegn*".into()],
+        exclude: vec![],
+    }];
     let schema = EventSchema::from_config(&config).expect("valid collector config");
     let metrics = CollectorMetrics::new(&config, &schema).expect("collector metrics");
     exposition(&metrics.render().expect("renders"), inventory);
@@ -958,8 +964,10 @@ const INDICATOR_UNITS: [(&str, Unit); 9] = [
 
 /// The unit of each metric the project exports; `None` for the KPI figures, whose unit is their
 /// indicator's ([`INDICATOR_UNITS`]).
-const METRIC_UNITS: [(&str, Option<Unit>); 27] = [
+const METRIC_UNITS: [(&str, Option<Unit>); 29] = [
     ("cx_events_received_total", Some(Unit::Count)),
+    ("cx_feedback_comments_total", Some(Unit::Count)),
+    ("cx_feedback_themes_total", Some(Unit::Count)),
     ("cx_events_rejected_total", Some(Unit::Count)),
     ("cx_survey_responses_total", Some(Unit::Count)),
     ("cx_interactions_total", Some(Unit::Count)),
