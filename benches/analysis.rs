@@ -135,6 +135,7 @@ fn organisation(scale: f64) -> Org {
                         warning: Some(70.0),
                     },
                     window: "28d".into(),
+                    time_zone: None,
                     interval: "5m".into(),
                     min_samples: 30,
                     owner: Some("care".into()),

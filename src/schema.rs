@@ -465,6 +465,11 @@ const SECRET_NAME: &str = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
 /// Every pattern the CRDs (and manifest metadata) use; `tests` check none is missing.
 const FORMATS: &[Format] = &[
     Format {
+        pattern: crate::api::kpi::TIME_ZONE_PATTERN,
+        what: "is not an IANA time zone name: Area/Location such as Europe/Rome, or UTC",
+        hint: |_| None,
+    },
+    Format {
         pattern: crate::api::theme::KEYWORD_PATTERN,
         what: "is not a valid theme keyword: a word or phrase with no leading or trailing space, and no `*` except one at the end for a word stem, e.g. consegn*",
         hint: |v| {

@@ -566,3 +566,20 @@ fn decode_base64(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A calendar window in a zone that does not exist is named at the timeZone line.
+#[test]
+fn an_unknown_time_zone_is_named_with_its_line() {
+    let out = cx(
+        &["check", "-f", "tests/fixtures/kpi/unknown-time-zone.yaml"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            r#"error[kpi-query-invalid]: tests/fixtures/kpi/unknown-time-zone.yaml:9: KPI monthly-nps cannot be evaluated: invalid window "calendar-month": timeZone "Europe/Atlantis" is not an IANA time zone"#
+        ),
+        "{text}"
+    );
+}

@@ -96,6 +96,10 @@ pub struct ExperienceKPISpec {
     #[schemars(regex(pattern = WINDOW_PATTERN), length(max = 64))]
     #[x_kube(validation = Rule::new(POSITIVE_WINDOW_RULE).message("window must be longer than zero, e.g. 28d, or calendar-month / calendar-quarter"))]
     pub window: String,
+    /// IANA time zone of a calendar window, e.g. Europe/Rome: months and quarters start at local midnight of their first day, daylight-saving changes included. Absent: UTC. A rolling window ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = TIME_ZONE_PATTERN))]
+    pub time_zone: Option<String>,
     /// How often the KPI is evaluated, e.g. 5m or 1h30m (units y, w, d, h, m, s, ms in that order, each at most once); also the `for` of the KPI's alerts.
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(max = 64))]
@@ -117,6 +121,11 @@ pub struct ExperienceKPISpec {
     )]
     pub journey: Option<String>,
 }
+
+/// Shape of an IANA time zone name (`UTC`, `Europe/Rome`, `America/Argentina/Buenos_Aires`,
+/// `Etc/GMT+1`); whether the zone exists is checked against the bundled database by `check` and
+/// the operator.
+pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$";
 
 fn default_window() -> String {
     "28d".into()

@@ -341,19 +341,28 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
     for (k, kpi) in world.kpis.iter().enumerate() {
         let name = kpi.metadata.name.clone().unwrap_or_default();
         let subject = ObjectRef::to(kpi);
-        let window = match WindowSpec::parse(&kpi.spec.window) {
+        let window = match WindowSpec::parse_in(&kpi.spec.window, kpi.spec.time_zone.as_deref()) {
             Ok(window) => window,
             Err(e) => {
+                // A calendar window that parses in UTC is valid: then the zone is what is wrong.
+                let zone_wrong =
+                    kpi.spec.time_zone.is_some() && WindowSpec::parse(&kpi.spec.window).is_ok();
+                let (hint, field) = if zone_wrong {
+                    ("", "spec.timeZone")
+                } else {
+                    (
+                        " (write the units largest first, e.g. 1h30m)",
+                        "spec.window",
+                    )
+                };
                 findings.push(
                     Finding::new(
                         FindingCode::KpiQueryInvalid,
                         Severity::Error,
                         subject,
-                        format!(
-                            "KPI {name} cannot be evaluated: {e} (write the units largest first, e.g. 1h30m)"
-                        ),
+                        format!("KPI {name} cannot be evaluated: {e}{hint}"),
                     )
-                    .field("spec.window"),
+                    .field(field),
                 );
                 continue;
             }

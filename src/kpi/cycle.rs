@@ -94,9 +94,10 @@ pub async fn measure_cycle(
     let mut customs: Vec<usize> = Vec::new();
 
     for (i, request) in requests.iter().enumerate() {
-        let prepared = WindowSpec::parse(&request.spec.window).and_then(|window| {
-            compile(request.spec, &request.scope, &window, now).map(|c| (window, c))
-        });
+        let prepared =
+            WindowSpec::parse_in(&request.spec.window, request.spec.time_zone.as_deref()).and_then(
+                |window| compile(request.spec, &request.scope, &window, now).map(|c| (window, c)),
+            );
         match prepared {
             Err(error) => results[i] = Some(Err(error)),
             Ok((window, kpi)) => {

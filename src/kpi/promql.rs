@@ -457,11 +457,11 @@ pub fn displayed_queries(
         WindowSpec::Rolling { text, .. } => {
             format!("the previous {text}: the same queries evaluated {text} earlier")
         }
-        WindowSpec::CalendarMonth => {
+        WindowSpec::CalendarMonth(_) => {
             "the previous month: the same queries with $window = its length, evaluated at its end"
                 .into()
         }
-        WindowSpec::CalendarQuarter => {
+        WindowSpec::CalendarQuarter(_) => {
             "the previous quarter: the same queries with $window = its length, evaluated at its end"
                 .into()
         }
@@ -718,6 +718,7 @@ mod tests {
                 warning: None,
             },
             window: window.into(),
+            time_zone: None,
             interval: "5m".into(),
             min_samples: 30,
             owner: None,

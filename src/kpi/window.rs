@@ -12,6 +12,8 @@
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::civil::Date;
+use k8s_openapi::jiff::tz::TimeZone;
 
 use super::KpiError;
 
@@ -26,10 +28,11 @@ pub enum WindowSpec {
         /// Its length.
         duration: Duration,
     },
-    /// From the first day of the current month (UTC) to now.
-    CalendarMonth,
-    /// From the first day of the current quarter (January, April, July, October; UTC) to now.
-    CalendarQuarter,
+    /// From local midnight of the first day of the current month, in the zone, to now.
+    CalendarMonth(TimeZone),
+    /// From local midnight of the first day of the current quarter (January, April, July,
+    /// October), in the zone, to now.
+    CalendarQuarter(TimeZone),
 }
 
 /// A window placed in time: the PromQL range `[range]` ending `offset` before the evaluation
@@ -101,11 +104,12 @@ impl WindowSpec {
                     offset: *duration,
                 };
             }
-            WindowSpec::CalendarMonth => 1,
-            WindowSpec::CalendarQuarter => 3,
+            WindowSpec::CalendarMonth(zone) => (1, zone),
+            WindowSpec::CalendarQuarter(zone) => (3, zone),
         };
-        let start = calendar_start(now.as_second(), months);
-        let previous_start = calendar_start(start - 1, months);
+        let (months, zone) = months;
+        let start = calendar_start(now.as_second(), months, zone);
+        let previous_start = calendar_start(start - 1, months, zone);
         let length = Duration::from_secs((start - previous_start).unsigned_abs());
         let elapsed = now.as_second().saturating_sub(start).max(0);
         Span {
@@ -118,14 +122,30 @@ impl WindowSpec {
     /// Reads a window: a Prometheus duration (`30s`, `90m`, `7d`, `1w2d`; units in decreasing
     /// order, as Prometheus requires) or `calendar-month` / `calendar-quarter`.
     pub fn parse(window: &str) -> Result<WindowSpec, KpiError> {
+        Self::parse_in(window, None)
+    }
+
+    /// Reads a window whose calendar periods are those of `time_zone` (an IANA name such as
+    /// `Europe/Rome`; `None`: UTC). An unknown zone is an invalid window, named.
+    pub fn parse_in(window: &str, time_zone: Option<&str>) -> Result<WindowSpec, KpiError> {
         let invalid = |message: String| KpiError::InvalidWindow {
             window: window.to_owned(),
             message,
         };
-        match window {
-            "calendar-month" => return Ok(WindowSpec::CalendarMonth),
-            "calendar-quarter" => return Ok(WindowSpec::CalendarQuarter),
-            _ => {}
+        if matches!(window, "calendar-month" | "calendar-quarter") {
+            let zone = match time_zone {
+                None => TimeZone::UTC,
+                Some(name) => TimeZone::get(name).map_err(|_| {
+                    invalid(format!(
+                        "timeZone {name:?} is not an IANA time zone such as Europe/Rome or America/New_York"
+                    ))
+                })?,
+            };
+            return Ok(if window == "calendar-month" {
+                WindowSpec::CalendarMonth(zone)
+            } else {
+                WindowSpec::CalendarQuarter(zone)
+            });
         }
         // promql-parser also accepts a bare number of seconds ("300"), Prometheus ranges do not.
         // Digits and unit letters only: promql-parser reads anything `f64` parses ("inf", "1e400")
@@ -169,8 +189,8 @@ impl WindowSpec {
     pub fn duration(&self, now: Timestamp) -> Duration {
         let start = match self {
             WindowSpec::Rolling { duration, .. } => return *duration,
-            WindowSpec::CalendarMonth => calendar_start(now.as_second(), 1),
-            WindowSpec::CalendarQuarter => calendar_start(now.as_second(), 3),
+            WindowSpec::CalendarMonth(zone) => calendar_start(now.as_second(), 1, zone),
+            WindowSpec::CalendarQuarter(zone) => calendar_start(now.as_second(), 3, zone),
         };
         let elapsed = now.as_second().saturating_sub(start).max(1);
         Duration::from_secs(elapsed.unsigned_abs())
@@ -233,8 +253,21 @@ pub fn window_problem(
 }
 
 /// Unix second at which the current period of `months_per_period` months (1: month, 3: quarter)
-/// started, in UTC.
-fn calendar_start(unix_seconds: i64, months_per_period: u32) -> i64 {
+/// started: local midnight of its first day in `zone` (a midnight that daylight saving skips is
+/// the first instant after the gap, as jiff's compatible disambiguation gives).
+fn calendar_start(unix_seconds: i64, months_per_period: u32, zone: &TimeZone) -> i64 {
+    if *zone != TimeZone::UTC
+        && let Ok(at) = Timestamp::from_second(unix_seconds)
+    {
+        let local = at.to_zoned(zone.clone()).date();
+        let period = i8::try_from(months_per_period).unwrap_or(1);
+        let first_month = (local.month() - 1) / period * period + 1;
+        if let Ok(first) =
+            Date::new(local.year(), first_month, 1).and_then(|d| d.to_zoned(zone.clone()))
+        {
+            return first.timestamp().as_second();
+        }
+    }
     let days = unix_seconds.div_euclid(86_400);
     let (year, month, _) = civil_from_days(days);
     let first_month = (month - 1) / months_per_period * months_per_period + 1;
@@ -346,19 +379,19 @@ mod tests {
         for (now, month, quarter) in cases {
             let now = at(now);
             assert_eq!(
-                WindowSpec::CalendarMonth.range(now),
+                WindowSpec::CalendarMonth(TimeZone::UTC).range(now),
                 format!("{month}s"),
                 "month at {now}"
             );
             assert_eq!(
-                WindowSpec::CalendarQuarter.range(now),
+                WindowSpec::CalendarQuarter(TimeZone::UTC).range(now),
                 format!("{quarter}s"),
                 "quarter at {now}"
             );
         }
         assert_eq!(
             WindowSpec::parse("calendar-quarter").expect("valid"),
-            WindowSpec::CalendarQuarter
+            WindowSpec::CalendarQuarter(TimeZone::UTC)
         );
     }
 
@@ -381,17 +414,17 @@ mod tests {
         assert_eq!(rolling.current(now).offset_modifier(), "");
         assert_eq!(rolling.current(now).start_modifier(), " offset 7d");
         // October: 31 days, ending at 2026-11-01T00:00:00Z, 2 days 10:15 before now.
-        let month = WindowSpec::CalendarMonth.previous(now);
+        let month = WindowSpec::CalendarMonth(TimeZone::UTC).previous(now);
         assert_eq!(month.range, format!("{}s", 31 * 86_400));
         assert_eq!(month.offset, Duration::from_secs(2 * 86_400 + 36_900));
         // Q3: July to September, 92 days, ending at 2026-10-01.
-        let quarter = WindowSpec::CalendarQuarter.previous(now);
+        let quarter = WindowSpec::CalendarQuarter(TimeZone::UTC).previous(now);
         assert_eq!(quarter.range, format!("{}s", 92 * 86_400));
         assert_eq!(quarter.offset, Duration::from_secs(33 * 86_400 + 36_900));
         // January's previous month is the last December; February of a leap year has 29 days.
-        let january = WindowSpec::CalendarMonth.previous(at("2026-01-10T00:00:00Z"));
+        let january = WindowSpec::CalendarMonth(TimeZone::UTC).previous(at("2026-01-10T00:00:00Z"));
         assert_eq!(january.range, format!("{}s", 31 * 86_400));
-        let march = WindowSpec::CalendarMonth.previous(at("2028-03-01T00:00:00Z"));
+        let march = WindowSpec::CalendarMonth(TimeZone::UTC).previous(at("2028-03-01T00:00:00Z"));
         assert_eq!(
             (march.range.as_str(), march.offset),
             ("2505600s", Duration::ZERO)
@@ -461,5 +494,70 @@ mod tests {
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    /// Europe/Rome: CET (+01:00) in winter, CEST (+02:00) from the last Sunday of March to the
+    /// last Sunday of October. Periods start at local midnight, so the month around each switch
+    /// is an hour shorter or longer than its days.
+    #[test]
+    fn calendar_windows_follow_the_company_time_zone_across_both_daylight_saving_switches() {
+        let rome = |window: &str| WindowSpec::parse_in(window, Some("Europe/Rome")).expect("zone");
+        let hours = |span: &Span| span.length.as_secs() as f64 / 3600.0;
+
+        // Spring: March 2026 (switch on the 29th) has 31 days less one hour.
+        let april = at("2026-04-10T12:00:00Z");
+        let month = rome("calendar-month");
+        // April starts at 2026-04-01T00:00+02:00 = 2026-03-31T22:00Z.
+        let current = month.current(april);
+        assert_eq!(
+            current.length.as_secs(),
+            (at("2026-04-10T12:00:00Z").as_second() - at("2026-03-31T22:00:00Z").as_second())
+                as u64
+        );
+        let previous = month.previous(april);
+        assert_eq!(hours(&previous), 31.0 * 24.0 - 1.0, "March in Rome");
+        assert_eq!(previous.offset, current.length, "ends where April starts");
+
+        // Autumn: October 2026 (switch on the 25th) has 31 days and one hour.
+        let november = at("2026-11-05T00:00:00Z");
+        let previous = month.previous(november);
+        assert_eq!(hours(&previous), 31.0 * 24.0 + 1.0, "October in Rome");
+        // November starts at 2026-11-01T00:00+01:00 = 2026-10-31T23:00Z.
+        assert_eq!(
+            month.current(november).length.as_secs(),
+            (november.as_second() - at("2026-10-31T23:00:00Z").as_second()) as u64
+        );
+
+        // Just after local midnight on the 1st it is already the new month in Rome, still the
+        // old one in UTC.
+        let just_after = at("2026-03-31T22:30:00Z");
+        assert_eq!(month.current(just_after).length.as_secs(), 30 * 60);
+        assert_eq!(
+            WindowSpec::parse("calendar-month")
+                .expect("utc")
+                .current(just_after)
+                .length
+                .as_secs(),
+            (30 * 24 + 22) * 3600 + 30 * 60,
+            "UTC: still March"
+        );
+
+        // A quarter holding the spring switch: Q2 2026 starts 2026-04-01T00:00+02:00, and the
+        // previous quarter (January to March) holds 90 days less one hour.
+        let quarter = rome("calendar-quarter");
+        assert_eq!(hours(&quarter.previous(april)), 90.0 * 24.0 - 1.0);
+        // UTC is the default, and an unknown zone is an invalid window that names it.
+        assert_eq!(
+            WindowSpec::parse_in("calendar-month", None).expect("utc"),
+            WindowSpec::CalendarMonth(TimeZone::UTC)
+        );
+        let unknown = WindowSpec::parse_in("calendar-month", Some("Europe/Atlantis"))
+            .expect_err("no such zone");
+        assert!(unknown.to_string().contains("Europe/Atlantis"), "{unknown}");
+        // A rolling window ignores the zone.
+        assert_eq!(
+            WindowSpec::parse_in("7d", Some("Europe/Rome")).expect("rolling"),
+            WindowSpec::parse("7d").expect("rolling")
+        );
     }
 }

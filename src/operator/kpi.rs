@@ -99,7 +99,7 @@ pub fn next_status(
     let interval = WindowSpec::parse(&kpi.spec.interval)
         .map(|w| w.duration(now.0))
         .unwrap_or(Duration::from_secs(300));
-    let window_valid = match WindowSpec::parse(&kpi.spec.window) {
+    let window_valid = match WindowSpec::parse_in(&kpi.spec.window, kpi.spec.time_zone.as_deref()) {
         Err(e) => Verdict::no("WindowValid", e.reason(), e.to_string()),
         Ok(window) => match window_problem(&window, &kpi.spec.window, interval, retention, now.0) {
             Some((reason, message)) => Verdict::no("WindowValid", reason, message),
