@@ -151,8 +151,8 @@ pub fn theme_findings(
 }
 
 /// The themes `touchpoint`'s collector counts: those of every journey holding it, by name. When
-/// two journeys declare a theme of the same name, the journey first in name order defines it
-/// (`check` reports the conflict), so the result never depends on the order of `journeys`.
+/// two journeys declare a theme of the same name, the journey first in name order defines it,
+/// so the result never depends on the order of `journeys`.
 pub fn themes_of(
     touchpoint: &Touchpoint,
     channel: Option<&Channel>,

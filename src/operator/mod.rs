@@ -358,8 +358,17 @@ pub async fn run_controllers(
             .for_each(|_| std::future::ready(()));
 
     let kpi_loop = {
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        let (ctx, shutdown, kinds) = (ctx.clone(), shutdown.clone(), synced.clone());
         async move {
+            // Not before every cache holds the cluster's state: a KPI measured over half-filled
+            // caches would find no touchpoint in its scope and write a wrong status (which a
+            // restart would then flip back).
+            while kinds.load(Ordering::SeqCst) < CACHED_KINDS {
+                if *shutdown.borrow() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             match ctx.options.kpi.clone() {
                 Some(options) => kpi::run(ctx, options, shutdown).await,
                 None => kpi::report_not_configured(ctx, shutdown).await,
