@@ -508,6 +508,7 @@ fn theme_mistakes_are_reported_with_file_and_line() {
         r#"error[theme-never-matches]: tests/fixtures/themes/mistakes.yaml:26: theme lateness: keyword "in ritardo" can never match"#,
         r#"warning[theme-keyword-repeated]: tests/fixtures/themes/mistakes.yaml:24: keyword "Courier" is in themes delivery and shipping"#,
         "warning[theme-without-touchpoint]: tests/fixtures/themes/mistakes.yaml:",
+        "warning[theme-declared-differently]: tests/fixtures/themes/mistakes.yaml:62: theme delivery is also declared, differently, by journey shop; touchpoints both hold (e.g. checkout) count journey shop's",
     ] {
         assert!(text.contains(expected), "missing {expected}:\n{text}");
     }

@@ -96,6 +96,11 @@ pub fn analyze(world: &World) -> Analysis {
         .map(|journey| assess_journey(world, journey))
         .collect();
     journeys.sort_by(|a, b| a.journey.cmp(&b.journey));
+    for (journey, finding) in super::listening::theme_conflicts(world) {
+        if let Some(assessment) = journeys.iter_mut().find(|a| a.journey == journey) {
+            assessment.findings.push(finding);
+        }
+    }
     let findings = super::objects::object_findings(world);
     Analysis { journeys, findings }
 }

@@ -108,11 +108,13 @@ pub enum FindingCode {
     ThemeKeywordRepeated,
     /// A journey declares themes but holds no touchpoint to count them.
     ThemeWithoutTouchpoint,
+    /// Two journeys holding the same touchpoint declare a theme of the same name differently.
+    ThemeDeclaredDifferently,
 }
 
 impl FindingCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [FindingCode; 25] = [
+    pub const ALL: [FindingCode; 26] = [
         FindingCode::Consistency,
         FindingCode::RuleChecksNothing,
         FindingCode::DuplicateTouchpoint,
@@ -138,6 +140,7 @@ impl FindingCode {
         FindingCode::ThemeNeverMatches,
         FindingCode::ThemeKeywordRepeated,
         FindingCode::ThemeWithoutTouchpoint,
+        FindingCode::ThemeDeclaredDifferently,
     ];
 
     /// The code as written in reports.
@@ -168,6 +171,7 @@ impl FindingCode {
             FindingCode::ThemeNeverMatches => "theme-never-matches",
             FindingCode::ThemeKeywordRepeated => "theme-keyword-repeated",
             FindingCode::ThemeWithoutTouchpoint => "theme-without-touchpoint",
+            FindingCode::ThemeDeclaredDifferently => "theme-declared-differently",
         }
     }
 

@@ -150,6 +150,56 @@ pub fn theme_findings(
     findings
 }
 
+/// Themes of the same name declared differently by two journeys that hold a common touchpoint:
+/// the touchpoint counts the first journey's (name order), so the later one is told, naming
+/// its field. Returned with the later journey's reference.
+pub fn theme_conflicts(world: &super::World) -> Vec<(ObjectRef, Finding)> {
+    let mut journeys: Vec<&CustomerJourney> = world
+        .journeys
+        .iter()
+        .filter(|j| !j.spec.themes.is_empty())
+        .collect();
+    journeys.sort_by_key(|j| (namespace_of(*j).to_string(), j.name_any()));
+    let held: Vec<Vec<usize>> = journeys
+        .iter()
+        .map(|j| world.journey_touchpoints(j, &world.journey_channels(j)))
+        .collect();
+    let mut conflicts = Vec::new();
+    for (b, later) in journeys.iter().enumerate() {
+        for (a, earlier) in journeys.iter().enumerate().take(b) {
+            let shared = held[b].iter().find(|t| held[a].contains(t));
+            let Some(&shared) = shared else { continue };
+            for (i, theme) in later.spec.themes.iter().enumerate() {
+                let differs = earlier
+                    .spec
+                    .themes
+                    .iter()
+                    .find(|t| t.name == theme.name)
+                    .is_some_and(|t| t != theme);
+                if differs {
+                    let subject = ObjectRef::to(*later);
+                    let finding = Finding::new(
+                        FindingCode::ThemeDeclaredDifferently,
+                        Severity::Warning,
+                        subject.clone(),
+                        format!(
+                            "theme {} is also declared, differently, by journey {}; touchpoints both hold (e.g. {}) count journey {}'s",
+                            theme.name,
+                            earlier.name_any(),
+                            world.touchpoints[shared].name_any(),
+                            earlier.name_any()
+                        ),
+                    )
+                    .detail(theme.name.clone())
+                    .field(format!("spec.themes[{i}]"));
+                    conflicts.push((subject, finding));
+                }
+            }
+        }
+    }
+    conflicts
+}
+
 /// The themes `touchpoint`'s collector counts: those of every journey holding it, by name. When
 /// two journeys declare a theme of the same name, the journey first in name order defines it,
 /// so the result never depends on the order of `journeys`.
