@@ -290,7 +290,7 @@ async fn bench() {
             let spec = WindowSpec::parse(window).expect("window");
             let answer = client
                 .query(
-                    &family.query(&namespaces, &spec.current(now), &spec.previous(now)),
+                    &family.query(&namespaces, &[], &spec.current(now), &spec.previous(now)),
                     now,
                 )
                 .await

@@ -45,6 +45,8 @@ fn targets_stay_in_the_indicators_range() {
         ("ces", json!(8), false),
         ("first-response-time", json!(90), true),
         ("first-response-time", json!(-5), false),
+        ("comment-rate", json!(30), true),
+        ("comment-rate", json!(120), false),
     ];
     for (builtin, target, ok) in cases {
         let result = ExperienceKPISpec::validate_cel(
@@ -64,6 +66,86 @@ fn targets_stay_in_the_indicators_range() {
         ExperienceKPISpec::validate_cel(&kpi(json!({"promql": "vector(1)"}), json!(1e6)), None)
             .is_ok()
     );
+}
+
+#[test]
+fn theme_kpis_name_their_theme_metric_and_segment_where_they_apply() {
+    let theme_share = |extra: serde_json::Value| {
+        let mut indicator = json!({"builtin": "theme-share"});
+        if let (Some(o), Some(e)) = (indicator.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        indicator
+    };
+    let cases = [
+        (theme_share(json!({"theme": "delivery"})), None),
+        (
+            theme_share(json!({"theme": "delivery", "metric": "nps", "segment": "detractor"})),
+            None,
+        ),
+        (
+            theme_share(json!({"theme": "price", "metric": "csat", "segment": "low"})),
+            None,
+        ),
+        (
+            theme_share(json!({"theme": "staff", "metric": "interaction", "segment": "abandoned"})),
+            None,
+        ),
+        (
+            json!({"builtin": "comment-rate", "metric": "interaction"}),
+            None,
+        ),
+        (json!({"builtin": "comment-rate"}), None),
+        // theme-share names its theme, and only theme-share takes one.
+        (theme_share(json!({})), Some(".theme")),
+        (
+            json!({"builtin": "nps", "theme": "delivery"}),
+            Some(".theme"),
+        ),
+        (
+            json!({"builtin": "csat", "metric": "csat"}),
+            Some(".metric"),
+        ),
+        // A segment is the band of a metric: it needs one, and one it belongs to.
+        (
+            theme_share(json!({"theme": "delivery", "segment": "detractor"})),
+            Some(".segment"),
+        ),
+        (
+            theme_share(json!({"theme": "delivery", "metric": "csat", "segment": "detractor"})),
+            Some(".segment"),
+        ),
+        (
+            theme_share(json!({"theme": "delivery", "metric": "nps", "segment": "low"})),
+            Some(".segment"),
+        ),
+        (
+            json!({"builtin": "comment-rate", "metric": "nps", "segment": "detractor"}),
+            Some(".segment"),
+        ),
+    ];
+    for (indicator, refused_at) in cases {
+        let result = Indicator::validate_cel(&indicator, None);
+        match refused_at {
+            None => assert!(result.is_ok(), "{indicator}: {result:?}"),
+            Some(field) => {
+                let errors = result.expect_err(&indicator.to_string());
+                assert!(
+                    errors.iter().any(|e| e.field_path == field),
+                    "{indicator}: {errors:?}"
+                );
+            }
+        }
+    }
+    // Shares and rates are percentages.
+    let share = |target: serde_json::Value| {
+        ExperienceKPISpec::validate_cel(
+            &kpi(theme_share(json!({"theme": "delivery"})), target),
+            None,
+        )
+    };
+    assert!(share(json!(25)).is_ok());
+    assert!(share(json!(-1)).is_err());
 }
 
 #[test]

@@ -950,7 +950,7 @@ enum Unit {
 
 /// The unit of each KPI indicator (`indicator` label of `cx_kpi_value`, `cx_kpi_target`,
 /// `cx_kpi_gap`, `cx_kpi_gap_change`; a gap is in points of its indicator's unit).
-const INDICATOR_UNITS: [(&str, Unit); 9] = [
+const INDICATOR_UNITS: [(&str, Unit); 11] = [
     ("nps", Unit::Nps),
     ("csat", Unit::Percent),
     ("ces", Unit::Ces),
@@ -959,6 +959,8 @@ const INDICATOR_UNITS: [(&str, Unit); 9] = [
     ("first-response-time", Unit::Seconds),
     ("resolution-rate", Unit::Percent),
     ("service-level", Unit::Percent),
+    ("theme-share", Unit::Percent),
+    ("comment-rate", Unit::Percent),
     ("custom", Unit::Custom),
 ];
 

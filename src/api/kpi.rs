@@ -78,7 +78,7 @@ use super::common::{
 #[x_kube(
     cel,
     validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'nps' || (double(self.objective.target) >= -100.0 && double(self.objective.target) <= 100.0)").message("an nps target must be between -100 and 100").field_path(".objective.target"),
-    validation = Rule::new("!has(self.indicator.builtin) || !(self.indicator.builtin in ['csat', 'fcr', 'abandonment-rate', 'resolution-rate', 'service-level']) || (double(self.objective.target) >= 0.0 && double(self.objective.target) <= 100.0)").message("a percentage target (csat, fcr, abandonment-rate, resolution-rate, service-level) must be between 0 and 100").field_path(".objective.target"),
+    validation = Rule::new("!has(self.indicator.builtin) || !(self.indicator.builtin in ['csat', 'fcr', 'abandonment-rate', 'resolution-rate', 'service-level', 'theme-share', 'comment-rate']) || (double(self.objective.target) >= 0.0 && double(self.objective.target) <= 100.0)").message("a percentage target (csat, fcr, abandonment-rate, resolution-rate, service-level, theme-share, comment-rate) must be between 0 and 100").field_path(".objective.target"),
     validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'ces' || (double(self.objective.target) >= 1.0 && double(self.objective.target) <= 7.0)").message("a ces target must be between 1 and 7").field_path(".objective.target"),
     validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'first-response-time' || double(self.objective.target) >= 0.0").message("a first-response-time target is a number of seconds and cannot be negative").field_path(".objective.target")
 )]
@@ -105,7 +105,7 @@ pub struct ExperienceKPISpec {
     #[schemars(regex(pattern = DURATION_PATTERN), length(max = 64))]
     #[x_kube(validation = Rule::new(POSITIVE_DURATION_RULE).message("interval must be longer than zero, e.g. 5m"))]
     pub interval: String,
-    /// Fewest samples (survey answers or interactions) in the window for a verdict; fewer gives InsufficientData.
+    /// Fewest samples in the window for a verdict: survey answers or interactions (comments for theme-share); fewer gives InsufficientData.
     #[serde(default = "default_min_samples")]
     #[schemars(range(min = 0, max = 1000000000))]
     pub min_samples: i64,
@@ -144,7 +144,11 @@ fn default_min_samples() -> i64 {
 #[x_kube(
     cel,
     validation = Rule::new("has(self.builtin) != has(self.promql)").message("set exactly one of builtin or promql"),
-    validation = Rule::new("!has(self.samplesPromql) || has(self.promql)").message("samplesPromql only applies to a promql indicator").field_path(".samplesPromql")
+    validation = Rule::new("!has(self.samplesPromql) || has(self.promql)").message("samplesPromql only applies to a promql indicator").field_path(".samplesPromql"),
+    validation = Rule::new("has(self.theme) == (has(self.builtin) && self.builtin == 'theme-share')").message("theme-share names the theme it measures (theme: delivery), and only theme-share takes a theme").field_path(".theme"),
+    validation = Rule::new("!has(self.metric) || (has(self.builtin) && self.builtin in ['theme-share', 'comment-rate'])").message("metric only applies to the theme-share and comment-rate indicators").field_path(".metric"),
+    validation = Rule::new("!has(self.segment) || (has(self.builtin) && self.builtin == 'theme-share' && has(self.metric))").message("segment only applies to theme-share, with the metric whose answer band it is (metric: nps, segment: detractor)").field_path(".segment"),
+    validation = Rule::new("!has(self.segment) || !has(self.metric) || (self.metric == 'nps' ? self.segment in ['detractor', 'passive', 'promoter'] : self.metric == 'interaction' || self.segment in ['low', 'neutral', 'high'])").message("segment is an answer band of the metric: detractor, passive or promoter for nps; low, neutral or high for csat and ces; an outcome for interaction").field_path(".segment")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct Indicator {
@@ -159,6 +163,100 @@ pub struct Indicator {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub samples_promql: Option<String>,
+    /// For theme-share: the theme whose share of comments is measured, as declared in a CustomerJourney's spec.themes (e.g. delivery). The touchpoints in scope must count it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub theme: Option<String>,
+    /// For theme-share and comment-rate: only comments on answers to this metric (nps, csat, ces, or interaction for interactions' comments). Absent: every comment (theme-share), every answer and interaction (comment-rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<CommentMetric>,
+    /// For theme-share, with metric: only comments in this answer band, e.g. detractor (nps: detractor, passive, promoter; csat and ces: low, neutral, high; interaction: the outcome, e.g. abandoned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub segment: Option<String>,
+}
+
+impl Indicator {
+    /// The builtin indicator with its parameters, `None` for custom PromQL.
+    pub fn builtin_measure(&self) -> Option<BuiltinMeasure> {
+        self.builtin.map(|indicator| BuiltinMeasure {
+            indicator,
+            theme: self.theme.clone(),
+            metric: self.metric,
+            segment: self.segment.clone(),
+        })
+    }
+}
+
+/// Which answers a comment was written on: the `metric` label of `cx_feedback_comments_total`
+/// and `cx_feedback_themes_total`.
+#[derive(
+    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommentMetric {
+    /// Comments on NPS answers.
+    Nps,
+    /// Comments on CSAT answers.
+    Csat,
+    /// Comments on CES answers.
+    Ces,
+    /// Comments on interactions (an agent's wrap-up note, a chat's closing remark).
+    Interaction,
+}
+
+impl CommentMetric {
+    /// The name used in manifests and in the `metric` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommentMetric::Nps => "nps",
+            CommentMetric::Csat => "csat",
+            CommentMetric::Ces => "ces",
+            CommentMetric::Interaction => "interaction",
+        }
+    }
+
+    /// The survey question, `None` for interactions.
+    pub fn survey(self) -> Option<crate::api::SurveyMetric> {
+        match self {
+            CommentMetric::Nps => Some(crate::api::SurveyMetric::Nps),
+            CommentMetric::Csat => Some(crate::api::SurveyMetric::Csat),
+            CommentMetric::Ces => Some(crate::api::SurveyMetric::Ces),
+            CommentMetric::Interaction => None,
+        }
+    }
+}
+
+/// A builtin indicator with the parameters theme KPIs add (theme, metric, segment): everything
+/// query generation, batching and scope matching read from `spec.indicator`. The other builtins
+/// leave the parameters empty.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BuiltinMeasure {
+    /// The indicator.
+    pub indicator: BuiltinIndicator,
+    /// theme-share: the theme.
+    pub theme: Option<String>,
+    /// theme-share and comment-rate: the metric the comments were written on.
+    pub metric: Option<CommentMetric>,
+    /// theme-share: the answer band (or interaction outcome) of the comments.
+    pub segment: Option<String>,
+}
+
+impl From<BuiltinIndicator> for BuiltinMeasure {
+    fn from(indicator: BuiltinIndicator) -> BuiltinMeasure {
+        BuiltinMeasure {
+            indicator,
+            theme: None,
+            metric: None,
+            segment: None,
+        }
+    }
 }
 
 /// Indicators computed from collector metrics without writing PromQL.
@@ -185,11 +283,16 @@ pub enum BuiltinIndicator {
     /// % of contacts offered (abandoned ones included) answered within the channel's
     /// serviceLevels.firstResponseSeconds.
     ServiceLevel,
+    /// % of comments mentioning `theme` (optionally only comments on `metric` answers in
+    /// `segment`: the share of detractors' comments about delivery), 0 to 100.
+    ThemeShare,
+    /// % of answers and interactions that carry a comment (optionally of one `metric`), 0 to 100.
+    CommentRate,
 }
 
 impl BuiltinIndicator {
     /// Every builtin indicator.
-    pub const ALL: [BuiltinIndicator; 8] = [
+    pub const ALL: [BuiltinIndicator; 10] = [
         BuiltinIndicator::Nps,
         BuiltinIndicator::Csat,
         BuiltinIndicator::Ces,
@@ -198,6 +301,8 @@ impl BuiltinIndicator {
         BuiltinIndicator::FirstResponseTime,
         BuiltinIndicator::ResolutionRate,
         BuiltinIndicator::ServiceLevel,
+        BuiltinIndicator::ThemeShare,
+        BuiltinIndicator::CommentRate,
     ];
 
     /// The name used in manifests and metric labels.
@@ -211,6 +316,8 @@ impl BuiltinIndicator {
             BuiltinIndicator::FirstResponseTime => "first-response-time",
             BuiltinIndicator::ResolutionRate => "resolution-rate",
             BuiltinIndicator::ServiceLevel => "service-level",
+            BuiltinIndicator::ThemeShare => "theme-share",
+            BuiltinIndicator::CommentRate => "comment-rate",
         }
     }
 }
@@ -309,7 +416,7 @@ pub struct ExperienceKPIStatus {
     /// means the experience got worse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap_change: Option<f64>,
-    /// Samples (answers or interactions) in the window.
+    /// Samples in the window: answers or interactions (comments for theme-share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<i64>,
     /// Verdict of the last evaluation.

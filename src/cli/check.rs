@@ -423,6 +423,16 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
                 )
                 .field("spec.indicator.builtin"),
             ),
+            Err(KpiError::ThemeNotCounted(why)) => findings.push(
+                Finding::new(
+                    FindingCode::KpiThemeUndeclared,
+                    Severity::Error,
+                    subject,
+                    format!("KPI {name} can never be measured: {why}"),
+                )
+                .detail(kpi.spec.indicator.theme.clone().unwrap_or_default())
+                .field("spec.indicator.theme"),
+            ),
             Err(KpiError::InvalidQuery { field, message }) => findings.push(
                 Finding::new(
                     FindingCode::KpiQueryInvalid,

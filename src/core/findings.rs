@@ -69,6 +69,9 @@ pub enum FindingCode {
     DanglingScopeChannel,
     /// A builtin KPI covers touchpoints of which none produces its signal: it can never be measured.
     KpiSignalMissing,
+    /// A theme-share KPI names a theme that no journey holding its touchpoints declares: no
+    /// collector counts it.
+    KpiThemeUndeclared,
     /// A KPI's PromQL (or window) is one Prometheus would refuse.
     KpiQueryInvalid,
     /// A KPI's rolling window is shorter than its interval: answers between two evaluations are
@@ -114,7 +117,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [FindingCode; 26] = [
+    pub const ALL: [FindingCode; 27] = [
         FindingCode::Consistency,
         FindingCode::RuleChecksNothing,
         FindingCode::DuplicateTouchpoint,
@@ -123,6 +126,7 @@ impl FindingCode {
         FindingCode::DanglingScopeChannel,
         FindingCode::KpiScopeEmpty,
         FindingCode::KpiSignalMissing,
+        FindingCode::KpiThemeUndeclared,
         FindingCode::KpiQueryInvalid,
         FindingCode::KpiWindowShorterThanInterval,
         FindingCode::KpiMissesJourney,
@@ -152,6 +156,7 @@ impl FindingCode {
             FindingCode::KpiScopeEmpty => "kpi-scope-empty",
             FindingCode::DanglingScopeChannel => "dangling-scope-channel",
             FindingCode::KpiSignalMissing => "kpi-signal-missing",
+            FindingCode::KpiThemeUndeclared => "kpi-theme-undeclared",
             FindingCode::KpiQueryInvalid => "kpi-query-invalid",
             FindingCode::KpiWindowShorterThanInterval => "kpi-window-shorter-than-interval",
             FindingCode::DanglingJourney => "dangling-journey",

@@ -9,6 +9,7 @@
 //! | survey `m` | `sum by (namespace, touchpoint, score) (N(cx_survey_responses_total{namespace=~"…", metric="m"}))` |
 //! | interactions | `sum by (namespace, touchpoint, outcome) (N(cx_interactions_total{namespace=~"…"}))` |
 //! | waits | `sum by (namespace, touchpoint, le) (N(cx_first_response_seconds_bucket{namespace=~"…"}))`, plus the contacts offered, `sum by (namespace, touchpoint) (N(cx_interaction_duration_seconds_count{namespace=~"…", timing="wait"}))` as `le="offered"` |
+//! | comments | `sum by (namespace, touchpoint, metric, segment) (N(cx_feedback_comments_total{namespace=~"…"}))`, the answers they could be written on, `sum by (namespace, touchpoint, metric) (N(cx_survey_responses_total{…}))` and `sum by (namespace, touchpoint) (N(cx_interactions_total{…}))` as `metric="interaction"`, and the mentions of the themes the group's KPIs name, `sum by (namespace, touchpoint, theme, metric, segment) (N(cx_feedback_themes_total{namespace=~"…", theme=~"…"}))`, told apart by [`COUNT_LABEL`] |
 //!
 //! each for the current and the previous cycle in the same query (rows labelled
 //! `cx_conductor_cycle="current"` / `"previous"`, see [`CYCLE_LABEL`]), and each KPI sums the
@@ -23,17 +24,20 @@ use super::KpiError;
 use super::evaluate::{Measurement, Reading, SampleCount};
 use super::prometheus::Sample;
 use super::promql::{
-    CONTACT_OUTCOMES, DURATIONS, FIRST_RESPONSE_QUANTILE, FIRST_RESPONSES, INTERACTIONS,
-    NPS_DETRACTORS, NPS_PROMOTERS, SURVEY_RESPONSES, common_bounds, counted, label_in,
+    COMMENTS, CONTACT_OUTCOMES, DURATIONS, FIRST_RESPONSE_QUANTILE, FIRST_RESPONSES, INTERACTIONS,
+    NPS_DETRACTORS, NPS_PROMOTERS, SURVEY_RESPONSES, THEMES, common_bounds, counted, label_in,
 };
 use super::scope::{QueryScope, TouchpointScope};
 use super::window::Span;
-use crate::api::{BuiltinIndicator, SurveyMetric};
+use crate::api::{BuiltinIndicator, BuiltinMeasure, SurveyMetric};
 
 /// The label telling a family query's current-cycle rows from its previous-cycle ones.
 pub const CYCLE_LABEL: &str = "cx_conductor_cycle";
 /// The `le` value of the waits family's row of contacts offered.
 pub const OFFERED: &str = "offered";
+/// The label telling the comments family's rows apart: `comments` (events with a comment),
+/// `answers` (answers and interactions) or `theme` (mentions of a theme).
+pub const COUNT_LABEL: &str = "cx_conductor_count";
 
 /// Which cycle a row measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,12 +66,16 @@ pub enum Family {
     Interactions,
     /// The wait-time histogram, by bucket.
     Waits,
+    /// Comments by metric and segment, the answers they were written on by metric, and theme
+    /// mentions by theme, metric and segment: rows keyed `count/theme/metric/segment` (see
+    /// [`CommentRow`]).
+    Comments,
 }
 
 impl Family {
     /// The family an indicator is computed from.
-    pub fn of(indicator: BuiltinIndicator) -> Family {
-        match indicator {
+    pub fn of(measure: &BuiltinMeasure) -> Family {
+        match measure.indicator {
             BuiltinIndicator::Nps => Family::Survey(SurveyMetric::Nps),
             BuiltinIndicator::Csat => Family::Survey(SurveyMetric::Csat),
             BuiltinIndicator::Ces => Family::Survey(SurveyMetric::Ces),
@@ -75,25 +83,35 @@ impl Family {
             | BuiltinIndicator::AbandonmentRate
             | BuiltinIndicator::ResolutionRate => Family::Interactions,
             BuiltinIndicator::FirstResponseTime | BuiltinIndicator::ServiceLevel => Family::Waits,
+            BuiltinIndicator::CommentRate | BuiltinIndicator::ThemeShare => Family::Comments,
         }
     }
 
-    /// The label each touchpoint's rows are broken down by.
+    /// The label each touchpoint's rows are broken down by ([`COUNT_LABEL`] for comments, whose
+    /// rows are keyed by several labels: see [`CommentRow`]).
     pub fn key_label(self) -> &'static str {
         match self {
             Family::Survey(_) => "score",
             Family::Interactions => "outcome",
             Family::Waits => "le",
+            Family::Comments => COUNT_LABEL,
         }
     }
 
     /// The family's query over `namespaces` for the `current` and `previous` cycles: one
-    /// HTTP query, rows labelled with [`CYCLE_LABEL`].
-    pub fn query<S: AsRef<str>>(self, namespaces: &[S], current: &Span, previous: &Span) -> String {
+    /// HTTP query, rows labelled with [`CYCLE_LABEL`]. `themes`: the themes whose mentions the
+    /// comments family reads (the other families ignore it).
+    pub fn query<S: AsRef<str>>(
+        self,
+        namespaces: &[S],
+        themes: &[S],
+        current: &Span,
+        previous: &Span,
+    ) -> String {
         let tagged = |span: &Span, cycle: Cycle| {
             format!(
                 "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
-                self.cycle_query(namespaces, span),
+                self.cycle_query(namespaces, themes, span),
                 cycle.as_str()
             )
         };
@@ -105,7 +123,7 @@ impl Family {
     }
 
     /// The family's query for one cycle.
-    pub fn cycle_query<S: AsRef<str>>(self, namespaces: &[S], span: &Span) -> String {
+    pub fn cycle_query<S: AsRef<str>>(self, namespaces: &[S], themes: &[S], span: &Span) -> String {
         let ns = label_in("namespace", namespaces);
         let by = |metric: &str, matchers: &str| {
             format!(
@@ -129,7 +147,92 @@ impl Family {
                     span
                 )
             ),
+            Family::Comments => {
+                let tag = |query: String, count: &str| {
+                    format!("label_replace({query}, \"{COUNT_LABEL}\", \"{count}\", \"\", \"\")")
+                };
+                let mut parts = vec![
+                    tag(
+                        format!(
+                            "sum by (namespace, touchpoint, metric, segment) ({})",
+                            counted(COMMENTS, &ns, span)
+                        ),
+                        "comments",
+                    ),
+                    tag(
+                        format!(
+                            "sum by (namespace, touchpoint, metric) ({})",
+                            counted(SURVEY_RESPONSES, &ns, span)
+                        ),
+                        "answers",
+                    ),
+                    tag(
+                        format!(
+                            "label_replace(sum by (namespace, touchpoint) ({}), \"metric\", \"interaction\", \"\", \"\")",
+                            counted(INTERACTIONS, &ns, span)
+                        ),
+                        "answers",
+                    ),
+                ];
+                if !themes.is_empty() {
+                    parts.push(tag(
+                        format!(
+                            "sum by (namespace, touchpoint, theme, metric, segment) ({})",
+                            counted(
+                                THEMES,
+                                &format!("{ns}, {}", label_in("theme", themes)),
+                                span
+                            )
+                        ),
+                        "theme",
+                    ));
+                }
+                parts.join(" or ")
+            }
         }
+    }
+}
+
+/// One row of the comments family, from its key (`count/theme/metric/segment`, the labels a
+/// row lacks empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommentRow<'a> {
+    /// `comments`, `answers` or `theme`.
+    pub count: &'a str,
+    /// The theme of a `theme` row.
+    pub theme: &'a str,
+    /// `nps`, `csat`, `ces` or `interaction`.
+    pub metric: &'a str,
+    /// The answer band or outcome (empty for `answers` rows).
+    pub segment: &'a str,
+}
+
+impl<'a> CommentRow<'a> {
+    /// The key a row is stored under.
+    fn key(count: &str, theme: &str, metric: &str, segment: &str) -> String {
+        format!("{count}/{theme}/{metric}/{segment}")
+    }
+
+    /// A row from its key.
+    pub fn parse(key: &'a str) -> Option<CommentRow<'a>> {
+        let mut parts = key.splitn(4, '/');
+        Some(CommentRow {
+            count: parts.next()?,
+            theme: parts.next()?,
+            metric: parts.next()?,
+            segment: parts.next()?,
+        })
+    }
+
+    /// Whether the row is of `count` and within `measure`'s metric and segment (either absent:
+    /// any).
+    fn within(&self, count: &str, measure: &BuiltinMeasure) -> bool {
+        self.count == count
+            && measure.metric.is_none_or(|m| m.as_str() == self.metric)
+            && measure
+                .segment
+                .as_deref()
+                .is_none_or(|segment| segment == self.segment)
     }
 }
 
@@ -166,6 +269,16 @@ impl FamilyTable {
             let namespace = take("namespace")?;
             let touchpoint = take("touchpoint")?;
             let key = take(key_label)?;
+            let key = match family {
+                Family::Comments => {
+                    let mut optional =
+                        |label: &str| sample.labels.remove(label).unwrap_or_default();
+                    let (theme, metric, segment) =
+                        (optional("theme"), optional("metric"), optional("segment"));
+                    CommentRow::key(&key, &theme, &metric, &segment)
+                }
+                _ => key,
+            };
             rows.entry((cycle, namespace, touchpoint))
                 .or_default()
                 .push((key, sample.value));
@@ -190,26 +303,27 @@ impl FamilyTable {
 /// numbers as the compiled PromQL, including its empty answers (no series: `None` / `NoSeries`)
 /// and its NaN (nothing counted: 0/0).
 pub fn measure_builtin(
-    indicator: BuiltinIndicator,
+    measure: &BuiltinMeasure,
     scope: &QueryScope,
     table: &FamilyTable,
 ) -> Measurement {
-    let current = read_builtin(indicator, scope, table, Cycle::Current);
+    let current = read_builtin(measure, scope, table, Cycle::Current);
     Measurement {
         value: current.value,
         samples: current.samples,
-        previous: Some(read_builtin(indicator, scope, table, Cycle::Previous)),
+        previous: Some(read_builtin(measure, scope, table, Cycle::Previous)),
     }
 }
 
 /// The value and samples of a builtin indicator over `scope` in one cycle.
 pub fn read_builtin(
-    indicator: BuiltinIndicator,
+    measure: &BuiltinMeasure,
     scope: &QueryScope,
     table: &FamilyTable,
     cycle: Cycle,
 ) -> Reading {
-    let measured = scope.measuring(indicator);
+    let indicator = measure.indicator;
+    let measured = scope.measuring(measure);
     let present: Vec<(&TouchpointScope, &[(String, f64)])> = measured
         .iter()
         .filter_map(|t| {
@@ -305,6 +419,29 @@ pub fn read_builtin(
             });
             let offered = sum_where(&|_, k| k == OFFERED);
             ratio(within, offered, 100.0)
+        }
+        BuiltinIndicator::CommentRate => {
+            let rows = |count: &'static str| {
+                move |_: &TouchpointScope, k: &str| {
+                    CommentRow::parse(k).is_some_and(|row| row.within(count, measure))
+                }
+            };
+            ratio(
+                sum_where(&rows("comments")),
+                sum_where(&rows("answers")),
+                100.0,
+            )
+        }
+        BuiltinIndicator::ThemeShare => {
+            let theme = measure.theme.as_deref().unwrap_or_default();
+            let comments = sum_where(&|_, k| {
+                CommentRow::parse(k).is_some_and(|row| row.within("comments", measure))
+            });
+            let mentions = sum_where(&|_, k| {
+                CommentRow::parse(k)
+                    .is_some_and(|row| row.within("theme", measure) && row.theme == theme)
+            });
+            ratio(mentions, comments, 100.0)
         }
     }
 }
@@ -410,7 +547,7 @@ pub fn bucket_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Outcome, SurveySignal, Timing};
+    use crate::api::{CommentMetric, Outcome, SurveySignal, Timing};
 
     fn row(ns: &str, tp: &str, key_label: &str, key: &str, value: f64) -> Sample {
         Sample {
@@ -441,6 +578,7 @@ mod tests {
             outcomes: Outcome::ALL.to_vec(),
             timings: vec![Timing::Wait],
             first_response_seconds: promise,
+            themes: Vec::new(),
         }
     }
 
@@ -471,7 +609,7 @@ mod tests {
         };
         let nps = r#"cx_survey_responses_total{namespace=~"b2b|retail", metric="nps"}"#;
         assert_eq!(
-            Family::Survey(SurveyMetric::Nps).query(&["retail", "b2b"], &current, &previous),
+            Family::Survey(SurveyMetric::Nps).query(&["retail", "b2b"], &[], &current, &previous),
             format!(
                 r#"label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "previous", "", "")"#,
                 n(nps, "", "7d"),
@@ -480,14 +618,14 @@ mod tests {
         );
         let interactions = r#"cx_interactions_total{namespace="retail"}"#;
         assert_eq!(
-            Family::Interactions.cycle_query(&["retail"], &current),
+            Family::Interactions.cycle_query(&["retail"], &[], &current),
             format!(
                 "sum by (namespace, touchpoint, outcome) ({})",
                 n(interactions, "", "7d")
             )
         );
         assert_eq!(
-            Family::Waits.cycle_query(&["retail"], &current),
+            Family::Waits.cycle_query(&["retail"], &[], &current),
             format!(
                 r#"sum by (namespace, touchpoint, le) ({}) or label_replace(sum by (namespace, touchpoint) ({}), "le", "offered", "", "")"#,
                 n(
@@ -506,9 +644,15 @@ mod tests {
             Family::Survey(SurveyMetric::Ces),
             Family::Interactions,
             Family::Waits,
+            Family::Comments,
         ] {
-            promql_parser::parser::parse(&family.query(&["a", "b.c"], &current, &previous))
-                .expect("parses");
+            promql_parser::parser::parse(&family.query(
+                &["a", "b.c"],
+                &["delivery"],
+                &current,
+                &previous,
+            ))
+            .expect("parses");
         }
     }
 
@@ -529,7 +673,7 @@ mod tests {
                 ("other", "10", 1000.0),
             ],
         );
-        let m = measure_builtin(BuiltinIndicator::Nps, &s, &nps);
+        let m = measure_builtin(&BuiltinIndicator::Nps.into(), &s, &nps);
         assert_eq!(m.value, Some(100.0 * (50.0 - 32.0) / 120.0));
         assert_eq!(m.samples, SampleCount::Counted(120.0));
 
@@ -546,7 +690,7 @@ mod tests {
                 ("app", "4", 5.0),
             ],
         );
-        let m = measure_builtin(BuiltinIndicator::Csat, &s, &csat);
+        let m = measure_builtin(&BuiltinIndicator::Csat.into(), &s, &csat);
         assert_eq!(m.value, Some(100.0 * 45.0 / 70.0));
 
         // CES: mean score.
@@ -554,20 +698,20 @@ mod tests {
             Family::Survey(SurveyMetric::Ces),
             &[("web", "7", 3.0), ("web", "1", 1.0), ("app", "4", 4.0)],
         );
-        let m = measure_builtin(BuiltinIndicator::Ces, &s, &ces);
+        let m = measure_builtin(&BuiltinIndicator::Ces.into(), &s, &ces);
         assert_eq!(m.value, Some((21.0 + 1.0 + 16.0) / 8.0));
         assert_eq!(m.samples, SampleCount::Counted(8.0));
 
         // Series present but nothing counted: NaN, as 0/0 in PromQL.
         let zero = table(Family::Survey(SurveyMetric::Nps), &[("web", "10", 0.0)]);
-        let m = measure_builtin(BuiltinIndicator::Nps, &s, &zero);
+        let m = measure_builtin(&BuiltinIndicator::Nps.into(), &s, &zero);
         assert!(m.value.is_some_and(f64::is_nan));
         assert_eq!(m.samples, SampleCount::Counted(0.0));
 
         // No series for any touchpoint in scope: no data, as an empty PromQL answer.
         let elsewhere = table(Family::Survey(SurveyMetric::Nps), &[("other", "10", 5.0)]);
         assert_eq!(
-            measure_builtin(BuiltinIndicator::Nps, &s, &elsewhere),
+            measure_builtin(&BuiltinIndicator::Nps.into(), &s, &elsewhere),
             Measurement {
                 value: None,
                 samples: SampleCount::NoSeries,
@@ -597,12 +741,12 @@ mod tests {
                 ("chat", "completed", 20.0),
             ],
         );
-        let fcr = measure_builtin(BuiltinIndicator::Fcr, &s, &t);
+        let fcr = measure_builtin(&BuiltinIndicator::Fcr.into(), &s, &t);
         assert_eq!(fcr.value, Some(100.0 * 50.0 / 70.0));
         assert_eq!(fcr.samples, SampleCount::Counted(70.0));
-        let resolution = measure_builtin(BuiltinIndicator::ResolutionRate, &s, &t);
+        let resolution = measure_builtin(&BuiltinIndicator::ResolutionRate.into(), &s, &t);
         assert_eq!(resolution.value, Some(100.0 * 60.0 / 70.0));
-        let abandonment = measure_builtin(BuiltinIndicator::AbandonmentRate, &s, &t);
+        let abandonment = measure_builtin(&BuiltinIndicator::AbandonmentRate.into(), &s, &t);
         assert_eq!(abandonment.value, Some(100.0 * 10.0 / 100.0));
         assert_eq!(abandonment.samples, SampleCount::Counted(100.0));
     }
@@ -632,12 +776,12 @@ mod tests {
             ],
         );
         // Answered within the promise (call 6 within 70 s, chat 9 within 60 s) of 22 offered.
-        let sl = measure_builtin(BuiltinIndicator::ServiceLevel, &s, &t);
+        let sl = measure_builtin(&BuiltinIndicator::ServiceLevel.into(), &s, &t);
         assert_eq!(sl.value, Some(100.0 * 15.0 / 22.0));
         assert_eq!(sl.samples, SampleCount::Counted(22.0));
         // Without the le=70 bucket only call has: 60 → 13, 75 → 17, 90 → 19, +Inf → 20.
         // Rank 18 falls in (75, 90]: 75 + 15 × (18 − 17) / (19 − 17).
-        let frt = measure_builtin(BuiltinIndicator::FirstResponseTime, &s, &t);
+        let frt = measure_builtin(&BuiltinIndicator::FirstResponseTime.into(), &s, &t);
         let p90 = frt.value.expect("value");
         assert!((p90 - 82.5).abs() < 1e-9, "{p90}");
         assert_eq!(frt.samples, SampleCount::Counted(20.0));
@@ -717,5 +861,232 @@ mod tests {
         let error = FamilyTable::from_samples(Family::Interactions, vec![sample])
             .expect_err("missing labels");
         assert_eq!(error.reason(), "UnexpectedResult");
+    }
+
+    /// A comments-family row as Prometheus answers it: the labels the row has.
+    fn comment_row(tp: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        let mut sample = row("retail", tp, "metric", "", value);
+        sample.labels.remove("metric");
+        for (k, v) in labels {
+            sample.labels.insert((*k).to_owned(), (*v).to_owned());
+        }
+        sample
+    }
+
+    #[test]
+    fn comments_family_query_reads_comments_answers_and_the_named_themes() {
+        let now: k8s_openapi::jiff::Timestamp = "2026-11-03T10:15:00Z".parse().expect("now");
+        let span = crate::kpi::WindowSpec::parse("7d")
+            .expect("window")
+            .current(now);
+        let n = |x: &str| {
+            format!(
+                "(((last_over_time({x}[7d]) - {x} offset 7d) or last_over_time({x}[7d])) unless resets({x}[7d]) > 0 or increase({x}[7d]))"
+            )
+        };
+        let tag = |q: String, count: &str| {
+            format!(r#"label_replace({q}, "cx_conductor_count", "{count}", "", "")"#)
+        };
+        let without_themes = [
+            tag(
+                format!(
+                    "sum by (namespace, touchpoint, metric, segment) ({})",
+                    n(r#"cx_feedback_comments_total{namespace="retail"}"#)
+                ),
+                "comments",
+            ),
+            tag(
+                format!(
+                    "sum by (namespace, touchpoint, metric) ({})",
+                    n(r#"cx_survey_responses_total{namespace="retail"}"#)
+                ),
+                "answers",
+            ),
+            tag(
+                format!(
+                    r#"label_replace(sum by (namespace, touchpoint) ({}), "metric", "interaction", "", "")"#,
+                    n(r#"cx_interactions_total{namespace="retail"}"#)
+                ),
+                "answers",
+            ),
+        ]
+        .join(" or ");
+        let none: [&str; 0] = [];
+        assert_eq!(
+            Family::Comments.cycle_query(&["retail"], &none, &span),
+            without_themes
+        );
+        assert_eq!(
+            Family::Comments.cycle_query(&["retail"], &["price", "delivery"], &span),
+            format!(
+                "{without_themes} or {}",
+                tag(
+                    format!(
+                        "sum by (namespace, touchpoint, theme, metric, segment) ({})",
+                        n(
+                            r#"cx_feedback_themes_total{namespace="retail", theme=~"delivery|price"}"#
+                        )
+                    ),
+                    "theme"
+                )
+            )
+        );
+    }
+
+    #[test]
+    fn theme_indicators_from_rows() {
+        let mut web = touchpoint("web", 5, None);
+        web.themes = vec!["delivery".into(), "price".into()];
+        let mut app = touchpoint("app", 5, None);
+        app.themes = vec!["price".into()];
+        let s = scope(vec![web, app]);
+        let samples = vec![
+            // web: 40 nps answers (12 detractors), 10 commented by detractors, 4 by promoters;
+            // 20 interactions, 5 commented (abandoned).
+            comment_row("web", &[(COUNT_LABEL, "answers"), ("metric", "nps")], 40.0),
+            comment_row(
+                "web",
+                &[(COUNT_LABEL, "answers"), ("metric", "interaction")],
+                20.0,
+            ),
+            comment_row(
+                "web",
+                &[
+                    (COUNT_LABEL, "comments"),
+                    ("metric", "nps"),
+                    ("segment", "detractor"),
+                ],
+                10.0,
+            ),
+            comment_row(
+                "web",
+                &[
+                    (COUNT_LABEL, "comments"),
+                    ("metric", "nps"),
+                    ("segment", "promoter"),
+                ],
+                4.0,
+            ),
+            comment_row(
+                "web",
+                &[
+                    (COUNT_LABEL, "comments"),
+                    ("metric", "interaction"),
+                    ("segment", "abandoned"),
+                ],
+                5.0,
+            ),
+            // Delivery: 6 detractor comments, 1 promoter comment, 2 abandoned interactions.
+            comment_row(
+                "web",
+                &[
+                    (COUNT_LABEL, "theme"),
+                    ("theme", "delivery"),
+                    ("metric", "nps"),
+                    ("segment", "detractor"),
+                ],
+                6.0,
+            ),
+            comment_row(
+                "web",
+                &[
+                    (COUNT_LABEL, "theme"),
+                    ("theme", "delivery"),
+                    ("metric", "nps"),
+                    ("segment", "promoter"),
+                ],
+                1.0,
+            ),
+            comment_row(
+                "web",
+                &[
+                    (COUNT_LABEL, "theme"),
+                    ("theme", "delivery"),
+                    ("metric", "interaction"),
+                    ("segment", "abandoned"),
+                ],
+                2.0,
+            ),
+            comment_row(
+                "web",
+                &[
+                    (COUNT_LABEL, "theme"),
+                    ("theme", "price"),
+                    ("metric", "nps"),
+                    ("segment", "detractor"),
+                ],
+                3.0,
+            ),
+            // app: 10 nps answers, 5 commented by detractors, 5 of them about price; it does
+            // not count delivery, so delivery KPIs leave it out.
+            comment_row("app", &[(COUNT_LABEL, "answers"), ("metric", "nps")], 10.0),
+            comment_row(
+                "app",
+                &[
+                    (COUNT_LABEL, "comments"),
+                    ("metric", "nps"),
+                    ("segment", "detractor"),
+                ],
+                5.0,
+            ),
+            comment_row(
+                "app",
+                &[
+                    (COUNT_LABEL, "theme"),
+                    ("theme", "price"),
+                    ("metric", "nps"),
+                    ("segment", "detractor"),
+                ],
+                5.0,
+            ),
+        ];
+        let table = FamilyTable::from_samples(Family::Comments, samples).expect("table");
+        let share = |theme: &str, metric: Option<CommentMetric>, segment: Option<&str>| {
+            measure_builtin(
+                &BuiltinMeasure {
+                    indicator: BuiltinIndicator::ThemeShare,
+                    theme: Some(theme.into()),
+                    metric,
+                    segment: segment.map(Into::into),
+                },
+                &s,
+                &table,
+            )
+        };
+        let detractor_delivery = share("delivery", Some(CommentMetric::Nps), Some("detractor"));
+        assert_eq!(detractor_delivery.value, Some(100.0 * 6.0 / 10.0));
+        assert_eq!(detractor_delivery.samples, SampleCount::Counted(10.0));
+        let delivery = share("delivery", None, None);
+        assert_eq!(delivery.value, Some(100.0 * 9.0 / 19.0));
+        assert_eq!(delivery.samples, SampleCount::Counted(19.0));
+        let abandoned = share(
+            "delivery",
+            Some(CommentMetric::Interaction),
+            Some("abandoned"),
+        );
+        assert_eq!(abandoned.value, Some(100.0 * 2.0 / 5.0));
+        let price = share("price", Some(CommentMetric::Nps), Some("detractor"));
+        assert_eq!(price.value, Some(100.0 * 8.0 / 15.0));
+
+        let rate = |metric: Option<CommentMetric>| {
+            measure_builtin(
+                &BuiltinMeasure {
+                    indicator: BuiltinIndicator::CommentRate,
+                    theme: None,
+                    metric,
+                    segment: None,
+                },
+                &s,
+                &table,
+            )
+        };
+        let all = rate(None);
+        assert_eq!(all.value, Some(100.0 * 24.0 / 70.0));
+        assert_eq!(all.samples, SampleCount::Counted(70.0));
+        let nps = rate(Some(CommentMetric::Nps));
+        assert_eq!(nps.value, Some(100.0 * 19.0 / 50.0));
+        assert_eq!(nps.samples, SampleCount::Counted(50.0));
+        let interactions = rate(Some(CommentMetric::Interaction));
+        assert_eq!(interactions.value, Some(100.0 * 5.0 / 20.0));
     }
 }

@@ -3,7 +3,7 @@
 //! - Builtin indicators are grouped by signal family and window: each group is one query broken
 //!   down by touchpoint ([`super::batch`]), for the current and the previous cycle at once,
 //!   whatever the number of KPIs in it. A cycle of 1,000 builtin KPIs over three windows is at
-//!   most 5 families × 3 windows = 15 queries.
+//!   most 6 families × 3 windows = 18 queries.
 //! - Custom PromQL indicators cannot be merged with each other: each is one query for its value
 //!   and samples ([`CompiledKpi::combined`]) and one for its previous cycle, evaluated at the end
 //!   of the previous window (a user's expression cannot be shifted with `offset` from outside).
@@ -77,6 +77,8 @@ struct Group {
     current: Span,
     previous: Span,
     namespaces: BTreeSet<String>,
+    /// The themes the members' theme-share KPIs name (comments family only).
+    themes: BTreeSet<String>,
     members: Vec<usize>,
 }
 
@@ -101,11 +103,11 @@ pub async fn measure_cycle(
         match prepared {
             Err(error) => results[i] = Some(Err(error)),
             Ok((window, kpi)) => {
-                match kpi.indicator {
-                    Some(indicator) => {
+                match &kpi.indicator {
+                    Some(measure) => {
                         let (current, previous) = (window.current(now), window.previous(now));
                         let key = (
-                            Family::of(indicator),
+                            Family::of(measure),
                             [
                                 current.length,
                                 current.offset,
@@ -117,9 +119,11 @@ pub async fn measure_cycle(
                             current,
                             previous,
                             namespaces: BTreeSet::new(),
+                            themes: BTreeSet::new(),
                             members: Vec::new(),
                         });
                         group.namespaces.insert(request.scope.namespace.clone());
+                        group.themes.extend(measure.theme.iter().cloned());
                         group.members.push(i);
                     }
                     None => customs.push(i),
@@ -133,7 +137,10 @@ pub async fn measure_cycle(
     let mut jobs: Vec<BoxFuture<'_, Done>> = Vec::new();
     for (&key, group) in &groups {
         let namespaces: Vec<&str> = group.namespaces.iter().map(String::as_str).collect();
-        let query = key.0.query(&namespaces, &group.current, &group.previous);
+        let themes: Vec<&str> = group.themes.iter().map(String::as_str).collect();
+        let query = key
+            .0
+            .query(&namespaces, &themes, &group.current, &group.previous);
         jobs.push(
             async move {
                 let table = match client.query(&query, now).await {
@@ -168,9 +175,10 @@ pub async fn measure_cycle(
                     continue;
                 };
                 for &i in &group.members {
-                    let measured = match (&table, compiled[i].as_ref().and_then(|c| c.indicator)) {
-                        (Ok(table), Some(indicator)) => {
-                            Ok(measure_builtin(indicator, &requests[i].scope, table))
+                    let measure = compiled[i].as_ref().and_then(|c| c.indicator.as_ref());
+                    let measured = match (&table, measure) {
+                        (Ok(table), Some(measure)) => {
+                            Ok(measure_builtin(measure, &requests[i].scope, table))
                         }
                         (Err(error), _) => Err(error.clone()),
                         (Ok(_), None) => Err(KpiError::UnexpectedResult(

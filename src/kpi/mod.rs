@@ -67,6 +67,10 @@ pub enum KpiError {
     /// query is never widened to "every touchpoint".
     #[error("{0}")]
     EmptyScope(String),
+    /// A theme-share KPI names a theme no collector in its scope counts: no journey holding its
+    /// touchpoints declares it (a typo, or a theme declared on another journey).
+    #[error("{0}")]
+    ThemeNotCounted(String),
     /// Prometheus cannot be reached (connection refused, DNS, TLS).
     #[error("Prometheus is unavailable: {0}")]
     Unavailable(String),
@@ -114,6 +118,7 @@ impl KpiError {
             KpiError::InvalidWindow { .. } => "InvalidWindow",
             KpiError::InvalidQuery { .. } => "QueryInvalid",
             KpiError::EmptyScope(_) => "ScopeEmpty",
+            KpiError::ThemeNotCounted(_) => "ThemeNotDeclared",
             KpiError::Unavailable(_) => "PrometheusUnavailable",
             KpiError::Timeout(_) => "PrometheusTimeout",
             KpiError::Http { .. } => "PrometheusHttpError",
@@ -131,6 +136,7 @@ impl KpiError {
             KpiError::InvalidWindow { .. }
                 | KpiError::InvalidQuery { .. }
                 | KpiError::SeveralSeries { .. }
+                | KpiError::ThemeNotCounted(_)
         )
     }
 }

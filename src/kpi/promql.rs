@@ -27,7 +27,7 @@ use promql_parser::parser::{self, value::ValueType};
 use super::KpiError;
 use super::scope::{QueryScope, TouchpointScope};
 use super::window::{Span, WindowSpec};
-use crate::api::{BuiltinIndicator, ExperienceKPISpec};
+use crate::api::{BuiltinIndicator, BuiltinMeasure, CommentMetric, ExperienceKPISpec};
 use crate::collector::metrics::first_response_buckets;
 
 /// Survey answers counter (labels `metric`, `score`).
@@ -38,6 +38,10 @@ pub const INTERACTIONS: &str = "cx_interactions_total";
 pub const DURATIONS: &str = "cx_interaction_duration_seconds";
 /// Waits of answered contacts (every outcome but `abandoned`), a histogram without its suffix.
 pub const FIRST_RESPONSES: &str = "cx_first_response_seconds";
+/// Events with a comment (labels `metric`, `segment`).
+pub const COMMENTS: &str = "cx_feedback_comments_total";
+/// Comments mentioning a declared theme (labels `theme`, `metric`, `segment`).
+pub const THEMES: &str = "cx_feedback_themes_total";
 
 /// The outcomes of a support contact, the denominator of `fcr` and `resolution-rate`.
 pub const CONTACT_OUTCOMES: [&str; 4] = [
@@ -56,8 +60,8 @@ pub const FIRST_RESPONSE_QUANTILE: f64 = 0.9;
 /// The queries of one KPI for one evaluation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledKpi {
-    /// The builtin indicator, `None` for custom PromQL.
-    pub indicator: Option<BuiltinIndicator>,
+    /// The builtin indicator with its parameters, `None` for custom PromQL.
+    pub indicator: Option<BuiltinMeasure>,
     /// PromQL returning the KPI value: one number (a scalar or a one-element vector).
     pub value: String,
     /// PromQL returning the number of samples behind the value; `None` for custom PromQL without
@@ -103,10 +107,10 @@ pub fn compile(
 ) -> Result<CompiledKpi, KpiError> {
     let current = window.current(now);
     let previous = window.previous(now);
-    match (&kpi.indicator.builtin, &kpi.indicator.promql) {
-        (Some(indicator), _) => {
-            let mut compiled = compile_builtin(*indicator, target, &current)?;
-            let before = compile_builtin(*indicator, target, &previous)?;
+    match (kpi.indicator.builtin_measure(), &kpi.indicator.promql) {
+        (Some(measure), _) => {
+            let mut compiled = compile_builtin(&measure, target, &current)?;
+            let before = compile_builtin(&measure, target, &previous)?;
             compiled.previous = PreviousQueries {
                 value: before.value,
                 samples: before.samples,
@@ -189,13 +193,14 @@ pub fn counted(metric: &str, matchers: &str, span: &Span) -> String {
 ///   classic-histogram `le` to `"60.0"` on ingestion and 2.x does not, so the matcher accepts
 ///   both.
 pub fn compile_builtin(
-    indicator: BuiltinIndicator,
+    measure: &BuiltinMeasure,
     target: &QueryScope,
     span: &Span,
 ) -> Result<CompiledKpi, KpiError> {
-    let measured = target.measuring(indicator);
+    let indicator = measure.indicator;
+    let measured = target.measuring(measure);
     if measured.is_empty() {
-        return Err(empty_scope(indicator, target));
+        return Err(empty_scope(measure, target));
     }
     let mut names: Vec<&str> = measured.iter().map(|t| t.name.as_str()).collect();
     names.sort_unstable();
@@ -342,9 +347,45 @@ pub fn compile_builtin(
                 format!("sum({offered})"),
             )
         }
+        BuiltinIndicator::CommentRate => {
+            let metric = measure
+                .metric
+                .map(|m| format!(", metric={}", string_literal(m.as_str())))
+                .unwrap_or_default();
+            let comments = inc(COMMENTS, &format!("{sel}{metric}"));
+            let answers = match measure.metric {
+                Some(CommentMetric::Interaction) => inc(INTERACTIONS, &sel),
+                Some(_) => inc(SURVEY_RESPONSES, &format!("{sel}{metric}")),
+                None => format!(
+                    "{} or {}",
+                    inc(SURVEY_RESPONSES, &sel),
+                    inc(INTERACTIONS, &sel)
+                ),
+            };
+            (
+                format!("100 * sum({comments}) / sum({answers})"),
+                format!("sum({answers})"),
+            )
+        }
+        BuiltinIndicator::ThemeShare => {
+            let comments = inc(COMMENTS, &format!("{sel}{}", comment_matchers(measure)));
+            let theme = measure
+                .theme
+                .as_deref()
+                .map(|t| format!(", theme={}", string_literal(t)))
+                .unwrap_or_default();
+            let mentions = inc(
+                THEMES,
+                &format!("{sel}{theme}{}", comment_matchers(measure)),
+            );
+            (
+                format!("100 * sum({mentions}) / sum({comments})"),
+                format!("sum({comments})"),
+            )
+        }
     };
     Ok(CompiledKpi {
-        indicator: Some(indicator),
+        indicator: Some(measure.clone()),
         value: checked(value, "builtin")?,
         samples: Some(checked(samples, "builtin")?),
         range: span.range.clone(),
@@ -352,6 +393,18 @@ pub fn compile_builtin(
         combined: None,
         touchpoints: names.iter().map(|n| (*n).to_owned()).collect(),
     })
+}
+
+/// `, metric="m", segment="s"` for the comments a theme KPI reads (empty when it names neither).
+fn comment_matchers(measure: &BuiltinMeasure) -> String {
+    let mut out = String::new();
+    if let Some(metric) = measure.metric {
+        out.push_str(&format!(", metric={}", string_literal(metric.as_str())));
+    }
+    if let Some(segment) = &measure.segment {
+        out.push_str(&format!(", segment={}", string_literal(segment)));
+    }
+    out
 }
 
 /// Compiles a custom indicator: `$window` is replaced by `range` in both expressions, which must
@@ -430,8 +483,9 @@ pub fn displayed_queries(
         },
     };
     let symbolic = |q: String| q.replace(&format!("{SYMBOLIC_SECONDS}s"), "$window");
-    let compiled = match (&kpi.indicator.builtin, &kpi.indicator.promql) {
-        (Some(indicator), _) => compile_builtin(*indicator, target, &span)?,
+    let builtin = kpi.indicator.builtin_measure();
+    let compiled = match (&builtin, &kpi.indicator.promql) {
+        (Some(measure), _) => compile_builtin(measure, target, &span)?,
         (None, Some(promql)) => {
             compile_custom(promql, kpi.indicator.samples_promql.as_deref(), &span.range)?
         }
@@ -442,9 +496,9 @@ pub fn displayed_queries(
             });
         }
     };
-    let previous = match (rolling, kpi.indicator.builtin) {
-        (true, Some(indicator)) => Some(compile_builtin(
-            indicator,
+    let previous = match (rolling, &builtin) {
+        (true, Some(measure)) => Some(compile_builtin(
+            measure,
             target,
             &window.previous(Timestamp::UNIX_EPOCH),
         )?),
@@ -547,32 +601,68 @@ fn checked(query: String, field: &'static str) -> Result<String, KpiError> {
     Ok(query)
 }
 
-/// Why no touchpoint of the scope can be queried for `indicator`.
-fn empty_scope(indicator: BuiltinIndicator, target: &QueryScope) -> KpiError {
+/// Why no touchpoint of the scope can be queried for `measure`: no touchpoint at all, none
+/// producing its signal, or — theme-share — none whose collector counts its theme
+/// ([`KpiError::ThemeNotCounted`], the theme is the mistake).
+fn empty_scope(measure: &BuiltinMeasure, target: &QueryScope) -> KpiError {
     if target.touchpoints.is_empty() {
         return KpiError::EmptyScope(format!(
             "the scope matches no touchpoint in namespace {}",
             target.namespace
         ));
     }
-    let signal = match indicator {
-        BuiltinIndicator::Nps => "asks the nps survey question",
-        BuiltinIndicator::Csat => "asks the csat survey question",
-        BuiltinIndicator::Ces => "asks the ces survey question",
-        BuiltinIndicator::Fcr => "reports the resolved-first-contact outcome",
+    let names: Vec<&str> = target.touchpoints.iter().map(|t| t.name.as_str()).collect();
+    let producing: Vec<&super::TouchpointScope> = target
+        .touchpoints
+        .iter()
+        .filter(|t| t.produces(measure))
+        .collect();
+    if let (Some(theme), false) = (&measure.theme, producing.is_empty()) {
+        let counted: std::collections::BTreeSet<&str> = producing
+            .iter()
+            .flat_map(|t| t.themes.iter().map(String::as_str))
+            .collect();
+        let counted: Vec<&str> = counted.into_iter().collect();
+        return KpiError::ThemeNotCounted(format!(
+            "theme {theme} is declared by no journey holding the touchpoints in scope ({}), so no collector counts it; {}",
+            names.join(", "),
+            if counted.is_empty() {
+                "they count no theme: declare it in the journey's spec.themes".to_string()
+            } else {
+                format!("they count {}", counted.join(", "))
+            }
+        ));
+    }
+    let answers = || match measure.metric {
+        None => "asks a survey question or reports interactions".to_string(),
+        Some(CommentMetric::Interaction) => "reports interactions".to_string(),
+        Some(metric) => format!("asks the {} survey question", metric.as_str()),
+    };
+    let signal = match measure.indicator {
+        BuiltinIndicator::Nps => "asks the nps survey question".to_string(),
+        BuiltinIndicator::Csat => "asks the csat survey question".to_string(),
+        BuiltinIndicator::Ces => "asks the ces survey question".to_string(),
+        BuiltinIndicator::Fcr => "reports the resolved-first-contact outcome".to_string(),
         BuiltinIndicator::ResolutionRate => {
-            "reports the resolved-first-contact or resolved outcome"
+            "reports the resolved-first-contact or resolved outcome".to_string()
         }
-        BuiltinIndicator::AbandonmentRate => "reports the abandoned outcome",
-        BuiltinIndicator::FirstResponseTime => "measures the wait timing",
+        BuiltinIndicator::AbandonmentRate => "reports the abandoned outcome".to_string(),
+        BuiltinIndicator::FirstResponseTime => "measures the wait timing".to_string(),
         BuiltinIndicator::ServiceLevel => {
             "measures the wait timing on a channel with serviceLevels.firstResponseSeconds"
+                .to_string()
         }
+        BuiltinIndicator::CommentRate => answers(),
+        BuiltinIndicator::ThemeShare => match (measure.metric, &measure.segment) {
+            (Some(CommentMetric::Interaction), Some(outcome)) => {
+                format!("reports the {outcome} outcome")
+            }
+            _ => answers(),
+        },
     };
-    let names: Vec<&str> = target.touchpoints.iter().map(|t| t.name.as_str()).collect();
     KpiError::EmptyScope(format!(
         "{} needs a touchpoint that {signal}; none of the touchpoints in scope does ({})",
-        indicator.as_str(),
+        measure.indicator.as_str(),
         names.join(", ")
     ))
 }
@@ -698,6 +788,7 @@ mod tests {
             outcomes: Outcome::ALL.to_vec(),
             timings: vec![Timing::Wait, Timing::Handle],
             first_response_seconds: Some(60),
+            themes: vec!["delivery".into(), "price".into()],
         }
     }
 
@@ -726,9 +817,11 @@ mod tests {
         }
     }
 
+    /// The indicator as a manifest would write it: theme-share names a theme.
     fn builtin(indicator: BuiltinIndicator) -> Indicator {
         Indicator {
             builtin: Some(indicator),
+            theme: (indicator == BuiltinIndicator::ThemeShare).then(|| "delivery".into()),
             ..Indicator::default()
         }
     }
@@ -756,7 +849,13 @@ mod tests {
         let offered = n(format!(
             r#"cx_interaction_duration_seconds_count{{{sel}, timing="wait"}}"#
         ));
-        let cases: [(BuiltinIndicator, String, String); 8] = [
+        let comments = n(format!("cx_feedback_comments_total{{{sel}}}"));
+        let answers = format!(
+            "{} or {}",
+            n(format!("cx_survey_responses_total{{{sel}}}")),
+            i_("")
+        );
+        let cases: [(BuiltinIndicator, String, String); 10] = [
             (
                 BuiltinIndicator::Nps,
                 format!(
@@ -837,6 +936,21 @@ mod tests {
                 ),
                 format!("sum({offered})"),
             ),
+            (
+                BuiltinIndicator::ThemeShare,
+                format!(
+                    "100 * sum({}) / sum({comments})",
+                    n(format!(
+                        r#"cx_feedback_themes_total{{{sel}, theme="delivery"}}"#
+                    ))
+                ),
+                format!("sum({comments})"),
+            ),
+            (
+                BuiltinIndicator::CommentRate,
+                format!("100 * sum({comments}) / sum({answers})"),
+                format!("sum({answers})"),
+            ),
         ];
         for (indicator, value, samples) in cases {
             let window = WindowSpec::parse("7d").expect("window");
@@ -908,7 +1022,7 @@ mod tests {
         let mut seven_too = tp("kiosk", "store");
         seven_too.surveys[1].scale = Some(7);
         let compiled = compile_builtin(
-            BuiltinIndicator::Csat,
+            &BuiltinIndicator::Csat.into(),
             &scope(vec![seven, five, seven_too]),
             &span("28d"),
         )
@@ -928,7 +1042,7 @@ mod tests {
         promise_70.first_response_seconds = Some(70);
         let promise_60 = tp("chat", "chat");
         let compiled = compile_builtin(
-            BuiltinIndicator::FirstResponseTime,
+            &BuiltinIndicator::FirstResponseTime.into(),
             &scope(vec![promise_70.clone(), promise_60.clone()]),
             &span("7d"),
         )
@@ -948,7 +1062,7 @@ mod tests {
         let mut chat_70 = promise_60;
         chat_70.first_response_seconds = Some(70);
         let same = compile_builtin(
-            BuiltinIndicator::FirstResponseTime,
+            &BuiltinIndicator::FirstResponseTime.into(),
             &scope(vec![promise_70, chat_70]),
             &span("7d"),
         )
@@ -961,7 +1075,7 @@ mod tests {
         let mut no_abandon = tp("email", "email");
         no_abandon.outcomes = vec![Outcome::Completed];
         let compiled = compile_builtin(
-            BuiltinIndicator::AbandonmentRate,
+            &BuiltinIndicator::AbandonmentRate.into(),
             &scope(vec![no_abandon.clone(), tp("web", "web")]),
             &span("7d"),
         )
@@ -969,7 +1083,7 @@ mod tests {
         assert_eq!(compiled.touchpoints, ["web"]);
 
         let error = compile_builtin(
-            BuiltinIndicator::AbandonmentRate,
+            &BuiltinIndicator::AbandonmentRate.into(),
             &scope(vec![no_abandon]),
             &span("7d"),
         )
@@ -981,7 +1095,7 @@ mod tests {
         );
         assert!(error.to_string().contains("(email)"), "{error}");
 
-        let error = compile_builtin(BuiltinIndicator::Nps, &scope(vec![]), &span("7d"))
+        let error = compile_builtin(&BuiltinIndicator::Nps.into(), &scope(vec![]), &span("7d"))
             .expect_err("no touchpoint");
         assert_eq!(
             error.to_string(),
@@ -991,7 +1105,7 @@ mod tests {
         let mut no_promise = tp("web", "web");
         no_promise.first_response_seconds = None;
         let error = compile_builtin(
-            BuiltinIndicator::ServiceLevel,
+            &BuiltinIndicator::ServiceLevel.into(),
             &scope(vec![no_promise]),
             &span("7d"),
         )
@@ -1023,6 +1137,7 @@ mod tests {
                 "100 * sum(increase(cx_interactions_total{outcome=\"error\"}[$window])) / sum(increase(cx_interactions_total[$window]))".into(),
             ),
             samples_promql: Some("sum(increase(cx_interactions_total[$window]))".into()),
+            ..Indicator::default()
         };
         let window = WindowSpec::parse("calendar-month").expect("window");
         let compiled = compile(
@@ -1083,5 +1198,199 @@ mod tests {
                 "{promql}: {message}"
             );
         }
+    }
+
+    fn measure(
+        indicator: BuiltinIndicator,
+        theme: Option<&str>,
+        metric: Option<CommentMetric>,
+        segment: Option<&str>,
+    ) -> BuiltinMeasure {
+        BuiltinMeasure {
+            indicator,
+            theme: theme.map(Into::into),
+            metric,
+            segment: segment.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn theme_kpis_narrow_to_their_metric_and_segment() {
+        let mut email = tp("email", "email");
+        email.outcomes = Vec::new();
+        email.themes = vec!["price".into()];
+        let s = scope(vec![tp("web", "web"), email, tp("call", "call-centre")]);
+        let n = |x: &str| {
+            format!(
+                "(((last_over_time({x}[7d]) - {x} offset 7d) or last_over_time({x}[7d])) unless resets({x}[7d]) > 0 or increase({x}[7d]))"
+            )
+        };
+        // Delivery within detractors: only the touchpoints counting delivery (not email).
+        let sel = r#"namespace="retail", touchpoint=~"call|web""#;
+        let detractors = n(&format!(
+            r#"cx_feedback_comments_total{{{sel}, metric="nps", segment="detractor"}}"#
+        ));
+        let compiled = compile_builtin(
+            &measure(
+                BuiltinIndicator::ThemeShare,
+                Some("delivery"),
+                Some(CommentMetric::Nps),
+                Some("detractor"),
+            ),
+            &s,
+            &span("7d"),
+        )
+        .expect("compiles");
+        assert_eq!(
+            compiled.value,
+            format!(
+                "100 * sum({}) / sum({detractors})",
+                n(&format!(
+                    r#"cx_feedback_themes_total{{{sel}, theme="delivery", metric="nps", segment="detractor"}}"#
+                ))
+            )
+        );
+        assert_eq!(compiled.samples, Some(format!("sum({detractors})")));
+        assert_eq!(compiled.touchpoints, ["call", "web"]);
+
+        // Comment rate of interactions: over the touchpoints reporting interactions, every one
+        // of them in the denominator.
+        let compiled = compile_builtin(
+            &measure(
+                BuiltinIndicator::CommentRate,
+                None,
+                Some(CommentMetric::Interaction),
+                None,
+            ),
+            &s,
+            &span("7d"),
+        )
+        .expect("compiles");
+        let interactions = n(&format!("cx_interactions_total{{{sel}}}"));
+        assert_eq!(
+            compiled.value,
+            format!(
+                "100 * sum({}) / sum({interactions})",
+                n(&format!(
+                    r#"cx_feedback_comments_total{{{sel}, metric="interaction"}}"#
+                ))
+            )
+        );
+        assert_eq!(compiled.samples, Some(format!("sum({interactions})")));
+
+        // Comment rate of csat answers: every touchpoint asks csat.
+        let all = r#"namespace="retail", touchpoint=~"call|email|web""#;
+        let compiled = compile_builtin(
+            &measure(
+                BuiltinIndicator::CommentRate,
+                None,
+                Some(CommentMetric::Csat),
+                None,
+            ),
+            &s,
+            &span("7d"),
+        )
+        .expect("compiles");
+        assert_eq!(
+            compiled.value,
+            format!(
+                "100 * sum({}) / sum({})",
+                n(&format!(
+                    r#"cx_feedback_comments_total{{{all}, metric="csat"}}"#
+                )),
+                n(&format!(
+                    r#"cx_survey_responses_total{{{all}, metric="csat"}}"#
+                ))
+            )
+        );
+
+        // An abandoned interaction's comments mentioning price: email reports no interaction.
+        let compiled = compile_builtin(
+            &measure(
+                BuiltinIndicator::ThemeShare,
+                Some("price"),
+                Some(CommentMetric::Interaction),
+                Some("abandoned"),
+            ),
+            &s,
+            &span("7d"),
+        )
+        .expect("compiles");
+        assert_eq!(compiled.touchpoints, ["call", "web"]);
+        assert!(
+            compiled
+                .value
+                .contains(r#"theme="price", metric="interaction", segment="abandoned"}"#),
+            "{}",
+            compiled.value
+        );
+    }
+
+    #[test]
+    fn a_theme_no_touchpoint_counts_is_named_and_a_missing_signal_is_not_blamed_on_it() {
+        let mut no_themes = tp("email", "email");
+        no_themes.themes = Vec::new();
+        let s = scope(vec![tp("web", "web"), no_themes.clone()]);
+        let error = compile_builtin(
+            &measure(BuiltinIndicator::ThemeShare, Some("delivry"), None, None),
+            &s,
+            &span("7d"),
+        )
+        .expect_err("undeclared theme");
+        assert_eq!(error.reason(), "ThemeNotDeclared");
+        assert!(error.is_invalid_spec());
+        assert_eq!(
+            error.to_string(),
+            "theme delivry is declared by no journey holding the touchpoints in scope (web, email), so no collector counts it; they count delivery, price"
+        );
+        let error = compile_builtin(
+            &measure(BuiltinIndicator::ThemeShare, Some("delivery"), None, None),
+            &scope(vec![no_themes.clone()]),
+            &span("7d"),
+        )
+        .expect_err("no theme at all");
+        assert!(
+            error
+                .to_string()
+                .ends_with("they count no theme: declare it in the journey's spec.themes"),
+            "{error}"
+        );
+        // The theme is counted, but no touchpoint reports the outcome named as segment: the
+        // signal is missing, not the theme.
+        let mut no_outcomes = tp("web", "web");
+        no_outcomes.outcomes = vec![Outcome::Completed];
+        let error = compile_builtin(
+            &measure(
+                BuiltinIndicator::ThemeShare,
+                Some("delivery"),
+                Some(CommentMetric::Interaction),
+                Some("abandoned"),
+            ),
+            &scope(vec![no_outcomes]),
+            &span("7d"),
+        )
+        .expect_err("no abandoned outcome");
+        assert_eq!(error.reason(), "ScopeEmpty");
+        assert_eq!(
+            error.to_string(),
+            "theme-share needs a touchpoint that reports the abandoned outcome; none of the touchpoints in scope does (web)"
+        );
+        let mut no_ces = no_themes;
+        no_ces.surveys.retain(|s| s.metric != SurveyMetric::Ces);
+        let error = compile_builtin(
+            &measure(
+                BuiltinIndicator::CommentRate,
+                None,
+                Some(CommentMetric::Ces),
+                None,
+            ),
+            &scope(vec![no_ces]),
+            &span("7d"),
+        )
+        .expect_err("no ces");
+        assert_eq!(
+            error.to_string(),
+            "comment-rate needs a touchpoint that asks the ces survey question; none of the touchpoints in scope does (email)"
+        );
     }
 }

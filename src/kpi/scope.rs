@@ -7,9 +7,11 @@
 use kube::ResourceExt;
 
 use crate::api::{
-    BuiltinIndicator, Channel, Outcome, SurveyMetric, SurveySignal, Timing, Touchpoint,
+    BuiltinIndicator, BuiltinMeasure, Channel, CommentMetric, Outcome, SurveyMetric, SurveySignal,
+    Timing, Touchpoint,
 };
 use crate::core::World;
+use crate::core::listening::themes_of;
 use crate::core::world::namespace_of;
 
 /// The touchpoints a KPI covers, in one namespace.
@@ -37,6 +39,9 @@ pub struct TouchpointScope {
     /// Its channel's `serviceLevels.firstResponseSeconds`: the collector adds it as a histogram
     /// bucket boundary, which the `service-level` indicator reads.
     pub first_response_seconds: Option<u32>,
+    /// Names of the themes its collector counts ([`themes_of`]), in name order. Resolved only
+    /// for theme-share KPIs, the only ones that read them: empty otherwise.
+    pub themes: Vec<String>,
 }
 
 impl TouchpointScope {
@@ -56,6 +61,7 @@ impl TouchpointScope {
                 .and_then(|l| l.first_response_seconds)
                 .and_then(|s| u32::try_from(s).ok())
                 .filter(|s| *s > 0),
+            themes: Vec::new(),
         }
     }
 
@@ -67,7 +73,7 @@ impl TouchpointScope {
             .map(|s| s.scale.unwrap_or(5))
     }
 
-    /// Whether the touchpoint produces the signal `indicator` is computed from: the indicator's
+    /// Whether the touchpoint produces the signal `measure` is computed from: the indicator's
     /// queries cover exactly these touchpoints. A touchpoint that cannot report, say, abandonment
     /// would only dilute an abandonment rate with interactions that could never be abandoned.
     ///
@@ -76,12 +82,21 @@ impl TouchpointScope {
     /// - resolution-rate: it reports `resolved-first-contact` or `resolved`;
     /// - abandonment-rate: it reports `abandoned`;
     /// - first-response-time: it measures the `wait` timing;
-    /// - service-level: it measures `wait` and its channel promises a first-response time.
-    pub fn measures(&self, indicator: BuiltinIndicator) -> bool {
+    /// - service-level: it measures `wait` and its channel promises a first-response time;
+    /// - comment-rate: it produces the `metric` (any answer or interaction without one);
+    /// - theme-share: as comment-rate, it reports the `segment` when that is an interaction's
+    ///   outcome, and its collector counts the `theme` ([`Self::themes`]).
+    pub fn measures(&self, measure: &BuiltinMeasure) -> bool {
+        self.produces(measure) && self.counts_theme(measure)
+    }
+
+    /// [`Self::measures`] without the theme: whether the touchpoint produces the answers (and
+    /// comments) the indicator reads, whatever themes it counts.
+    pub fn produces(&self, measure: &BuiltinMeasure) -> bool {
         let asks = |metric| self.surveys.iter().any(|s| s.metric == metric);
         let reports = |outcome| self.outcomes.contains(&outcome);
         let waits = self.timings.contains(&Timing::Wait);
-        match indicator {
+        match measure.indicator {
             BuiltinIndicator::Nps => asks(SurveyMetric::Nps),
             BuiltinIndicator::Csat => asks(SurveyMetric::Csat),
             BuiltinIndicator::Ces => asks(SurveyMetric::Ces),
@@ -92,7 +107,29 @@ impl TouchpointScope {
             BuiltinIndicator::AbandonmentRate => reports(Outcome::Abandoned),
             BuiltinIndicator::FirstResponseTime => waits,
             BuiltinIndicator::ServiceLevel => waits && self.first_response_seconds.is_some(),
+            BuiltinIndicator::CommentRate | BuiltinIndicator::ThemeShare => {
+                let metric = match measure.metric {
+                    None => !self.surveys.is_empty() || !self.outcomes.is_empty(),
+                    Some(CommentMetric::Interaction) => !self.outcomes.is_empty(),
+                    Some(other) => other.survey().is_some_and(asks),
+                };
+                let outcome = match (measure.metric, measure.segment.as_deref()) {
+                    (Some(CommentMetric::Interaction), Some(segment)) => {
+                        self.outcomes.iter().any(|o| o.as_str() == segment)
+                    }
+                    _ => true,
+                };
+                metric && outcome
+            }
         }
+    }
+
+    /// Whether the touchpoint counts the theme `measure` names (true when it names none).
+    pub fn counts_theme(&self, measure: &BuiltinMeasure) -> bool {
+        measure
+            .theme
+            .as_ref()
+            .is_none_or(|theme| self.themes.contains(theme))
     }
 }
 
@@ -102,15 +139,21 @@ impl QueryScope {
     pub fn resolve(world: &World<'_>, kpi: usize) -> QueryScope {
         let object = &world.kpis[kpi];
         let namespace = namespace_of(object);
+        let reads_themes = object.spec.indicator.builtin == Some(BuiltinIndicator::ThemeShare);
         let mut touchpoints: Vec<TouchpointScope> = world
             .kpi_touchpoints(kpi)
             .iter()
             .map(|&t| {
                 let touchpoint = &world.touchpoints[t];
-                TouchpointScope::new(
-                    touchpoint,
-                    world.channel(namespace, &touchpoint.spec.channel),
-                )
+                let channel = world.channel(namespace, &touchpoint.spec.channel);
+                let mut scope = TouchpointScope::new(touchpoint, channel);
+                if reads_themes {
+                    scope.themes = themes_of(touchpoint, channel, world.journeys)
+                        .into_iter()
+                        .map(|theme| theme.name)
+                        .collect();
+                }
+                scope
             })
             .collect();
         touchpoints.sort_by(|a, b| a.name.cmp(&b.name));
@@ -120,11 +163,11 @@ impl QueryScope {
         }
     }
 
-    /// The touchpoints that produce `indicator`'s signal (see [`TouchpointScope::measures`]).
-    pub fn measuring(&self, indicator: BuiltinIndicator) -> Vec<&TouchpointScope> {
+    /// The touchpoints that produce `measure`'s signal (see [`TouchpointScope::measures`]).
+    pub fn measuring(&self, measure: &BuiltinMeasure) -> Vec<&TouchpointScope> {
         self.touchpoints
             .iter()
-            .filter(|t| t.measures(indicator))
+            .filter(|t| t.measures(measure))
             .collect()
     }
 }

@@ -491,4 +491,67 @@ spec:
         let later = Time(Timestamp::from_second(1_800_000_600).unwrap());
         assert_eq!(not_configured_status(&again, &later), status);
     }
+
+    /// A theme KPI naming a theme its touchpoints' journeys do not declare: the definition is at
+    /// fault (QueryValid=False, ThemeNotDeclared, naming the themes that are counted), resolved
+    /// from the same world the operator keeps.
+    #[test]
+    fn a_theme_kpi_naming_an_undeclared_theme_says_so_in_its_conditions() {
+        use crate::api::{Channel, CustomerJourney, Touchpoint};
+        use crate::core::World;
+        use crate::kpi::{QueryScope, compile};
+        let channel: Channel = serde_yaml::from_str(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\n\
+             metadata: {name: web, namespace: shop}\nspec: {type: web}\n",
+        )
+        .expect("a channel");
+        let touchpoint: Touchpoint = serde_yaml::from_str(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Touchpoint\n\
+             metadata: {name: checkout, namespace: shop}\n\
+             spec: {channel: web, stage: purchase, signals: {surveys: [{metric: nps}]}}\n",
+        )
+        .expect("a touchpoint");
+        let journey: CustomerJourney = serde_yaml::from_str(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: CustomerJourney\n\
+             metadata: {name: retail, namespace: shop}\n\
+             spec: {stages: [purchase], channelSelector: {}, themes: [{name: delivery, keywords: [corriere]}]}\n",
+        )
+        .expect("a journey");
+        let theme_kpi = kpi(r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: {name: delivery-share, namespace: shop, generation: 1}
+spec:
+  indicator: {builtin: theme-share, theme: delivry, metric: nps, segment: detractor}
+  objective: {target: 20, direction: atMost}
+  window: 7d
+"#);
+        let (channels, touchpoints, journeys) = ([channel], [touchpoint], [journey]);
+        let kpis = [theme_kpi.clone()];
+        let world = World::new(&channels, &touchpoints, &kpis, &journeys);
+        let window = WindowSpec::parse("7d").expect("window");
+        let now = Time(Timestamp::from_second(1_800_000_000).unwrap());
+        let measured = compile(
+            &theme_kpi.spec,
+            &QueryScope::resolve(&world, 0),
+            &window,
+            now.0,
+        )
+        .map(|_| unreachable!("the theme is not counted"));
+        let status = next_status(&theme_kpi, &measured, None, &now);
+        assert_eq!(status.state, Some(KpiState::Unknown));
+        let query_valid = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "QueryValid")
+            .expect("QueryValid");
+        assert_eq!(
+            (query_valid.status.as_str(), query_valid.reason.as_str()),
+            ("False", "ThemeNotDeclared")
+        );
+        assert_eq!(
+            query_valid.message,
+            "theme delivry is declared by no journey holding the touchpoints in scope (checkout), so no collector counts it; they count delivery"
+        );
+    }
 }
