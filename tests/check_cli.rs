@@ -106,7 +106,33 @@ fn json_output_is_stable_and_machine_readable() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     // Every KPI's queries, ready to paste into Prometheus.
     let queries = report["kpiQueries"].as_array().unwrap();
-    assert_eq!(queries.len(), 13);
+    assert_eq!(queries.len(), 14);
+    // The theme KPI: the delivery theme's share of web-checkout's detractor comments, the only
+    // purchase touchpoint asking nps, with its samples the comments.
+    let theme = queries
+        .iter()
+        .find(|q| q["kpi"]["name"] == "checkout-delivery-share")
+        .unwrap();
+    let mentions = r#"cx_feedback_themes_total{namespace="retail", touchpoint="web-checkout", theme="delivery", metric="nps", segment="detractor"}"#;
+    let comments = r#"cx_feedback_comments_total{namespace="retail", touchpoint="web-checkout", metric="nps", segment="detractor"}"#;
+    let value = theme["value"].as_str().unwrap();
+    assert!(
+        value.starts_with(&format!("100 * sum((((last_over_time({mentions}[28d])")),
+        "{value}"
+    );
+    assert!(value.contains(&format!("/ sum((((last_over_time({comments}[28d])")));
+    assert!(
+        theme["samples"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("sum((((last_over_time({comments}[28d])"))
+    );
+    assert!(
+        theme["previousValue"]
+            .as_str()
+            .unwrap()
+            .contains("offset 56d")
+    );
     let nps = queries
         .iter()
         .find(|q| q["kpi"]["name"] == "advocacy-nps")
@@ -382,7 +408,7 @@ fn plan_as_json_is_one_list_and_errors_are_said_on_stderr() {
     assert_eq!(rule["metadata"]["namespace"], "retail");
     assert_eq!(
         rule["spec"]["groups"][0]["rules"].as_array().unwrap().len(),
-        2 * 13
+        2 * 14
     );
 
     let out = cx(
@@ -457,7 +483,7 @@ fn a_kpi_window_shorter_than_its_interval_is_a_warning_naming_the_field() {
     assert_eq!(finding["severity"], "warning");
     assert_eq!(finding["subject"]["name"], "awareness-csat");
     assert_eq!(finding["field"], "spec.window");
-    assert_eq!(finding["line"], 11);
+    assert_eq!(finding["line"], 12);
     assert_eq!(
         finding["message"],
         "KPI awareness-csat's window 1m is shorter than the interval 5m: answers between two evaluations are never measured; make the window at least the interval"
@@ -471,7 +497,7 @@ fn the_text_report_is_readable_and_the_queries_are_behind_a_flag() {
     assert_eq!(short.status.code(), Some(0));
     let text = String::from_utf8(short.stdout).unwrap();
     assert!(
-        text.contains("KPI queries: 13 KPIs compile to PromQL (print the queries with --queries"),
+        text.contains("KPI queries: 14 KPIs compile to PromQL (print the queries with --queries"),
         "{text}"
     );
     assert!(
@@ -488,7 +514,7 @@ fn the_text_report_is_readable_and_the_queries_are_behind_a_flag() {
     );
     assert_eq!(
         text.matches("\n  retail/").count(),
-        13,
+        14,
         "one entry per KPI: {text}"
     );
     assert!(text.contains("    value:   100 * sum("), "{text}");

@@ -1000,3 +1000,417 @@ async fn https_with_an_extra_ca_certificate() {
         "{error}"
     );
 }
+
+/// What customers write, for the theme KPIs: a purchase touchpoint (nps, csat, checkout
+/// interactions) and a delivery one (ces, tracking interactions) held by a journey declaring the
+/// example organisation's themes.
+const THEMED_ORGANISATION: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: web, namespace: retail, labels: { journey: retail } }
+spec: { type: web }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: app, namespace: retail, labels: { journey: retail } }
+spec: { type: mobile-app }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: web-checkout, namespace: retail }
+spec:
+  channel: web
+  stage: purchase
+  signals:
+    surveys: [{ metric: nps }, { metric: csat }]
+    interactions: { outcomes: [completed, abandoned] }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: app-delivery-tracking, namespace: retail }
+spec:
+  channel: app
+  stage: delivery
+  signals:
+    surveys: [{ metric: ces }]
+    interactions: { outcomes: [completed, error] }
+"#;
+
+const THEME_KPIS: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: checkout-detractors-on-delivery, namespace: retail }
+spec:
+  indicator: { builtin: theme-share, theme: delivery, metric: nps, segment: detractor }
+  scope: { stage: purchase }
+  objective: { target: 25, direction: atMost, warning: 40 }
+  window: 1h
+  minSamples: 5
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: delivery-share, namespace: retail }
+spec:
+  indicator: { builtin: theme-share, theme: delivery }
+  objective: { target: 50, direction: atMost }
+  window: 1h
+  minSamples: 5
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: comment-rate, namespace: retail }
+spec:
+  indicator: { builtin: comment-rate }
+  objective: { target: 50, direction: atLeast, warning: 30 }
+  window: 1h
+  minSamples: 20
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: checkout-nps-comment-rate, namespace: retail }
+spec:
+  indicator: { builtin: comment-rate, metric: nps }
+  scope: { stage: purchase }
+  objective: { target: 50, direction: atLeast }
+  window: 1h
+  minSamples: 10
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: interaction-comment-rate, namespace: retail }
+spec:
+  indicator: { builtin: comment-rate, metric: interaction }
+  objective: { target: 10, direction: atLeast }
+  window: 1h
+  minSamples: 100
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: misspelt-theme, namespace: retail }
+spec:
+  indicator: { builtin: theme-share, theme: delivry }
+  objective: { target: 50, direction: atMost }
+  window: 1h
+"#;
+
+/// The events posted, each with whether a person reading it finds it is about delivery. Italian
+/// and English, with what the themes must get right: stems (spedizione, consegna), phrases (in
+/// ritardo), exclusions (non in ritardo, on time — they suppress the theme for the whole
+/// comment), a comment of spaces (no comment), answers without comments.
+fn themed_stream(touchpoint: &str) -> Vec<(String, bool)> {
+    let nps = |score: u8, comment: Option<&str>, language: &str| match comment {
+        Some(text) => format!(
+            r#"{{"type":"survey","metric":"nps","score":{score},"comment":"{text}","language":"{language}"}}"#
+        ),
+        None => format!(r#"{{"type":"survey","metric":"nps","score":{score}}}"#),
+    };
+    match touchpoint {
+        "web-checkout" => {
+            let mut events = vec![
+                // Detractors (0-6): six comments, three about delivery.
+                (
+                    nps(
+                        3,
+                        Some("il corriere non è mai arrivato, consegna in ritardo"),
+                        "it",
+                    ),
+                    true,
+                ),
+                (
+                    nps(2, Some("The courier left the parcel in the rain"), "en"),
+                    true,
+                ),
+                (
+                    nps(5, Some("Prezzo troppo alto per la spedizione"), "it"),
+                    true,
+                ),
+                (nps(6, Some("il sito è lento e poco chiaro"), "it"), false),
+                (
+                    nps(4, Some("Checkout kept failing, I gave up"), "en"),
+                    false,
+                ),
+                (
+                    nps(
+                        0,
+                        Some("consegna non in ritardo ma il pacco era rotto"),
+                        "it",
+                    ),
+                    false,
+                ),
+                (nps(1, None, ""), false),
+                (nps(6, Some("   "), "it"), false),
+                // A passive and two promoters with comments, one about delivery.
+                (nps(8, Some("ok, ma la CONSEGNA è lenta"), "it"), true),
+                (
+                    nps(10, Some("Delivered on time, great service"), "en"),
+                    false,
+                ),
+                (nps(9, Some("ottimo prezzo"), "it"), false),
+            ];
+            events.extend((0..5).map(|i| (nps(9 + i % 2, None, ""), false)));
+            events.extend([
+                (
+                    r#"{"type":"survey","metric":"csat","score":2,"comment":"the parcel arrived late"}"#.into(),
+                    true,
+                ),
+                (
+                    r#"{"type":"survey","metric":"csat","score":5,"comment":"great"}"#.into(),
+                    false,
+                ),
+            ]);
+            events.extend((0..3).map(|_| {
+                (
+                    r#"{"type":"survey","metric":"csat","score":4}"#.into(),
+                    false,
+                )
+            }));
+            events.push((
+                r#"{"type":"interaction","outcome":"abandoned","comment":"spese di spedizione troppo care","language":"it"}"#.into(),
+                true,
+            ));
+            events.extend((0..4).map(|_| {
+                (
+                    r#"{"type":"interaction","outcome":"completed"}"#.into(),
+                    false,
+                )
+            }));
+            events
+        }
+        "app-delivery-tracking" => {
+            let mut events: Vec<(String, bool)> = vec![
+                (
+                    r#"{"type":"survey","metric":"ces","score":2,"comment":"la app si blocca quando traccio il pacco","language":"it"}"#.into(),
+                    true,
+                ),
+                (
+                    r#"{"type":"survey","metric":"ces","score":6,"comment":"tracking was clear"}"#.into(),
+                    false,
+                ),
+                (
+                    r#"{"type":"interaction","outcome":"error","comment":"the tracking page froze"}"#.into(),
+                    false,
+                ),
+            ];
+            events.extend((0..2).map(|_| {
+                (
+                    r#"{"type":"survey","metric":"ces","score":7}"#.into(),
+                    false,
+                )
+            }));
+            events.extend((0..3).map(|_| {
+                (
+                    r#"{"type":"interaction","outcome":"completed"}"#.into(),
+                    false,
+                )
+            }));
+            events
+        }
+        other => panic!("no stream for {other}"),
+    }
+}
+
+/// Counts over the posted events, the way a person tallies a survey export: `keep` picks the
+/// events, `commented` keeps only those with a comment that is not blank, `delivery` only those a
+/// reader files under delivery.
+fn tally(keep: impl Fn(&serde_json::Value) -> bool, commented: bool, delivery: bool) -> f64 {
+    ["web-checkout", "app-delivery-tracking"]
+        .iter()
+        .flat_map(|t| themed_stream(t))
+        .filter(|(event, about_delivery)| {
+            let event: serde_json::Value = serde_json::from_str(event).expect("JSON event");
+            let has_comment = event["comment"]
+                .as_str()
+                .is_some_and(|c| !c.trim().is_empty());
+            keep(&event) && (!commented || has_comment) && (!delivery || *about_delivery)
+        })
+        .count() as f64
+}
+
+/// The theme KPIs against a real Prometheus scraping real collectors, each configured with the
+/// themes its journey declares (the example organisation's, in Italian and English): the share
+/// of detractors' comments about delivery and the comment rates equal the shares tallied by hand
+/// from the posted events — through the batched cycle and each KPI's own PromQL, which is also
+/// what `check` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn theme_share_and_comment_rate_equal_the_shares_tallied_from_the_posted_comments() {
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let mut channels = Vec::new();
+    let mut touchpoints = Vec::new();
+    for document in THEMED_ORGANISATION.split("\n---\n") {
+        let value: serde_yaml::Value = serde_yaml::from_str(document).expect("manifest");
+        match value["kind"].as_str() {
+            Some("Channel") => {
+                channels.push(serde_yaml::from_value::<Channel>(value).expect("channel"))
+            }
+            _ => touchpoints.push(serde_yaml::from_value::<Touchpoint>(value).expect("touchpoint")),
+        }
+    }
+    // The example organisation's journey, its themes included, narrowed to these two stages.
+    let mut journey: CustomerJourney = serde_yaml::from_str(
+        &std::fs::read_to_string(support::repo("examples/retail/journey.yaml")).expect("journey"),
+    )
+    .expect("the example journey");
+    journey.spec.stages = vec![
+        cx_conductor::api::Stage::Purchase,
+        cx_conductor::api::Stage::Delivery,
+    ];
+    assert!(journey.spec.themes.iter().any(|t| t.name == "delivery"));
+    let journeys = vec![journey];
+    let kpis: Vec<ExperienceKPI> = documents(THEME_KPIS);
+
+    let mut collectors = Vec::new();
+    for touchpoint in &touchpoints {
+        let channel = channels
+            .iter()
+            .find(|c| c.name_any() == touchpoint.spec.channel);
+        let mut config = collector_config(touchpoint, channel);
+        config.themes = cx_conductor::core::listening::themes_of(touchpoint, channel, &journeys);
+        assert!(config.themes.iter().any(|t| t.name == "delivery"));
+        collectors.push(RunningCollector::start(&config).await);
+    }
+    let targets: Vec<_> = collectors.iter().map(|c| c.addr).collect();
+    let prometheus = Prometheus::start(binary, &targets, "1s").await;
+    prometheus
+        .wait_for_value(
+            "count(cx_events_received_total)",
+            touchpoints.len() as f64,
+            Duration::from_secs(30),
+        )
+        .await;
+    let mut total = 0;
+    for (touchpoint, collector) in touchpoints.iter().zip(&collectors) {
+        let events: Vec<String> = themed_stream(&touchpoint.name_any())
+            .into_iter()
+            .map(|(event, _)| event)
+            .collect();
+        total += events.len();
+        collector.post(&events).await;
+    }
+    prometheus
+        .wait_for_value(
+            "sum(cx_events_received_total)",
+            total as f64,
+            Duration::from_secs(30),
+        )
+        .await;
+    let t = prometheus
+        .last_scrape()
+        .await
+        .checked_add(Duration::from_millis(500))
+        .expect("timestamp");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let world = World::new(&channels, &touchpoints, &kpis, &journeys);
+    let requests = KpiRequest::all(&world);
+    let report = measure_cycle(&prometheus.client, &requests, t).await;
+
+    let detractor =
+        |e: &serde_json::Value| e["metric"] == "nps" && e["score"].as_u64().is_some_and(|s| s <= 6);
+    let nps = |e: &serde_json::Value| e["metric"] == "nps";
+    let interaction = |e: &serde_json::Value| e["type"] == "interaction";
+    let any = |_: &serde_json::Value| true;
+    // (KPI, value, samples, state), each tallied from the events and written out.
+    let expected = [
+        // Six detractors' comments (the blank one is no comment), three about delivery: the
+        // courier who never came, the parcel in the rain, shipping costs. "consegna non in
+        // ritardo ma il pacco era rotto" is excluded by "non in ritardo".
+        (
+            "checkout-detractors-on-delivery",
+            100.0 * tally(detractor, true, true) / tally(detractor, true, false),
+            tally(detractor, true, false),
+            100.0 * 3.0 / 6.0,
+            6.0,
+            KpiState::Breached,
+        ),
+        // Every comment of both touchpoints: 15, 7 about delivery ("Delivered on time" is
+        // excluded by "on time").
+        (
+            "delivery-share",
+            100.0 * tally(any, true, true) / tally(any, true, false),
+            tally(any, true, false),
+            100.0 * 7.0 / 15.0,
+            15.0,
+            KpiState::Met,
+        ),
+        // 15 comments on 34 answers and interactions.
+        (
+            "comment-rate",
+            100.0 * tally(any, true, false) / tally(any, false, false),
+            tally(any, false, false),
+            100.0 * 15.0 / 34.0,
+            34.0,
+            KpiState::AtRisk,
+        ),
+        // 9 commented nps answers of 16.
+        (
+            "checkout-nps-comment-rate",
+            100.0 * tally(nps, true, false) / tally(nps, false, false),
+            tally(nps, false, false),
+            100.0 * 9.0 / 16.0,
+            16.0,
+            KpiState::Met,
+        ),
+        // 2 commented interactions of 9: fewer than minSamples 100.
+        (
+            "interaction-comment-rate",
+            100.0 * tally(interaction, true, false) / tally(interaction, false, false),
+            tally(interaction, false, false),
+            100.0 * 2.0 / 9.0,
+            9.0,
+            KpiState::InsufficientData,
+        ),
+    ];
+    for (name, value, samples, written_value, written_samples, state) in expected {
+        assert_eq!(
+            (value, samples),
+            (written_value, written_samples),
+            "{name}: the tally"
+        );
+        let i = kpis
+            .iter()
+            .position(|k| k.name_any() == name)
+            .expect("a KPI");
+        assert_measured(name, &report.results[i], value, samples);
+        let compiled = report.compiled[i].as_ref().expect("compiled");
+        let alone = measure_one(&prometheus.client, compiled, t).await;
+        assert_measured(&format!("{name} (own PromQL)"), &alone, value, samples);
+        let window = WindowSpec::parse(&kpis[i].spec.window).expect("window");
+        let shown =
+            displayed_queries(&kpis[i].spec, &requests[i].scope, &window).expect("displayed");
+        assert_eq!(shown.value, compiled.value, "{name}");
+        assert_eq!(shown.samples, compiled.samples, "{name}");
+        assert_eq!(
+            shown.previous_value.as_ref(),
+            Some(&compiled.previous.value)
+        );
+        let spec = &kpis[i].spec;
+        let evaluation = evaluate(&spec.objective, spec.min_samples, None, &report.results[i]);
+        assert_eq!(evaluation.state, state, "{name}: {}", evaluation.message);
+        // Nothing was posted an hour earlier.
+        let measured = report.results[i].as_ref().expect("measured");
+        assert_eq!(
+            measured.previous.map(|p| p.samples),
+            Some(SampleCount::NoSeries),
+            "{name}"
+        );
+    }
+
+    // The misspelt theme: the definition is wrong, and the themes counted are named.
+    let misspelt = kpis
+        .iter()
+        .position(|k| k.name_any() == "misspelt-theme")
+        .expect("a KPI");
+    let error = report.results[misspelt].as_ref().expect_err("not counted");
+    assert_eq!(error.reason(), "ThemeNotDeclared");
+    assert!(error.is_invalid_spec());
+    assert!(
+        error
+            .to_string()
+            .ends_with("they count app-crashes, delivery, price, staff, waiting-time"),
+        "{error}"
+    );
+    // Five theme KPIs of one window: one query, the previous cycle included.
+    assert_eq!(report.http_queries, 1, "{:?}", report.compiled);
+}

@@ -157,6 +157,7 @@ fn the_retail_map_places_every_touchpoint_and_kpi_in_journey_order() {
         at_purchase,
         [
             ("checkout-csat", ">= 85 (warn < 80)"),
+            ("checkout-delivery-share", "<= 15 (warn > 25)"),
             ("checkout-error-rate", "<= 1 (warn > 2)"),
             ("digital-cart-abandonment", "<= 20 (warn > 25)"),
         ]
