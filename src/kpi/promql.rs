@@ -6,7 +6,8 @@
 //! its signal (see [`TouchpointScope::measures`]): `{namespace="<ns>", touchpoint=~"<a|b>"}`
 //! selects them, with regex-escaped names. An empty set is an error, never a query over
 //! everything. Below, `S` is `cx_survey_responses_total`, `I` is `cx_interactions_total`, `H` is
-//! `cx_interaction_duration_seconds`, `F` is `cx_first_response_seconds`, `{sel}` the namespace
+//! `cx_interaction_duration_seconds`, `F` is `cx_first_response_seconds`, `C` is
+//! `cx_feedback_comments_total`, `T` is `cx_feedback_themes_total`, `{sel}` the namespace
 //! and touchpoint matchers, `w` the window and `N(x)` the count of [`counted`].
 //!
 //! Each KPI is also compiled for its previous cycle (the previous window, see
@@ -177,6 +178,8 @@ pub fn counted(metric: &str, matchers: &str, span: &Span) -> String {
 /// | `abandonment-rate` | `100 * sum(N(I{sel,outcome="abandoned"})) / sum(N(I{sel}))` | `sum(N(I{sel}))` |
 /// | `first-response-time` | `histogram_quantile(0.9, sum by (le) (N(F_bucket{sel})))` | `sum(N(F_count{sel}))` |
 /// | `service-level` | `100 * sum(N(F_bucket{ns,channel="c1",touchpoint=~"…",le=~"60(\\.0)?"}) or …one term per channel…) / sum(N(H_count{sel,timing="wait"}))` | the denominator |
+/// | `theme-share` | `100 * sum(N(T{sel,theme="t"[,metric="m"][,segment="s"]})) / sum(N(C{sel[,metric="m"][,segment="s"]}))` | the denominator: comments |
+/// | `comment-rate` | `100 * sum(N(C{sel[,metric="m"]})) / sum(N(S{sel[,metric="m"]}) or N(I{sel}))` (`S` alone for a survey metric, `I` alone for `interaction`) | the denominator: answers and interactions |
 ///
 /// Notes on the less obvious ones:
 /// - csat: the top-two-box scores depend on each touchpoint's scale, so touchpoints are grouped
@@ -192,6 +195,11 @@ pub fn counted(metric: &str, matchers: &str, span: &Span) -> String {
 ///   an exact bucket boundary. The Rust client writes `le="60"`, Prometheus 3 rewrites
 ///   classic-histogram `le` to `"60.0"` on ingestion and 2.x does not, so the matcher accepts
 ///   both.
+/// - theme-share: only touchpoints whose collector counts the theme are read, numerator and
+///   denominator alike: a touchpoint not matching comments against the theme would add comments
+///   that could never mention it.
+/// - comment-rate: every answer and interaction can carry a comment, so all of them (of the
+///   metric, when one is named) are the denominator.
 pub fn compile_builtin(
     measure: &BuiltinMeasure,
     target: &QueryScope,
