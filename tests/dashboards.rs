@@ -715,6 +715,7 @@ fn each_dashboard_shows_what_it_promises() {
             "cx_kpi_gap_change",
             "cx_touchpoint_collector_ready",
             "cx_journey_readiness_score",
+            "cx_feedback_themes_total",
         ],
     );
     has(
@@ -782,6 +783,54 @@ fn each_dashboard_shows_what_it_promises() {
             .any(|p| p["type"] == "row" && p["repeat"] == "stage"),
         "a row per stage"
     );
+    // Per stage, what customers write about: unhappy answers' themes first, then everyone's,
+    // each counted over the time range and compared with the range before it.
+    let theme_tables: Vec<&Value> = panels(&journey)
+        .into_iter()
+        .filter(|p| {
+            p["targets"].as_array().into_iter().flatten().any(|t| {
+                t["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("cx_feedback_themes_total"))
+            })
+        })
+        .collect();
+    let titles: Vec<&str> = theme_tables
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "What unhappy customers write about at $stage",
+            "What customers write about at $stage"
+        ]
+    );
+    let unhappy = &theme_tables[0];
+    assert!(
+        unhappy["gridPos"]["x"] == 0 && unhappy["gridPos"]["y"] == theme_tables[1]["gridPos"]["y"]
+    );
+    for (table, segment) in theme_tables.iter().zip([true, false]) {
+        let exprs: Vec<&str> = table["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap())
+            .collect();
+        assert!(exprs.iter().all(|e| e.contains("sum by (theme)")));
+        assert_eq!(
+            exprs
+                .iter()
+                .all(|e| e.contains(r#"segment=~"detractor|low""#)),
+            segment,
+            "{exprs:?}"
+        );
+        assert!(
+            exprs[1].contains("[$__range] offset $__range"),
+            "{}",
+            exprs[1]
+        );
+    }
     // Collectors: rejects by reason, latency percentiles.
     let collectors = all_exprs("collectors");
     assert!(collectors.contains("sum by (reason) (rate(cx_events_rejected_total"));

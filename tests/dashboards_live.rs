@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster::{apply, cluster, eventually, get, repo_path};
-use cx_conductor::api::{Channel, ExperienceKPI, KpiState, Touchpoint};
+use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
+use cx_conductor::core::listening::themes_of;
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::prometheus::form_encode;
 use cx_conductor::kpi::{PrometheusClient, PrometheusConfig};
@@ -104,6 +105,17 @@ fn journey(ns: &str, name: &str, stages: &[&str], rules: Value, coverage: Value)
         "spec": {"owner": "cx", "stages": stages,
                  "channelSelector": {"matchLabels": {format!("journey-{name}"): "yes"}},
                  "consistency": {"rules": rules}, "coverage": coverage}})
+}
+
+/// The themes the messy organisation's main journey declares: what its customers write about,
+/// in Italian and English.
+fn themes() -> Value {
+    json!([
+        {"name": "delivery", "keywords": ["consegn*", "corriere", "in ritardo", "delivery", "courier", "late"]},
+        {"name": "price", "keywords": ["prezz*", "caro", "price*", "expensive"]},
+        {"name": "staff", "keywords": ["operator*", "scortes*", "staff", "rude", "helpful"]},
+        {"name": "waiting-time", "keywords": ["attes*", "aspettat*", "wait*", "on hold"]}
+    ])
 }
 
 fn messy_org(ns: &str) -> Vec<Value> {
@@ -192,14 +204,19 @@ fn messy_org(ns: &str) -> Vec<Value> {
             json!({"target": 30, "direction": "atMost"}),
             "aftercare",
         ),
-        // Loyalty has no touchpoint, no listening and no KPI: coverage gaps.
-        journey(
-            ns,
-            "main",
-            &["purchase", "support", "loyalty"],
-            json!([{"field": "brand.voice", "policy": "equal"}]),
-            json!({}),
-        ),
+        // Loyalty has no touchpoint, no listening and no KPI: coverage gaps. Its themes are
+        // counted at the web checkout and the hotline.
+        {
+            let mut main = journey(
+                ns,
+                "main",
+                &["purchase", "support", "loyalty"],
+                json!([{"field": "brand.voice", "policy": "equal"}]),
+                json!({}),
+            );
+            main["spec"]["themes"] = themes();
+            main
+        },
         journey(ns, "aftercare", &["support"], json!([]), json!({})),
     ]
 }
@@ -237,10 +254,20 @@ fn interaction(outcome: &str, wait: u32, handle: u32) -> String {
     )
 }
 
-/// One second's worth of events at the web checkout: CSAT 80 %, NPS 40, 20 % errors.
+/// An answer with what the customer wrote.
+fn commented(metric: &str, score: i32, comment: &str) -> String {
+    format!(r#"{{"type":"survey","metric":"{metric}","score":{score},"comment":"{comment}"}}"#)
+}
+
+/// One second's worth of events at the web checkout: CSAT 80 %, NPS 40, 20 % errors; a
+/// detractor and an unhappy CSAT answer complain about delivery and price, a promoter praises
+/// the price.
 fn web_checkout_events() -> Vec<String> {
-    let mut events: Vec<String> = [5, 5, 4, 4, 2].iter().map(|s| survey("csat", *s)).collect();
-    events.extend([10, 9, 9, 8, 3].iter().map(|s| survey("nps", *s)));
+    let mut events: Vec<String> = [5, 5, 4, 4].iter().map(|s| survey("csat", *s)).collect();
+    events.push(commented("csat", 2, "troppo caro e il corriere in ritardo"));
+    events.extend([10, 9, 8].iter().map(|s| survey("nps", *s)));
+    events.push(commented("nps", 9, "great price"));
+    events.push(commented("nps", 3, "la consegna è arrivata in ritardo"));
     events.extend([
         interaction("completed", 2, 40),
         interaction("completed", 3, 50),
@@ -251,9 +278,16 @@ fn web_checkout_events() -> Vec<String> {
     events
 }
 
-/// One second's worth at the hotline: CES 4.5, waits of a minute and more, every outcome.
+/// One second's worth at the hotline: CES 4.5, waits of a minute and more, every outcome; an
+/// unhappy caller writes about the wait and the operator, a happy one about the staff.
 fn hotline_events() -> Vec<String> {
-    let mut events: Vec<String> = [7, 6, 5, 3].iter().map(|s| survey("csat", *s)).collect();
+    let mut events: Vec<String> = [6, 5].iter().map(|s| survey("csat", *s)).collect();
+    events.push(commented("csat", 7, "helpful staff"));
+    events.push(commented(
+        "csat",
+        3,
+        "twenty minutes on hold and a rude operator",
+    ));
     events.extend([5, 4, 5, 4].iter().map(|s| survey("ces", *s)));
     events.extend([
         interaction("resolved-first-contact", 45, 300),
@@ -596,13 +630,22 @@ async fn every_panel_of_every_dashboard_shows_data_and_every_filter_filters() {
             .unwrap_or_else(|e| panic!("{e}: {object}"));
     }
 
-    // Real collectors with the configuration the operator deploys (kwok runs no pod).
+    // Real collectors with the configuration the operator deploys (kwok runs no pod), the
+    // themes of the journeys holding each touchpoint included.
     let collector_for = |ns: String, name: &'static str| {
         let admin = admin.clone();
         async move {
             let tp: Touchpoint = get(&admin, &ns, name).await.expect("touchpoint");
             let ch: Channel = get(&admin, &ns, &tp.spec.channel).await.expect("channel");
-            RunningCollector::start(&collector_config(&tp, Some(&ch))).await
+            let journeys: Vec<CustomerJourney> =
+                kube::Api::<CustomerJourney>::namespaced(admin.clone(), &ns)
+                    .list(&Default::default())
+                    .await
+                    .expect("journeys")
+                    .items;
+            let mut config = collector_config(&tp, Some(&ch));
+            config.themes = themes_of(&tp, Some(&ch), &journeys);
+            RunningCollector::start(&config).await
         }
     };
     let web_checkout = collector_for(messy.clone(), "web-checkout").await;
