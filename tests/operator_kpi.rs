@@ -10,11 +10,13 @@ mod operator_support;
 #[path = "support/prometheus.rs"]
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::{apply, cluster, eventually, get};
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
+use cx_conductor::core::listening::themes_of;
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::rules::RULE_NAME;
 use cx_conductor::kpi::{PrometheusClient, PrometheusConfig};
@@ -362,4 +364,202 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
         "both removed once turned off"
     );
     off.stop().await;
+}
+
+/// Theme KPIs through the operator like any other: the share of detractors' comments about
+/// delivery and the comment rate in status and gauges, their alerts in the PrometheusRule, and a
+/// KPI naming a theme no journey declares told so in its conditions (`QueryValid=False`,
+/// `ThemeNotDeclared`), Unknown rather than measured over nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn theme_kpis_get_status_gauges_alerts_and_a_condition_naming_an_undeclared_theme() {
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let release = full_release();
+    let ns = cluster().namespace("theme-kpi").await;
+    let admin = cluster().admin();
+    let objects = [
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
+            "metadata": {"name": "web", "namespace": ns, "labels": {"journey": "main"}},
+            "spec": {"type": "web", "owner": "digital"}}),
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
+            "metadata": {"name": "checkout", "namespace": ns},
+            "spec": {"channel": "web", "stage": "purchase", "signals": {"surveys": [{"metric": "nps"}]},
+                     "collector": {"mode": "dedicated", "replicas": 1}}}),
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
+            "metadata": {"name": "main", "namespace": ns},
+            "spec": {"owner": "cx", "stages": ["purchase"],
+                     "channelSelector": {"matchLabels": {"journey": "main"}},
+                     "themes": [
+                        {"name": "delivery", "keywords": ["consegn*", "corriere", "courier", "late"]},
+                        {"name": "price", "keywords": ["prezz*", "price*"]}]}}),
+    ];
+    for object in objects {
+        apply(&admin, &object, "test").await.expect("created");
+    }
+    let kpi = |name: &str, indicator: serde_json::Value, target: f64, direction: &str| {
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "ExperienceKPI",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"indicator": indicator, "scope": {"stage": "purchase"},
+                     "objective": {"target": target, "direction": direction}, "window": "1h",
+                     "interval": "2s", "minSamples": 4, "owner": "logistics", "journey": "main"}})
+    };
+    for object in [
+        kpi(
+            "detractors-on-delivery",
+            json!({"builtin": "theme-share", "theme": "delivery", "metric": "nps", "segment": "detractor"}),
+            25.0,
+            "atMost",
+        ),
+        kpi(
+            "nps-comment-rate",
+            json!({"builtin": "comment-rate", "metric": "nps"}),
+            50.0,
+            "atLeast",
+        ),
+        kpi(
+            "misspelt-theme",
+            json!({"builtin": "theme-share", "theme": "delivry"}),
+            25.0,
+            "atMost",
+        ),
+    ] {
+        apply(&admin, &object, "test").await.expect("created");
+    }
+
+    // The collector counts the journey's themes, as the operator configures it.
+    let touchpoint: Touchpoint = get(&admin, &ns, "checkout").await.unwrap();
+    let channel: Channel = get(&admin, &ns, "web").await.unwrap();
+    let journey: CustomerJourney = get(&admin, &ns, "main").await.unwrap();
+    let mut config = collector_config(&touchpoint, Some(&channel));
+    config.themes = themes_of(&touchpoint, Some(&channel), &[journey]);
+    let collector = RunningCollector::start(&config).await;
+    let prometheus = Prometheus::start(binary, &[collector.addr], "1s").await;
+    prometheus
+        .wait_for_value("count(cx_events_received_total)", 1.0, WAIT)
+        .await;
+    // 6 answers, 5 commented; 4 commented by detractors, 2 of them about delivery.
+    let answers: Vec<String> = [
+        (2, Some("il corriere non è mai arrivato")),
+        (4, Some("the courier was late again")),
+        (5, Some("prezzo alto")),
+        (6, Some("sito lento")),
+        (9, Some("consegna puntuale")),
+        (10, None),
+    ]
+    .iter()
+    .map(|(score, comment)| match comment {
+        Some(c) => format!(r#"{{"type":"survey","metric":"nps","score":{score},"comment":"{c}"}}"#),
+        None => format!(r#"{{"type":"survey","metric":"nps","score":{score}}}"#),
+    })
+    .collect();
+    collector.post(&answers).await;
+    prometheus
+        .wait_for_value("sum(cx_feedback_comments_total)", 5.0, WAIT)
+        .await;
+
+    let client = PrometheusClient::new(PrometheusConfig::new(prometheus.url.clone())).unwrap();
+    let options = OperatorOptions {
+        namespaces: vec![ns.clone()],
+        resync: Duration::from_secs(1),
+        kpi: Some(KpiOptions {
+            prometheus: Arc::new(client),
+            prometheus_rules: Some(BTreeMap::new()),
+        }),
+        ..Default::default()
+    };
+    let operator = Operator::start(operator_client(release, None).await, options);
+    let metrics = operator.metrics.clone();
+    let status = |name: &'static str| {
+        let admin = admin.clone();
+        let ns = ns.clone();
+        async move {
+            get::<ExperienceKPI>(&admin, &ns, name)
+                .await
+                .and_then(|k| k.status)
+        }
+    };
+    assert!(
+        eventually(WAIT, || async {
+            status("detractors-on-delivery")
+                .await
+                .is_some_and(|s| s.samples == Some(4))
+                && status("nps-comment-rate")
+                    .await
+                    .is_some_and(|s| s.samples == Some(6))
+                && status("misspelt-theme")
+                    .await
+                    .is_some_and(|s| s.state.is_some())
+        })
+        .await,
+        "theme KPIs evaluated: {:?} {:?}",
+        status("detractors-on-delivery").await,
+        status("nps-comment-rate").await
+    );
+    let share = status("detractors-on-delivery").await.unwrap();
+    assert_eq!(
+        (share.value, share.gap, share.state),
+        (Some(50.0), Some(25.0), Some(KpiState::Breached)),
+        "{share:?}"
+    );
+    let rate = status("nps-comment-rate").await.unwrap();
+    assert_eq!(rate.state, Some(KpiState::Met), "{rate:?}");
+    assert!(
+        (rate.value.unwrap() - 100.0 * 5.0 / 6.0).abs() < 1e-3,
+        "{rate:?}"
+    );
+
+    let misspelt = status("misspelt-theme").await.unwrap();
+    assert_eq!(misspelt.state, Some(KpiState::Unknown));
+    let query_valid = misspelt
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "QueryValid")
+        .expect("QueryValid");
+    assert_eq!(
+        (query_valid.status.as_str(), query_valid.reason.as_str()),
+        ("False", "ThemeNotDeclared"),
+        "{query_valid:?}"
+    );
+    assert!(
+        query_valid.message.ends_with("they count delivery, price"),
+        "{}",
+        query_valid.message
+    );
+
+    // Gauges with the indicator's name, and a breach and an at-risk alert per KPI.
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(r#"cx_kpi_value{{indicator="theme-share",journey="main",kpi="detractors-on-delivery",namespace="{ns}",owner="logistics",stage="purchase"}} 50"#)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(r#"cx_kpi_state{{indicator="theme-share",journey="main",kpi="detractors-on-delivery",namespace="{ns}",owner="logistics",stage="purchase",state="Breached"}} 1"#)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(r#"cx_kpi_samples{{indicator="comment-rate",journey="main",kpi="nps-comment-rate",namespace="{ns}",owner="logistics",stage="purchase"}} 6"#)),
+        "{text}"
+    );
+    let rules = rules_api(&admin, &ns);
+    assert!(
+        eventually(WAIT, || async {
+            rules.get_opt(RULE_NAME).await.unwrap().is_some_and(|rule| {
+                rule.data["spec"]["groups"][0]["rules"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 6)
+            })
+        })
+        .await,
+        "two alerts per theme KPI"
+    );
+    let rule = rules.get(RULE_NAME).await.unwrap();
+    let routed = rule.data["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["labels"]["owner"] == "logistics")
+        .count();
+    assert_eq!(routed, 6, "alerts routed to the KPIs' owner");
+    operator.stop().await;
 }
