@@ -704,6 +704,7 @@ fn each_dashboard_shows_what_it_promises() {
             "cx_journey_coverage_gaps",
             "cx_touchpoint_collector_ready",
             "cx_reconcile_errors_total",
+            "cx_feedback_themes_total",
         ],
     );
     has(
@@ -804,6 +805,25 @@ fn each_dashboard_shows_what_it_promises() {
         [
             "What unhappy customers write about at $stage",
             "What customers write about at $stage"
+        ]
+    );
+    // The overview has the same two tables, by stage.
+    let overview_themes: Vec<String> = panels(&overview)
+        .into_iter()
+        .filter(|p| {
+            p["targets"].as_array().into_iter().flatten().any(|t| {
+                t["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("sum by (namespace, stage, theme)"))
+            })
+        })
+        .map(|p| p["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        overview_themes,
+        [
+            "What unhappy customers write about, by stage",
+            "What customers write about, by stage"
         ]
     );
     let unhappy = &theme_tables[0];
