@@ -1,6 +1,6 @@
 //! The operator across its own lifecycle, on the real control plane with the chart's RBAC (every
 //! option on: NetworkPolicies, ServiceMonitors, auth): a fresh process after a restart writes
-//! nothing, and a touchpoint switched between dedicated and pooled, with and without a PDB and
+//! nothing (also with its caches filled in the opposite order), and a touchpoint switched between dedicated and pooled, with and without a PDB and
 //! auth, ends with exactly the objects `check --plan` gives for its new state, through deletes
 //! the chart grants. Writes are counted from the requests the API server receives (a proxy in
 //! front of it), not from the operator's own counters.
@@ -260,10 +260,15 @@ async fn a_restarted_operator_writes_nothing_and_kpis_say_why_they_are_not_evalu
         "{before:?}"
     );
 
-    // Fresh processes (each with caches of its own, filled and iterated in another order) write
-    // nothing at all: no apply, no status, no Event, no delete.
-    for restart in 1..=3 {
+    // Fresh processes write nothing at all: no apply, no status, no Event, no delete. Each has
+    // caches of its own (iterated in an order of their own); the last two get every list answer
+    // with its items reversed, so their caches also fill in the opposite order.
+    for restart in 1..=4 {
         let (proxy, client) = through_proxy(release).await;
+        let reversed = restart > 2;
+        if reversed {
+            proxy.reverse_lists();
+        }
         let operator = Operator::start(client, every_option(&ns));
         assert!(
             eventually(WAIT, || async {
@@ -276,8 +281,12 @@ async fn a_restarted_operator_writes_nothing_and_kpis_say_why_they_are_not_evalu
         assert_eq!(
             writes_seen(&proxy),
             Vec::<String>::new(),
-            "restart {restart}: the API server received writes"
+            "restart {restart} (lists reversed: {reversed}): the API server received writes"
         );
+        if reversed {
+            // The operator caches 12 kinds: each was listed through the proxy, reversed.
+            assert!(proxy.lists_reversed() >= 12, "{}", proxy.lists_reversed());
+        }
         assert_eq!(
             operator.writes_of(&["apply", "status", "delete", "event"]),
             0
