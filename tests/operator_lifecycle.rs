@@ -422,26 +422,51 @@ async fn mode_and_option_switches_leave_exactly_the_planned_objects() {
     }
     // No reconcile ended in an error (a refused delete would retry forever).
     assert_eq!(operator.reconciles("touchpoint", "error"), 0);
-    let refused: Vec<_> = proxy
+    let deleted: Vec<_> = proxy
         .requests()
         .iter()
         .filter(|(m, _, _)| *m == Method::DELETE)
         .map(|(_, p, _)| p.clone())
         .collect();
+    for kind in [
+        "/deployments/",
+        "/services/",
+        "/poddisruptionbudgets/",
+        "/secrets/",
+    ] {
+        assert!(
+            deleted.iter().any(|p| p.contains(kind)),
+            "{kind} deleted on the way: {deleted:?}"
+        );
+    }
+    // The NetworkPolicy and ServiceMonitor are the namespace's, shared by its collectors in
+    // either mode: no switch touches them.
     assert!(
-        refused.iter().any(|p| p.contains("servicemonitors")),
-        "ServiceMonitors were deleted: {refused:?}"
+        !deleted
+            .iter()
+            .any(|p| p.contains("networkpolicies") || p.contains("servicemonitors")),
+        "{deleted:?}"
     );
     operator.stop().await;
 }
 
 /// The themes a collector counts, from its configuration as the API server holds it: the pool's
-/// Secret for a pooled touchpoint, the ConfigMap for a dedicated one.
+/// Secret for a pooled touchpoint, the Deployment's pod template for a dedicated one.
 async fn themes_in_config(admin: &Client, ns: &str, touchpoint: &str) -> Option<Vec<String>> {
-    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-    let config: Value = match get::<ConfigMap>(admin, ns, &format!("collector-{touchpoint}")).await
-    {
-        Some(map) => serde_json::from_str(map.data?.get("collector.yaml")?).ok()?,
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    let dedicated = get::<Deployment>(admin, ns, &format!("collector-{touchpoint}")).await;
+    let config: Value = match dedicated {
+        Some(deployment) => {
+            let pod = deployment.spec.template.spec?;
+            let env = pod.containers.first()?.env.clone()?;
+            let text = env
+                .iter()
+                .find(|e| e.name == "CX_COLLECTOR_CONFIG")?
+                .value
+                .clone()?;
+            serde_json::from_str(&text).ok()?
+        }
         None => {
             let secret = get::<Secret>(admin, ns, "cx-collectors").await?;
             let pool: Value =
