@@ -361,10 +361,7 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
         let window = match WindowSpec::parse_in(&kpi.spec.window, kpi.spec.time_zone.as_deref()) {
             Ok(window) => window,
             Err(e) => {
-                // A calendar window that parses in UTC is valid: then the zone is what is wrong.
-                let zone_wrong =
-                    kpi.spec.time_zone.is_some() && WindowSpec::parse(&kpi.spec.window).is_ok();
-                let (hint, field) = if zone_wrong {
+                let (hint, field) = if matches!(e, KpiError::InvalidTimeZone { .. }) {
                     ("", "spec.timeZone")
                 } else {
                     (

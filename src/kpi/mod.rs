@@ -54,6 +54,12 @@ pub enum KpiError {
         /// What is wrong with it.
         message: String,
     },
+    /// `spec.timeZone` names no IANA time zone (the window itself is valid).
+    #[error("timeZone {zone:?} is not an IANA time zone such as Europe/Rome or America/New_York")]
+    InvalidTimeZone {
+        /// The zone as written.
+        zone: String,
+    },
     /// A custom PromQL expression (`promql` or `samplesPromql`) does not parse or does not return
     /// one number.
     #[error("invalid {field}: {message}")]
@@ -112,6 +118,7 @@ impl KpiError {
     pub fn reason(&self) -> &'static str {
         match self {
             KpiError::InvalidWindow { .. } => "InvalidWindow",
+            KpiError::InvalidTimeZone { .. } => "InvalidTimeZone",
             KpiError::InvalidQuery { .. } => "QueryInvalid",
             KpiError::EmptyScope(_) => "ScopeEmpty",
             KpiError::Unavailable(_) => "PrometheusUnavailable",
@@ -129,6 +136,7 @@ impl KpiError {
         matches!(
             self,
             KpiError::InvalidWindow { .. }
+                | KpiError::InvalidTimeZone { .. }
                 | KpiError::InvalidQuery { .. }
                 | KpiError::SeveralSeries { .. }
         )
