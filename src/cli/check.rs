@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::api::{Severity, ThemeSpec};
-use crate::core::listening::themes_of;
+use crate::core::listening::{theme_sources, themes_of};
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
 use crate::core::pool::{PoolMember, PoolPlan, SharedPlan, admit_image, plan_pool, plan_shared};
 use crate::core::world::namespace_of;
@@ -191,12 +191,13 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         (namespace_of(t).to_string(), t.metadata.name.clone())
     });
     // The themes each touchpoint's collector counts, from the journeys holding it.
+    let sources = theme_sources(&inventory.journeys);
     let themes: Vec<Vec<ThemeSpec>> = inventory
         .touchpoints
         .iter()
         .map(|t| {
             let channel = world.channel(namespace_of(t), &t.spec.channel);
-            themes_of(t, channel, &inventory.journeys)
+            themes_of(t, channel, &sources)
         })
         .collect();
     let mut plans = Vec::new();

@@ -20,7 +20,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::api::{Channel, CollectorStatus, ThemeSpec, Touchpoint, TouchpointStatus};
 use crate::collector::config::POOL_NAME;
-use crate::core::listening::themes_of;
+use crate::core::listening::{theme_sources, themes_of};
 use crate::core::plan::{
     CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, plan_collector,
 };
@@ -328,7 +328,7 @@ pub async fn reconcile(
     let (target, applied, deployment) = if touchpoint.spec.collector.is_dedicated() {
         let plan = channel.as_ref().filter(|_| refusal.is_none()).map(|c| {
             let journeys = valid_in(&stores.journeys, &namespace);
-            let themes = themes_of(touchpoint, Some(c), &journeys);
+            let themes = themes_of(touchpoint, Some(c), &theme_sources(&journeys));
             plan_collector(touchpoint, Some(c), &themes, &ctx.options.plan)
         });
         let applied = match plan.as_ref().filter(|_| !paused) {
@@ -494,6 +494,7 @@ pub fn plan_namespace_pool(
         .filter(|t| !t.spec.collector.is_dedicated())
         .collect();
     let journeys = valid_in(&stores.journeys, namespace);
+    let sources = theme_sources(&journeys);
     type Member = (Touchpoint, Channel, Option<String>, Vec<ThemeSpec>);
     let channels: Vec<Member> = touchpoints
         .into_iter()
@@ -501,7 +502,7 @@ pub fn plan_namespace_pool(
             let channel = find(&stores.channels, namespace, &t.spec.channel)
                 .and_then(|g| g.0.clone().ok())?;
             let digest = admit(&t, marked_secret(stores, &t).as_deref(), options).ok()?;
-            let themes = themes_of(&t, Some(&channel), &journeys);
+            let themes = themes_of(&t, Some(&channel), &sources);
             Some((t, channel, digest, themes))
         })
         .collect();
