@@ -338,7 +338,7 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
     assert!(
         eventually(WAIT, || async {
             monitors
-                .get_opt("collector-checkout")
+                .get_opt("cx-collectors")
                 .await
                 .unwrap()
                 .is_some()
@@ -352,7 +352,7 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
     assert!(
         eventually(WAIT, || async {
             monitors
-                .get_opt("collector-checkout")
+                .get_opt("cx-collectors")
                 .await
                 .unwrap()
                 .is_none()

@@ -300,10 +300,15 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         },
         kpi_queries,
     };
-    let rules = crate::kpi::rules::prometheus_rules(&inventory.kpis, &BTreeMap::new())
-        .iter()
-        .filter_map(|rule| serde_json::to_value(rule).ok())
-        .collect();
+    // Offline the server is unknown: the increments in the form every Prometheus evaluates.
+    let rules = crate::kpi::rules::prometheus_rules(
+        &inventory.kpis,
+        &BTreeMap::new(),
+        crate::kpi::recording::Increase::LastValue,
+    )
+    .iter()
+    .filter_map(|rule| serde_json::to_value(rule).ok())
+    .collect();
     CheckOutcome {
         report,
         plans,

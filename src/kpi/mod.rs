@@ -27,6 +27,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod prometheus;
 pub mod promql;
+pub mod recording;
 pub mod rules;
 pub mod scope;
 pub mod window;
