@@ -79,7 +79,7 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     let touchpoint: Touchpoint = get(&admin, &ns, "checkout").await.unwrap();
     let channel: Channel = get(&admin, &ns, "web").await.unwrap();
     let collector = RunningCollector::start(&collector_config(&touchpoint, Some(&channel))).await;
-    let prometheus = Prometheus::start(binary, &[collector.addr], "1s").await;
+    let prometheus = Prometheus::start(binary.clone(), &[collector.addr], "1s").await;
     // Prometheus sees the zero-valued series first, as it would a new collector pod.
     prometheus
         .wait_for_value("sum(cx_survey_responses_total{metric=\"csat\"})", 0.0, WAIT)
@@ -267,6 +267,21 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
         6,
         "two alerts per KPI"
     );
+    // The increments are recorded in the form this Prometheus evaluates: `anchored` on 3.x.
+    let version = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .expect("prometheus --version");
+    let prometheus_3 = String::from_utf8_lossy(&version.stdout).contains("version 3.");
+    let recorded = rule.data["spec"]["groups"][1]["rules"][0]["expr"]
+        .as_str()
+        .expect("a recording rule")
+        .to_string();
+    assert_eq!(
+        recorded.contains("[5m] anchored"),
+        prometheus_3,
+        "{recorded}"
+    );
 
     // Deleting a KPI removes its series.
     kpis.delete("ambitious-csat", &DeleteParams::default())
@@ -337,11 +352,7 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
     let on = Operator::start(operator_client(release, None).await, options(true));
     assert!(
         eventually(WAIT, || async {
-            monitors
-                .get_opt("cx-collectors")
-                .await
-                .unwrap()
-                .is_some()
+            monitors.get_opt("cx-collectors").await.unwrap().is_some()
                 && rules.get_opt(RULE_NAME).await.unwrap().is_some()
         })
         .await,
@@ -351,11 +362,7 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
     let off = Operator::start(operator_client(release, None).await, options(false));
     assert!(
         eventually(WAIT, || async {
-            monitors
-                .get_opt("cx-collectors")
-                .await
-                .unwrap()
-                .is_none()
+            monitors.get_opt("cx-collectors").await.unwrap().is_none()
                 && rules.get_opt(RULE_NAME).await.unwrap().is_none()
         })
         .await,
