@@ -370,8 +370,17 @@ spec:
         assert_eq!(json["spec"]["groups"][0]["name"], "cx-kpis.retail");
         assert_eq!(json["spec"]["groups"][0]["rules"][0]["for"], "5m");
         let file = rule_file(&kpis, Increase::LastValue);
-        assert_eq!(file.groups.len(), 2);
-        assert_eq!(file.groups[1].rules.len(), 2);
+        let names: Vec<&str> = file.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cx-kpis.b2b",
+                "cx-increments.b2b",
+                "cx-kpis.retail",
+                "cx-increments.retail"
+            ]
+        );
+        assert_eq!(file.groups[2].rules.len(), 2);
     }
 
     /// The Prometheus Operator's `Duration` pattern (monitoring.coreos.com_prometheusrules.yaml,
