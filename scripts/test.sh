@@ -20,6 +20,11 @@ python3 -c 'import kubernetes_validate' 2>/dev/null ||
 # A real control plane (etcd, kube-apiserver with RBAC, controller-manager, scheduler, kwok) and
 # the real kubectl and helm, built from Go modules once per version and cached outside the
 # repository (~/.cache/cx-conductor); the operator, chart and RBAC tests run against it.
+# The previous release (binary and chart) for the upgrade test (tests/operator_upgrade.rs), built
+# once per pinned commit and cached like the control plane; in the background meanwhile.
+bash scripts/previous-release.sh build &
+previous_release=$!
+
 echo "==> control plane"
 bash scripts/cluster.sh start >/dev/null
 trap 'bash scripts/cluster.sh stop' EXIT
@@ -28,6 +33,8 @@ trap 'bash scripts/cluster.sh stop' EXIT
 # and cached like the control plane; the Prometheus tests run against both.
 echo "==> Prometheus 3"
 bash scripts/prometheus.sh build
+
+wait "$previous_release"
 
 echo "==> formatting and lints"
 cargo fmt --check

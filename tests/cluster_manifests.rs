@@ -18,6 +18,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use cx_conductor::api::ExperienceKPI;
+use cx_conductor::kpi::recording::{Increase, RECORDED};
 use cx_conductor::kpi::rules::{alert_for, prometheus_rules};
 use cx_conductor::manifest::{Inventory, load_paths};
 use cx_conductor::schema::SchemaValidator;
@@ -503,7 +504,7 @@ async fn kpi_alert_rules_are_accepted_by_the_prometheus_operator_crd() {
     // One KPI stored before the CRD refused out-of-order intervals.
     kpis[0].spec.interval = "30m1h".into();
     let labels = BTreeMap::from([("release".to_string(), "prometheus".to_string())]);
-    let rules = prometheus_rules(&kpis, &labels);
+    let rules = prometheus_rules(&kpis, &labels, Increase::Anchored);
     assert_eq!(rules.len(), 1);
     let rule = serde_json::to_value(&rules[0]).unwrap();
     let output = kubectl_apply(&rule, &dir.join("rule.json"));
@@ -518,6 +519,17 @@ async fn kpi_alert_rules_are_accepted_by_the_prometheus_operator_crd() {
         "json",
     ]))
     .unwrap();
+    // The recorded increments, in the Prometheus 3 form, are accepted too.
+    let recorded = stored["spec"]["groups"][1]["rules"].as_array().unwrap();
+    assert_eq!(recorded.len(), RECORDED.len());
+    assert!(
+        recorded[0]["expr"]
+            .as_str()
+            .unwrap()
+            .contains("[5m] anchored"),
+        "{recorded:?}"
+    );
+    assert_eq!(stored["spec"]["groups"][1]["interval"], "5m");
     let stored_rules = stored["spec"]["groups"][0]["rules"].as_array().unwrap();
     assert_eq!(stored_rules.len(), 2 * kpis.len());
     let fors: BTreeSet<&str> = stored_rules

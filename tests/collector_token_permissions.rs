@@ -88,20 +88,16 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A folder anyone may enter, holding the collector's configuration (pointing at `token`).
-fn workspace(name: &str, plan: &CollectorPlan) -> (PathBuf, PathBuf, PathBuf) {
+/// A folder anyone may enter for the token, and the planned configuration pointing at it.
+fn workspace(name: &str, plan: &CollectorPlan) -> (PathBuf, String, PathBuf) {
     let dir = std::env::temp_dir().join(format!("cx-token-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let token = dir.join("token");
-    let mut config: CollectorConfig =
-        serde_yaml::from_str(&plan.config_map.data.as_ref().unwrap()["collector.yaml"]).unwrap();
+    let mut config: CollectorConfig = serde_yaml::from_str(&plan.config).unwrap();
     config.auth.as_mut().expect("auth is configured").token_file = token.display().to_string();
-    let config_file = dir.join("collector.yaml");
-    std::fs::write(&config_file, serde_yaml::to_string(&config).unwrap()).unwrap();
-    std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    (dir, config_file, token)
+    (dir, serde_json::to_string(&config).unwrap(), token)
 }
 
 /// Writes the token as the kubelet does: owned by root and `group`, with `mode`.
@@ -118,17 +114,16 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-/// `cx-conductor collector --config FILE --listen ADDR` as `uid`/`gid` (no other group), as the
-/// container runs it.
-fn collector(config: &Path, listen: SocketAddr, uid: u32, gid: u32) -> Command {
+/// `cx-conductor collector --listen ADDR` with its configuration in `CX_COLLECTOR_CONFIG`, as
+/// `uid`/`gid` (no other group): as the planned container runs it.
+fn collector(config: &str, listen: SocketAddr, uid: u32, gid: u32) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cx-conductor"));
     command
         .arg("collector")
-        .arg("--config")
-        .arg(config)
         .arg("--listen")
         .arg(listen.to_string())
         .env_clear()
+        .env("CX_COLLECTOR_CONFIG", config)
         .env("RUST_LOG", "info")
         .uid(uid)
         .gid(gid)
@@ -250,4 +245,33 @@ fn with_the_fs_group_the_collector_reads_its_token_and_takes_events() {
         "{anonymous:?}"
     );
     assert_eq!(wrong.as_ref().map(|(s, _)| *s), Some(401), "{wrong:?}");
+}
+
+#[test]
+fn an_unreadable_configuration_in_the_environment_is_named_and_stops_the_collector() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+        .args(["collector", "--listen", &free_port().to_string()])
+        .env_clear()
+        .env(
+            "CX_COLLECTOR_CONFIG",
+            "{\"namespace\": \"shop\", \"touchpoint\": ",
+        )
+        .output()
+        .expect("the collector runs");
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("CX_COLLECTOR_CONFIG"), "{text}");
+    // Without a file or the variable there is nothing to serve.
+    let output = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+        .args(["collector", "--listen", &free_port().to_string()])
+        .env_clear()
+        .output()
+        .expect("the collector runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--config"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

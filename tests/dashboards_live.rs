@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cluster::{apply, cluster, eventually, get, repo_path};
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
-use cx_conductor::core::listening::themes_of;
+use cx_conductor::core::listening::{theme_sources, themes_of};
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::prometheus::form_encode;
 use cx_conductor::kpi::{PrometheusClient, PrometheusConfig};
@@ -644,7 +644,7 @@ async fn every_panel_of_every_dashboard_shows_data_and_every_filter_filters() {
                     .expect("journeys")
                     .items;
             let mut config = collector_config(&tp, Some(&ch));
-            config.themes = themes_of(&tp, Some(&ch), &journeys);
+            config.themes = themes_of(&tp, Some(&ch), &theme_sources(&journeys));
             RunningCollector::start(&config).await
         }
     };

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
 use cx_conductor::core::World;
+use cx_conductor::core::listening::{theme_sources, themes_of};
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::promql::displayed_queries;
 use cx_conductor::kpi::{
@@ -1266,7 +1267,7 @@ async fn theme_share_and_comment_rate_equal_the_shares_tallied_from_the_posted_c
             .iter()
             .find(|c| c.name_any() == touchpoint.spec.channel);
         let mut config = collector_config(touchpoint, channel);
-        config.themes = cx_conductor::core::listening::themes_of(touchpoint, channel, &journeys);
+        config.themes = themes_of(touchpoint, channel, &theme_sources(&journeys));
         assert!(config.themes.iter().any(|t| t.name == "delivery"));
         collectors.push(RunningCollector::start(&config).await);
     }

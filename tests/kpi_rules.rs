@@ -14,7 +14,10 @@ use std::process::Command;
 
 use cx_conductor::api::{Direction, ExperienceKPI};
 use cx_conductor::kpi::metrics::{KpiLabels, STATES};
-use cx_conductor::kpi::rules::{AT_RISK_ALERT, BREACHED_ALERT, prometheus_rules, rule_file};
+use cx_conductor::kpi::recording::{Increase, RECORDED, recording_group};
+use cx_conductor::kpi::rules::{
+    AT_RISK_ALERT, BREACHED_ALERT, RuleFile, prometheus_rules, rule_file,
+};
 use cx_conductor::manifest::{Inventory, load_paths};
 use cx_conductor::schema::SchemaValidator;
 use serde_json::{Value, json};
@@ -146,9 +149,14 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     let kpis = retail_kpis();
     let dir = temp_dir();
 
-    let rules = rule_file(&kpis);
-    assert_eq!(rules.groups.len(), 1, "one namespace");
+    let rules = rule_file(&kpis, Increase::LastValue);
+    assert_eq!(
+        rules.groups.len(),
+        2,
+        "one namespace: its alerts and its increments"
+    );
     assert_eq!(rules.groups[0].rules.len(), 2 * kpis.len());
+    assert_eq!(rules.groups[1].rules.len(), RECORDED.len());
     std::fs::write(
         dir.join("kpi-rules.yaml"),
         serde_yaml::to_string(&rules).expect("yaml"),
@@ -156,12 +164,15 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     .expect("write rules");
     let checked = run(&promtool, &["check", "rules", "kpi-rules.yaml"], &dir);
     assert!(
-        checked.contains(&format!("SUCCESS: {} rules found", 2 * kpis.len())),
+        checked.contains(&format!(
+            "SUCCESS: {} rules found",
+            2 * kpis.len() + RECORDED.len()
+        )),
         "{checked}"
     );
 
     // The PrometheusRule's spec is the same rule file.
-    let custom = prometheus_rules(&kpis, &Default::default());
+    let custom = prometheus_rules(&kpis, &Default::default(), Increase::LastValue);
     assert_eq!(custom.len(), 1);
     assert_eq!(custom[0].spec, rules);
 
@@ -247,4 +258,79 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
         "promtool must fail a wrong expectation"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The recorded increments are exact where the raw series are awkward: a pod replaced by another
+/// mid-window, a collector restarted in place (its counter reset between two scrapes), a series
+/// born on a step boundary. `promtool test rules` evaluates the group every 5 minutes over 30 s
+/// scrapes; the 28-day form of a KPI, `sum_over_time` of the recorded series, must equal the
+/// answers actually received. Both forms on a Prometheus 3 promtool, the last-value form on 2.x.
+#[test]
+fn recorded_increments_sum_to_the_answers_received() {
+    let Some(promtool) = promtool_binary() else {
+        return;
+    };
+    let version = run(&promtool, &["--version"], &temp_dir());
+    let forms: &[Increase] = if version.contains("version 2.") {
+        &[Increase::LastValue]
+    } else {
+        &[Increase::LastValue, Increase::Anchored]
+    };
+    let series = |pod: &str, values: &str| {
+        json!({
+            "series": format!(
+                r#"cx_survey_responses_total{{namespace="retail", channel="web", stage="purchase", touchpoint="checkout", metric="nps", score="9", pod="{pod}"}}"#
+            ),
+            "values": values,
+        })
+    };
+    // a: 20 answers over 10 minutes, then gone (a rolled-out pod); b: born at 5m, 20 answers by
+    // 10m; c: 10 answers, restarted at 5m30s, 19 more by 15m.
+    let input = [
+        series("a", "0+1x20"),
+        series("b", "_x10 0+2x10"),
+        series("c", "0+1x10 0+1x19"),
+    ];
+    let recorded = "touchpoint:cx_survey_responses_total:increase5m";
+    let labels = r#"channel="web", metric="nps", namespace="retail", score="9", stage="purchase", touchpoint="checkout""#;
+    for &form in forms {
+        let dir = temp_dir().join(format!("{form:?}"));
+        std::fs::create_dir_all(&dir).expect("a folder");
+        let file = RuleFile {
+            groups: vec![recording_group("retail", form)],
+        };
+        std::fs::write(
+            dir.join("increments.yaml"),
+            serde_yaml::to_string(&file).expect("yaml"),
+        )
+        .expect("rules written");
+        let tests = json!({
+            "rule_files": ["increments.yaml"],
+            "evaluation_interval": "5m",
+            "tests": [{
+                "interval": "30s",
+                "input_series": input,
+                "promql_expr_test": [
+                    // One step of each: a 10 + b 0; a 10 + b 20 + c 9 (its restart); c 10.
+                    {"expr": recorded, "eval_time": "5m",
+                     "exp_samples": [{"labels": format!("{recorded}{{{labels}}}"), "value": 20}]},
+                    {"expr": recorded, "eval_time": "10m",
+                     "exp_samples": [{"labels": format!("{recorded}{{{labels}}}"), "value": 39}]},
+                    {"expr": recorded, "eval_time": "15m",
+                     "exp_samples": [{"labels": format!("{recorded}{{{labels}}}"), "value": 10}]},
+                    // The long window: 20 + 20 + 29 answers, the pods summed away.
+                    {"expr": format!("sum by (touchpoint) (sum_over_time({recorded}[20m]))"),
+                     "eval_time": "20m",
+                     "exp_samples": [{"labels": r#"{touchpoint="checkout"}"#, "value": 69}]},
+                ],
+            }],
+        });
+        std::fs::write(
+            dir.join("increments-test.yaml"),
+            serde_yaml::to_string(&tests).expect("yaml"),
+        )
+        .expect("tests written");
+        let out = run(&promtool, &["test", "rules", "increments-test.yaml"], &dir);
+        assert!(out.contains("SUCCESS"), "{form:?}: {out}");
+    }
 }

@@ -102,7 +102,16 @@ async fn collector_exists(admin: &Client, ns: &str, name: &str) -> bool {
     let object = format!("collector-{name}");
     get::<Deployment>(admin, ns, &object).await.is_some()
         && get::<Service>(admin, ns, &object).await.is_some()
-        && get::<ConfigMap>(admin, ns, &object).await.is_some()
+}
+
+/// The configuration a dedicated collector's pods get, from its Deployment's pod template.
+fn collector_config(deployment: &Deployment) -> String {
+    let pod = deployment.spec.template.spec.as_ref().unwrap();
+    let env = pod.containers[0].env.as_ref().unwrap();
+    env.iter()
+        .find(|e| e.name == "CX_COLLECTOR_CONFIG")
+        .and_then(|e| e.value.clone())
+        .expect("the configuration in the pod template")
 }
 
 async fn events(admin: &Client, ns: &str) -> Vec<Event> {
@@ -137,8 +146,13 @@ async fn a_touchpoint_gets_its_collector_and_becomes_ready_when_its_pods_are() {
             .is_some(),
         "2 replicas get a PDB"
     );
-    let config: ConfigMap = get(&admin, &ns, "collector-checkout").await.unwrap();
-    assert!(config.data.unwrap()["collector.yaml"].contains("\"touchpoint\": \"checkout\""));
+    assert!(collector_config(&deployment).contains("\"touchpoint\":\"checkout\""));
+    assert!(
+        get::<ConfigMap>(&admin, &ns, "collector-checkout")
+            .await
+            .is_none(),
+        "no ConfigMap: the configuration is in the pod template"
+    );
     let status = get::<Touchpoint>(&admin, &ns, "checkout")
         .await
         .unwrap()
@@ -231,8 +245,8 @@ async fn edits_converge_both_ways_and_deletion_collects_the_collector() {
         .await,
         "the PDB goes with the second replica"
     );
-    let config: ConfigMap = get(&admin, &ns, "collector-checkout").await.unwrap();
-    assert!(config.data.unwrap()["collector.yaml"].contains("\"nps\""));
+    let deployment: Deployment = get(&admin, &ns, "collector-checkout").await.unwrap();
+    assert!(collector_config(&deployment).contains("\"nps\""));
     assert!(eventually(WAIT, || touchpoint_ready(&admin, &ns, "checkout")).await);
 
     // Drift on a field the operator sets is repaired.
@@ -261,9 +275,6 @@ async fn edits_converge_both_ways_and_deletion_collects_the_collector() {
     assert!(
         eventually(WAIT, || async {
             !collector_exists(&admin, &ns, "checkout").await
-                && get::<ConfigMap>(&admin, &ns, "collector-checkout")
-                    .await
-                    .is_none()
         })
         .await,
         "garbage collected"
@@ -353,7 +364,7 @@ async fn a_steady_state_costs_no_writes_with_every_option_on() {
         eventually(WAIT, || async {
             touchpoint_ready(&admin, &ns, "checkout").await
                 && touchpoint_ready(&admin, &ns, "app-checkout").await
-                && get::<NetworkPolicy>(&admin, &ns, "collector-checkout")
+                && get::<NetworkPolicy>(&admin, &ns, "cx-collectors")
                     .await
                     .is_some()
                 && get::<Channel>(&admin, &ns, "web")
@@ -553,7 +564,7 @@ async fn faults_and_outages_are_retried_until_convergence() {
             FaultRule::on(Method::PATCH, "/services/", 1, Fault::DropConnection),
             FaultRule::on(
                 Method::PATCH,
-                "/configmaps/",
+                "/status",
                 1,
                 Fault::Delay(Duration::from_secs(3)),
             ),

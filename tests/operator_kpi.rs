@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cluster::{apply, cluster, eventually, get};
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touchpoint};
-use cx_conductor::core::listening::themes_of;
+use cx_conductor::core::listening::{theme_sources, themes_of};
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::rules::RULE_NAME;
 use cx_conductor::kpi::{PrometheusClient, PrometheusConfig};
@@ -81,7 +81,7 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
     let touchpoint: Touchpoint = get(&admin, &ns, "checkout").await.unwrap();
     let channel: Channel = get(&admin, &ns, "web").await.unwrap();
     let collector = RunningCollector::start(&collector_config(&touchpoint, Some(&channel))).await;
-    let prometheus = Prometheus::start(binary, &[collector.addr], "1s").await;
+    let prometheus = Prometheus::start(binary.clone(), &[collector.addr], "1s").await;
     // Prometheus sees the zero-valued series first, as it would a new collector pod.
     prometheus
         .wait_for_value("sum(cx_survey_responses_total{metric=\"csat\"})", 0.0, WAIT)
@@ -269,6 +269,21 @@ async fn kpis_are_evaluated_against_prometheus_and_counted_by_their_journey() {
         6,
         "two alerts per KPI"
     );
+    // The increments are recorded in the form this Prometheus evaluates: `anchored` on 3.x.
+    let version = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .expect("prometheus --version");
+    let prometheus_3 = String::from_utf8_lossy(&version.stdout).contains("version 3.");
+    let recorded = rule.data["spec"]["groups"][1]["rules"][0]["expr"]
+        .as_str()
+        .expect("a recording rule")
+        .to_string();
+    assert_eq!(
+        recorded.contains("[5m] anchored"),
+        prometheus_3,
+        "{recorded}"
+    );
 
     // Deleting a KPI removes its series.
     kpis.delete("ambitious-csat", &DeleteParams::default())
@@ -339,11 +354,7 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
     let on = Operator::start(operator_client(release, None).await, options(true));
     assert!(
         eventually(WAIT, || async {
-            monitors
-                .get_opt("collector-checkout")
-                .await
-                .unwrap()
-                .is_some()
+            monitors.get_opt("cx-collectors").await.unwrap().is_some()
                 && rules.get_opt(RULE_NAME).await.unwrap().is_some()
         })
         .await,
@@ -353,11 +364,7 @@ async fn monitoring_objects_are_removed_when_their_option_is_turned_off() {
     let off = Operator::start(operator_client(release, None).await, options(false));
     assert!(
         eventually(WAIT, || async {
-            monitors
-                .get_opt("collector-checkout")
-                .await
-                .unwrap()
-                .is_none()
+            monitors.get_opt("cx-collectors").await.unwrap().is_none()
                 && rules.get_opt(RULE_NAME).await.unwrap().is_none()
         })
         .await,
@@ -432,7 +439,7 @@ async fn theme_kpis_get_status_gauges_alerts_and_a_condition_naming_an_undeclare
     let channel: Channel = get(&admin, &ns, "web").await.unwrap();
     let journey: CustomerJourney = get(&admin, &ns, "main").await.unwrap();
     let mut config = collector_config(&touchpoint, Some(&channel));
-    config.themes = themes_of(&touchpoint, Some(&channel), &[journey]);
+    config.themes = themes_of(&touchpoint, Some(&channel), &theme_sources(&[journey]));
     let collector = RunningCollector::start(&config).await;
     let prometheus = Prometheus::start(binary, &[collector.addr], "1s").await;
     prometheus

@@ -1,6 +1,6 @@
 //! The operator across its own lifecycle, on the real control plane with the chart's RBAC (every
 //! option on: NetworkPolicies, ServiceMonitors, auth): a fresh process after a restart writes
-//! nothing, and a touchpoint switched between dedicated and pooled, with and without a PDB and
+//! nothing (also with its caches filled in the opposite order), and a touchpoint switched between dedicated and pooled, with and without a PDB and
 //! auth, ends with exactly the objects `check --plan` gives for its new state, through deletes
 //! the chart grants. Writes are counted from the requests the API server receives (a proxy in
 //! front of it), not from the operator's own counters.
@@ -260,10 +260,15 @@ async fn a_restarted_operator_writes_nothing_and_kpis_say_why_they_are_not_evalu
         "{before:?}"
     );
 
-    // Fresh processes (each with caches of its own, filled and iterated in another order) write
-    // nothing at all: no apply, no status, no Event, no delete.
-    for restart in 1..=3 {
+    // Fresh processes write nothing at all: no apply, no status, no Event, no delete. Each has
+    // caches of its own (iterated in an order of their own); the last two get every list answer
+    // with its items reversed, so their caches also fill in the opposite order.
+    for restart in 1..=4 {
         let (proxy, client) = through_proxy(release).await;
+        let reversed = restart > 2;
+        if reversed {
+            proxy.reverse_lists();
+        }
         let operator = Operator::start(client, every_option(&ns));
         assert!(
             eventually(WAIT, || async {
@@ -276,8 +281,12 @@ async fn a_restarted_operator_writes_nothing_and_kpis_say_why_they_are_not_evalu
         assert_eq!(
             writes_seen(&proxy),
             Vec::<String>::new(),
-            "restart {restart}: the API server received writes"
+            "restart {restart} (lists reversed: {reversed}): the API server received writes"
         );
+        if reversed {
+            // The operator caches 12 kinds: each was listed through the proxy, reversed.
+            assert!(proxy.lists_reversed() >= 12, "{}", proxy.lists_reversed());
+        }
         assert_eq!(
             operator.writes_of(&["apply", "status", "delete", "event"]),
             0
@@ -413,26 +422,51 @@ async fn mode_and_option_switches_leave_exactly_the_planned_objects() {
     }
     // No reconcile ended in an error (a refused delete would retry forever).
     assert_eq!(operator.reconciles("touchpoint", "error"), 0);
-    let refused: Vec<_> = proxy
+    let deleted: Vec<_> = proxy
         .requests()
         .iter()
         .filter(|(m, _, _)| *m == Method::DELETE)
         .map(|(_, p, _)| p.clone())
         .collect();
+    for kind in [
+        "/deployments/",
+        "/services/",
+        "/poddisruptionbudgets/",
+        "/secrets/",
+    ] {
+        assert!(
+            deleted.iter().any(|p| p.contains(kind)),
+            "{kind} deleted on the way: {deleted:?}"
+        );
+    }
+    // The NetworkPolicy and ServiceMonitor are the namespace's, shared by its collectors in
+    // either mode: no switch touches them.
     assert!(
-        refused.iter().any(|p| p.contains("servicemonitors")),
-        "ServiceMonitors were deleted: {refused:?}"
+        !deleted
+            .iter()
+            .any(|p| p.contains("networkpolicies") || p.contains("servicemonitors")),
+        "{deleted:?}"
     );
     operator.stop().await;
 }
 
 /// The themes a collector counts, from its configuration as the API server holds it: the pool's
-/// Secret for a pooled touchpoint, the ConfigMap for a dedicated one.
+/// Secret for a pooled touchpoint, the Deployment's pod template for a dedicated one.
 async fn themes_in_config(admin: &Client, ns: &str, touchpoint: &str) -> Option<Vec<String>> {
-    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-    let config: Value = match get::<ConfigMap>(admin, ns, &format!("collector-{touchpoint}")).await
-    {
-        Some(map) => serde_json::from_str(map.data?.get("collector.yaml")?).ok()?,
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    let dedicated = get::<Deployment>(admin, ns, &format!("collector-{touchpoint}")).await;
+    let config: Value = match dedicated {
+        Some(deployment) => {
+            let pod = deployment.spec.template.spec?;
+            let env = pod.containers.first()?.env.clone()?;
+            let text = env
+                .iter()
+                .find(|e| e.name == "CX_COLLECTOR_CONFIG")?
+                .value
+                .clone()?;
+            serde_json::from_str(&text).ok()?
+        }
         None => {
             let secret = get::<Secret>(admin, ns, "cx-collectors").await?;
             let pool: Value =

@@ -8,6 +8,7 @@ use cx_conductor::collector::config::CollectorConfig;
 use cx_conductor::core::plan::{
     CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, plan_collector,
 };
+use cx_conductor::core::pool::plan_shared;
 use cx_conductor::manifest::{Inventory, load_paths};
 use cx_conductor::schema::SchemaValidator;
 
@@ -58,10 +59,7 @@ fn objects_are_named_labelled_and_owned_by_the_touchpoint() {
         .iter()
         .map(|o| o["kind"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(
-        kinds,
-        ["ConfigMap", "Service", "Deployment", "PodDisruptionBudget"]
-    );
+    assert_eq!(kinds, ["Service", "Deployment", "PodDisruptionBudget"]);
 }
 
 #[test]
@@ -131,11 +129,31 @@ fn the_pod_meets_the_restricted_pod_security_standard() {
 }
 
 #[test]
-fn the_config_map_carries_the_touchpoint_configuration_and_the_token_is_mounted() {
+fn the_pod_template_carries_the_touchpoint_configuration_and_the_token_is_mounted() {
     let (tp, channel) = fixture();
     let plan = plan(&tp, &channel, &PlanOptions::default());
-    let data = plan.config_map.data.as_ref().unwrap();
-    let config: CollectorConfig = serde_yaml::from_str(&data["collector.yaml"]).unwrap();
+    let container = &plan
+        .deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let env = container.env.as_ref().unwrap();
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].name, "CX_COLLECTOR_CONFIG");
+    let text = env[0].value.clone().unwrap();
+    assert_eq!(text, plan.config);
+    assert!(
+        !container
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--config".into()),
+        "no configuration file: it is in the environment"
+    );
+    let config: CollectorConfig = serde_yaml::from_str(&text).unwrap();
     assert_eq!(config.namespace, "shop");
     assert_eq!(config.touchpoint, "web-checkout");
     assert_eq!(config.channel, "web");
@@ -145,7 +163,7 @@ fn the_config_map_carries_the_touchpoint_configuration_and_the_token_is_mounted(
     // The default comment limit is left out, so the configuration (and its hash) is as it was
     // before comments existed; another limit is carried.
     assert_eq!(config.max_comment_bytes, None);
-    assert!(!data["collector.yaml"].contains("maxCommentBytes"));
+    assert!(!text.contains("maxCommentBytes"));
     let mut limited = tp.clone();
     limited.spec.collector.max_comment_bytes = 500;
     let limited = cx_conductor::core::plan::collector_config(&limited, Some(&channel));
@@ -233,8 +251,7 @@ fn optional_objects_follow_replicas_and_options() {
         plan_single.pod_disruption_budget.is_none(),
         "one replica cannot keep one available"
     );
-    assert!(plan_single.network_policy.is_none());
-    assert!(plan_single.service_monitor.is_none());
+    assert!(plan_shared("shop", &[&single], &PlanOptions::default()).is_none());
 
     let options = PlanOptions {
         service_monitor: true,
@@ -242,13 +259,36 @@ fn optional_objects_follow_replicas_and_options() {
         ..Default::default()
     };
     let full = plan(&tp, &channel, &options);
-    let monitor = full.service_monitor.as_ref().unwrap();
+    // A dedicated collector has no NetworkPolicy or ServiceMonitor of its own: its namespace's
+    // select every collector there.
+    let kinds: Vec<String> = full
+        .objects()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["Service", "Deployment", "PodDisruptionBudget"]);
+    let shared = plan_shared("shop", &[&tp, &single], &options).unwrap();
+    let monitor = shared.service_monitor.as_ref().unwrap();
+    assert_eq!(monitor["metadata"]["name"], "cx-collectors");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    let every_collector = serde_json::json!({"app.kubernetes.io/name": "cx-collector",
+        "app.kubernetes.io/managed-by": "cx-conductor"});
+    assert_eq!(monitor["spec"]["selector"]["matchLabels"], every_collector);
+    let deployment = serde_json::to_value(&full.deployment).unwrap();
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let service_labels = serde_json::to_value(&full.service).unwrap()["metadata"]["labels"].clone();
+    for (key, value) in every_collector.as_object().unwrap() {
+        assert_eq!(&pod_labels[key], value, "the policy selects the pods");
+        assert_eq!(
+            &service_labels[key], value,
+            "the monitor selects the Service"
+        );
+    }
+    let policy = serde_json::to_value(shared.network_policy.as_ref().unwrap()).unwrap();
     assert_eq!(
-        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
-        "collector-web-checkout"
+        policy["spec"]["podSelector"]["matchLabels"],
+        every_collector
     );
-    let policy = serde_json::to_value(full.network_policy.as_ref().unwrap()).unwrap();
     assert_eq!(
         policy["spec"]["policyTypes"],
         serde_json::json!(["Ingress", "Egress"])
@@ -472,7 +512,8 @@ fn pods_stop_without_losing_a_count_and_monitors_carry_the_platform_labels() {
             "probes use the health listener, which event floods cannot starve"
         );
     }
-    let monitor = plan.service_monitor.as_ref().unwrap();
+    let shared = plan_shared("shop", &[&tp], &options).unwrap();
+    let monitor = shared.service_monitor.as_ref().unwrap();
     assert_eq!(
         monitor["metadata"]["labels"]["release"],
         "kube-prometheus-stack"

@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::api::{Severity, ThemeSpec};
-use crate::core::listening::themes_of;
+use crate::core::listening::{theme_sources, themes_of};
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
-use crate::core::pool::{PoolMember, PoolPlan, admit_image, plan_pool};
+use crate::core::pool::{PoolMember, PoolPlan, SharedPlan, admit_image, plan_pool, plan_shared};
 use crate::core::world::namespace_of;
 use crate::core::{Analysis, Finding, FindingCode, JourneyAssessment, ObjectRef, World, analyze};
 use crate::manifest::{Inventory, LoadError, Rejected, Skipped, load_paths};
@@ -109,6 +109,8 @@ pub struct CheckOutcome {
     pub plans: Vec<CollectorPlan>,
     /// The collector pools, in namespace order.
     pub pools: Vec<PoolPlan>,
+    /// What each namespace's collectors share (NetworkPolicy, ServiceMonitor), in namespace order.
+    pub shared: Vec<SharedPlan>,
     /// The PrometheusRules routing the KPIs' breaches (one per namespace with KPIs), as the
     /// operator applies them with `--prometheus-rules` (without the extra labels it is given).
     pub rules: Vec<serde_json::Value>,
@@ -189,18 +191,21 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         (namespace_of(t).to_string(), t.metadata.name.clone())
     });
     // The themes each touchpoint's collector counts, from the journeys holding it.
+    let sources = theme_sources(&inventory.journeys);
     let themes: Vec<Vec<ThemeSpec>> = inventory
         .touchpoints
         .iter()
         .map(|t| {
             let channel = world.channel(namespace_of(t), &t.spec.channel);
-            themes_of(t, channel, &inventory.journeys)
+            themes_of(t, channel, &sources)
         })
         .collect();
     let mut plans = Vec::new();
     let mut unplanned = Vec::new();
     let mut refused = Vec::new();
     let mut pooled: BTreeMap<String, Vec<PoolMember<'_>>> = BTreeMap::new();
+    // Every touchpoint that gets a collector in a cluster, pooled or dedicated, by namespace.
+    let mut collectors: BTreeMap<String, Vec<&crate::api::Touchpoint>> = BTreeMap::new();
     for i in order {
         let tp = &inventory.touchpoints[i];
         let namespace = namespace_of(tp);
@@ -215,7 +220,14 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         // Offline there is no Secret: a token's Secret is checked (and a pool's token digest
         // computed) only in the cluster.
         let dedicated = tp.spec.collector.is_dedicated();
-        if let Err(refusal) = admit_image(tp, options) {
+        let admitted = admit_image(tp, options);
+        if admitted.is_ok() {
+            collectors
+                .entry(namespace.to_string())
+                .or_default()
+                .push(tp);
+        }
+        if let Err(refusal) = admitted {
             refused.push(format!("{shown}: {}", refusal.message));
         } else if dedicated {
             plans.push(plan_collector(tp, Some(channel), &themes[i], options));
@@ -240,12 +252,17 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         .iter()
         .filter_map(|(namespace, members)| plan_pool(namespace, members, options))
         .collect();
+    let shared: Vec<SharedPlan> = collectors
+        .iter()
+        .filter_map(|(namespace, touchpoints)| plan_shared(namespace, touchpoints, options))
+        .collect();
     let mut objects = BTreeMap::new();
     let pool_objects = pools.iter().flat_map(PoolPlan::objects);
     for object in plans
         .iter()
         .flat_map(CollectorPlan::objects)
         .chain(pool_objects)
+        .chain(shared.iter().flat_map(SharedPlan::objects))
     {
         {
             let kind = object["kind"].as_str().unwrap_or("Unknown").to_string();
@@ -283,14 +300,20 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         },
         kpi_queries,
     };
-    let rules = crate::kpi::rules::prometheus_rules(&inventory.kpis, &BTreeMap::new())
-        .iter()
-        .filter_map(|rule| serde_json::to_value(rule).ok())
-        .collect();
+    // Offline the server is unknown: the increments in the form every Prometheus evaluates.
+    let rules = crate::kpi::rules::prometheus_rules(
+        &inventory.kpis,
+        &BTreeMap::new(),
+        crate::kpi::recording::Increase::LastValue,
+    )
+    .iter()
+    .filter_map(|rule| serde_json::to_value(rule).ok())
+    .collect();
     CheckOutcome {
         report,
         plans,
         pools,
+        shared,
         rules,
     }
 }
@@ -344,10 +367,7 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
         let window = match WindowSpec::parse_in(&kpi.spec.window, kpi.spec.time_zone.as_deref()) {
             Ok(window) => window,
             Err(e) => {
-                // A calendar window that parses in UTC is valid: then the zone is what is wrong.
-                let zone_wrong =
-                    kpi.spec.time_zone.is_some() && WindowSpec::parse(&kpi.spec.window).is_ok();
-                let (hint, field) = if zone_wrong {
+                let (hint, field) = if matches!(e, KpiError::InvalidTimeZone { .. }) {
                     ("", "spec.timeZone")
                 } else {
                     (

@@ -137,12 +137,18 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     };
     if args.plan {
         write_stdout(&match args.output {
-            OutputFormat::Json => {
-                report::render_plan_json(&outcome.plans, &outcome.pools, &outcome.rules)
-            }
-            OutputFormat::Text => {
-                report::render_plan(&outcome.plans, &outcome.pools, &outcome.rules)
-            }
+            OutputFormat::Json => report::render_plan_json(
+                &outcome.plans,
+                &outcome.pools,
+                &outcome.shared,
+                &outcome.rules,
+            ),
+            OutputFormat::Text => report::render_plan(
+                &outcome.plans,
+                &outcome.pools,
+                &outcome.shared,
+                &outcome.rules,
+            ),
         });
         let summary = &outcome.report.summary;
         if summary.errors > 0 {

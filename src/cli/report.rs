@@ -6,7 +6,7 @@ use std::fmt::Write;
 use crate::api::{AnswerSource, SelfAssessment, Severity};
 use crate::core::Finding;
 use crate::core::plan::CollectorPlan;
-use crate::core::pool::PoolPlan;
+use crate::core::pool::{PoolPlan, SharedPlan};
 use crate::manifest::Rejected;
 use crate::schema::SchemaViolation;
 
@@ -454,9 +454,10 @@ pub fn render_errors(report: &CheckReport, color: bool) -> String {
 pub fn render_plan_json(
     plans: &[CollectorPlan],
     pools: &[PoolPlan],
+    shared: &[SharedPlan],
     rules: &[serde_json::Value],
 ) -> String {
-    let items: Vec<serde_json::Value> = plan_objects(plans, pools, rules).collect();
+    let items: Vec<serde_json::Value> = plan_objects(plans, pools, shared, rules).collect();
     let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     let mut out = serde_json::to_string_pretty(&list).unwrap_or_default();
     out.push('\n');
@@ -467,10 +468,11 @@ pub fn render_plan_json(
 pub fn render_plan(
     plans: &[CollectorPlan],
     pools: &[PoolPlan],
+    shared: &[SharedPlan],
     rules: &[serde_json::Value],
 ) -> String {
     let mut out = String::new();
-    for object in plan_objects(plans, pools, rules) {
+    for object in plan_objects(plans, pools, shared, rules) {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&object).unwrap_or_default());
     }
@@ -478,15 +480,17 @@ pub fn render_plan(
 }
 
 /// Every planned object: the pools first (namespace order), then the dedicated collectors, then
-/// the KPIs' PrometheusRules.
+/// what each namespace's collectors share, then the KPIs' PrometheusRules.
 fn plan_objects<'a>(
     plans: &'a [CollectorPlan],
     pools: &'a [PoolPlan],
+    shared: &'a [SharedPlan],
     rules: &'a [serde_json::Value],
 ) -> impl Iterator<Item = serde_json::Value> + 'a {
     pools
         .iter()
         .flat_map(PoolPlan::objects)
         .chain(plans.iter().flat_map(CollectorPlan::objects))
+        .chain(shared.iter().flat_map(SharedPlan::objects))
         .chain(rules.iter().cloned())
 }

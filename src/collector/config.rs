@@ -1,5 +1,5 @@
-//! The collector's configuration: what the operator writes into the touchpoint's ConfigMap
-//! (`collector.yaml`) and `cx-conductor collector --config FILE` reads.
+//! The collector's configuration: what the operator puts into a dedicated collector's pod
+//! template (`CX_COLLECTOR_CONFIG`) or a pool's Secret, and `cx-conductor collector` reads.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,10 +8,8 @@ use crate::api::{InteractionSignals, Stage, SurveySignal, ThemeSpec};
 /// A declared theme as the collector matches it (see [`crate::themes`]).
 pub type ThemeConfig = ThemeSpec;
 
-/// Path inside the collector container where the ConfigMap is mounted.
-pub const CONFIG_MOUNT_PATH: &str = "/etc/cx-conductor/collector.yaml";
-/// Key of the configuration in the ConfigMap.
-pub const CONFIG_KEY: &str = "collector.yaml";
+/// The environment variable holding a dedicated collector's configuration.
+pub const CONFIG_ENV: &str = "CX_COLLECTOR_CONFIG";
 /// Path inside the collector container where the auth token Secret key is mounted.
 pub const TOKEN_MOUNT_PATH: &str = "/var/run/cx-conductor/token";
 /// Port the collector listens on inside its pod.

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use config::{COLLECTOR_PORT, HEALTH_PORT};
+use config::{COLLECTOR_PORT, CONFIG_ENV, HEALTH_PORT};
 
 pub mod config;
 
@@ -48,9 +48,20 @@ pub use server::{
 /// Options of `cx-conductor collector`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CollectorArgs {
-    /// The collector configuration (YAML), as the operator mounts it from the touchpoint's ConfigMap.
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    /// The collector configuration (YAML) as a file: a pool's, which the operator mounts from
+    /// the pool's Secret and the collector follows while serving.
+    #[arg(long, value_name = "FILE", required_unless_present = "config_inline")]
+    pub config: Option<PathBuf>,
+    /// The configuration itself (JSON or YAML): how the operator configures a dedicated
+    /// collector, in its pod template, so the pods of each rollout carry their own.
+    #[arg(
+        long,
+        env = CONFIG_ENV,
+        value_name = "YAML",
+        hide_env_values = true,
+        conflicts_with = "config"
+    )]
+    pub config_inline: Option<String>,
     /// Address to listen on for events.
     #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], COLLECTOR_PORT)))]
     pub listen: SocketAddr,
@@ -120,7 +131,16 @@ pub fn run(args: &CollectorArgs) -> ExitCode {
         }
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
-    let collector = match load_setup(&args.config)
+    let setup =
+        match (&args.config, &args.config_inline) {
+            (Some(path), _) => load_setup(path),
+            (None, inline) => CollectorSetup::from_yaml(inline.as_deref().unwrap_or_default())
+                .map_err(|source| CollectorError::ParseConfig {
+                    path: CONFIG_ENV.into(),
+                    source,
+                }),
+        };
+    let collector = match setup
         .and_then(|setup| Collector::with_setup(&setup, args.serve_options()).map(|c| (setup, c)))
     {
         Ok((setup, collector)) => {
@@ -134,13 +154,13 @@ pub fn run(args: &CollectorArgs) -> ExitCode {
                 touchpoints = touchpoints.join(","),
                 "collector configured"
             );
-            match setup {
-                // A pool follows its configuration while serving.
-                CollectorSetup::Pool(_) => collector.reloading_from(
-                    args.config.clone(),
+            match (setup, &args.config) {
+                // A pool follows its configuration file while serving.
+                (CollectorSetup::Pool(_), Some(path)) => collector.reloading_from(
+                    path.clone(),
                     Duration::from_secs(args.reload_interval_seconds.max(1)),
                 ),
-                CollectorSetup::Dedicated(_) => collector,
+                _ => collector,
             }
         }
         Err(error) => {

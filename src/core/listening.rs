@@ -200,23 +200,33 @@ pub fn theme_conflicts(world: &super::World) -> Vec<(ObjectRef, Finding)> {
     conflicts
 }
 
-/// The themes `touchpoint`'s collector counts: those of every journey holding it, by name. When
-/// two journeys declare a theme of the same name, the journey first in name order defines it,
-/// so the result never depends on the order of `journeys`.
+/// The journeys whose themes reach collectors: those declaring themes the collectors accept,
+/// each set validated once for every touchpoint planned from them. A set the collectors would
+/// refuse is left out (check and the journey's status say why): one bad journey never stops a
+/// pool from reloading.
+pub fn theme_sources(journeys: &[CustomerJourney]) -> Vec<&CustomerJourney> {
+    journeys
+        .iter()
+        .filter(|j| !j.spec.themes.is_empty())
+        .filter(|j| validate_themes(&j.spec.themes, "spec.themes").is_empty())
+        .collect()
+}
+
+/// The themes `touchpoint`'s collector counts: those of every journey of `sources`
+/// ([`theme_sources`]) holding it, by name. When two journeys declare a theme of the same name,
+/// the journey first in name order defines it, so the result never depends on their order.
 pub fn themes_of(
     touchpoint: &Touchpoint,
     channel: Option<&Channel>,
-    journeys: &[CustomerJourney],
+    sources: &[&CustomerJourney],
 ) -> Vec<ThemeSpec> {
     let Some(channel) = channel else {
         return Vec::new();
     };
-    let mut holding: Vec<&CustomerJourney> = journeys
+    let mut holding: Vec<&CustomerJourney> = sources
         .iter()
-        .filter(|j| !j.spec.themes.is_empty() && journey_holds(j, touchpoint, channel))
-        // A set the collectors would refuse is left out (check and the journey's status say
-        // why): one bad journey never stops a pool from reloading.
-        .filter(|j| validate_themes(&j.spec.themes, "spec.themes").is_empty())
+        .copied()
+        .filter(|j| journey_holds(j, touchpoint, channel))
         .collect();
     holding.sort_by_key(|j| j.name_any());
     let mut themes: BTreeMap<&str, &ThemeSpec> = BTreeMap::new();
@@ -286,7 +296,7 @@ mod tests {
             themes.into_iter().map(|t| (t.name, t.keywords)).collect()
         };
         let all = [later.clone(), other_stage.clone(), retail.clone()];
-        let got = names(themes_of(&touchpoint, Some(&app), &all));
+        let got = names(themes_of(&touchpoint, Some(&app), &theme_sources(&all)));
         assert_eq!(
             got,
             [
@@ -301,6 +311,7 @@ mod tests {
         );
         // The order the journeys come in changes nothing.
         let reversed = [retail, other_stage, later.clone()];
+        let reversed = theme_sources(&reversed);
         assert_eq!(names(themes_of(&touchpoint, Some(&app), &reversed)), got);
         // A channel the journey does not select, or no channel: no retail themes.
         let mut on_store = touchpoint.clone();

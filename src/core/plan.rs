@@ -7,10 +7,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
@@ -25,8 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{Channel, ThemeSpec, Touchpoint};
 use crate::collector::config::{
-    AuthConfig, COLLECTOR_PORT, CONFIG_KEY, CONFIG_MOUNT_PATH, CollectorConfig, HEALTH_PORT,
-    TOKEN_MOUNT_PATH,
+    AuthConfig, COLLECTOR_PORT, CONFIG_ENV, CollectorConfig, HEALTH_PORT, TOKEN_MOUNT_PATH,
 };
 
 use super::world::namespace_of;
@@ -149,21 +147,18 @@ impl PlanOptions {
     }
 }
 
-/// The objects of one touchpoint's collector.
+/// The objects of one touchpoint's dedicated collector. Its NetworkPolicy and ServiceMonitor
+/// are its namespace's, shared by every collector there ([`crate::core::pool::plan_shared`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectorPlan {
-    /// The collector configuration.
-    pub config_map: ConfigMap,
-    /// The collector pods.
+    /// The collector pods, their configuration in the pod template.
     pub deployment: Deployment,
     /// Where producers send events.
     pub service: Service,
     /// Keeps one collector up during node drains (replicas > 1).
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
-    /// Admits only event and scrape traffic (when enabled).
-    pub network_policy: Option<NetworkPolicy>,
-    /// Tells the Prometheus Operator to scrape the collector (when enabled).
-    pub service_monitor: Option<Value>,
+    /// The configuration (JSON), as the pods get it.
+    pub config: String,
     /// Hash of the configuration, also on the pod template.
     pub config_hash: String,
     /// In-cluster URL producers POST single events to.
@@ -171,17 +166,16 @@ pub struct CollectorPlan {
 }
 
 impl CollectorPlan {
-    /// Every object as JSON, in apply order (configuration before the pods that read it).
+    /// Every object as JSON, in apply order.
     pub fn objects(&self) -> Vec<Value> {
         objects_in_order(
             [
-                serde_json::to_value(&self.config_map),
                 serde_json::to_value(&self.service),
                 serde_json::to_value(&self.deployment),
             ],
             self.pod_disruption_budget.as_ref(),
-            self.network_policy.as_ref(),
-            self.service_monitor.as_ref(),
+            None,
+            None,
         )
     }
 }
@@ -207,7 +201,7 @@ pub fn collector_name(touchpoint: &str) -> String {
     format!("collector-{touchpoint}")
 }
 
-/// The collector configuration of a touchpoint: what its ConfigMap holds.
+/// The collector configuration of a touchpoint: what its dedicated collector's pods get.
 pub fn collector_config(touchpoint: &Touchpoint, channel: Option<&Channel>) -> CollectorConfig {
     let spec = &touchpoint.spec;
     CollectorConfig {
@@ -292,61 +286,39 @@ pub fn plan_collector(
     let mut config = collector_config(touchpoint, channel);
     config.themes = themes.to_vec();
     // JSON is YAML too, and an order of magnitude faster to write than serde_yaml.
-    let config_yaml = serde_json::to_string_pretty(&config).unwrap_or_default();
-    let config_hash = hash(&config_yaml);
-
-    let config_map = ConfigMap {
-        metadata: meta.clone(),
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml)])),
-        ..Default::default()
-    };
+    // Compact: it travels in the pod template.
+    let config_json = serde_json::to_string(&config).unwrap_or_default();
+    let config_hash = hash(&config_json);
 
     let service = collector_service(&meta, selector_labels(touchpoint));
 
-    let deployment = plan_deployment(touchpoint, &meta, &config_hash, options);
+    let deployment = plan_deployment(touchpoint, &meta, &config_json, &config_hash, options);
     let replicas = touchpoint.spec.collector.dedicated_replicas();
     let pod_disruption_budget =
         (replicas > 1).then(|| disruption_budget(&meta, selector_labels(touchpoint)));
-    let network_policy = options
-        .network_policy
-        .then(|| collector_network_policy(&meta, selector_labels(touchpoint)));
-    let service_monitor = options
-        .service_monitor
-        .then(|| collector_service_monitor(&meta, selector_labels(touchpoint), options));
     CollectorPlan {
         endpoint: format!("http://{name}.{namespace}.svc:{SERVICE_PORT}/v1/events"),
-        config_map,
         deployment,
         service,
         pod_disruption_budget,
-        network_policy,
-        service_monitor,
+        config: config_json,
         config_hash,
     }
 }
 
+/// A dedicated collector's Deployment. Its configuration is an environment variable of the pod
+/// template rather than a ConfigMap: one object less per touchpoint, and the pods of each
+/// rollout carry their own configuration (a pod restarted mid-rollout never reads the next one).
 fn plan_deployment(
     touchpoint: &Touchpoint,
     meta: &ObjectMeta,
+    config: &str,
     config_hash: &str,
     options: &PlanOptions,
 ) -> Deployment {
     let spec = &touchpoint.spec.collector;
-    let name = meta.name.clone().unwrap_or_default();
-    let mut volumes = vec![Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: name.clone(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "config".into(),
-        mount_path: "/etc/cx-conductor".into(),
-        read_only: Some(true),
-        ..Default::default()
-    }];
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
     if let Some(auth) = &spec.auth {
         let (dir, file) = TOKEN_MOUNT_PATH
             .rsplit_once('/')
@@ -383,7 +355,12 @@ fn plan_deployment(
                 .clone()
                 .filter(|i| !i.is_empty())
                 .unwrap_or_else(|| options.default_image.clone()),
-            config_path: CONFIG_MOUNT_PATH,
+            config_path: None,
+            env: vec![EnvVar {
+                name: CONFIG_ENV.into(),
+                value: Some(config.into()),
+                ..Default::default()
+            }],
             resources: spec.resources.clone().unwrap_or_else(default_resources),
             volumes,
             mounts,
@@ -404,8 +381,10 @@ pub(crate) struct CollectorPods<'a> {
     /// `None`: left to an autoscaler.
     pub(crate) replicas: Option<i32>,
     pub(crate) image: String,
-    /// Where the configuration is mounted.
-    pub(crate) config_path: &'a str,
+    /// Where the configuration is mounted (a pool's); `None`: it is in `env`.
+    pub(crate) config_path: Option<&'a str>,
+    /// Environment variables of the collector container.
+    pub(crate) env: Vec<EnvVar>,
     pub(crate) resources: ResourceRequirements,
     pub(crate) volumes: Vec<Volume>,
     pub(crate) mounts: Vec<VolumeMount>,
@@ -424,12 +403,13 @@ pub(crate) fn collector_deployment(
         name: "collector".into(),
         image: Some(pods.image),
         args: Some(options.collector_args(pods.config_path)),
+        env: (!pods.env.is_empty()).then_some(pods.env),
         ports: Some(collector_ports()),
         readiness_probe: Some(collector_probe("/readyz", 5)),
         liveness_probe: Some(collector_probe("/healthz", 10)),
         resources: Some(pods.resources),
         security_context: Some(container_security_context()),
-        volume_mounts: Some(pods.mounts),
+        volume_mounts: (!pods.mounts.is_empty()).then_some(pods.mounts),
         ..Default::default()
     };
     let mut pod_labels = meta.labels.clone().unwrap_or_default();
@@ -464,7 +444,7 @@ pub(crate) fn collector_deployment(
                     termination_grace_period_seconds: Some(options.termination_grace_seconds()),
                     security_context: Some(pod_security_context()),
                     containers: vec![container],
-                    volumes: Some(pods.volumes),
+                    volumes: (!pods.volumes.is_empty()).then_some(pods.volumes),
                     ..Default::default()
                 }),
             },
@@ -594,12 +574,14 @@ impl PlanOptions {
         i64::from(SHUTDOWN_DELAY_SECONDS + GRACE_PERIOD_SECONDS + self.final_scrape_seconds() + 10)
     }
 
-    /// The collector's arguments for the configuration at `config`.
-    pub fn collector_args(&self, config: &str) -> Vec<String> {
-        vec![
-            "collector".into(),
-            "--config".into(),
-            config.into(),
+    /// The collector's arguments, with the configuration file at `config` (a pool's; a
+    /// dedicated collector's configuration is in its environment).
+    pub fn collector_args(&self, config: Option<&str>) -> Vec<String> {
+        let mut args: Vec<String> = vec!["collector".into()];
+        if let Some(config) = config {
+            args.extend(["--config".into(), config.into()]);
+        }
+        args.extend([
             "--listen".into(),
             format!("0.0.0.0:{COLLECTOR_PORT}"),
             "--health-listen".into(),
@@ -610,7 +592,8 @@ impl PlanOptions {
             GRACE_PERIOD_SECONDS.to_string(),
             "--final-scrape-seconds".into(),
             self.final_scrape_seconds().to_string(),
-        ]
+        ]);
+        args
     }
 }
 

@@ -65,10 +65,6 @@ pub struct PoolPlan {
     pub autoscaler: HorizontalPodAutoscaler,
     /// Keeps one pod up during node drains (when the pool has at least 2 pods).
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
-    /// Admits only event and scrape traffic (when enabled).
-    pub network_policy: Option<NetworkPolicy>,
-    /// Tells the Prometheus Operator to scrape the pool (when enabled).
-    pub service_monitor: Option<Value>,
     /// Hash of the configuration.
     pub config_hash: String,
     /// The touchpoints served, by name.
@@ -86,10 +82,95 @@ impl PoolPlan {
                 serde_json::to_value(&self.autoscaler),
             ],
             self.pod_disruption_budget.as_ref(),
+            None,
+            None,
+        )
+    }
+}
+
+/// What every collector of a namespace shares, pooled and dedicated alike: one NetworkPolicy
+/// and one ServiceMonitor, named like the pool, selecting the pods and Services of every
+/// collector there. A dedicated collector so costs no objects of its own for them (it cost two
+/// writes per touchpoint when each had its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedPlan {
+    /// Admits only event and scrape traffic to every collector (when enabled).
+    pub network_policy: Option<NetworkPolicy>,
+    /// Tells the Prometheus Operator to scrape every collector (when enabled).
+    pub service_monitor: Option<Value>,
+}
+
+impl SharedPlan {
+    /// Every object as JSON, in apply order.
+    pub fn objects(&self) -> Vec<Value> {
+        objects_in_order::<0>(
+            [],
+            None,
             self.network_policy.as_ref(),
             self.service_monitor.as_ref(),
         )
     }
+}
+
+/// The labels that select every collector's pods and Services in a namespace.
+pub fn shared_selector_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "cx-collector".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "cx-conductor".to_string(),
+        ),
+    ])
+}
+
+/// Plans what the collectors of `namespace` share; `None` when it has none, or when neither
+/// NetworkPolicies nor ServiceMonitors are on. Owned by every touchpoint with a collector (none
+/// a controller), in name order: the garbage collector removes them with the last one.
+pub fn plan_shared(
+    namespace: &str,
+    collectors: &[&Touchpoint],
+    options: &PlanOptions,
+) -> Option<SharedPlan> {
+    if collectors.is_empty() || !(options.network_policy || options.service_monitor) {
+        return None;
+    }
+    let mut owners: Vec<OwnerReference> = collectors
+        .iter()
+        .filter_map(|t| {
+            let mut owner = t.controller_owner_ref(&())?;
+            owner.controller = None;
+            owner.block_owner_deletion = None;
+            Some(owner)
+        })
+        .collect();
+    owners.sort_by(|a, b| a.name.cmp(&b.name));
+    owners.dedup_by(|a, b| a.uid == b.uid);
+    let mut labels = shared_selector_labels();
+    labels.insert("app.kubernetes.io/instance".into(), POOL_NAME.into());
+    labels.insert("app.kubernetes.io/component".into(), "collectors".into());
+    labels.insert("app.kubernetes.io/part-of".into(), "cx-conductor".into());
+    labels.insert(
+        "app.kubernetes.io/version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    );
+    let meta = ObjectMeta {
+        name: Some(POOL_NAME.into()),
+        namespace: Some(namespace.into()),
+        labels: Some(labels),
+        owner_references: (!owners.is_empty()).then_some(owners),
+        ..Default::default()
+    };
+    Some(SharedPlan {
+        network_policy: options
+            .network_policy
+            .then(|| collector_network_policy(&meta, shared_selector_labels())),
+        service_monitor: options
+            .service_monitor
+            .then(|| collector_service_monitor(&meta, shared_selector_labels(), options)),
+    })
 }
 
 /// Where producers POST a pooled touchpoint's events.
@@ -230,13 +311,7 @@ pub fn plan_pool(
         service: collector_service(&meta, selector.clone()),
         autoscaler,
         pod_disruption_budget: (options.pool.min_replicas > 1)
-            .then(|| disruption_budget(&meta, selector.clone())),
-        network_policy: options
-            .network_policy
-            .then(|| collector_network_policy(&meta, selector.clone())),
-        service_monitor: options
-            .service_monitor
-            .then(|| collector_service_monitor(&meta, selector, options)),
+            .then(|| disruption_budget(&meta, selector)),
         config_hash,
         members: members_sorted,
     })
@@ -253,7 +328,8 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
             // The HorizontalPodAutoscaler owns `replicas`.
             replicas: None,
             image: options.default_image.clone(),
-            config_path: POOL_CONFIG_MOUNT_PATH,
+            config_path: Some(POOL_CONFIG_MOUNT_PATH),
+            env: Vec::new(),
             resources: options.pool.resources.clone(),
             volumes: vec![Volume {
                 name: "config".into(),

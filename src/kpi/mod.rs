@@ -27,6 +27,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod prometheus;
 pub mod promql;
+pub mod recording;
 pub mod rules;
 pub mod scope;
 pub mod window;
@@ -53,6 +54,12 @@ pub enum KpiError {
         window: String,
         /// What is wrong with it.
         message: String,
+    },
+    /// `spec.timeZone` names no IANA time zone (the window itself is valid).
+    #[error("timeZone {zone:?} is not an IANA time zone such as Europe/Rome or America/New_York")]
+    InvalidTimeZone {
+        /// The zone as written.
+        zone: String,
     },
     /// A custom PromQL expression (`promql` or `samplesPromql`) does not parse or does not return
     /// one number.
@@ -116,6 +123,7 @@ impl KpiError {
     pub fn reason(&self) -> &'static str {
         match self {
             KpiError::InvalidWindow { .. } => "InvalidWindow",
+            KpiError::InvalidTimeZone { .. } => "InvalidTimeZone",
             KpiError::InvalidQuery { .. } => "QueryInvalid",
             KpiError::EmptyScope(_) => "ScopeEmpty",
             KpiError::ThemeNotCounted(_) => "ThemeNotDeclared",
@@ -134,6 +142,7 @@ impl KpiError {
         matches!(
             self,
             KpiError::InvalidWindow { .. }
+                | KpiError::InvalidTimeZone { .. }
                 | KpiError::InvalidQuery { .. }
                 | KpiError::SeveralSeries { .. }
                 | KpiError::ThemeNotCounted(_)

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::KpiLabels;
 use super::promql::{number, string_literal};
+use super::recording::{Increase, recording_group};
 use super::window::WindowSpec;
 use crate::api::{Direction, ExperienceKPI};
 
@@ -52,8 +53,30 @@ pub struct RuleFile {
 pub struct RuleGroup {
     /// Group name, unique in a file.
     pub name: String,
+    /// How often the group is evaluated; the server's global interval when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
     /// The rules.
-    pub rules: Vec<AlertRule>,
+    pub rules: Vec<Rule>,
+}
+
+/// An alerting or a recording rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum Rule {
+    /// An alert.
+    Alert(AlertRule),
+    /// A recorded series ([`super::recording`]).
+    Record(RecordingRule),
+}
+
+/// A recording rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecordingRule {
+    /// The series it records.
+    pub record: String,
+    /// Its PromQL.
+    pub expr: String,
 }
 
 /// An alerting rule.
@@ -194,25 +217,33 @@ pub fn rule_group(namespace: &str, kpis: &[&ExperienceKPI]) -> RuleGroup {
     sorted.sort_by_key(|k| k.name_any());
     RuleGroup {
         name: format!("cx-kpis.{namespace}"),
-        rules: sorted.into_iter().flat_map(|k| kpi_rules(k)).collect(),
+        interval: None,
+        rules: sorted
+            .into_iter()
+            .flat_map(|k| kpi_rules(k))
+            .map(Rule::Alert)
+            .collect(),
     }
 }
 
-/// Every KPI's rules in one file, a group per namespace (for `promtool`).
-pub fn rule_file(kpis: &[ExperienceKPI]) -> RuleFile {
+/// Every KPI's rules in one file (for `promtool`): per namespace, its alerts and the group
+/// recording its touchpoints' increments ([`recording_group`]) in the `increase` form.
+pub fn rule_file(kpis: &[ExperienceKPI], increase: Increase) -> RuleFile {
     RuleFile {
         groups: by_namespace(kpis)
             .into_iter()
-            .map(|(ns, kpis)| rule_group(ns, &kpis))
+            .flat_map(|(ns, kpis)| [rule_group(ns, &kpis), recording_group(ns, increase)])
             .collect(),
     }
 }
 
 /// One PrometheusRule per namespace holding KPIs, named [`RULE_NAME`], with `labels` (what the
-/// Prometheus' `ruleSelector` expects, e.g. `release: prometheus`).
+/// Prometheus' `ruleSelector` expects, e.g. `release: prometheus`): the KPIs' alerts and the
+/// group recording the namespace's increments in the `increase` form.
 pub fn prometheus_rules(
     kpis: &[ExperienceKPI],
     labels: &BTreeMap<String, String>,
+    increase: Increase,
 ) -> Vec<PrometheusRule> {
     by_namespace(kpis)
         .into_iter()
@@ -229,7 +260,10 @@ pub fn prometheus_rules(
                     ..ObjectMeta::default()
                 },
                 spec: RuleFile {
-                    groups: vec![rule_group(namespace, &kpis)],
+                    groups: vec![
+                        rule_group(namespace, &kpis),
+                        recording_group(namespace, increase),
+                    ],
                 },
             }
         })
@@ -312,10 +346,14 @@ spec:
         let rules = prometheus_rules(
             &kpis,
             &BTreeMap::from([("release".to_owned(), "prometheus".to_owned())]),
+            Increase::LastValue,
         );
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].metadata.namespace.as_deref(), Some("b2b"));
-        let b2b = &rules[0].spec.groups[0].rules[0];
+        let Rule::Alert(b2b) = &rules[0].spec.groups[0].rules[0] else {
+            panic!("the alerts come first");
+        };
+        assert_eq!(rules[0].spec.groups[1].name, "cx-increments.b2b");
         assert_eq!(
             b2b.labels,
             BTreeMap::from([
@@ -331,9 +369,18 @@ spec:
         assert_eq!(json["metadata"]["labels"]["release"], "prometheus");
         assert_eq!(json["spec"]["groups"][0]["name"], "cx-kpis.retail");
         assert_eq!(json["spec"]["groups"][0]["rules"][0]["for"], "5m");
-        let file = rule_file(&kpis);
-        assert_eq!(file.groups.len(), 2);
-        assert_eq!(file.groups[1].rules.len(), 2);
+        let file = rule_file(&kpis, Increase::LastValue);
+        let names: Vec<&str> = file.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "cx-kpis.b2b",
+                "cx-increments.b2b",
+                "cx-kpis.retail",
+                "cx-increments.retail"
+            ]
+        );
+        assert_eq!(file.groups[2].rules.len(), 2);
     }
 
     /// The Prometheus Operator's `Duration` pattern (monitoring.coreos.com_prometheusrules.yaml,

@@ -11,7 +11,7 @@ use crate::api::{
     Timing, Touchpoint,
 };
 use crate::core::World;
-use crate::core::listening::themes_of;
+use crate::core::listening::{theme_sources, themes_of};
 use crate::core::world::namespace_of;
 
 /// The touchpoints a KPI covers, in one namespace.
@@ -139,7 +139,12 @@ impl QueryScope {
     pub fn resolve(world: &World<'_>, kpi: usize) -> QueryScope {
         let object = &world.kpis[kpi];
         let namespace = namespace_of(object);
-        let reads_themes = object.spec.indicator.builtin == Some(BuiltinIndicator::ThemeShare);
+        // The journeys' theme sets, validated once for the KPI; only theme-share reads them.
+        let sources = if object.spec.indicator.builtin == Some(BuiltinIndicator::ThemeShare) {
+            Some(theme_sources(world.journeys))
+        } else {
+            None
+        };
         let mut touchpoints: Vec<TouchpointScope> = world
             .kpi_touchpoints(kpi)
             .iter()
@@ -147,8 +152,8 @@ impl QueryScope {
                 let touchpoint = &world.touchpoints[t];
                 let channel = world.channel(namespace, &touchpoint.spec.channel);
                 let mut scope = TouchpointScope::new(touchpoint, channel);
-                if reads_themes {
-                    scope.themes = themes_of(touchpoint, channel, world.journeys)
+                if let Some(sources) = &sources {
+                    scope.themes = themes_of(touchpoint, channel, sources)
                         .into_iter()
                         .map(|theme| theme.name)
                         .collect();

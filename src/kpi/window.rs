@@ -135,10 +135,8 @@ impl WindowSpec {
         if matches!(window, "calendar-month" | "calendar-quarter") {
             let zone = match time_zone {
                 None => TimeZone::UTC,
-                Some(name) => TimeZone::get(name).map_err(|_| {
-                    invalid(format!(
-                        "timeZone {name:?} is not an IANA time zone such as Europe/Rome or America/New_York"
-                    ))
+                Some(name) => TimeZone::get(name).map_err(|_| KpiError::InvalidTimeZone {
+                    zone: name.to_owned(),
                 })?,
             };
             return Ok(if window == "calendar-month" {
@@ -554,6 +552,7 @@ mod tests {
         let unknown = WindowSpec::parse_in("calendar-month", Some("Europe/Atlantis"))
             .expect_err("no such zone");
         assert!(unknown.to_string().contains("Europe/Atlantis"), "{unknown}");
+        assert_eq!(unknown.reason(), "InvalidTimeZone");
         // A rolling window ignores the zone.
         assert_eq!(
             WindowSpec::parse_in("7d", Some("Europe/Rome")).expect("rolling"),

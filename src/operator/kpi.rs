@@ -21,6 +21,7 @@ use crate::api::{ExperienceKPI, ExperienceKPIStatus, KpiState};
 use crate::core::World;
 use crate::core::plan::hash;
 use crate::core::world::namespace_of;
+use crate::kpi::recording::Increase;
 use crate::kpi::rules::{RULE_NAME, prometheus_rules};
 use crate::kpi::window::{promql_duration, window_problem};
 use crate::kpi::{
@@ -378,12 +379,36 @@ pub async fn remove_rules(ctx: &Context) {
     }
 }
 
+/// How `prometheus` computes an exact increase: `anchored` when it parses a query using it
+/// (Prometheus 3.x), the last-value formula when it refuses it as bad data (2.x); `None` when
+/// it cannot be asked now (asked again next cycle).
+async fn probe_increase(prometheus: &crate::kpi::PrometheusClient) -> Option<Increase> {
+    match prometheus
+        .query(
+            "increase(cx_events_received_total[1m] anchored)",
+            k8s_openapi::jiff::Timestamp::now(),
+        )
+        .await
+    {
+        Ok(_) => Some(Increase::Anchored),
+        Err(KpiError::QueryFailed { error_type, .. }) if error_type == "bad_data" => {
+            Some(Increase::LastValue)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot ask Prometheus which increase it supports");
+            None
+        }
+    }
+}
+
 /// The PrometheusRules applied: one per namespace with KPIs; re-read from the server only when
 /// the rules change or a resync period passed, so a steady state costs no request.
 #[derive(Default)]
 struct RuleTracker {
     namespaces: BTreeSet<String>,
     applied: HashMap<String, (String, Instant)>,
+    /// How the Prometheus evaluates an exact increase, once asked.
+    increase: Option<Increase>,
 }
 
 impl RuleTracker {
@@ -391,7 +416,17 @@ impl RuleTracker {
         let kpis = valid(&ctx.stores.kpis);
         let resource = prometheus_rule_resource();
         let mut wanted = BTreeSet::new();
-        for rule in prometheus_rules(&kpis, labels) {
+        // Until Prometheus answers, the form every server evaluates.
+        if self.increase.is_none()
+            && let Some(kpi) = &ctx.options.kpi
+        {
+            self.increase = probe_increase(&kpi.prometheus).await;
+            if let Some(increase) = self.increase {
+                tracing::info!(?increase, "recorded increments use this form");
+            }
+        }
+        let increase = self.increase.unwrap_or(Increase::LastValue);
+        for rule in prometheus_rules(&kpis, labels, increase) {
             let namespace = rule.metadata.namespace.clone().unwrap_or_default();
             wanted.insert(namespace.clone());
             let Ok(desired) = serde_json::to_value(&rule) else {

@@ -20,12 +20,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::api::{Channel, CollectorStatus, ThemeSpec, Touchpoint, TouchpointStatus};
 use crate::collector::config::POOL_NAME;
-use crate::core::listening::themes_of;
+use crate::core::listening::{theme_sources, themes_of};
 use crate::core::plan::{
     CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, plan_collector,
 };
 use crate::core::pool::{
-    PoolMember, PoolPlan, Refusal, admit, is_marked_for_auth, plan_pool, pool_endpoint,
+    PoolMember, PoolPlan, Refusal, SharedPlan, admit, is_marked_for_auth, plan_pool, plan_shared,
+    pool_endpoint,
 };
 use crate::core::world::namespace_of;
 
@@ -327,7 +328,7 @@ pub async fn reconcile(
     let (target, applied, deployment) = if touchpoint.spec.collector.is_dedicated() {
         let plan = channel.as_ref().filter(|_| refusal.is_none()).map(|c| {
             let journeys = valid_in(&stores.journeys, &namespace);
-            let themes = themes_of(touchpoint, Some(c), &journeys);
+            let themes = themes_of(touchpoint, Some(c), &theme_sources(&journeys));
             plan_collector(touchpoint, Some(c), &themes, &ctx.options.plan)
         });
         let applied = match plan.as_ref().filter(|_| !paused) {
@@ -399,7 +400,11 @@ async fn keep_pool(ctx: &Context, namespace: &str) -> (Option<Arc<PoolPlan>>, Re
         return (plan, Ok(()));
     }
     let plan = plan_namespace_pool(&ctx.stores, namespace, &ctx.options.plan).map(Arc::new);
-    let applied = apply_pool(plan.as_deref(), ctx, namespace).await;
+    let shared = plan_namespace_shared(&ctx.stores, namespace, &ctx.options.plan);
+    let applied = match apply_pool(plan.as_deref(), ctx, namespace).await {
+        Ok(()) => apply_shared(shared.as_ref(), ctx, namespace).await,
+        failed => failed,
+    };
     if applied.is_ok() {
         ctx.pools.remember(namespace, fingerprint, plan.clone());
     }
@@ -489,6 +494,7 @@ pub fn plan_namespace_pool(
         .filter(|t| !t.spec.collector.is_dedicated())
         .collect();
     let journeys = valid_in(&stores.journeys, namespace);
+    let sources = theme_sources(&journeys);
     type Member = (Touchpoint, Channel, Option<String>, Vec<ThemeSpec>);
     let channels: Vec<Member> = touchpoints
         .into_iter()
@@ -496,7 +502,7 @@ pub fn plan_namespace_pool(
             let channel = find(&stores.channels, namespace, &t.spec.channel)
                 .and_then(|g| g.0.clone().ok())?;
             let digest = admit(&t, marked_secret(stores, &t).as_deref(), options).ok()?;
-            let themes = themes_of(&t, Some(&channel), &journeys);
+            let themes = themes_of(&t, Some(&channel), &sources);
             Some((t, channel, digest, themes))
         })
         .collect();
@@ -512,17 +518,40 @@ pub fn plan_namespace_pool(
     plan_pool(namespace, &members, options)
 }
 
+/// What the collectors of `namespace` share, from the caches: owned by every valid, admitted
+/// touchpoint there whose channel exists (each has a collector, pooled or dedicated).
+pub fn plan_namespace_shared(
+    stores: &Stores,
+    namespace: &str,
+    options: &PlanOptions,
+) -> Option<SharedPlan> {
+    let collectors: Vec<Touchpoint> = valid_in(&stores.touchpoints, namespace)
+        .into_iter()
+        .filter(|t| find(&stores.channels, namespace, &t.spec.channel).is_some())
+        .filter(|t| admit(t, marked_secret(stores, t).as_deref(), options).is_ok())
+        .collect();
+    let collectors: Vec<&Touchpoint> = collectors.iter().collect();
+    plan_shared(namespace, &collectors, options)
+}
+
+/// Applies what the namespace's collectors share (where it drifted), or deletes it when the
+/// namespace has no collector any more (or the option is off).
+async fn apply_shared(shared: Option<&SharedPlan>, ctx: &Context, namespace: &str) -> Result<()> {
+    let policy = find(&ctx.stores.network_policies, namespace, POOL_NAME);
+    let planned_policy = shared.and_then(|s| s.network_policy.as_ref());
+    reconcile_optional(ctx, namespace, POOL_NAME, planned_policy, policy).await?;
+    match shared.and_then(|s| s.service_monitor.as_ref()) {
+        Some(monitor) => apply_service_monitor(ctx, namespace, POOL_NAME, monitor).await,
+        None => remove_service_monitor(ctx, namespace, POOL_NAME).await,
+    }
+}
+
 /// Applies the pool's objects (where they drifted), or deletes them when no touchpoint of the
 /// namespace is pooled any more.
 async fn apply_pool(pool: Option<&PoolPlan>, ctx: &Context, namespace: &str) -> Result<()> {
     let stores = &ctx.stores;
     let Some(pool) = pool else {
         // No pooled touchpoint left: whatever the pool had goes (a cached object is deleted).
-        // Its ServiceMonitor is not cached: it goes first, while the Deployment still says the
-        // pool existed, so a failed delete is retried.
-        if find(&stores.deployments, namespace, POOL_NAME).is_some() {
-            remove_service_monitor(ctx, namespace, POOL_NAME).await?;
-        }
         let observed = find(&stores.pool_secrets, namespace, POOL_NAME);
         reconcile_optional::<Secret>(ctx, namespace, POOL_NAME, None, observed).await?;
         let observed = find(&stores.deployments, namespace, POOL_NAME);
@@ -534,8 +563,6 @@ async fn apply_pool(pool: Option<&PoolPlan>, ctx: &Context, namespace: &str) -> 
             .await?;
         let pdb = find(&stores.pdbs, namespace, POOL_NAME);
         reconcile_optional::<PodDisruptionBudget>(ctx, namespace, POOL_NAME, None, pdb).await?;
-        let policy = find(&stores.network_policies, namespace, POOL_NAME);
-        reconcile_optional::<NetworkPolicy>(ctx, namespace, POOL_NAME, None, policy).await?;
         return Ok(());
     };
     shell::apply_all(
@@ -569,34 +596,14 @@ async fn apply_pool(pool: Option<&PoolPlan>, ctx: &Context, namespace: &str) -> 
         pool.pod_disruption_budget.as_ref(),
         pdb,
     )
-    .await?;
-    let policy = find(&stores.network_policies, namespace, POOL_NAME);
-    reconcile_optional(
-        ctx,
-        namespace,
-        POOL_NAME,
-        pool.network_policy.as_ref(),
-        policy,
-    )
-    .await?;
-    if let Some(monitor) = &pool.service_monitor {
-        apply_service_monitor(ctx, namespace, POOL_NAME, monitor).await?;
-    }
-    Ok(())
+    .await
 }
 
 /// Deletes what a touchpoint's dedicated collector left when the touchpoint became pooled.
 async fn remove_dedicated(ctx: &Context, namespace: &str, touchpoint: &str) -> Result<()> {
     let stores = &ctx.stores;
     let name = collector_name(touchpoint);
-    // The ServiceMonitor is not cached: it goes first, while the cached Deployment, Service or
-    // ConfigMap still says a dedicated collector existed, so a failed delete is retried.
-    let had_dedicated = find(&stores.deployments, namespace, &name).is_some()
-        || find(&stores.services, namespace, &name).is_some()
-        || find(&stores.config_maps, namespace, &name).is_some();
-    if had_dedicated {
-        remove_service_monitor(ctx, namespace, &name).await?;
-    }
+    remove_per_collector_objects(ctx, namespace, &name).await?;
     if find(&stores.deployments, namespace, &name).is_some() {
         let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
         shell::delete(ctx, CONTROLLER, &api, &name).await?;
@@ -605,25 +612,40 @@ async fn remove_dedicated(ctx: &Context, namespace: &str, touchpoint: &str) -> R
         let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
         shell::delete(ctx, CONTROLLER, &api, &name).await?;
     }
-    if find(&stores.config_maps, namespace, &name).is_some() {
-        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-        shell::delete(ctx, CONTROLLER, &api, &name).await?;
-    }
     let pdb = find(&stores.pdbs, namespace, &name);
-    reconcile_optional::<PodDisruptionBudget>(ctx, namespace, &name, None, pdb).await?;
-    let policy = find(&stores.network_policies, namespace, &name);
-    reconcile_optional::<NetworkPolicy>(ctx, namespace, &name, None, policy).await?;
+    reconcile_optional::<PodDisruptionBudget>(ctx, namespace, &name, None, pdb).await
+}
+
+/// Deletes the objects a dedicated collector `name` had of its own before this version: its
+/// ConfigMap (its configuration is in its pod template now), NetworkPolicy and ServiceMonitor
+/// (the namespace's shared ones cover it). The ServiceMonitor is not cached: it goes first,
+/// while the cached ConfigMap still says the old layout exists, so a failed delete is retried.
+async fn remove_per_collector_objects(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
+    let stores = &ctx.stores;
+    if find(&stores.config_maps, namespace, name).is_some() {
+        remove_service_monitor(ctx, namespace, name).await?;
+    }
+    let policy = find(&stores.network_policies, namespace, name);
+    reconcile_optional::<NetworkPolicy>(ctx, namespace, name, None, policy).await?;
+    if find(&stores.config_maps, namespace, name).is_some() {
+        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+        shell::delete(ctx, CONTROLLER, &api, name).await?;
+    }
     Ok(())
 }
 
 /// Deletes the collector ServiceMonitor `name` when ServiceMonitors are on (when they are off,
-/// the operator removes every collector ServiceMonitor at start-up instead). Absent is fine.
+/// the operator removes every collector ServiceMonitor at start-up instead). Read first (it is
+/// not cached), so an absent one costs no write.
 async fn remove_service_monitor(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
     if !ctx.options.plan.service_monitor {
         return Ok(());
     }
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), namespace, &service_monitor_resource());
+    if api.get_opt(name).await?.is_none() {
+        return Ok(());
+    }
     shell::delete(ctx, CONTROLLER, &api, name).await
 }
 
@@ -645,15 +667,11 @@ async fn apply_service_monitor(
 
 async fn apply_plan(plan: &CollectorPlan, ctx: &Context, namespace: &str) -> Result<()> {
     let stores = &ctx.stores;
-    let name = plan.config_map.metadata.name.clone().unwrap_or_default();
+    let name = plan.deployment.metadata.name.clone().unwrap_or_default();
     shell::apply_all(
         ctx,
         CONTROLLER,
         &[
-            (
-                serde_json::to_value(&plan.config_map)?,
-                to_json(find(&stores.config_maps, namespace, &name)),
-            ),
             (
                 serde_json::to_value(&plan.service)?,
                 to_json(find(&stores.services, namespace, &name)),
@@ -675,12 +693,8 @@ async fn apply_plan(plan: &CollectorPlan, ctx: &Context, namespace: &str) -> Res
         pdb,
     )
     .await?;
-    let policy = find(&stores.network_policies, namespace, &name);
-    reconcile_optional(ctx, namespace, &name, plan.network_policy.as_ref(), policy).await?;
-    if let Some(monitor) = &plan.service_monitor {
-        apply_service_monitor(ctx, namespace, &name, monitor).await?;
-    }
-    Ok(())
+    // The Deployment no longer reads them: what an earlier version gave the collector goes.
+    remove_per_collector_objects(ctx, namespace, &name).await
 }
 
 /// The Prometheus Operator's ServiceMonitor kind.

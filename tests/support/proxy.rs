@@ -84,6 +84,10 @@ struct State {
     /// (method, path, query) of every request forwarded, for request counting.
     log: Vec<(Method, String, String)>,
     injected: usize,
+    /// Whether list answers reach the client with their items in reverse order.
+    reverse_lists: bool,
+    /// List answers reversed so far.
+    reversed: usize,
 }
 
 /// The running proxy.
@@ -200,6 +204,17 @@ impl FaultProxy {
         self.cut();
     }
 
+    /// From now on, every list answer (a GET that is not a watch) reaches the client with its
+    /// items in reverse order, so the client's caches fill in another order than the server's.
+    pub fn reverse_lists(&self) {
+        self.state.lock().expect("state").reverse_lists = true;
+    }
+
+    /// How many list answers had their items reversed so far.
+    pub fn lists_reversed(&self) -> usize {
+        self.state.lock().expect("state").reversed
+    }
+
     /// How many faults were injected so far.
     pub fn injected(&self) -> usize {
         self.state.lock().expect("state").injected
@@ -237,6 +252,8 @@ async fn forward(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
+    let is_list =
+        method == Method::GET && !query.contains("watch=true") && !query.contains("watch=1");
     let fault = {
         let mut s = state.lock().expect("state");
         if s.refuse_until.is_some_and(|t| Instant::now() < t) {
@@ -276,7 +293,31 @@ async fn forward(
     );
     parts.uri = target.parse().map_err(std::io::Error::other)?;
     parts.headers.remove(http::header::HOST);
+    let reverse = is_list && state.lock().expect("state").reverse_lists;
     match client.request(Request::from_parts(parts, body)).await {
+        Ok(response) if reverse => {
+            let (mut parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(std::io::Error::other)?
+                .to_bytes();
+            let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(mut list) if list.get("items").is_some_and(|i| i.is_array()) => {
+                    if let Some(items) = list["items"].as_array_mut() {
+                        items.reverse();
+                    }
+                    state.lock().expect("state").reversed += 1;
+                    Bytes::from(serde_json::to_vec(&list).map_err(std::io::Error::other)?)
+                }
+                _ => bytes,
+            };
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Ok(Response::from_parts(
+                parts,
+                Full::new(body).map_err(|n| match n {}).boxed(),
+            ))
+        }
         Ok(response) => Ok(response.map(|b| b.boxed())),
         Err(error) => Ok(full(
             StatusCode::BAD_GATEWAY,

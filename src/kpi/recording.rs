@@ -1,0 +1,162 @@
+//! Recorded increments: each touchpoint's exact increase of every counter the KPIs read, every
+//! [`STEP`], with the collector pods summed away. A month-long window then reads one recorded
+//! sample per step and touchpoint (`sum_over_time(touchpoint:cx_survey_responses_total:increase5m
+//! {...}[28d])`) instead of every raw sample of every pod: the shape Sloth and Pyrra use for
+//! SLOs. Pool pods, rollouts and restarts disappear from the long-window query, because each
+//! step's increase is taken per raw series before the sum.
+//!
+//! Consecutive evaluations of the group, [`STEP`] apart, each cover the [`STEP`] before them, so
+//! the recorded samples tile time: their sum over a window is the increase over it. Two forms of
+//! the step's increase, by what the Prometheus server can do ([`Increase`]):
+//! - `increase(x[5m] anchored)` (Prometheus 3.x): exact, reset-aware, never extrapolated;
+//! - a last-value formula (Prometheus 2.x), per raw series: its last value in the step minus its
+//!   value at the step's start; its last value when it is new (counters start at zero) or when
+//!   that difference is negative (it restarted between the start and its first sample in the
+//!   step, from zero); `increase()` when a reset lies inside the step, off by at most the
+//!   extrapolation over one scrape interval of that step alone. The value at the step's start
+//!   is looked up over [`START_LOOKBACK`] rather than the 5-minute default lookback, so a scrape
+//!   gap longer than 5 minutes is not mistaken for a new series.
+
+use super::promql::string_literal;
+use super::rules::{RecordingRule, Rule, RuleGroup};
+
+/// How often increments are recorded, and the range each recorded increase covers.
+pub const STEP: &str = "5m";
+/// How far back the value at a step's start is looked for (the 2.x form).
+pub const START_LOOKBACK: &str = "1h";
+/// The labels every collector series carries (its constant labels), kept by every recorded series.
+pub const IDENTITY_LABELS: [&str; 4] = ["namespace", "channel", "stage", "touchpoint"];
+
+/// A counter the KPIs read, and its own labels besides [`IDENTITY_LABELS`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecordedCounter {
+    /// The raw series name.
+    pub metric: &'static str,
+    /// Its own labels, kept.
+    pub labels: &'static [&'static str],
+}
+
+/// Every counter the builtin KPIs read, in the order they are recorded.
+pub const RECORDED: [RecordedCounter; 8] = [
+    RecordedCounter {
+        metric: "cx_survey_responses_total",
+        labels: &["metric", "score"],
+    },
+    RecordedCounter {
+        metric: "cx_interactions_total",
+        labels: &["outcome"],
+    },
+    RecordedCounter {
+        metric: "cx_interaction_duration_seconds_bucket",
+        labels: &["timing", "le"],
+    },
+    RecordedCounter {
+        metric: "cx_interaction_duration_seconds_count",
+        labels: &["timing"],
+    },
+    RecordedCounter {
+        metric: "cx_first_response_seconds_bucket",
+        labels: &["le"],
+    },
+    RecordedCounter {
+        metric: "cx_first_response_seconds_count",
+        labels: &[],
+    },
+    RecordedCounter {
+        metric: "cx_feedback_comments_total",
+        labels: &["metric", "segment"],
+    },
+    RecordedCounter {
+        metric: "cx_feedback_themes_total",
+        labels: &["theme", "metric", "segment"],
+    },
+];
+
+/// How the server computes one step's exact increase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Increase {
+    /// `increase(x[5m] anchored)`: Prometheus 3.x.
+    Anchored,
+    /// The last-value formula, reset steps by `increase()`: any Prometheus.
+    LastValue,
+}
+
+/// The recorded series of `metric`: `touchpoint:<metric>:increase5m`.
+pub fn recorded_name(metric: &str) -> String {
+    format!("touchpoint:{metric}:increase{STEP}")
+}
+
+/// One step's increase of each raw series of `counter` in `namespace`, summed by touchpoint
+/// and the counter's own labels.
+pub fn step_increase(counter: &RecordedCounter, namespace: &str, increase: Increase) -> String {
+    let series = format!(
+        "{}{{namespace={}}}",
+        counter.metric,
+        string_literal(namespace)
+    );
+    let range = format!("{series}[{STEP}]");
+    let per_series = match increase {
+        Increase::Anchored => format!("increase({series}[{STEP}] anchored)"),
+        Increase::LastValue => format!(
+            "(((last_over_time({range}) - last_over_time({series}[{START_LOOKBACK}] offset {STEP})) >= 0) \
+             or last_over_time({range})) unless resets({range}) > 0 or increase({range})"
+        ),
+    };
+    let by: Vec<&str> = IDENTITY_LABELS
+        .iter()
+        .chain(counter.labels.iter())
+        .copied()
+        .collect();
+    format!("sum by ({}) ({per_series})", by.join(", "))
+}
+
+/// The rule group recording `namespace`'s increments, evaluated every [`STEP`].
+pub fn recording_group(namespace: &str, increase: Increase) -> RuleGroup {
+    RuleGroup {
+        name: format!("cx-increments.{namespace}"),
+        interval: Some(STEP.into()),
+        rules: RECORDED
+            .iter()
+            .map(|counter| {
+                Rule::Record(RecordingRule {
+                    record: recorded_name(counter.metric),
+                    expr: step_increase(counter, namespace, increase),
+                })
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_counter_is_recorded_per_touchpoint_in_both_forms() {
+        let group = recording_group("retail", Increase::Anchored);
+        assert_eq!(group.name, "cx-increments.retail");
+        assert_eq!(group.interval.as_deref(), Some("5m"));
+        assert_eq!(group.rules.len(), RECORDED.len());
+        let Rule::Record(survey) = &group.rules[0] else {
+            panic!("a recording rule");
+        };
+        assert_eq!(
+            survey.record,
+            "touchpoint:cx_survey_responses_total:increase5m"
+        );
+        assert_eq!(
+            survey.expr,
+            r#"sum by (namespace, channel, stage, touchpoint, metric, score) (increase(cx_survey_responses_total{namespace="retail"}[5m] anchored))"#
+        );
+        let last_value = step_increase(&RECORDED[5], "retail", Increase::LastValue);
+        assert_eq!(
+            last_value,
+            r#"sum by (namespace, channel, stage, touchpoint) ((((last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m]) - last_over_time(cx_first_response_seconds_count{namespace="retail"}[1h] offset 5m)) >= 0) or last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m])) unless resets(cx_first_response_seconds_count{namespace="retail"}[5m]) > 0 or increase(cx_first_response_seconds_count{namespace="retail"}[5m]))"#
+        );
+        // The 2.x form parses with the same parser the KPI queries are checked with.
+        for counter in &RECORDED {
+            let expr = step_increase(counter, "retail", Increase::LastValue);
+            promql_parser::parser::parse(&expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        }
+    }
+}
