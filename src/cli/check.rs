@@ -352,6 +352,18 @@ fn kind_rank(kind: &str) -> u8 {
     }
 }
 
+/// The field to change when no touchpoint in scope produces a builtin's signal: a theme KPI's
+/// `segment` when it names an interaction outcome nobody reports, its `metric` when it names one,
+/// otherwise the indicator itself.
+fn missing_signal_field(indicator: &crate::api::Indicator) -> &'static str {
+    use crate::api::CommentMetric;
+    match (indicator.metric, &indicator.segment) {
+        (Some(CommentMetric::Interaction), Some(_)) => "spec.indicator.segment",
+        (Some(_), _) => "spec.indicator.metric",
+        (None, _) => "spec.indicator.builtin",
+    }
+}
+
 /// KPIs the operator could never evaluate, found by compiling their queries as it would: a builtin
 /// indicator whose touchpoints produce none of its signal (an nps KPI over csat touchpoints), a
 /// custom PromQL expression or a window Prometheus would refuse. Without this, `check` passed them.
@@ -441,7 +453,7 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
                         .map(|b| b.as_str())
                         .unwrap_or_default(),
                 )
-                .field("spec.indicator.builtin"),
+                .field(missing_signal_field(&kpi.spec.indicator)),
             ),
             Err(KpiError::ThemeNotCounted(why)) => findings.push(
                 Finding::new(
