@@ -9,6 +9,9 @@
 //! - for comparison, the naive path: every KPI's own value and samples queries
 //!   ([`measure_one`]), with the same concurrency.
 //!
+//! The collectors count the example organisation's themes (one nps answer in three carries a
+//! comment), so the comments family (theme-share and comment-rate) is timed over real series.
+//!
 //! The data spans seconds, not weeks: on a production Prometheus each query reads more samples,
 //! which makes the number of queries (printed too) matter even more than here.
 //!
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use cx_conductor::api::*;
 use cx_conductor::core::World;
+use cx_conductor::core::listening::{theme_sources, themes_of};
 use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::batch::Family;
 use cx_conductor::kpi::prometheus::QueryResult;
@@ -70,14 +74,27 @@ struct Org {
     channels: Vec<Channel>,
     touchpoints: Vec<Touchpoint>,
     kpis: Vec<ExperienceKPI>,
+    journeys: Vec<CustomerJourney>,
 }
 
 fn organisation() -> Org {
     let mut channels = Vec::new();
     let mut touchpoints = Vec::new();
     let mut kpis = Vec::new();
+    let mut journeys = Vec::new();
+    // Each namespace's journey holds every touchpoint and declares the example organisation's
+    // themes, so its collectors count them and the theme-share KPIs are measured.
+    let example: CustomerJourney = serde_yaml::from_str(
+        &std::fs::read_to_string(support::repo("examples/retail/journey.yaml")).expect("journey"),
+    )
+    .expect("the example journey");
     for n in 0..NAMESPACES {
         let ns = format!("brand-{n}");
+        let mut journey = example.clone();
+        journey.metadata = meta("brand".into(), &ns, &[]);
+        journey.spec.stages = Stage::ALL.to_vec();
+        journey.spec.channel_selector = Some(LabelSelector::default());
+        journeys.push(journey);
         for (name, kind, promise) in CHANNELS {
             let mut channel: Channel = yaml(format!(
                 "apiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\nmetadata: {{ name: {name} }}\nspec: {{ type: {}, serviceLevels: {{ firstResponseSeconds: {promise} }} }}\n",
@@ -109,10 +126,10 @@ fn organisation() -> Org {
                 "{{ promql: 'sum(increase(cx_interactions_total{{namespace=\"{ns}\", outcome=\"abandoned\"}}[$window])) / sum(increase(cx_interactions_total{{namespace=\"{ns}\"}}[$window]))', samplesPromql: 'sum(increase(cx_interactions_total{{namespace=\"{ns}\"}}[$window]))' }}"
             )
         } else {
-            format!(
-                "{{ builtin: {} }}",
-                BuiltinIndicator::ALL[k % BuiltinIndicator::ALL.len()].as_str()
-            )
+            match BuiltinIndicator::ALL[k % BuiltinIndicator::ALL.len()] {
+                BuiltinIndicator::ThemeShare => "{ builtin: theme-share, theme: delivery }".into(),
+                other => format!("{{ builtin: {} }}", other.as_str()),
+            }
         };
         let mut kpi: ExperienceKPI = yaml(format!(
             "apiVersion: cx.conductor.dev/v1alpha1\nkind: ExperienceKPI\nmetadata: {{ name: x }}\nspec:\n  indicator: {indicator}\n  objective: {{ target: 1, direction: atLeast }}\n  window: {}\n",
@@ -141,6 +158,7 @@ fn organisation() -> Org {
         channels,
         touchpoints,
         kpis,
+        journeys,
     }
 }
 
@@ -148,8 +166,14 @@ fn events(t: usize) -> Vec<String> {
     let mut events = Vec::new();
     for i in 0..150 {
         let score = (i * 7 + t) % 11;
+        // One answer in three carries a comment, in Italian or English, some about delivery.
+        let comment = match i % 6 {
+            0 => r#","comment":"il corriere non è mai arrivato, consegna in ritardo""#,
+            3 => r#","comment":"great prices but the app keeps closing""#,
+            _ => "",
+        };
         events.push(format!(
-            r#"{{"type":"survey","metric":"nps","score":{score}}}"#
+            r#"{{"type":"survey","metric":"nps","score":{score}{comment}}}"#
         ));
         let csat = 1 + (i + t) % if t.is_multiple_of(2) { 5 } else { 7 };
         events.push(format!(
@@ -197,6 +221,7 @@ async fn bench() {
         return;
     };
     let org = organisation();
+    let sources = theme_sources(&org.journeys);
     let mut collectors = Vec::new();
     for touchpoint in &org.touchpoints {
         let namespace = touchpoint.metadata.namespace.as_deref().unwrap_or_default();
@@ -204,7 +229,10 @@ async fn bench() {
             c.metadata.namespace.as_deref() == Some(namespace)
                 && c.metadata.name.as_deref() == Some(touchpoint.spec.channel.as_str())
         });
-        collectors.push(RunningCollector::start(&collector_config(touchpoint, channel)).await);
+        // The themes of the journey holding it, as the operator configures the collector.
+        let mut config = collector_config(touchpoint, channel);
+        config.themes = themes_of(touchpoint, channel, &sources);
+        collectors.push(RunningCollector::start(&config).await);
     }
     let targets: Vec<_> = collectors.iter().map(|c| c.addr).collect();
     let prometheus = Prometheus::start(binary, &targets, "1s").await;
@@ -229,8 +257,7 @@ async fn bench() {
         )
         .await;
 
-    let journeys: Vec<CustomerJourney> = Vec::new();
-    let world = World::new(&org.channels, &org.touchpoints, &org.kpis, &journeys);
+    let world = World::new(&org.channels, &org.touchpoints, &org.kpis, &org.journeys);
     let requests = KpiRequest::all(&world);
     let mut config = PrometheusConfig::new(prometheus.url.clone());
     config.timeout = Duration::from_secs(30);
@@ -284,13 +311,24 @@ async fn bench() {
         Family::Survey(SurveyMetric::Ces),
         Family::Interactions,
         Family::Waits,
+        Family::Comments,
     ] {
+        // The comments family with the mentions of one theme, as a theme-share KPI asks.
+        let themes: Vec<String> = match family {
+            Family::Comments => vec!["delivery".into()],
+            _ => Vec::new(),
+        };
         for window in ["1h", "28d"] {
             let started = Instant::now();
             let spec = WindowSpec::parse(window).expect("window");
             let answer = client
                 .query(
-                    &family.query(&namespaces, &[], &spec.current(now), &spec.previous(now)),
+                    &family.query(
+                        &namespaces,
+                        &themes,
+                        &spec.current(now),
+                        &spec.previous(now),
+                    ),
                     now,
                 )
                 .await
