@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kube::api::{Api, ListParams};
-use kube::core::DeserializeGuard;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::DeserializeGuard;
 use kube::{Client, Config};
 
 use crate::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
