@@ -232,6 +232,8 @@ pub fn collector_config(touchpoint: &Touchpoint, channel: Option<&Channel>) -> C
             .filter(|b| i64::from(*b) != crate::api::DEFAULT_MAX_COMMENT_BYTES),
         // The journeys' themes are added by the planners (`plan_collector`, `pool_config`).
         themes: Vec::new(),
+        // Export is set by the planners from the operator's settings.
+        export: None,
     }
 }
 
