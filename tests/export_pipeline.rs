@@ -52,22 +52,29 @@ fn pipeline_env() -> HashMap<String, String> {
         .collect()
 }
 
-/// A request over a fresh connection: the status, the `Retry-After` header and the body.
+/// A request over a fresh connection: the status, the `Retry-After` header and the body; status 0
+/// when no answer came (nobody listening, the connection cut).
 async fn post(
     addr: SocketAddr,
     path: &str,
     content_type: &str,
     body: &str,
 ) -> (u16, Option<u32>, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: {content_type}\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.expect("read");
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        std::io::Result::Ok(answer)
+    };
+    let Ok(answer) = exchange.await else {
+        return (0, None, String::new());
+    };
     let answer = String::from_utf8(answer).expect("UTF-8 answer");
     let status = answer
         .split(' ')
@@ -176,20 +183,12 @@ fn read_back(prefix: &str) -> HashMap<String, Vec<Read>> {
     read
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_event_reaches_kafka_through_an_opentelemetry_collector_restart() {
-    let endpoint = pipeline_ok("start").trim().to_string();
-    let env = pipeline_env();
-    assert_eq!(env["CX_PIPELINE_OTLP_ENDPOINT"], endpoint);
-    let prefix = format!(
-        "run-{}-{}-",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis()
-    );
-    let pool = format!(
+/// Only one test at a time disturbs the shared pipeline.
+static PIPELINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The pool configuration of the tests: two touchpoints exporting to `endpoint`.
+fn pool_yaml(endpoint: &str) -> String {
+    format!(
         r#"
 namespace: retail
 touchpoints:
@@ -209,30 +208,55 @@ touchpoints:
     maxEventBytes: 4096
     export: {{ endpoint: "{endpoint}", lingerMillis: 5, timeoutMillis: 3000 }}
 "#
-    );
-    let setup = CollectorSetup::from_yaml(&pool).expect("pool config");
-    let collector = Collector::with_setup(&setup, ServeOptions::default()).expect("pool");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(collector.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    )
+}
 
-    // Producers: 8 at once, 50 events each, retrying a 503 after its Retry-After with the same
-    // eventId, as the README tells them to.
-    const PRODUCERS: usize = 8;
-    const EACH: usize = 50;
+/// A unique prefix of this run's event ids.
+fn run_prefix(what: &str) -> String {
+    format!(
+        "{what}-{}-{}-",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis()
+    )
+}
+
+const PRODUCERS: usize = 8;
+const EACH: usize = 50;
+
+/// What a load run saw.
+struct Load {
+    sent: HashMap<String, Sent>,
+    /// Answers 503 (each with `Retry-After`, checked).
+    refusals: usize,
+    /// Attempts that got no answer at all (the collector itself was gone).
+    unanswered: usize,
+    acked_at_disruption: usize,
+    elapsed: Duration,
+}
+
+/// 8 producers post 50 events each to `addr`, retrying a 503 after its `Retry-After` (and a
+/// missing answer after 200 ms) with the same `eventId`, as the README tells them to; once a
+/// quarter is acknowledged, `disrupt` runs (and is awaited) while they go on.
+async fn load<F: std::future::Future<Output = ()>>(
+    addr: SocketAddr,
+    prefix: &str,
+    disrupt: F,
+) -> Load {
     let acked = Arc::new(AtomicUsize::new(0));
     let sent: Arc<Mutex<HashMap<String, Sent>>> = Arc::default();
     let refusals = Arc::new(AtomicUsize::new(0));
+    let unanswered = Arc::new(AtomicUsize::new(0));
     let mut producers = Vec::new();
     for producer in 0..PRODUCERS {
-        let (acked, sent, refusals, prefix) = (
+        let (acked, sent, refusals, unanswered, prefix) = (
             acked.clone(),
             sent.clone(),
             refusals.clone(),
-            prefix.clone(),
+            unanswered.clone(),
+            prefix.to_string(),
         );
         producers.push(tokio::spawn(async move {
             for n in 0..EACH {
@@ -252,20 +276,29 @@ touchpoints:
                 })
                 .to_string();
                 let path = format!("/v1/touchpoints/{touchpoint}/events");
-                let deadline = Instant::now() + Duration::from_secs(120);
+                let deadline = Instant::now() + Duration::from_secs(180);
                 let mut refused = 0;
                 loop {
+                    assert!(Instant::now() < deadline, "{id} never accepted");
                     let (status, retry_after, body) =
                         post(addr, &path, "application/json", &event).await;
                     if status == 202 {
                         break;
                     }
+                    refused += 1;
+                    if status == 0 {
+                        unanswered.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
                     assert_eq!(status, 503, "{id}: {body}");
-                    assert!(body.contains(r#""reason":"export_unavailable""#), "{body}");
+                    assert!(
+                        body.contains(r#""reason":"export_unavailable""#)
+                            || body.contains(r#""reason":"shutting_down""#),
+                        "{body}"
+                    );
                     let retry_after = retry_after.expect("503 with Retry-After");
                     assert!((1..=300).contains(&retry_after), "{retry_after}");
-                    assert!(Instant::now() < deadline, "{id} never accepted");
-                    refused += 1;
                     refusals.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(u64::from(retry_after))).await;
                 }
@@ -283,72 +316,39 @@ touchpoints:
             }
         }));
     }
-
-    // Mid-load, the OpenTelemetry Collector is SIGKILLed, and restarted two seconds later.
     let started = Instant::now();
     while acked.load(Ordering::SeqCst) < PRODUCERS * EACH / 4 {
         assert!(started.elapsed() < Duration::from_secs(120), "no progress");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let pid_file = format!("{}/otelcol.pid", env["CX_PIPELINE_STATE"]);
-    let pid = std::fs::read_to_string(&pid_file).expect("otelcol pid");
-    let killed = Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let acked_at_kill = acked.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    pipeline_ok("start");
+    let acked_at_disruption = acked.load(Ordering::SeqCst);
+    disrupt.await;
     for producer in producers {
         producer.await.expect("producer");
     }
-    let elapsed = started.elapsed();
     let sent = sent.lock().await.clone();
     assert_eq!(sent.len(), PRODUCERS * EACH);
     assert!(
-        acked_at_kill < PRODUCERS * EACH,
-        "the OpenTelemetry Collector was killed after the load"
+        acked_at_disruption < PRODUCERS * EACH,
+        "the disruption came after the load"
     );
-    let refused = refusals.load(Ordering::SeqCst);
-    assert!(
-        refused > 0,
-        "no event was refused while the OpenTelemetry Collector was down"
-    );
+    Load {
+        sent,
+        refusals: refusals.load(Ordering::SeqCst),
+        unanswered: unanswered.load(Ordering::SeqCst),
+        acked_at_disruption,
+        elapsed: started.elapsed(),
+    }
+}
 
-    // Counters count exactly the exported events: every acknowledged one, once.
-    let metrics = metrics(addr).await;
-    let received = total(&metrics, "cx_events_received_total", &[]);
-    assert_eq!(received, sent.len() as f64, "{metrics}");
-    assert_eq!(
-        total(
-            &metrics,
-            "cx_export_events_total",
-            &[r#"result="exported""#]
-        ),
-        received
-    );
-    assert_eq!(
-        total(
-            &metrics,
-            "cx_events_rejected_total",
-            &[r#"reason="export_unavailable""#]
-        ),
-        refused as f64
-    );
-    assert!(!metrics.contains("corriere") && !metrics.contains("👍"));
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), served)
-        .await
-        .expect("drains")
-        .expect("serve task");
-
-    // Every acknowledged event is in Kafka, byte for byte; a duplicate only where a producer
-    // retried (an export that reached Kafka while its answer was lost to the kill).
-    let read = read_back(&prefix);
+/// Every acknowledged event is in Kafka, byte for byte with its attributes; a duplicate only
+/// where a producer retried (an export that reached Kafka while its answer was lost). Returns
+/// the number of duplicates.
+fn assert_in_kafka(prefix: &str, sent: &HashMap<String, Sent>) -> usize {
+    let read = read_back(prefix);
     let mut missing = Vec::new();
     let mut duplicates = 0;
-    for (id, event) in &sent {
+    for (id, event) in sent {
         let Some(records) = read.get(id) else {
             missing.push(id.clone());
             continue;
@@ -413,9 +413,159 @@ touchpoints:
     );
     let unknown: HashSet<&String> = read.keys().filter(|id| !sent.contains_key(*id)).collect();
     assert!(unknown.is_empty(), "{unknown:?}");
+    duplicates
+}
+
+/// SIGKILLs a part of the pipeline (`otelcol` or `kafka`), waits, and starts it again.
+async fn kill_and_restart(part: &str, down_for: Duration) {
+    let env = pipeline_env();
+    let pid_file = format!("{}/{part}.pid", env["CX_PIPELINE_STATE"]);
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    let killed = Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::sleep(down_for).await;
+    tokio::task::spawn_blocking(|| pipeline_ok("start"))
+        .await
+        .expect("start");
+}
+
+/// Runs a pool in this process against the pipeline, disturbs `part` mid-load, and checks
+/// Kafka and the counters.
+async fn through_a_restart_of(part: &'static str, down_for: Duration) {
+    let _only = PIPELINE.lock().await;
+    let endpoint = pipeline_ok("start").trim().to_string();
+    assert_eq!(pipeline_env()["CX_PIPELINE_OTLP_ENDPOINT"], endpoint);
+    let prefix = run_prefix(part);
+    let setup = CollectorSetup::from_yaml(&pool_yaml(&endpoint)).expect("pool config");
+    let collector = Collector::with_setup(&setup, ServeOptions::default()).expect("pool");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(collector.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let load = load(addr, &prefix, kill_and_restart(part, down_for)).await;
+    assert!(
+        load.refusals > 0,
+        "no event was refused while {part} was down"
+    );
+    assert_eq!(load.unanswered, 0, "the collector answers every request");
+
+    // Counters count exactly the exported events: every acknowledged one, once.
+    let metrics = metrics(addr).await;
+    let received = total(&metrics, "cx_events_received_total", &[]);
+    assert_eq!(received, load.sent.len() as f64, "{metrics}");
+    assert_eq!(
+        total(
+            &metrics,
+            "cx_export_events_total",
+            &[r#"result="exported""#]
+        ),
+        received
+    );
+    assert_eq!(
+        total(
+            &metrics,
+            "cx_events_rejected_total",
+            &[r#"reason="export_unavailable""#]
+        ),
+        load.refusals as f64
+    );
+    assert!(!metrics.contains("corriere") && !metrics.contains("👍"));
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("drains")
+        .expect("serve task");
+
+    let duplicates = assert_in_kafka(&prefix, &load.sent);
     eprintln!(
-        "{} events acknowledged in {elapsed:?} with the OpenTelemetry Collector killed after {acked_at_kill}: \
-         {refused} refusals (503), {duplicates} duplicates in Kafka, none missing",
-        sent.len()
+        "{} events acknowledged in {:?}, {part} SIGKILLed after {} and restarted {down_for:?} \
+         later: {} refusals (503), {duplicates} duplicates in Kafka, none missing",
+        load.sent.len(),
+        load.elapsed,
+        load.acked_at_disruption,
+        load.refusals
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_event_reaches_kafka_through_an_opentelemetry_collector_restart() {
+    through_a_restart_of("otelcol", Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_event_reaches_kafka_through_a_kafka_restart() {
+    through_a_restart_of("kafka", Duration::from_secs(3)).await;
+}
+
+/// The collector itself, the real binary, SIGKILLed mid-load and started again on the same
+/// port: whatever it answered 2xx before dying is in Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_a_sigkilled_collector_acknowledged_is_in_kafka() {
+    let _only = PIPELINE.lock().await;
+    let endpoint = pipeline_ok("start").trim().to_string();
+    let prefix = run_prefix("sigkill");
+    let dir = std::env::temp_dir().join(format!("cx-export-sigkill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("collectors.yaml");
+    std::fs::write(&config, pool_yaml(&endpoint)).expect("config");
+    let ports = [
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    ];
+    let addr = ports[0].local_addr().expect("address");
+    let health = ports[1].local_addr().expect("address");
+    drop(ports);
+    let spawn = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+            .arg("collector")
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &addr.to_string()])
+            .args(["--health-listen", &health.to_string()])
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the collector starts")
+    };
+    let ready = || async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "the collector did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut first = spawn();
+    ready().await;
+    let second: Arc<Mutex<Option<tokio::process::Child>>> = Arc::default();
+    let restart = {
+        let second = second.clone();
+        async move {
+            first.start_kill().expect("SIGKILL");
+            first.wait().await.expect("reaped");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            *second.lock().await = Some(spawn());
+        }
+    };
+    let load = load(addr, &prefix, restart).await;
+    let duplicates = assert_in_kafka(&prefix, &load.sent);
+    if let Some(mut child) = second.lock().await.take() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "{} events acknowledged in {:?}, the collector SIGKILLed after {} and started again: \
+         {} attempts unanswered, {} refused, {duplicates} duplicates in Kafka, none missing",
+        load.sent.len(),
+        load.elapsed,
+        load.acked_at_disruption,
+        load.unanswered,
+        load.refusals
     );
 }
