@@ -426,4 +426,8 @@ pub struct CollectorStatus {
     /// Hash of the collector configuration currently deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Where this touchpoint's events are exported as OpenTelemetry log records (the OTLP logs
+    /// URL, without credentials); absent: they are not exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
 }

@@ -81,6 +81,14 @@ impl ExporterKey {
 /// The URL export requests go to: `<endpoint>/v1/logs`.
 pub fn logs_url(endpoint: &str) -> Result<Uri, InvalidConfig> {
     let base = endpoint.trim_end_matches('/');
+    if base.contains(['?', '#', '@']) {
+        // Not echoed: it may hold a credential.
+        return Err(InvalidConfig(
+            "export.endpoint must have no query, fragment or credentials (a bearer token goes in \
+             the token Secret)"
+                .to_string(),
+        ));
+    }
     let uri: Uri = format!("{base}/v1/logs").parse().map_err(|_| {
         InvalidConfig(format!(
             "export.endpoint {endpoint:?} is not a URL such as http://otel-collector:4318"
@@ -92,6 +100,19 @@ pub fn logs_url(endpoint: &str) -> Result<Uri, InvalidConfig> {
             "export.endpoint {endpoint:?} must be an http:// or https:// URL with a host"
         ))),
     }
+}
+
+/// The logs URL of `endpoint` as status may show it: scheme, host, port and path, never user
+/// information or a query. `None` when the endpoint is not a usable URL.
+pub fn shown_logs_url(endpoint: &str) -> Option<String> {
+    let url = logs_url(endpoint).ok()?;
+    let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!(
+        "{}://{}{port}{}",
+        url.scheme_str()?,
+        url.host()?,
+        url.path()
+    ))
 }
 
 /// One request's events waiting for their group's export.
@@ -432,6 +453,27 @@ mod tests {
         );
         for bad in ["otel:4318", "ftp://otel", "", "http://"] {
             assert!(logs_url(bad).is_err(), "{bad}");
+            assert_eq!(shown_logs_url(bad), None);
+        }
+        assert_eq!(
+            shown_logs_url("https://otel.example:4318/base/").as_deref(),
+            Some("https://otel.example:4318/base/v1/logs")
+        );
+        for refused in [
+            "https://user:s3cret@otel.example:4318",
+            "https://otel.example:4318/base?token=x",
+            "https://otel.example#frag",
+        ] {
+            let error = logs_url(refused).unwrap_err().0;
+            assert!(
+                error.contains("no query, fragment or credentials"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("s3cret") && !error.contains("token=x"),
+                "{error}"
+            );
+            assert_eq!(shown_logs_url(refused), None);
         }
     }
 }
