@@ -46,8 +46,9 @@ pub use response::{Failure, FailureReason};
 
 /// Export requests in flight at once, per exporter.
 pub const MAX_IN_FLIGHT: usize = 4;
-/// Events waiting for a group at once, per exporter: beyond, events are refused (503) at once.
-pub const MAX_QUEUED_EVENTS: usize = 65_536;
+/// Requests waiting for a group at once, per exporter: beyond, they are refused (503) at once.
+/// (Their events are bounded too: a request holds its body budget until it is answered.)
+pub const MAX_QUEUED_REQUESTS: usize = 65_536;
 /// Bucket boundaries (seconds) of `cx_export_duration_seconds`.
 pub const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -171,7 +172,7 @@ impl Exporter {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        let (queue, receiver) = mpsc::channel(MAX_QUEUED_EVENTS);
+        let (queue, receiver) = mpsc::channel(MAX_QUEUED_REQUESTS);
         Ok(Exporter {
             inner: Arc::new(Inner {
                 url,
@@ -198,12 +199,14 @@ impl Exporter {
         let inner = &self.inner;
         let count = records.len() as i64;
         let (done, answer) = oneshot::channel();
+        // Counted before the grouping task can take them out.
+        inner.metrics.pending.add(count);
         if inner.queue.try_send(Submission { records, done }).is_err() {
+            inner.metrics.pending.sub(count);
             let failure = Failure::transient(FailureReason::QueueFull);
             inner.metrics.failed(failure.reason, count as u64);
             return Err(failure);
         }
-        inner.metrics.pending.add(count);
         // The grouping task answers every submission; a closed channel means it is gone.
         answer
             .await
