@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Request, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::ConfigBuilderExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -163,9 +164,21 @@ impl Exporter {
                 Some(format!("Bearer {token}"))
             }
         };
+        // The system's CA roots verify an https endpoint; an http one needs none (an image
+        // without a CA bundle still exports in clear text inside the cluster).
+        let tls = match rustls::ClientConfig::builder().with_native_roots() {
+            Ok(builder) => builder.with_no_client_auth(),
+            Err(error) if url.scheme_str() == Some("https") => {
+                return Err(InvalidConfig(format!(
+                    "cannot load the system CA roots to verify the https export endpoint: {error}"
+                )));
+            }
+            Err(_) => rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|error| InvalidConfig(format!("cannot load the system CA roots: {error}")))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .build();
