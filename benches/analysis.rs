@@ -106,6 +106,7 @@ fn organisation(scale: f64) -> Org {
                             ..Default::default()
                         },
                         paused: false,
+                        export: None,
                     },
                 ));
             }

@@ -41,6 +41,7 @@ fn touchpoint(i: usize, mode: CollectorMode) -> Touchpoint {
                 ..Default::default()
             },
             paused: false,
+            export: None,
         },
         status: None,
     }

@@ -1762,3 +1762,38 @@ fn prometheus_rules_pass_promtool_check_and_unit_tests() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `collectors.export` becomes the operator's export settings; by default there is none.
+#[test]
+fn export_values_become_the_operator_export_settings() {
+    let docs = render(&[], &[]);
+    let container = &one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        env_of(container)
+            .keys()
+            .all(|name| !name.starts_with("CX_EXPORT_")),
+        "no export by default"
+    );
+    let docs = render(&[ALL_ON], &[]);
+    let container = &one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    for (name, value) in [
+        (
+            "CX_EXPORT_ENDPOINT",
+            "http://otel-collector.observability:4318",
+        ),
+        ("CX_EXPORT_TIMEOUT_MILLIS", "3000"),
+        ("CX_EXPORT_TOKEN_SECRET", "otel-ingest/token"),
+        ("CX_EXPORT_PSEUDONYM_KEY_SECRET", "cx-pseudonyms/key"),
+    ] {
+        assert_eq!(env_value(container, name).as_deref(), Some(value), "{name}");
+    }
+    let refused = render_chart(
+        &chart_dir(),
+        &[],
+        &["collectors.export.endpoint=otel-collector:4318"],
+    );
+    assert!(
+        refused.is_err(),
+        "the schema refuses an endpoint without scheme"
+    );
+}

@@ -1,6 +1,9 @@
 //! Comments over real HTTP: counted and matched against declared themes, and never echoed — not in
 //! `/metrics`, not in a log line at any level, not in any answer, accepted or refused.
 
+#[path = "support/otlp.rs"]
+mod otlp;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -330,4 +333,77 @@ async fn the_retail_pool_counts_an_italian_late_delivery_under_delivery_and_detr
     );
     let _ = stop.send(());
     let _ = served.await;
+}
+
+/// Export failures (refusals, partial success, an unreachable endpoint) and successes never echo
+/// a comment either: not in the 503 answers, not in `/metrics`, not in a log line.
+#[tokio::test]
+async fn export_errors_never_echo_comments() {
+    let logs = logs();
+    let endpoint = otlp::Endpoint::start(otlp::Mode::Accept).await;
+    let config: CollectorConfig = serde_yaml::from_str(&format!(
+        "{CONFIG}export: {{ endpoint: \"{}\", timeoutMillis: 300 }}\n",
+        endpoint.url()
+    ))
+    .expect("test config");
+    let collector = Collector::new(&config, ServeOptions::default()).expect("collector starts");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(collector.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let single = format!(
+        r#"{{"type":"survey","metric":"nps","score":2,"comment":"{MARKER} consegna in ritardo","customerId":"{MARKER}-customer"}}"#
+    );
+    let batch = format!("{single}\n{single}\n");
+    let mut answers = Vec::new();
+    for mode in [
+        otlp::Mode::Status(503, Some(2)),
+        otlp::Mode::Partial,
+        otlp::Mode::Status(400, None),
+        otlp::Mode::Slow(Duration::from_secs(1)),
+        otlp::Mode::Accept,
+    ] {
+        endpoint.set(mode);
+        let (status, answer) = post(addr, "/v1/events", "application/json", &single).await;
+        let expected = if mode == otlp::Mode::Accept { 202 } else { 503 };
+        assert_eq!(status, expected, "{mode:?}: {answer}");
+        answers.push(answer);
+        let (status, answer) = post(addr, "/v1/events:batch", "application/x-ndjson", &batch).await;
+        let expected = if mode == otlp::Mode::Accept { 200 } else { 503 };
+        assert_eq!(status, expected, "{mode:?}: {answer}");
+        answers.push(answer);
+    }
+    let metrics = get(addr, "/metrics").await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_export_events_total",
+            &[r#"result="exported""#]
+        ),
+        3.0
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("drains")
+        .expect("serve task");
+    // The comment did reach the endpoint, where it belongs.
+    let exported = endpoint.accepted.lock().expect("seen").records();
+    assert_eq!(exported.len(), 3);
+    assert!(format!("{:?}", exported[0].body).contains(MARKER));
+
+    assert!(!metrics.contains(MARKER), "{metrics}");
+    for answer in &answers {
+        assert!(!answer.contains(MARKER), "{answer}");
+    }
+    let logs =
+        String::from_utf8_lossy(&logs.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(
+        logs.contains("export request failed"),
+        "the export failures were not logged: {logs}"
+    );
+    assert!(!logs.contains(MARKER), "{logs}");
+    assert!(!logs.contains("MARKER"), "{logs}");
 }

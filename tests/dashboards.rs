@@ -166,6 +166,10 @@ spec:
     let schema = EventSchema::from_config(&config).expect("valid collector config");
     let metrics = CollectorMetrics::new(&config, &schema).expect("collector metrics");
     exposition(&metrics.render().expect("renders"), inventory);
+    // The export series of a collector that exports.
+    let export = cx_conductor::collector::export::ExportMetrics::new("retail").expect("export");
+    let text = cx_conductor::collector::metrics::render_families(export.gather()).expect("renders");
+    exposition(&text, inventory);
 }
 
 fn inventory() -> Inventory {
@@ -1035,7 +1039,7 @@ const INDICATOR_UNITS: [(&str, Unit); 11] = [
 
 /// The unit of each metric the project exports; `None` for the KPI figures, whose unit is their
 /// indicator's ([`INDICATOR_UNITS`]).
-const METRIC_UNITS: [(&str, Option<Unit>); 29] = [
+const METRIC_UNITS: [(&str, Option<Unit>); 36] = [
     ("cx_events_received_total", Some(Unit::Count)),
     ("cx_feedback_comments_total", Some(Unit::Count)),
     ("cx_feedback_themes_total", Some(Unit::Count)),
@@ -1077,6 +1081,16 @@ const METRIC_UNITS: [(&str, Option<Unit>); 29] = [
     ("cx_reconcile_duration_seconds_sum", Some(Unit::Seconds)),
     ("cx_reconcile_duration_seconds_count", Some(Unit::Count)),
     ("cx_api_writes_total", Some(Unit::Count)),
+    ("cx_export_batches_total", Some(Unit::Count)),
+    ("cx_export_events_total", Some(Unit::Count)),
+    ("cx_export_failures_total", Some(Unit::Count)),
+    (
+        "cx_export_duration_seconds_bucket",
+        Some(Unit::SecondsBuckets),
+    ),
+    ("cx_export_duration_seconds_sum", Some(Unit::Seconds)),
+    ("cx_export_duration_seconds_count", Some(Unit::Count)),
+    ("cx_export_pending_events", Some(Unit::Count)),
 ];
 
 /// Whether Grafana's `unit` shows a number of `unit` truthfully.

@@ -11,13 +11,16 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use cx_conductor::api::{Direction, ExperienceKPI};
 use cx_conductor::kpi::metrics::{KpiLabels, STATES};
+use cx_conductor::kpi::promql::counted;
 use cx_conductor::kpi::recording::{Increase, RECORDED, recording_group};
 use cx_conductor::kpi::rules::{
     AT_RISK_ALERT, BREACHED_ALERT, RuleFile, prometheus_rules, rule_file,
 };
+use cx_conductor::kpi::window::Span;
 use cx_conductor::manifest::{Inventory, load_paths};
 use cx_conductor::schema::SchemaValidator;
 use serde_json::{Value, json};
@@ -333,4 +336,68 @@ fn recorded_increments_sum_to_the_answers_received() {
         let out = run(&promtool, &["test", "rules", "increments-test.yaml"], &dir);
         assert!(out.contains("SUCCESS"), "{form:?}: {out}");
     }
+}
+
+/// A KPI's exact count ([`counted`]) where a window starts inside a scrape gap: a collector
+/// restarted in place while unscraped (its counter back at zero), and one unscraped for longer
+/// than Prometheus' 5-minute lookback. Before the count looked for the start value and resets an
+/// hour back, the first read 0 answers where 10 came and the second its whole history (15)
+/// where 11 came after its last sample before the window.
+#[test]
+fn counts_are_exact_when_a_window_starts_inside_a_scrape_gap() {
+    let Some(promtool) = promtool_binary() else {
+        return;
+    };
+    let dir = temp_dir().join("gaps");
+    std::fs::create_dir_all(&dir).expect("a folder");
+    std::fs::write(dir.join("none.yaml"), "groups: []\n").expect("rules written");
+    let series = |score: &str, values: &str| {
+        json!({
+            "series": format!(
+                r#"cx_survey_responses_total{{namespace="retail", touchpoint="checkout", metric="nps", score="{score}"}}"#
+            ),
+            "values": values,
+        })
+    };
+    let span = Span {
+        range: "12m".into(),
+        length: Duration::from_secs(12 * 60),
+        offset: Duration::ZERO,
+    };
+    let count = format!(
+        "sum by (score) ({})",
+        counted(
+            "cx_survey_responses_total",
+            r#"namespace="retail", touchpoint="checkout""#,
+            &span
+        )
+    );
+    let tests = json!({
+        "rule_files": ["none.yaml"],
+        "tests": [{
+            "interval": "30s",
+            "input_series": [
+                // 10 answers, unscraped from 5m, restarted at 15m: 10 answers by 20m.
+                series("9", "0+1x10 _x19 0+1x10"),
+                // 4 answers by 2m, unscraped until 15m, 11 more by 20m (no restart).
+                series("10", "0+1x4 _x25 5+1x10"),
+            ],
+            "promql_expr_test": [{
+                "expr": count,
+                // The 12-minute window starts at 8m, inside both gaps.
+                "eval_time": "20m",
+                "exp_samples": [
+                    {"labels": r#"{score="9"}"#, "value": 10},
+                    {"labels": r#"{score="10"}"#, "value": 11},
+                ],
+            }],
+        }],
+    });
+    std::fs::write(
+        dir.join("gaps-test.yaml"),
+        serde_yaml::to_string(&tests).expect("yaml"),
+    )
+    .expect("tests written");
+    let out = run(&promtool, &["test", "rules", "gaps-test.yaml"], &dir);
+    assert!(out.contains("SUCCESS"), "{out}");
 }

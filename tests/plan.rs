@@ -572,3 +572,146 @@ fn a_pool_plan_is_the_same_whatever_order_its_members_come_in() {
     sorted.sort();
     assert_eq!(owners, sorted);
 }
+
+/// The platform team's export settings reach every collector's configuration and pods; a
+/// touchpoint opts out or keeps its comments and identifiers in the cluster.
+#[test]
+fn export_settings_reach_the_collector_configuration_and_pods() {
+    use cx_conductor::api::TouchpointExport;
+    use cx_conductor::core::plan::{ExportOptions, SecretKey};
+    use cx_conductor::core::pool::{PoolMember, plan_pool};
+    let (mut tp, channel) = fixture();
+    let options = PlanOptions {
+        export: Some(ExportOptions {
+            endpoint: "http://otel.observability:4318".into(),
+            timeout_millis: 2500,
+            token_secret: Some(SecretKey {
+                name: "otel-ingest".into(),
+                key: "token".into(),
+            }),
+            pseudonym_key_secret: Some(SecretKey {
+                name: "cx-pseudonyms".into(),
+                key: "key".into(),
+            }),
+        }),
+        ..Default::default()
+    };
+    let config_of = |plan: &CollectorPlan| -> CollectorConfig {
+        serde_json::from_str(&plan.config).expect("config")
+    };
+    let without = plan(&tp, &channel, &PlanOptions::default());
+    assert_eq!(config_of(&without).export, None);
+
+    let planned = plan(&tp, &channel, &options);
+    let export = config_of(&planned).export.expect("exported");
+    assert_eq!(export.endpoint, "http://otel.observability:4318");
+    assert_eq!(export.timeout_millis, 2500);
+    assert!(export.comments);
+    assert!(!export.raw_identifiers);
+    assert_eq!(
+        export.token_file.as_deref(),
+        Some("/var/run/cx-conductor/export/token")
+    );
+    assert_eq!(
+        export.pseudonym_key_file.as_deref(),
+        Some("/var/run/cx-conductor/export/pseudonym-key")
+    );
+    let pod = serde_json::to_value(&planned.deployment).expect("json");
+    let pod = &pod["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "export")
+        .expect("export volume");
+    assert_eq!(
+        volume["projected"]["sources"][0]["secret"]["name"],
+        "otel-ingest"
+    );
+    assert_eq!(
+        volume["projected"]["sources"][1]["secret"]["items"][0],
+        serde_json::json!({"key": "key", "path": "pseudonym-key"})
+    );
+    assert!(
+        pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["name"] == "export" && m["mountPath"] == "/var/run/cx-conductor/export")
+    );
+    assert_ne!(planned.config_hash, without.config_hash, "the pods roll");
+
+    // The touchpoint's own choices.
+    tp.spec.export = Some(TouchpointExport {
+        enabled: true,
+        comments: false,
+        raw_identifiers: true,
+    });
+    let export = config_of(&plan(&tp, &channel, &options))
+        .export
+        .expect("exported");
+    assert!(!export.comments);
+    assert!(export.raw_identifiers);
+    tp.spec.export = Some(TouchpointExport {
+        enabled: false,
+        ..TouchpointExport::default()
+    });
+    let opted_out = plan(&tp, &channel, &options);
+    assert_eq!(config_of(&opted_out).export, None);
+    let pod = serde_json::to_value(&opted_out.deployment).expect("json");
+    assert!(!pod.to_string().contains("otel-ingest"));
+
+    // A pool: the same settings per member, the Secrets mounted on its pods.
+    tp.spec.export = None;
+    let members = [PoolMember {
+        touchpoint: &tp,
+        channel: Some(&channel),
+        token_sha256: None,
+        themes: &[],
+    }];
+    let pool = plan_pool("shop", &members, &options).expect("a pool");
+    let data = pool.secret.data.as_ref().expect("data");
+    let text = String::from_utf8(data["collectors.yaml"].0.clone()).expect("UTF-8");
+    let setup = cx_conductor::collector::config::CollectorSetup::from_yaml(&text).expect("pool");
+    assert_eq!(
+        setup.touchpoints()[0]
+            .export
+            .as_ref()
+            .map(|e| e.endpoint.as_str()),
+        Some("http://otel.observability:4318")
+    );
+    let pod = serde_json::to_value(&pool.deployment).expect("json");
+    assert!(pod.to_string().contains("cx-pseudonyms"));
+}
+
+/// With NetworkPolicies on, collectors may open only the connections export needs: the
+/// endpoint's port and DNS; without export, none.
+#[test]
+fn the_shared_network_policy_lets_collectors_reach_only_the_export_endpoint() {
+    use cx_conductor::core::plan::ExportOptions;
+    let (tp, _) = fixture();
+    let mut options = PlanOptions {
+        network_policy: true,
+        ..Default::default()
+    };
+    let egress = |options: &PlanOptions| {
+        let shared = plan_shared("shop", &[&tp], options).unwrap();
+        serde_json::to_value(shared.network_policy.unwrap()).unwrap()["spec"]["egress"].clone()
+    };
+    assert_eq!(egress(&options), serde_json::json!([]));
+    options.export = Some(ExportOptions {
+        endpoint: "https://otel.observability:4318".into(),
+        timeout_millis: 2500,
+        token_secret: None,
+        pseudonym_key_secret: None,
+    });
+    assert_eq!(
+        egress(&options),
+        serde_json::json!([
+            {"ports": [{"port": 4318, "protocol": "TCP"}]},
+            {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        ])
+    );
+    options.export.as_mut().unwrap().endpoint = "https://otel.example.com".into();
+    assert_eq!(egress(&options)[0]["ports"][0]["port"], 443);
+}

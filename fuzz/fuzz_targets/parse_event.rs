@@ -36,6 +36,7 @@ static SCHEMA: LazyLock<EventSchema> = LazyLock::new(|| {
         auth_token_sha256: None,
         max_comment_bytes: Some(64),
         themes: Vec::new(),
+        export: None,
     };
     EventSchema::from_config(&config).expect("the fuzz configuration is valid")
 });

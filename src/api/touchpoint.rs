@@ -79,6 +79,41 @@ pub struct TouchpointSpec {
     /// When true, the operator stops changing the collector's objects (nothing is deleted).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// What of this touchpoint's events leaves the cluster when the platform team configured an
+    /// export (OTLP log records to the company's pipeline). Absent: every event is exported,
+    /// comments included, customerId and sessionId pseudonymised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<TouchpointExport>,
+}
+
+/// A touchpoint's export choices (the endpoint itself is the platform team's setting).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TouchpointExport {
+    /// Export this touchpoint's events; false keeps them in the cluster (counted only).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Export comments (the log record's body); false exports every other field but no text.
+    #[serde(default = "enabled")]
+    pub comments: bool,
+    /// Export customerId and sessionId as sent instead of as keyed hashes (HMAC-SHA256 with the
+    /// platform's pseudonym key). Turn on only where the pipeline may hold personal data.
+    #[serde(default)]
+    pub raw_identifiers: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for TouchpointExport {
+    fn default() -> Self {
+        TouchpointExport {
+            enabled: true,
+            comments: true,
+            raw_identifiers: false,
+        }
+    }
 }
 
 /// Signals listened to at a touchpoint.
@@ -391,4 +426,8 @@ pub struct CollectorStatus {
     /// Hash of the collector configuration currently deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Where this touchpoint's events are exported as OpenTelemetry log records (the OTLP logs
+    /// URL, without credentials); absent: they are not exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
 }

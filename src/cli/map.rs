@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::DeserializeGuard;
 use kube::{Client, Config};
 
 use crate::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
@@ -188,35 +189,13 @@ async fn read_cluster(args: &MapArgs) -> Result<MapDocument, String> {
         }
         format!("cannot read the cluster of context {context} at {server}: {why}")
     };
-    let lp = ListParams::default();
-    let (channels, touchpoints, kpis, journeys) = if args.all_namespaces {
-        (
-            Api::<Channel>::all(client.clone()),
-            Api::<Touchpoint>::all(client.clone()),
-            Api::<ExperienceKPI>::all(client.clone()),
-            Api::<CustomerJourney>::all(client),
-        )
-    } else {
-        (
-            Api::<Channel>::namespaced(client.clone(), &namespace),
-            Api::<Touchpoint>::namespaced(client.clone(), &namespace),
-            Api::<ExperienceKPI>::namespaced(client.clone(), &namespace),
-            Api::<CustomerJourney>::namespaced(client, &namespace),
-        )
-    };
     let (channels, touchpoints, kpis, journeys) = tokio::try_join!(
-        channels.list(&lp),
-        touchpoints.list(&lp),
-        kpis.list(&lp),
-        journeys.list(&lp),
+        readable::<Channel>(&client, args.all_namespaces, &namespace),
+        readable::<Touchpoint>(&client, args.all_namespaces, &namespace),
+        readable::<ExperienceKPI>(&client, args.all_namespaces, &namespace),
+        readable::<CustomerJourney>(&client, args.all_namespaces, &namespace),
     )
     .map_err(unreachable)?;
-    let (channels, touchpoints, kpis, journeys) = (
-        channels.items,
-        touchpoints.items,
-        kpis.items,
-        journeys.items,
-    );
     let world = World::new(&channels, &touchpoints, &kpis, &journeys);
     let analysis = analyze(&world);
     let scope = if args.all_namespaces {
@@ -231,4 +210,35 @@ async fn read_cluster(args: &MapArgs) -> Result<MapDocument, String> {
         &[],
         format!("cluster context {context} ({server}), {scope}"),
     ))
+}
+
+/// Every object of kind `K` in `namespace` (or all of them): one that cannot be read as `K` (a
+/// newer CRD's field, a hand-edited object) is left out and named on stderr, never a reason to
+/// draw no map at all.
+async fn readable<K>(client: &Client, all: bool, namespace: &str) -> Result<Vec<K>, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<DeserializeGuard<K>> = if all {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), namespace)
+    };
+    let mut kept = Vec::new();
+    for guard in api.list(&ListParams::default()).await?.items {
+        match guard.0 {
+            Ok(object) => kept.push(object),
+            Err(invalid) => eprintln!(
+                "warning: left out {} {}/{}: {}",
+                K::kind(&()),
+                invalid.metadata.namespace.as_deref().unwrap_or_default(),
+                invalid.metadata.name.as_deref().unwrap_or_default(),
+                invalid.error
+            ),
+        }
+    }
+    Ok(kept)
 }

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use std::collections::BTreeMap;
 
-use crate::core::plan::{PlanOptions, PoolOptions};
+use crate::core::plan::{ExportOptions, PlanOptions, PoolOptions, SecretKey};
 use crate::kpi::{BearerToken, PrometheusClient, PrometheusConfig};
 use crate::operator::KpiOptions;
 use crate::operator::http::{HttpState, router};
@@ -111,9 +111,64 @@ pub struct RunArgs {
     /// Memory limit of a pool pod.
     #[arg(long, env = "CX_POOL_MEMORY_LIMIT", default_value = "256Mi")]
     pub pool_memory_limit: String,
+    /// Base URL of the OTLP/HTTP endpoint every collector exports its events to as log records
+    /// (`<url>/v1/logs`), e.g. http://otel-collector.observability:4318; none: no export.
+    #[arg(long, env = "CX_EXPORT_ENDPOINT")]
+    pub export_endpoint: Option<String>,
+    /// Longest wait, in milliseconds, for the endpoint to accept one export request; longer, the
+    /// producers are answered 503 with Retry-After.
+    #[arg(long, env = "CX_EXPORT_TIMEOUT_MILLIS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub export_timeout_millis: u32,
+    /// Secret holding a bearer token for the export endpoint, NAME/KEY; it must exist in every
+    /// namespace with collectors.
+    #[arg(long, env = "CX_EXPORT_TOKEN_SECRET")]
+    pub export_token_secret: Option<String>,
+    /// Secret holding the key that pseudonymises customerId and sessionId (HMAC-SHA256), NAME/KEY,
+    /// at least 16 bytes; it must exist in every namespace with collectors.
+    #[arg(long, env = "CX_EXPORT_PSEUDONYM_KEY_SECRET")]
+    pub export_pseudonym_key_secret: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "CX_LOG_JSON")]
     pub log_json: bool,
+}
+
+/// A `NAME/KEY` Secret reference of a flag.
+fn parse_secret_key(flag: &str, value: &str) -> Result<SecretKey, String> {
+    match value.split_once('/') {
+        Some((name, key)) if !name.trim().is_empty() && !key.trim().is_empty() => Ok(SecretKey {
+            name: name.trim().to_string(),
+            key: key.trim().to_string(),
+        }),
+        _ => Err(format!(
+            "--{flag} {value:?}: expected NAME/KEY, the Secret and the key in it"
+        )),
+    }
+}
+
+/// The export settings of the flags.
+fn export_options(args: &RunArgs) -> Result<Option<ExportOptions>, String> {
+    let Some(endpoint) = args.export_endpoint.as_deref().filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    crate::collector::export::logs_url(endpoint)
+        .map_err(|error| format!("--export-endpoint: {}", error.0))?;
+    Ok(Some(ExportOptions {
+        endpoint: endpoint.to_string(),
+        timeout_millis: args.export_timeout_millis,
+        token_secret: args
+            .export_token_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_secret_key("export-token-secret", s))
+            .transpose()?,
+        pseudonym_key_secret: args
+            .export_pseudonym_key_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_secret_key("export-pseudonym-key-secret", s))
+            .transpose()?,
+    }))
 }
 
 /// `KEY=VALUE` pairs of a repeatable flag.
@@ -165,6 +220,7 @@ fn plan_options(args: &RunArgs) -> Result<PlanOptions, String> {
                 ..Default::default()
             },
         },
+        export: export_options(args)?,
     })
 }
 
@@ -330,5 +386,48 @@ mod tests {
                 "{out_of_range} is refused"
             );
         }
+    }
+
+    fn export_of(args: &[&str]) -> Result<Option<ExportOptions>, String> {
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .expect("flags parse");
+        plan_options(&cli.run).map(|options| options.export)
+    }
+
+    #[test]
+    fn export_flags_name_the_endpoint_and_the_secrets() {
+        assert_eq!(export_of(&[]), Ok(None));
+        assert_eq!(
+            export_of(&[
+                "--export-endpoint=http://otel.observability:4318",
+                "--export-timeout-millis=2500",
+                "--export-token-secret=otel-ingest/token",
+                "--export-pseudonym-key-secret=cx-pseudonyms/key",
+            ]),
+            Ok(Some(ExportOptions {
+                endpoint: "http://otel.observability:4318".into(),
+                timeout_millis: 2500,
+                token_secret: Some(SecretKey {
+                    name: "otel-ingest".into(),
+                    key: "token".into()
+                }),
+                pseudonym_key_secret: Some(SecretKey {
+                    name: "cx-pseudonyms".into(),
+                    key: "key".into()
+                }),
+            }))
+        );
+        let error = export_of(&["--export-endpoint=otel:4318"]).unwrap_err();
+        assert!(error.contains("--export-endpoint"), "{error}");
+        let error = export_of(&[
+            "--export-endpoint=http://otel:4318",
+            "--export-token-secret=otel-ingest",
+        ])
+        .unwrap_err();
+        assert!(
+            error.contains("--export-token-secret") && error.contains("NAME/KEY"),
+            "{error}"
+        );
+        assert!(Cli::try_parse_from(["run", "--export-timeout-millis=0"]).is_err());
     }
 }

@@ -58,6 +58,72 @@ pub struct CollectorConfig {
     /// Themes counted in comments (`cx_feedback_themes_total{theme}`); empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub themes: Vec<ThemeConfig>,
+    /// OTLP/HTTP log export of every accepted event; absent: events are only counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportConfig>,
+}
+
+/// Where and how a touchpoint's events are exported as OpenTelemetry log records
+/// ([`crate::collector::export`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Base URL of the OTLP/HTTP endpoint (like `OTEL_EXPORTER_OTLP_ENDPOINT`): records are
+    /// posted, protobuf-encoded, to `<endpoint>/v1/logs`. `http://` or `https://`.
+    pub endpoint: String,
+    /// What the 2xx of the collector means: `guaranteed`, the only mode, answers 2xx only once
+    /// the endpoint accepted the export request holding the event.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Longest wait for the endpoint's answer to one export request, in milliseconds.
+    #[serde(default = "default_export_timeout_millis")]
+    pub timeout_millis: u32,
+    /// How long the first event of a group waits for others before the group is sent, in
+    /// milliseconds (group commit).
+    #[serde(default = "default_linger_millis")]
+    pub linger_millis: u32,
+    /// Most log records in one export request: a full group is sent at once.
+    #[serde(default = "default_max_batch_events")]
+    pub max_batch_events: u32,
+    /// File holding a bearer token sent as `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Whether comments are exported (the log record's body); `false` keeps them in the cluster.
+    #[serde(default = "yes")]
+    pub comments: bool,
+    /// File holding the key of the keyed hash (HMAC-SHA256) that pseudonymises `customerId` and
+    /// `sessionId`; absent (and `rawIdentifiers` off): those fields are not exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym_key_file: Option<String>,
+    /// Export `customerId` and `sessionId` as sent instead of pseudonymised.
+    #[serde(default)]
+    pub raw_identifiers: bool,
+}
+
+/// What a collector's 2xx promises about the export of the event.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum Delivery {
+    /// 2xx only after the endpoint accepted the export request holding the event; 503 with
+    /// `Retry-After` when it did not.
+    #[default]
+    Guaranteed,
+}
+
+fn default_export_timeout_millis() -> u32 {
+    5000
+}
+
+fn default_linger_millis() -> u32 {
+    2
+}
+
+fn default_max_batch_events() -> u32 {
+    512
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where the collector reads the bearer token producers must send.
@@ -89,6 +155,8 @@ pub struct PoolConfig {
 
 /// What a collector serves: one touchpoint at `/v1/events`, or a pool.
 #[derive(Clone, Debug, PartialEq)]
+// One value per process (and per pool reload): boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum CollectorSetup {
     /// One touchpoint (a dedicated collector).
     Dedicated(CollectorConfig),

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tower_http::timeout::TimeoutLayer;
 
 use super::event::{Event, Reason, Rejection, parse_event, parse_json_array, parse_ndjson};
+use super::export::{Failure, now_unix_nano};
 use super::pool::{PoolMetrics, Routes, Served};
 
 /// Path of the single-event endpoint.
@@ -184,6 +185,14 @@ async fn event(pool: &App, app: &Served, request: Request) -> Response {
     };
     match parse_event(&bytes, &app.schema) {
         Ok(event) => {
+            // Exported (when configured) before it is counted or answered: a 2xx is never sent
+            // for an event the export endpoint has not accepted.
+            if let Some(export) = &app.export
+                && let Some(record) = app.log_record(&event, now_unix_nano())
+                && let Err(failure) = export.exporter.export(vec![record]).await
+            {
+                return app.refuse_export(failure);
+            }
             // Counted before the answer exists: a 2xx is never sent for an uncounted event.
             app.metrics.record(&event);
             accepted_one()
@@ -212,7 +221,7 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
         Err(rejection) => return app.refuse(rejection),
     };
     let parse_deadline = deadline.min(Instant::now() + PARSE_QUEUE_WAIT);
-    let Ok(Ok(_parser)) =
+    let Ok(Ok(parser)) =
         tokio::time::timeout_at(parse_deadline, pool.batch_permits.acquire()).await
     else {
         return app.refuse(Rejection::whole(
@@ -223,8 +232,15 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
 
     let mut tally = app.metrics.tally();
     let mut errors = Vec::new();
+    let mut records = Vec::new();
+    let observed = now_unix_nano();
     let mut on_event = |index: usize, result: Result<Event, Rejection>| match result {
-        Ok(event) => tally.record(&event),
+        Ok(event) => {
+            if let Some(record) = app.log_record(&event, observed) {
+                records.push(record);
+            }
+            tally.record(&event)
+        }
         Err(rejection) => {
             tally.reject(rejection.reason);
             if errors.len() < MAX_REPORTED_REJECTIONS {
@@ -238,6 +254,15 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
         // Nothing of a broken array is counted but the refusal itself (the tally is dropped).
         drop(tally);
         return app.refuse(rejection);
+    }
+    // The parser is free for other batches while this one is exported.
+    drop(parser);
+    if let Some(export) = &app.export
+        && let Err(failure) = export.exporter.export(records).await
+    {
+        // Nothing of the batch is counted but the refusal itself (the tally is dropped).
+        drop(tally);
+        return app.refuse_export(failure);
     }
     let accepted = tally.accepted();
     // The tally holds the exact count; `errors` may be truncated.
@@ -510,6 +535,22 @@ impl Served {
     fn refuse(&self, rejection: Rejection) -> Response {
         self.metrics.reject(rejection.reason);
         refusal_response(rejection)
+    }
+
+    /// Counts and answers a request whose events the export endpoint did not accept: 503 with
+    /// the `Retry-After` the failure calls for. The message names the bounded reason only.
+    fn refuse_export(&self, failure: Failure) -> Response {
+        let message = format!(
+            "the events could not be delivered to the export pipeline ({}); nothing of this \
+             request was accepted: retry it with the same eventId",
+            failure.reason.as_str()
+        );
+        let mut response = self.refuse(Rejection::whole(Reason::ExportUnavailable, message));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(failure.retry_after_seconds),
+        );
+        response
     }
 }
 

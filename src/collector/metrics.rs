@@ -507,6 +507,19 @@ impl CollectorMetrics {
         self.received.inc();
     }
 
+    /// The names of the declared themes `comment` mentions, in declaration order.
+    pub fn themes_of(&self, comment: &str) -> Vec<&str> {
+        let Some(matcher) = &self.matcher else {
+            return Vec::new();
+        };
+        let names = matcher.names();
+        matcher
+            .matches(comment)
+            .iter()
+            .filter_map(|theme| names.get(theme).map(String::as_str))
+            .collect()
+    }
+
     /// Counts one refused event or request.
     pub fn reject(&self, reason: Reason) {
         self.rejected[reason.index()].inc();

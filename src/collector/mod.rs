@@ -21,7 +21,8 @@
 //! Refusals answer `{"error":{"reason","field","message"}}`: 400 malformed JSON or HTTP, 401
 //! missing or wrong bearer token, 408 body too slow, 413 body over `maxEventBytes` (batches: 1000
 //! × `maxEventBytes`, at most 16 MiB), 414 URI too long, 415 wrong Content-Type, 422 invalid
-//! event, 431 request head over 16 KiB, 503 with `Retry-After` when overloaded or shutting down.
+//! event, 431 request head over 16 KiB, 503 with `Retry-After` when overloaded or shutting down,
+//! or when the export endpoint did not accept the events (`export_unavailable`, see [`export`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ pub mod config;
 
 use config::CollectorSetup;
 pub mod event;
+pub mod export;
 pub mod http;
 pub mod metrics;
 pub mod pool;

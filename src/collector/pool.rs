@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use super::config::{CollectorConfig, CollectorSetup};
-use super::event::{EventSchema, InvalidConfig, Reason};
+use super::config::{CollectorConfig, CollectorSetup, ExportConfig};
+use super::event::{Event, EventSchema, InvalidConfig, Reason};
+use super::export::encode::{self, Identifiers, RecordContext};
+use super::export::{ExportMetrics, Exporter, ExporterKey};
 use super::metrics::{CollectorMetrics, render_families};
 use super::server::{CollectorError, read_token_digest};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 /// One touchpoint as a collector serves it.
 pub(crate) struct Served {
@@ -22,6 +25,36 @@ pub(crate) struct Served {
     /// SHA-256 of the expected bearer token: comparing digests in constant time also hides the
     /// token's length.
     pub(crate) token_digest: Option<[u8; 32]>,
+    /// Where its events are exported, when they are.
+    pub(crate) export: Option<ServedExport>,
+}
+
+/// A touchpoint's export: the (shared) exporter and what its records carry.
+pub(crate) struct ServedExport {
+    pub(crate) exporter: Exporter,
+    pub(crate) context: RecordContext,
+}
+
+impl Served {
+    /// The log record of one of this touchpoint's accepted events.
+    pub(crate) fn log_record(
+        &self,
+        event: &Event<'_>,
+        observed_unix_nano: u64,
+    ) -> Option<LogRecord> {
+        let export = self.export.as_ref()?;
+        let themes = match &event.comment {
+            Some(comment) => self.metrics.themes_of(comment),
+            None => Vec::new(),
+        };
+        Some(encode::log_record(
+            event,
+            &self.schema,
+            &themes,
+            &export.context,
+            observed_unix_nano,
+        ))
+    }
 }
 
 /// The touchpoints a collector serves, by name.
@@ -29,6 +62,10 @@ pub(crate) struct Routes {
     /// A pool routes by `/v1/touchpoints/<name>/...`; a dedicated collector serves `/v1/events`.
     pub(crate) pooled: bool,
     pub(crate) by_name: HashMap<String, Arc<Served>>,
+    /// One exporter per distinct export endpoint, shared by the touchpoints sending there.
+    pub(crate) exporters: HashMap<ExporterKey, Exporter>,
+    /// The `cx_export_*` series of every exporter of the process.
+    pub(crate) export_metrics: ExportMetrics,
 }
 
 impl Routes {
@@ -38,12 +75,41 @@ impl Routes {
         setup: &CollectorSetup,
         previous: Option<&Routes>,
     ) -> Result<Routes, CollectorError> {
+        let pooled = matches!(setup, CollectorSetup::Pool(_));
+        let namespace = match setup {
+            CollectorSetup::Dedicated(config) => config.namespace.as_str(),
+            CollectorSetup::Pool(pool) => pool.namespace.as_str(),
+        };
+        let export_metrics = match previous {
+            Some(previous) => previous.export_metrics.clone(),
+            None => ExportMetrics::new(namespace)?,
+        };
+        let mut exporters: HashMap<ExporterKey, Exporter> = HashMap::new();
         let mut by_name = HashMap::with_capacity(setup.touchpoints().len());
         for config in setup.touchpoints() {
             let before = previous.and_then(|p| p.by_name.get(&config.touchpoint));
+            let exporter = match &config.export {
+                None => None,
+                Some(export) => {
+                    let key = ExporterKey::of(export);
+                    let exporter = match exporters
+                        .get(&key)
+                        .or_else(|| previous.and_then(|p| p.exporters.get(&key)))
+                    {
+                        Some(kept) => kept.clone(),
+                        None => Exporter::new(
+                            &key,
+                            encode::resource(namespace, &pod_name(), pooled),
+                            export_metrics.clone(),
+                        )?,
+                    };
+                    exporters.insert(key, exporter.clone());
+                    Some(exporter)
+                }
+            };
             let served = match before {
                 Some(kept) if kept.config == *config => kept.clone(),
-                _ => Arc::new(Served::new(config, before.map(|b| &b.metrics))?),
+                _ => Arc::new(Served::new(config, before.map(|b| &b.metrics), exporter)?),
             };
             if by_name.insert(config.touchpoint.clone(), served).is_some() {
                 return Err(InvalidConfig(format!(
@@ -54,8 +120,10 @@ impl Routes {
             }
         }
         Ok(Routes {
-            pooled: matches!(setup, CollectorSetup::Pool(_)),
+            pooled,
             by_name,
+            exporters,
+            export_metrics,
         })
     }
 
@@ -72,6 +140,7 @@ impl Served {
     fn new(
         config: &CollectorConfig,
         previous: Option<&CollectorMetrics>,
+        exporter: Option<Exporter>,
     ) -> Result<Served, CollectorError> {
         let schema = EventSchema::from_config(config)?;
         let metrics = CollectorMetrics::continuing(config, &schema, previous)?;
@@ -85,13 +154,60 @@ impl Served {
             })?),
             (None, None) => None,
         };
+        let export = match (exporter, &config.export) {
+            (Some(exporter), Some(export)) => Some(ServedExport {
+                exporter,
+                context: RecordContext::new(
+                    &config.touchpoint,
+                    &config.channel,
+                    config.stage.as_str(),
+                    export.comments,
+                    identifiers(export)?,
+                ),
+            }),
+            _ => None,
+        };
         Ok(Served {
             config: config.clone(),
             schema,
             metrics,
             token_digest,
+            export,
         })
     }
+}
+
+/// How a touchpoint's `customerId` and `sessionId` are exported: raw when configured, else
+/// pseudonymised with the key file's bytes (trailing newline trimmed), else not at all.
+fn identifiers(export: &ExportConfig) -> Result<Identifiers, CollectorError> {
+    if export.raw_identifiers {
+        return Ok(Identifiers::Raw);
+    }
+    let Some(path) = &export.pseudonym_key_file else {
+        return Ok(Identifiers::Dropped);
+    };
+    let key = std::fs::read(path).map_err(|error| {
+        InvalidConfig(format!(
+            "cannot read export.pseudonymKeyFile {path}: {error}"
+        ))
+    })?;
+    let key = key.trim_ascii_end();
+    if key.len() < 16 {
+        return Err(InvalidConfig(format!(
+            "export.pseudonymKeyFile {path} holds {} bytes; a pseudonym key needs at least 16",
+            key.len()
+        ))
+        .into());
+    }
+    Ok(Identifiers::Pseudonymised(key.to_vec()))
+}
+
+/// The pod's name (Kubernetes sets `HOSTNAME` to it), for the export's resource.
+fn pod_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "cx-conductor-collector".to_string())
 }
 
 /// 64 hex digits as 32 bytes.
@@ -220,6 +336,9 @@ impl PoolMetrics {
         served.sort_by(|a, b| a.config.touchpoint.cmp(&b.config.touchpoint));
         for touchpoint in served {
             families.extend(touchpoint.metrics.gather());
+        }
+        if !routes.exporters.is_empty() {
+            families.extend(routes.export_metrics.gather());
         }
         render_families(families)
     }

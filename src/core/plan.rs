@@ -8,11 +8,13 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretProjection, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -24,7 +26,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{Channel, ThemeSpec, Touchpoint};
 use crate::collector::config::{
-    AuthConfig, COLLECTOR_PORT, CONFIG_ENV, CollectorConfig, HEALTH_PORT, TOKEN_MOUNT_PATH,
+    AuthConfig, COLLECTOR_PORT, CONFIG_ENV, CollectorConfig, Delivery, ExportConfig, HEALTH_PORT,
+    TOKEN_MOUNT_PATH,
 };
 
 use super::world::namespace_of;
@@ -67,6 +70,113 @@ pub struct PlanOptions {
     pub network_policy: bool,
     /// Size and scaling of each namespace's collector pool.
     pub pool: PoolOptions,
+    /// OTLP export of every collector's events (chart values `export.*`); `None`: no export.
+    pub export: Option<ExportOptions>,
+}
+
+/// Where collectors export their events (chart values `export.*`, operator flags `--export-*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportOptions {
+    /// Base URL of the OTLP/HTTP endpoint, e.g. `http://otel-collector.observability:4318`.
+    pub endpoint: String,
+    /// Longest wait for the endpoint's answer to one export request, in milliseconds.
+    pub timeout_millis: u32,
+    /// Secret (in each collector's namespace) and key holding a bearer token for the endpoint.
+    pub token_secret: Option<SecretKey>,
+    /// Secret (in each collector's namespace) and key holding the pseudonym key of `customerId`
+    /// and `sessionId`; absent: those fields are exported only by touchpoints asking for raw ids.
+    pub pseudonym_key_secret: Option<SecretKey>,
+}
+
+/// A key of a Secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretKey {
+    /// The Secret's name.
+    pub name: String,
+    /// The key inside it.
+    pub key: String,
+}
+
+/// Directory where collectors find the export Secrets' keys.
+pub const EXPORT_SECRETS_DIR: &str = "/var/run/cx-conductor/export";
+/// File of the export bearer token inside [`EXPORT_SECRETS_DIR`].
+pub const EXPORT_TOKEN_FILE: &str = "token";
+/// File of the pseudonym key inside [`EXPORT_SECRETS_DIR`].
+pub const EXPORT_PSEUDONYM_KEY_FILE: &str = "pseudonym-key";
+
+/// The export section of a touchpoint's collector configuration: `None` when no export is
+/// configured or the touchpoint opted out (`spec.export.enabled: false`).
+pub fn export_config(touchpoint: &Touchpoint, options: &PlanOptions) -> Option<ExportConfig> {
+    let export = options.export.as_ref()?;
+    let choices = touchpoint.spec.export.clone().unwrap_or_default();
+    if !choices.enabled {
+        return None;
+    }
+    Some(ExportConfig {
+        endpoint: export.endpoint.clone(),
+        delivery: Delivery::Guaranteed,
+        timeout_millis: export.timeout_millis.max(1),
+        linger_millis: 2,
+        max_batch_events: 512,
+        token_file: export
+            .token_secret
+            .as_ref()
+            .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_TOKEN_FILE}")),
+        comments: choices.comments,
+        pseudonym_key_file: export
+            .pseudonym_key_secret
+            .as_ref()
+            .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_PSEUDONYM_KEY_FILE}")),
+        raw_identifiers: choices.raw_identifiers,
+    })
+}
+
+/// The volume and mount that put the export Secrets' keys where [`export_config`] points, when
+/// there are any.
+pub(crate) fn export_volume(options: &PlanOptions) -> Option<(Volume, VolumeMount)> {
+    let export = options.export.as_ref()?;
+    let sources: Vec<VolumeProjection> = [
+        (&export.token_secret, EXPORT_TOKEN_FILE),
+        (&export.pseudonym_key_secret, EXPORT_PSEUDONYM_KEY_FILE),
+    ]
+    .into_iter()
+    .filter_map(|(secret, path)| {
+        let secret = secret.as_ref()?;
+        Some(VolumeProjection {
+            secret: Some(SecretProjection {
+                name: secret.name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: secret.key.clone(),
+                    path: path.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    })
+    .collect();
+    if sources.is_empty() {
+        return None;
+    }
+    Some((
+        Volume {
+            name: "export".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(sources),
+                // Owner and group read only; the group is the pod's fsGroup (the collector's).
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "export".into(),
+            mount_path: EXPORT_SECRETS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ))
 }
 
 /// Size and scaling of a namespace's collector pool (chart values `collectors.pool.*`).
@@ -117,6 +227,7 @@ impl Default for PlanOptions {
             scrape_interval_seconds: 30,
             network_policy: false,
             pool: PoolOptions::default(),
+            export: None,
         }
     }
 }
@@ -226,6 +337,8 @@ pub fn collector_config(touchpoint: &Touchpoint, channel: Option<&Channel>) -> C
             .filter(|b| i64::from(*b) != crate::api::DEFAULT_MAX_COMMENT_BYTES),
         // The journeys' themes are added by the planners (`plan_collector`, `pool_config`).
         themes: Vec::new(),
+        // Export is set by the planners from the operator's settings.
+        export: None,
     }
 }
 
@@ -285,6 +398,7 @@ pub fn plan_collector(
     };
     let mut config = collector_config(touchpoint, channel);
     config.themes = themes.to_vec();
+    config.export = export_config(touchpoint, options);
     // JSON is YAML too, and an order of magnitude faster to write than serde_yaml.
     // Compact: it travels in the pod template.
     let config_json = serde_json::to_string(&config).unwrap_or_default();
@@ -344,6 +458,12 @@ fn plan_deployment(
             read_only: Some(true),
             ..Default::default()
         });
+    }
+    if export_config(touchpoint, options).is_some()
+        && let Some((volume, mount)) = export_volume(options)
+    {
+        volumes.push(volume);
+        mounts.push(mount);
     }
     collector_deployment(
         meta,
@@ -502,10 +622,12 @@ pub(crate) fn disruption_budget(
     }
 }
 
-/// Admits only event and scrape traffic; no egress (a collector never opens a connection).
+/// Admits only event and scrape traffic; egress only where the collectors export to (a
+/// collector opens no other connection).
 pub(crate) fn collector_network_policy(
     meta: &ObjectMeta,
     selector: BTreeMap<String, String>,
+    options: &PlanOptions,
 ) -> NetworkPolicy {
     NetworkPolicy {
         metadata: meta.clone(),
@@ -528,9 +650,45 @@ pub(crate) fn collector_network_policy(
                 ),
                 ..Default::default()
             }]),
-            egress: Some(vec![]),
+            egress: Some(
+                options
+                    .export
+                    .as_ref()
+                    .map(|export| export_egress(&export.endpoint))
+                    .unwrap_or_default(),
+            ),
         }),
     }
+}
+
+/// What collectors exporting to `endpoint` may open: its port (any address: the endpoint is a
+/// Service or a name outside the cluster), and DNS to resolve it.
+pub fn export_egress(endpoint: &str) -> Vec<NetworkPolicyEgressRule> {
+    let port = endpoint
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| {
+            uri.port_u16().or(match uri.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            })
+        })
+        .unwrap_or(4318);
+    let rule = |ports: &[(u16, &str)]| NetworkPolicyEgressRule {
+        ports: Some(
+            ports
+                .iter()
+                .map(|(port, protocol)| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(i32::from(*port))),
+                    protocol: Some((*protocol).into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    vec![rule(&[(port, "TCP")]), rule(&[(53, "UDP"), (53, "TCP")])]
 }
 
 /// Tells the Prometheus Operator to scrape the collector, with the labels the platform's

@@ -31,7 +31,7 @@ use crate::collector::event::EventSchema;
 use super::plan::{
     CollectorPods, PlanOptions, SERVICE_PORT, collector_config, collector_deployment,
     collector_network_policy, collector_service, collector_service_monitor, disruption_budget,
-    hash, objects_in_order,
+    export_config, export_volume, hash, objects_in_order,
 };
 
 /// Label value of `app.kubernetes.io/component` on a pool's objects.
@@ -166,7 +166,7 @@ pub fn plan_shared(
     Some(SharedPlan {
         network_policy: options
             .network_policy
-            .then(|| collector_network_policy(&meta, shared_selector_labels())),
+            .then(|| collector_network_policy(&meta, shared_selector_labels(), options)),
         service_monitor: options
             .service_monitor
             .then(|| collector_service_monitor(&meta, shared_selector_labels(), options)),
@@ -218,7 +218,11 @@ fn owner_references(members: &[PoolMember<'_>]) -> Option<Vec<OwnerReference>> {
 }
 
 /// The pool's configuration: one entry per member, sorted by name.
-pub fn pool_config(namespace: &str, members: &[PoolMember<'_>]) -> PoolConfig {
+pub fn pool_config(
+    namespace: &str,
+    members: &[PoolMember<'_>],
+    options: &PlanOptions,
+) -> PoolConfig {
     let mut touchpoints: Vec<_> = members
         .iter()
         .map(|m| {
@@ -226,6 +230,7 @@ pub fn pool_config(namespace: &str, members: &[PoolMember<'_>]) -> PoolConfig {
             entry.auth = None;
             entry.auth_token_sha256 = m.token_sha256.map(str::to_string);
             entry.themes = m.themes.to_vec();
+            entry.export = export_config(m.touchpoint, options);
             entry
         })
         .collect();
@@ -257,7 +262,7 @@ pub fn plan_pool(
         owner_references: owner_references(members),
         ..Default::default()
     };
-    let config = pool_config(namespace, members);
+    let config = pool_config(namespace, members, options);
     let config_yaml = serde_json::to_string_pretty(&config).unwrap_or_default();
     let config_hash = hash(&config_yaml);
     let mut secret_meta = meta.clone();
@@ -321,6 +326,18 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
     let (dir, file) = POOL_CONFIG_MOUNT_PATH
         .rsplit_once('/')
         .unwrap_or(("/etc/cx-conductor/pool", POOL_CONFIG_KEY));
+    // The export Secrets are mounted whenever an export is configured: the members may change
+    // without a rollout.
+    let export = export_volume(options);
+    let mounts = [VolumeMount {
+        name: "config".into(),
+        mount_path: dir.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }]
+    .into_iter()
+    .chain(export.as_ref().map(|(_, mount)| mount.clone()))
+    .collect();
     collector_deployment(
         meta,
         CollectorPods {
@@ -331,7 +348,7 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
             config_path: Some(POOL_CONFIG_MOUNT_PATH),
             env: Vec::new(),
             resources: options.pool.resources.clone(),
-            volumes: vec![Volume {
+            volumes: [Volume {
                 name: "config".into(),
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(POOL_NAME.into()),
@@ -344,13 +361,11 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
                     ..Default::default()
                 }),
                 ..Default::default()
-            }],
-            mounts: vec![VolumeMount {
-                name: "config".into(),
-                mount_path: dir.into(),
-                read_only: Some(true),
-                ..Default::default()
-            }],
+            }]
+            .into_iter()
+            .chain(export.as_ref().map(|(volume, _)| volume.clone()))
+            .collect(),
+            mounts,
             // No configuration hash: the pods re-read their configuration instead of rolling.
             annotations: BTreeMap::new(),
         },

@@ -604,7 +604,7 @@ mod tests {
         let (current, previous) = (window.current(now), window.previous(now));
         let n = |x: &str, o: &str, s: &str| {
             format!(
-                "(((last_over_time({x}[7d]{o}) - {x} offset {s}) or last_over_time({x}[7d]{o})) unless resets({x}[7d]{o}) > 0 or increase({x}[7d]{o}))"
+                "(((last_over_time({x}[7d]{o}) - last_over_time({x}[1h] offset {s})) or last_over_time({x}[7d]{o})) unless resets({x}[169h]{o}) > 0 or increase({x}[7d]{o}))"
             )
         };
         let nps = r#"cx_survey_responses_total{namespace=~"b2b|retail", metric="nps"}"#;
@@ -881,7 +881,7 @@ mod tests {
             .current(now);
         let n = |x: &str| {
             format!(
-                "(((last_over_time({x}[7d]) - {x} offset 7d) or last_over_time({x}[7d])) unless resets({x}[7d]) > 0 or increase({x}[7d]))"
+                "(((last_over_time({x}[7d]) - last_over_time({x}[1h] offset 7d)) or last_over_time({x}[7d])) unless resets({x}[169h]) > 0 or increase({x}[7d]))"
             )
         };
         let tag = |q: String, count: &str| {

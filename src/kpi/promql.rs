@@ -27,7 +27,7 @@ use promql_parser::parser::{self, value::ValueType};
 
 use super::KpiError;
 use super::scope::{QueryScope, TouchpointScope};
-use super::window::{Span, WindowSpec};
+use super::window::{Span, WindowSpec, promql_duration};
 use crate::api::{BuiltinIndicator, BuiltinMeasure, CommentMetric, ExperienceKPISpec};
 use crate::collector::metrics::first_response_buckets;
 
@@ -143,10 +143,18 @@ pub fn compile(
 
 /// The exact number of increments of the counter `metric{matchers}` during `span`, per series:
 ///
-/// `((last_over_time(x[w]) - x offset w) or last_over_time(x[w])) unless resets(x[w]) > 0 or increase(x[w])`
+/// `((last_over_time(x[w]) - last_over_time(x[1h] offset w)) or last_over_time(x[w])) unless resets(x[w+1h]) > 0 or increase(x[w])`
 ///
 /// - a series that existed before the window: its last value in the window minus its value at
-///   the window's start — the answers actually received, no extrapolation;
+///   the window's start — the answers actually received, no extrapolation. The start value is
+///   the last sample of the hour before the window ([`super::recording::START_LOOKBACK`]), not
+///   of the 5-minute default lookback: a scrape gap across the window's start (a collector
+///   being restarted) would otherwise make the series look new and count its whole history;
+/// - a series whose counter reset in the window, or between its start value and its first
+///   sample in the window (a collector restarted in place during a scrape gap): the difference
+///   would be wrong, so `increase()` (reset-aware, but extrapolated to the window's edges — at
+///   most one scrape interval over the data's span) is used for that series only; resets are
+///   looked for over the hour before the window too, where the start value comes from;
 /// - a series born in the window (a new collector pod: counters start at zero): its last value;
 /// - a series that ended in the window (an old pod of a rolling update): its last value is
 ///   still in the window, so its answers count;
@@ -159,9 +167,19 @@ pub fn compile(
 pub fn counted(metric: &str, matchers: &str, span: &Span) -> String {
     let series = format!("{metric}{{{matchers}}}");
     let range = format!("{series}[{}]{}", span.range, span.offset_modifier());
-    let start = format!("{series}{}", span.start_modifier());
+    let lookback = super::recording::START_LOOKBACK;
+    let start = format!(
+        "last_over_time({series}[{}]{})",
+        promql_duration(lookback),
+        span.start_modifier()
+    );
+    let with_lookback = format!(
+        "{series}[{}]{}",
+        promql_duration(span.length + lookback),
+        span.offset_modifier()
+    );
     format!(
-        "(((last_over_time({range}) - {start}) or last_over_time({range})) unless resets({range}) > 0 or increase({range}))"
+        "(((last_over_time({range}) - {start}) or last_over_time({range})) unless resets({with_lookback}) > 0 or increase({range}))"
     )
 }
 
@@ -848,7 +866,7 @@ mod tests {
         let sel = r#"namespace="retail", touchpoint=~"app-checkout|web-checkout""#;
         let n = |x: String| {
             format!(
-                "(((last_over_time({x}[7d]) - {x} offset 7d) or last_over_time({x}[7d])) unless resets({x}[7d]) > 0 or increase({x}[7d]))"
+                "(((last_over_time({x}[7d]) - last_over_time({x}[1h] offset 7d)) or last_over_time({x}[7d])) unless resets({x}[169h]) > 0 or increase({x}[7d]))"
             )
         };
         let s_ = |m: &str| n(format!("cx_survey_responses_total{{{sel}, {m}}}"));
@@ -975,7 +993,8 @@ mod tests {
             // The previous cycle: the same queries, one window earlier.
             let shifted = |q: &str| {
                 q.replace("[7d]", "[7d] offset 7d")
-                    .replace("} offset 7d)", "} offset 14d)")
+                    .replace("[169h]", "[169h] offset 7d")
+                    .replace("[1h] offset 7d)", "[1h] offset 14d)")
             };
             assert_eq!(compiled.previous.value, shifted(&value), "{indicator:?}");
             assert_eq!(
@@ -1230,7 +1249,7 @@ mod tests {
         let s = scope(vec![tp("web", "web"), email, tp("call", "call-centre")]);
         let n = |x: &str| {
             format!(
-                "(((last_over_time({x}[7d]) - {x} offset 7d) or last_over_time({x}[7d])) unless resets({x}[7d]) > 0 or increase({x}[7d]))"
+                "(((last_over_time({x}[7d]) - last_over_time({x}[1h] offset 7d)) or last_over_time({x}[7d])) unless resets({x}[169h]) > 0 or increase({x}[7d]))"
             )
         };
         // Delivery within detractors: only the touchpoints counting delivery (not email).

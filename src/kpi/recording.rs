@@ -10,20 +10,24 @@
 //! the step's increase, by what the Prometheus server can do ([`Increase`]):
 //! - `increase(x[5m] anchored)` (Prometheus 3.x): exact, reset-aware, never extrapolated;
 //! - a last-value formula (Prometheus 2.x), per raw series: its last value in the step minus its
-//!   value at the step's start; its last value when it is new (counters start at zero) or when
-//!   that difference is negative (it restarted between the start and its first sample in the
-//!   step, from zero); `increase()` when a reset lies inside the step, off by at most the
-//!   extrapolation over one scrape interval of that step alone. The value at the step's start
-//!   is looked up over [`START_LOOKBACK`] rather than the 5-minute default lookback, so a scrape
-//!   gap longer than 5 minutes is not mistaken for a new series.
+//!   value at the step's start; its last value when it is new (counters start at zero);
+//!   `increase()` when it reset in the step or between the start value and the step's first
+//!   sample (a collector restarted in place), off by at most the extrapolation over one scrape
+//!   interval of that step alone. The start value and resets are looked up over
+//!   [`START_LOOKBACK`] before the step, not the 5-minute default lookback, so a scrape gap
+//!   longer than 5 minutes is not mistaken for a new series.
 
 use super::promql::string_literal;
 use super::rules::{RecordingRule, Rule, RuleGroup};
 
 /// How often increments are recorded, and the range each recorded increase covers.
 pub const STEP: &str = "5m";
-/// How far back the value at a step's start is looked for (the 2.x form).
-pub const START_LOOKBACK: &str = "1h";
+/// How far back before a range the value at its start is looked for, and resets too (a counter
+/// that restarted between that value and the range's first sample is a reset): an hour, not the
+/// 5-minute default lookback, so a scrape gap across the start is not taken for a new series.
+pub const START_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(3600);
+/// [`STEP`] plus [`START_LOOKBACK`]: the range a step's resets are looked for in.
+pub const STEP_RESETS_RANGE: &str = "65m";
 /// The labels every collector series carries (its constant labels), kept by every recorded series.
 pub const IDENTITY_LABELS: [&str; 4] = ["namespace", "channel", "stage", "touchpoint"];
 
@@ -98,8 +102,8 @@ pub fn step_increase(counter: &RecordedCounter, namespace: &str, increase: Incre
     let per_series = match increase {
         Increase::Anchored => format!("increase({series}[{STEP}] anchored)"),
         Increase::LastValue => format!(
-            "(((last_over_time({range}) - last_over_time({series}[{START_LOOKBACK}] offset {STEP})) >= 0) \
-             or last_over_time({range})) unless resets({range}) > 0 or increase({range})"
+            "((last_over_time({range}) - last_over_time({series}[1h] offset {STEP})) \
+             or last_over_time({range})) unless resets({series}[{STEP_RESETS_RANGE}]) > 0 or increase({range})"
         ),
     };
     let by: Vec<&str> = IDENTITY_LABELS
@@ -151,7 +155,7 @@ mod tests {
         let last_value = step_increase(&RECORDED[5], "retail", Increase::LastValue);
         assert_eq!(
             last_value,
-            r#"sum by (namespace, channel, stage, touchpoint) ((((last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m]) - last_over_time(cx_first_response_seconds_count{namespace="retail"}[1h] offset 5m)) >= 0) or last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m])) unless resets(cx_first_response_seconds_count{namespace="retail"}[5m]) > 0 or increase(cx_first_response_seconds_count{namespace="retail"}[5m]))"#
+            r#"sum by (namespace, channel, stage, touchpoint) (((last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m]) - last_over_time(cx_first_response_seconds_count{namespace="retail"}[1h] offset 5m)) or last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m])) unless resets(cx_first_response_seconds_count{namespace="retail"}[65m]) > 0 or increase(cx_first_response_seconds_count{namespace="retail"}[5m]))"#
         );
         // The 2.x form parses with the same parser the KPI queries are checked with.
         for counter in &RECORDED {

@@ -22,7 +22,8 @@ use crate::api::{Channel, CollectorStatus, ThemeSpec, Touchpoint, TouchpointStat
 use crate::collector::config::POOL_NAME;
 use crate::core::listening::{theme_sources, themes_of};
 use crate::core::plan::{
-    CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, plan_collector,
+    CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, export_config,
+    plan_collector,
 };
 use crate::core::pool::{
     PoolMember, PoolPlan, Refusal, SharedPlan, admit, is_marked_for_auth, plan_pool, plan_shared,
@@ -48,6 +49,8 @@ pub struct Target {
     /// The pool serving the touchpoint; `None`: a dedicated collector, whose pod template
     /// carries the hash (a pool's pods re-read their configuration instead).
     pub pool: Option<String>,
+    /// Where its events are exported (the OTLP logs URL, without credentials).
+    pub export: Option<String>,
 }
 
 impl Target {
@@ -57,6 +60,7 @@ impl Target {
             endpoint: plan.endpoint.clone(),
             config_hash: plan.config_hash.clone(),
             pool: None,
+            export: None,
         }
     }
 
@@ -66,7 +70,15 @@ impl Target {
             endpoint: pool_endpoint(namespace_of(touchpoint), &touchpoint.name_any()),
             config_hash: plan.config_hash.clone(),
             pool: plan.deployment.metadata.name.clone(),
+            export: None,
         }
+    }
+
+    /// The target with where `touchpoint`'s events are exported under `options`.
+    pub fn exporting(mut self, touchpoint: &Touchpoint, options: &PlanOptions) -> Target {
+        self.export = export_config(touchpoint, options)
+            .and_then(|export| crate::collector::export::shown_logs_url(&export.endpoint));
+        self
     }
 }
 
@@ -178,6 +190,7 @@ pub fn desired_status(
             replicas_summary: Some(format!("{ready}/{desired}")),
             pool: t.pool.clone(),
             config_hash: deployed_hash,
+            export: t.export.clone(),
         }),
         conditions: conditions::merge(&existing.conditions, &verdicts, generation, now),
     }
@@ -336,7 +349,10 @@ pub async fn reconcile(
             None => Ok(()),
         };
         let deployment = find(&stores.deployments, &namespace, &collector_name(&name));
-        (plan.as_ref().map(Target::dedicated), applied, deployment)
+        let target = plan
+            .as_ref()
+            .map(|p| Target::dedicated(p).exporting(touchpoint, &ctx.options.plan));
+        (target, applied, deployment)
     } else {
         let removed = if paused {
             Ok(())
@@ -346,7 +362,7 @@ pub async fn reconcile(
         let target = pool
             .as_ref()
             .filter(|p| p.members.contains(&name))
-            .map(|p| Target::pooled(touchpoint, p));
+            .map(|p| Target::pooled(touchpoint, p).exporting(touchpoint, &ctx.options.plan));
         (
             target,
             removed,
@@ -1077,5 +1093,51 @@ spec:
                 "the pool's own object, created or edited"
             );
         }
+    }
+
+    /// Status says where a touchpoint's events are exported, and nothing
+    /// when it opted out or no export is configured.
+    #[test]
+    fn status_names_where_events_are_exported() {
+        use crate::api::TouchpointExport;
+        use crate::core::plan::ExportOptions;
+        let mut touchpoint: Touchpoint = serde_yaml::from_str(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Touchpoint\n\
+             metadata: {name: checkout, namespace: shop, generation: 1}\n\
+             spec: {channel: web, stage: purchase, signals: {surveys: [{metric: nps}]}}\n",
+        )
+        .expect("a touchpoint");
+        let target = Target {
+            endpoint: "http://cx-collectors.shop.svc/v1/touchpoints/checkout/events".into(),
+            config_hash: "h".into(),
+            pool: Some("cx-collectors".into()),
+            export: None,
+        };
+        let options = PlanOptions {
+            export: Some(ExportOptions {
+                endpoint: "https://otel.observability:4318/".into(),
+                timeout_millis: 5000,
+                token_secret: None,
+                pseudonym_key_secret: None,
+            }),
+            ..PlanOptions::default()
+        };
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let export_of = |touchpoint: &Touchpoint, options: &PlanOptions| {
+            let target = target.clone().exporting(touchpoint, options);
+            desired_status(touchpoint, true, None, Some(&target), None, None, &now)
+                .collector
+                .and_then(|c| c.export)
+        };
+        assert_eq!(
+            export_of(&touchpoint, &options).as_deref(),
+            Some("https://otel.observability:4318/v1/logs")
+        );
+        assert_eq!(export_of(&touchpoint, &PlanOptions::default()), None);
+        touchpoint.spec.export = Some(TouchpointExport {
+            enabled: false,
+            ..TouchpointExport::default()
+        });
+        assert_eq!(export_of(&touchpoint, &options), None);
     }
 }

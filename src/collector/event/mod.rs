@@ -111,6 +111,12 @@ pub struct Event<'a> {
     pub language: Option<Cow<'a, str>>,
     /// The idempotency key of the event.
     pub id: EventId<'a>,
+    /// The producer's customer identifier, as sent (for the export only).
+    pub customer_id: Option<Cow<'a, str>>,
+    /// The producer's session identifier, as sent (for the export only).
+    pub session_id: Option<Cow<'a, str>>,
+    /// When the event happened, an RFC 3339 date-time as sent.
+    pub timestamp: Option<Cow<'a, str>>,
 }
 
 impl Event<'_> {
@@ -124,6 +130,9 @@ impl Event<'_> {
                 EventId::Given(id) => EventId::Given(Cow::Owned(id.into_owned())),
                 EventId::Assigned(id) => EventId::Assigned(id),
             },
+            customer_id: self.customer_id.map(|c| Cow::Owned(c.into_owned())),
+            session_id: self.session_id.map(|c| Cow::Owned(c.into_owned())),
+            timestamp: self.timestamp.map(|c| Cow::Owned(c.into_owned())),
         }
     }
 }
@@ -136,6 +145,9 @@ impl From<Signal> for Event<'static> {
             comment: None,
             language: None,
             id: EventId::assign(),
+            customer_id: None,
+            session_id: None,
+            timestamp: None,
         }
     }
 }

@@ -60,11 +60,14 @@ pub enum Reason {
     /// The collector is shutting down and takes no new events; another replica does (503 with
     /// `Retry-After`).
     ShuttingDown,
+    /// The export endpoint did not accept the events (down, slow, refusing): nothing of the
+    /// request was acknowledged or counted (503 with `Retry-After`).
+    ExportUnavailable,
 }
 
 impl Reason {
     /// Every reason, so metrics can pre-register a zero for each.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::Malformed,
         Reason::Unauthorized,
         Reason::Timeout,
@@ -90,6 +93,7 @@ impl Reason {
         Reason::InvalidEventId,
         Reason::Overloaded,
         Reason::ShuttingDown,
+        Reason::ExportUnavailable,
     ];
 
     /// The label value and the `reason` of error bodies.
@@ -120,6 +124,7 @@ impl Reason {
             Reason::InvalidEventId => "invalid_event_id",
             Reason::Overloaded => "overloaded",
             Reason::ShuttingDown => "shutting_down",
+            Reason::ExportUnavailable => "export_unavailable",
         }
     }
 
@@ -131,7 +136,10 @@ impl Reason {
     /// Whether the refusal is about the collector's state rather than the request: the client
     /// should retry the same request later (`Retry-After`).
     pub fn retryable(self) -> bool {
-        matches!(self, Reason::Overloaded | Reason::ShuttingDown)
+        matches!(
+            self,
+            Reason::Overloaded | Reason::ShuttingDown | Reason::ExportUnavailable
+        )
     }
 
     /// The HTTP status a request refused for this reason gets.
@@ -142,7 +150,7 @@ impl Reason {
             Reason::Timeout => 408,
             Reason::TooLarge => 413,
             Reason::UnsupportedMediaType => 415,
-            Reason::Overloaded | Reason::ShuttingDown => 503,
+            Reason::Overloaded | Reason::ShuttingDown | Reason::ExportUnavailable => 503,
             _ => 422,
         }
     }

@@ -50,24 +50,26 @@ pub(super) fn validate<'a>(top: Top<'a>, schema: &EventSchema) -> Result<Event<'
             ));
         }
     };
-    validate_identifier(&raw, Field::CustomerId)?;
-    validate_identifier(&raw, Field::SessionId)?;
-    if let Some(value) = raw.optional(Field::Timestamp) {
-        let Json::Str(text) = value else {
-            return Err(wrong_type(
-                Field::Timestamp,
-                "an RFC 3339 date-time string",
-                value,
-            ));
-        };
-        if !is_rfc3339(text) {
+    let customer_id = identifier(&mut raw, Field::CustomerId)?;
+    let session_id = identifier(&mut raw, Field::SessionId)?;
+    let timestamp = match raw.take(Field::Timestamp) {
+        None => None,
+        Some(Json::Str(text)) if is_rfc3339(&text) => Some(text),
+        Some(Json::Str(_)) => {
             return Err(Rejection::field(
                 Reason::InvalidTimestamp,
                 "timestamp",
                 "timestamp must be an RFC 3339 date-time such as 2026-11-03T10:15:00Z",
             ));
         }
-    }
+        Some(value) => {
+            return Err(wrong_type(
+                Field::Timestamp,
+                "an RFC 3339 date-time string",
+                &value,
+            ));
+        }
+    };
     let comment = comment(&mut raw, schema)?;
     let language = language(&mut raw)?;
     let id = event_id(&mut raw)?;
@@ -76,6 +78,9 @@ pub(super) fn validate<'a>(top: Top<'a>, schema: &EventSchema) -> Result<Event<'
         comment,
         language,
         id,
+        customer_id,
+        session_id,
+        timestamp,
     })
 }
 
@@ -308,16 +313,17 @@ fn duration(
     Ok(Some(seconds + 0.0))
 }
 
-fn validate_identifier(raw: &RawEvent<'_>, field: Field) -> Result<(), Rejection> {
-    match raw.optional(field) {
-        None => Ok(()),
-        Some(Json::Str(id)) if id.len() <= MAX_ID_BYTES => Ok(()),
+/// A `customerId` or `sessionId`, kept for the export. Its text never appears in a rejection.
+fn identifier<'a>(raw: &mut RawEvent<'a>, field: Field) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match raw.take(field) {
+        None => Ok(None),
+        Some(Json::Str(id)) if id.len() <= MAX_ID_BYTES => Ok(Some(id)),
         Some(Json::Str(_)) => Err(Rejection::field(
             Reason::InvalidIdentifier,
             field.name(),
             format!("{} is longer than {MAX_ID_BYTES} bytes", field.name()),
         )),
-        Some(other) => Err(wrong_type(field, "a string", other)),
+        Some(other) => Err(wrong_type(field, "a string", &other)),
     }
 }
 

@@ -1,0 +1,495 @@
+//! OTLP/HTTP log export of accepted events, with group commit.
+//!
+//! - [`encode`]: an event as an OpenTelemetry log record (pure);
+//! - [`response`]: what the endpoint's answer means (pure);
+//! - this module: the [`Exporter`], one per endpoint and process, shared by the touchpoints of a
+//!   pool, and its `cx_export_*` series.
+//!
+//! # Delivery `guaranteed`
+//!
+//! A request's events are handed to the exporter and the HTTP handler waits: it answers 2xx only
+//! once the endpoint accepted the export request holding them, and counts them only then. Events
+//! of concurrent requests share one export request (group commit): the first waits at most
+//! `lingerMillis` for others, and a group of `maxBatchEvents` goes at once; up to
+//! [`MAX_IN_FLIGHT`] export requests are in flight. When the endpoint is down, slow or refuses,
+//! every request of the group is answered 503 with `Retry-After` and nothing of it is counted:
+//! the producer retries with the same `eventId` (so the pipeline may see an event twice, never
+//! zero times). A crash, an OOM-kill or a rollout loses no acknowledged event, since none is
+//! acknowledged before it left; shutdown waits for in-flight requests, hence for their exports.
+
+pub mod encode;
+pub mod response;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::ConfigBuilderExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    proto::MetricFamily,
+};
+use prost::Message;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::config::ExportConfig;
+use super::event::InvalidConfig;
+pub use response::{Failure, FailureReason};
+
+/// Export requests in flight at once, per exporter.
+pub const MAX_IN_FLIGHT: usize = 4;
+/// Requests waiting for a group at once, per exporter: beyond, they are refused (503) at once.
+/// (Their events are bounded too: a request holds its body budget until it is answered.)
+pub const MAX_QUEUED_REQUESTS: usize = 65_536;
+/// Bucket boundaries (seconds) of `cx_export_duration_seconds`.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The settings that make an exporter: touchpoints with equal ones share it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExporterKey {
+    endpoint: String,
+    timeout_millis: u32,
+    linger_millis: u32,
+    max_batch_events: u32,
+    token_file: Option<String>,
+}
+
+impl ExporterKey {
+    /// The exporter settings of a touchpoint's export configuration.
+    pub fn of(config: &ExportConfig) -> ExporterKey {
+        ExporterKey {
+            endpoint: config.endpoint.clone(),
+            timeout_millis: config.timeout_millis,
+            linger_millis: config.linger_millis,
+            max_batch_events: config.max_batch_events,
+            token_file: config.token_file.clone(),
+        }
+    }
+}
+
+/// The URL export requests go to: `<endpoint>/v1/logs`.
+pub fn logs_url(endpoint: &str) -> Result<Uri, InvalidConfig> {
+    let base = endpoint.trim_end_matches('/');
+    if base.contains(['?', '#', '@']) {
+        // Not echoed: it may hold a credential.
+        return Err(InvalidConfig(
+            "export.endpoint must have no query, fragment or credentials (a bearer token goes in \
+             the token Secret)"
+                .to_string(),
+        ));
+    }
+    let uri: Uri = format!("{base}/v1/logs").parse().map_err(|_| {
+        InvalidConfig(format!(
+            "export.endpoint {endpoint:?} is not a URL such as http://otel-collector:4318"
+        ))
+    })?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(InvalidConfig(format!(
+            "export.endpoint {endpoint:?} must be an http:// or https:// URL with a host"
+        ))),
+    }
+}
+
+/// The logs URL of `endpoint` as status may show it: scheme, host, port and path, never user
+/// information or a query. `None` when the endpoint is not a usable URL.
+pub fn shown_logs_url(endpoint: &str) -> Option<String> {
+    let url = logs_url(endpoint).ok()?;
+    let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    Some(format!(
+        "{}://{}{port}{}",
+        url.scheme_str()?,
+        url.host()?,
+        url.path()
+    ))
+}
+
+/// One request's events waiting for their group's export.
+struct Submission {
+    records: Vec<LogRecord>,
+    done: oneshot::Sender<Result<(), Failure>>,
+}
+
+/// Sends log records to one OTLP/HTTP endpoint, grouping those of concurrent requests.
+#[derive(Clone)]
+pub struct Exporter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: Uri,
+    authorization: Option<String>,
+    timeout: Duration,
+    linger: Duration,
+    max_batch_events: usize,
+    resource: Resource,
+    client: Client<Connector, Full<Bytes>>,
+    metrics: ExportMetrics,
+    queue: mpsc::Sender<Submission>,
+    /// Taken by the grouping task, started with the first event (inside the runtime).
+    receiver: Mutex<Option<mpsc::Receiver<Submission>>>,
+}
+
+impl Exporter {
+    /// An exporter to `key`'s endpoint, its records under `resource`, counted in `metrics`.
+    pub fn new(
+        key: &ExporterKey,
+        resource: Resource,
+        metrics: ExportMetrics,
+    ) -> Result<Exporter, InvalidConfig> {
+        let url = logs_url(&key.endpoint)?;
+        let authorization = match &key.token_file {
+            None => None,
+            Some(path) => {
+                let token = std::fs::read_to_string(path).map_err(|error| {
+                    InvalidConfig(format!("cannot read export.tokenFile {path}: {error}"))
+                })?;
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(InvalidConfig(format!("export.tokenFile {path} is empty")));
+                }
+                Some(format!("Bearer {token}"))
+            }
+        };
+        // The system's CA roots verify an https endpoint; an http one needs none (an image
+        // without a CA bundle still exports in clear text inside the cluster).
+        let tls = match rustls::ClientConfig::builder().with_native_roots() {
+            Ok(builder) => builder.with_no_client_auth(),
+            Err(error) if url.scheme_str() == Some("https") => {
+                return Err(InvalidConfig(format!(
+                    "cannot load the system CA roots to verify the https export endpoint: {error}"
+                )));
+            }
+            Err(_) => rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let (queue, receiver) = mpsc::channel(MAX_QUEUED_REQUESTS);
+        Ok(Exporter {
+            inner: Arc::new(Inner {
+                url,
+                authorization,
+                timeout: Duration::from_millis(u64::from(key.timeout_millis.max(1))),
+                linger: Duration::from_millis(u64::from(key.linger_millis)),
+                max_batch_events: key.max_batch_events.max(1) as usize,
+                resource,
+                client,
+                metrics,
+                queue,
+                receiver: Mutex::new(Some(receiver)),
+            }),
+        })
+    }
+
+    /// Exports `records` with the next group and waits for the endpoint's answer. Must be called
+    /// inside a Tokio runtime.
+    pub async fn export(&self, records: Vec<LogRecord>) -> Result<(), Failure> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.start();
+        let inner = &self.inner;
+        let count = records.len() as i64;
+        let (done, answer) = oneshot::channel();
+        // Counted before the grouping task can take them out.
+        inner.metrics.pending.add(count);
+        if inner.queue.try_send(Submission { records, done }).is_err() {
+            inner.metrics.pending.sub(count);
+            let failure = Failure::transient(FailureReason::QueueFull);
+            inner.metrics.failed(failure.reason, count as u64);
+            return Err(failure);
+        }
+        // The grouping task answers every submission; a closed channel means it is gone.
+        answer
+            .await
+            .unwrap_or(Err(Failure::transient(FailureReason::Unavailable)))
+    }
+
+    /// Starts the grouping task once.
+    fn start(&self) {
+        let receiver = self
+            .inner
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(receiver) = receiver {
+            tokio::spawn(group_commit(self.inner.clone(), receiver));
+        }
+    }
+
+    /// The exporter's series.
+    pub fn metrics(&self) -> &ExportMetrics {
+        &self.inner.metrics
+    }
+}
+
+/// Groups submissions and sends each group as one export request.
+async fn group_commit(inner: Arc<Inner>, mut receiver: mpsc::Receiver<Submission>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = receiver.recv().await {
+        let mut events = first.records.len();
+        let mut group = vec![first];
+        let deadline = Instant::now() + inner.linger;
+        while events < inner.max_batch_events {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(next)) => {
+                    events += next.records.len();
+                    group.push(next);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            inner.metrics.pending.sub(events as i64);
+            let mut records = Vec::with_capacity(events);
+            let mut waiting = Vec::with_capacity(group.len());
+            for submission in group {
+                records.extend(submission.records);
+                waiting.push(submission.done);
+            }
+            let result = inner.send(records).await;
+            match result {
+                Ok(()) => inner.metrics.exported(events as u64),
+                Err(failure) => {
+                    tracing::warn!(
+                        reason = failure.reason.as_str(),
+                        retryable = failure.retryable,
+                        events,
+                        "export request failed; its events are answered 503"
+                    );
+                    inner.metrics.failed(failure.reason, events as u64);
+                }
+            }
+            for done in waiting {
+                // A producer that went away has nothing to be told.
+                let _ = done.send(result);
+            }
+        });
+    }
+}
+
+impl Inner {
+    /// One export request and the meaning of its answer.
+    async fn send(&self, records: Vec<LogRecord>) -> Result<(), Failure> {
+        let body = encode::request(&self.resource, records).encode_to_vec();
+        let mut request = Request::post(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(
+                header::USER_AGENT,
+                concat!("cx-conductor/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let Ok(request) = request.body(Full::new(Bytes::from(body))) else {
+            return Err(Failure::transient(FailureReason::Unreachable));
+        };
+        let started = Instant::now();
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|_| Failure::transient(FailureReason::Unreachable))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|_| Failure::transient(FailureReason::Unreachable))?
+                .to_bytes();
+            response::classify(status, retry_after.as_deref(), &body)
+        };
+        let result = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(Failure::transient(FailureReason::Timeout)));
+        self.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The `cx_export_*` series of a collector, labelled with its namespace only.
+#[derive(Clone)]
+pub struct ExportMetrics {
+    registry: Registry,
+    batches: [IntCounter; 2],
+    events: [IntCounter; 2],
+    failures: HashMap<FailureReason, IntCounter>,
+    duration: Histogram,
+    pending: IntGauge,
+}
+
+impl ExportMetrics {
+    /// Registers the series, zero.
+    pub fn new(namespace: &str) -> Result<ExportMetrics, prometheus::Error> {
+        let registry = Registry::new();
+        let labels = HashMap::from([("namespace".to_string(), namespace.to_string())]);
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_labels(labels.clone());
+        let batches = IntCounterVec::new(
+            opts(
+                "cx_export_batches_total",
+                "OTLP export requests, by result (exported: the endpoint accepted every record; \
+                 failed: their events were answered 503).",
+            ),
+            &["result"],
+        )?;
+        let events = IntCounterVec::new(
+            opts(
+                "cx_export_events_total",
+                "Events in OTLP export requests, by result (exported, failed).",
+            ),
+            &["result"],
+        )?;
+        let failures = IntCounterVec::new(
+            opts(
+                "cx_export_failures_total",
+                "Failed OTLP export requests (and events refused for a full export queue), by \
+                 reason.",
+            ),
+            &["reason"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "cx_export_duration_seconds",
+                "Time from sending an OTLP export request to its answer, in seconds.",
+            )
+            .const_labels(labels.clone())
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        let pending = IntGauge::with_opts(opts(
+            "cx_export_pending_events",
+            "Events handed to the exporter and not yet in an export request.",
+        ))?;
+        registry.register(Box::new(batches.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(pending.clone()))?;
+        Ok(ExportMetrics {
+            registry,
+            batches: [
+                batches.with_label_values(&["exported"]),
+                batches.with_label_values(&["failed"]),
+            ],
+            events: [
+                events.with_label_values(&["exported"]),
+                events.with_label_values(&["failed"]),
+            ],
+            failures: FailureReason::ALL
+                .iter()
+                .map(|reason| (*reason, failures.with_label_values(&[reason.as_str()])))
+                .collect(),
+            duration,
+            pending,
+        })
+    }
+
+    fn exported(&self, events: u64) {
+        self.batches[0].inc();
+        self.events[0].inc_by(events);
+    }
+
+    fn failed(&self, reason: FailureReason, events: u64) {
+        if reason != FailureReason::QueueFull {
+            self.batches[1].inc();
+        }
+        self.events[1].inc_by(events);
+        if let Some(counter) = self.failures.get(&reason) {
+            counter.inc();
+        }
+    }
+
+    /// Events exported so far.
+    pub fn exported_events(&self) -> u64 {
+        self.events[0].get()
+    }
+
+    /// Every series.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_base_urls() {
+        assert_eq!(
+            logs_url("http://otel:4318").expect("valid").to_string(),
+            "http://otel:4318/v1/logs"
+        );
+        assert_eq!(
+            logs_url("https://otel.example/prefix/")
+                .expect("valid")
+                .to_string(),
+            "https://otel.example/prefix/v1/logs"
+        );
+        for bad in ["otel:4318", "ftp://otel", "", "http://"] {
+            assert!(logs_url(bad).is_err(), "{bad}");
+            assert_eq!(shown_logs_url(bad), None);
+        }
+        assert_eq!(
+            shown_logs_url("https://otel.example:4318/base/").as_deref(),
+            Some("https://otel.example:4318/base/v1/logs")
+        );
+        for refused in [
+            "https://user:s3cret@otel.example:4318",
+            "https://otel.example:4318/base?token=x",
+            "https://otel.example#frag",
+        ] {
+            let error = logs_url(refused).unwrap_err().0;
+            assert!(
+                error.contains("no query, fragment or credentials"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("s3cret") && !error.contains("token=x"),
+                "{error}"
+            );
+            assert_eq!(shown_logs_url(refused), None);
+        }
+    }
+}

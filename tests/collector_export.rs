@@ -1,0 +1,534 @@
+//! OTLP export from collectors against a scriptable OTLP/HTTP endpoint (tests/support/otlp.rs):
+//! group commit, 2xx only after the endpoint accepted, 503 with `Retry-After` otherwise, counters
+//! that count exactly the exported events, pools and pseudonyms. The same against a real
+//! OpenTelemetry Collector and Kafka: tests/export_pipeline.rs.
+
+#[path = "support/otlp.rs"]
+mod otlp;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cx_conductor::collector::config::{CollectorConfig, CollectorSetup};
+use cx_conductor::collector::{Collector, ServeOptions};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use otlp::{Endpoint, Mode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+fn config(endpoint: &str, extra: &str) -> CollectorConfig {
+    serde_yaml::from_str(&format!(
+        r#"
+namespace: retail
+touchpoint: web-checkout
+channel: web
+stage: delivery
+surveys: [{{ metric: nps }}]
+interactions: {{ outcomes: [completed, abandoned], timings: [wait] }}
+maxEventBytes: 4096
+themes:
+  - name: delivery
+    keywords: [consegn*, corriere, courier, late]
+export:
+  endpoint: {endpoint}
+  lingerMillis: 20
+  {extra}
+"#
+    ))
+    .expect("test config")
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<cx_conductor::collector::Drained>,
+}
+
+async fn serve(collector: Collector) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(collector.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Running { addr, stop, served }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.served)
+            .await
+            .expect("drains")
+            .expect("serve task");
+    }
+}
+
+/// A request over a fresh connection: the status and the whole answer (head and body).
+async fn post(addr: SocketAddr, path: &str, content_type: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: {content_type}\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8(answer).expect("UTF-8 answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    answer
+}
+
+/// The value of the one series of `name` whose labels include every one of `labels`.
+#[track_caller]
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    let found: Vec<f64> = metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse().ok())
+        .collect();
+    assert_eq!(found.len(), 1, "{name}{labels:?} in\n{metrics}");
+    found[0]
+}
+
+fn attribute<'r>(record: &'r LogRecord, key: &str) -> Option<&'r Value> {
+    record
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()
+}
+
+fn text<'r>(record: &'r LogRecord, key: &str) -> Option<&'r str> {
+    match attribute(record, key)? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn body(record: &LogRecord) -> Option<&str> {
+    match record.body.as_ref()?.value.as_ref()? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+const COMMENTS: [&str; 3] = [
+    "Il corriere è arrivato in ritardo, però gentilissimo",
+    "The courier was late again",
+    "Perfetto 👍🏽 grazie! 🚚💨",
+];
+
+#[tokio::test]
+async fn concurrent_events_share_export_requests_and_count_once_accepted() {
+    let endpoint = Endpoint::start(Mode::Accept).await;
+    let config = config(&endpoint.url(), "");
+    let running = serve(Collector::new(&config, ServeOptions::default()).expect("collector")).await;
+    let addr = running.addr;
+
+    let mut posts = Vec::new();
+    for i in 0..30 {
+        let comment = COMMENTS[i % 3];
+        let event = serde_json::json!({
+            "type": "survey", "metric": "nps", "score": i % 11, "comment": comment,
+            "language": (["it", "en", "it"][i % 3]), "eventId": format!("e-{i}"),
+            "timestamp": "2026-11-03T10:15:00Z",
+        })
+        .to_string();
+        posts.push(tokio::spawn(async move {
+            post(addr, "/v1/events", "application/json", &event).await
+        }));
+    }
+    let batch = "{\"type\":\"interaction\",\"outcome\":\"abandoned\",\"waitSeconds\":12.5,\"eventId\":\"b-1\"}\n\
+                 {\"type\":\"survey\",\"metric\":\"nps\",\"score\":11,\"eventId\":\"b-2\"}\n\
+                 {\"type\":\"survey\",\"metric\":\"nps\",\"score\":9,\"eventId\":\"b-3\"}\n";
+    let (status, answer) = post(addr, "/v1/events:batch", "application/x-ndjson", batch).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""accepted":2,"rejected":1"#), "{answer}");
+    for posted in posts {
+        let (status, answer) = posted.await.expect("post");
+        assert_eq!(status, 202, "{answer}");
+    }
+
+    let seen = endpoint.snapshot();
+    let records = seen.records();
+    assert_eq!(records.len(), 32);
+    // Group commit: 31 requests, far fewer export requests.
+    assert!(
+        seen.requests.len() < 16,
+        "{} export requests for 31 HTTP requests",
+        seen.requests.len()
+    );
+    for i in 0..30 {
+        let id = format!("e-{i}");
+        let record = records
+            .iter()
+            .find(|r| text(r, "cx.event.id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} exported"));
+        assert_eq!(body(record), Some(COMMENTS[i % 3]), "{id}: byte-identical");
+        assert_eq!(record.event_name, "cx.feedback.survey");
+        assert_eq!(text(record, "cx.touchpoint"), Some("web-checkout"));
+        assert_eq!(text(record, "cx.journey.stage"), Some("delivery"));
+        assert_eq!(
+            attribute(record, "cx.survey.score"),
+            Some(&Value::IntValue((i % 11) as i64))
+        );
+        assert_eq!(record.time_unix_nano, 1_793_700_900_000_000_000);
+        assert!(record.observed_time_unix_nano > record.time_unix_nano);
+        let themed = i % 3 != 2;
+        assert_eq!(attribute(record, "cx.themes").is_some(), themed, "{id}");
+    }
+    let interaction = records
+        .iter()
+        .find(|r| text(r, "cx.event.id") == Some("b-1"))
+        .expect("b-1");
+    assert_eq!(interaction.event_name, "cx.feedback.interaction");
+    assert_eq!(
+        text(interaction, "cx.interaction.outcome"),
+        Some("abandoned")
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| text(r, "cx.event.id") != Some("b-2"))
+    );
+    let resource = seen.requests[0].0.resource_logs[0]
+        .resource
+        .as_ref()
+        .expect("resource");
+    assert!(resource.attributes.iter().any(|kv| kv.key == "service.name"
+        && kv.value.as_ref().and_then(|v| v.value.as_ref())
+            == Some(&Value::StringValue("cx-conductor-collector".into()))));
+    let export_requests = seen.requests.len() as f64;
+
+    let metrics = metrics(addr).await;
+    assert_eq!(sample(&metrics, "cx_events_received_total", &[]), 32.0);
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_export_events_total",
+            &[r#"result="exported""#]
+        ),
+        32.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_export_batches_total",
+            &[r#"result="exported""#]
+        ),
+        export_requests
+    );
+    assert_eq!(
+        sample(&metrics, "cx_export_duration_seconds_count", &[]),
+        export_requests
+    );
+    assert_eq!(sample(&metrics, "cx_export_pending_events", &[]), 0.0);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_gets_events_refused_with_503_and_retry_after_and_nothing_counted() {
+    let endpoint = Endpoint::start(Mode::Accept).await;
+    let config = config(&endpoint.url(), "timeoutMillis: 300");
+    let running = serve(Collector::new(&config, ServeOptions::default()).expect("collector")).await;
+    let addr = running.addr;
+    let event =
+        r#"{"type":"survey","metric":"nps","score":3,"comment":"consegna lenta","eventId":"r-1"}"#;
+
+    for (mode, retry_after, reason) in [
+        (Mode::Status(503, Some(7)), "7", "unavailable"),
+        (Mode::Status(429, None), "1", "throttled"),
+        (Mode::Status(502, None), "1", "unavailable"),
+        (Mode::Partial, "1", "partial_success"),
+        (Mode::Status(401, None), "30", "rejected"),
+        (Mode::Status(500, None), "30", "server_error"),
+        (Mode::Slow(Duration::from_secs(2)), "1", "timeout"),
+    ] {
+        endpoint.set(mode);
+        let (status, answer) = post(addr, "/v1/events", "application/json", event).await;
+        assert_eq!(status, 503, "{mode:?}: {answer}");
+        assert_eq!(
+            header(&answer, "retry-after"),
+            Some(retry_after),
+            "{mode:?}"
+        );
+        assert!(
+            answer.contains(r#""reason":"export_unavailable""#),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!("({reason})")),
+            "{mode:?}: {answer}"
+        );
+        let metrics = metrics(addr).await;
+        assert_eq!(
+            sample(
+                &metrics,
+                "cx_export_failures_total",
+                &[&format!(r#"reason="{reason}""#)]
+            ),
+            if reason == "unavailable" && retry_after == "1" {
+                2.0
+            } else {
+                1.0
+            },
+            "{mode:?}"
+        );
+    }
+    // A batch is refused whole, and nothing of it is counted.
+    endpoint.set(Mode::Status(503, None));
+    let batch = format!("{event}\n{event}\n");
+    let (status, answer) = post(addr, "/v1/events:batch", "application/x-ndjson", &batch).await;
+    assert_eq!(status, 503, "{answer}");
+    let metrics_now = metrics(addr).await;
+    assert_eq!(sample(&metrics_now, "cx_events_received_total", &[]), 0.0);
+    assert_eq!(
+        sample(&metrics_now, "cx_survey_responses_total", &[r#"score="3""#]),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &metrics_now,
+            "cx_events_rejected_total",
+            &[r#"reason="export_unavailable""#]
+        ),
+        8.0
+    );
+    assert_eq!(
+        sample(
+            &metrics_now,
+            "cx_export_events_total",
+            &[r#"result="failed""#]
+        ),
+        9.0
+    );
+    // The endpoint is back: the retried event is accepted, exported once and counted once.
+    endpoint.set(Mode::Accept);
+    let (status, answer) = post(addr, "/v1/events", "application/json", event).await;
+    assert_eq!(status, 202, "{answer}");
+    let metrics_now = metrics(addr).await;
+    assert_eq!(sample(&metrics_now, "cx_events_received_total", &[]), 1.0);
+    assert_eq!(
+        sample(
+            &metrics_now,
+            "cx_export_events_total",
+            &[r#"result="exported""#]
+        ),
+        1.0
+    );
+    assert_eq!(endpoint.accepted.lock().expect("seen").records().len(), 1);
+    running.stop().await;
+
+    // An endpoint nobody listens on.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let nobody = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let running =
+        serve(Collector::new(&config_of(&nobody), ServeOptions::default()).expect("collector"))
+            .await;
+    let (status, answer) = post(running.addr, "/v1/events", "application/json", event).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("(unreachable)"), "{answer}");
+    assert_eq!(header(&answer, "retry-after"), Some("1"));
+    running.stop().await;
+}
+
+fn config_of(endpoint: &str) -> CollectorConfig {
+    config(endpoint, "")
+}
+
+#[tokio::test]
+async fn a_pool_shares_one_exporter_and_pseudonyms_are_stable_across_collectors() {
+    let endpoint = Endpoint::start(Mode::Accept).await;
+    let key = std::env::temp_dir().join(format!("cx-export-key-{}", std::process::id()));
+    std::fs::write(&key, "0123456789abcdef-pseudonym-key\n").expect("key file");
+    let pool = format!(
+        r#"
+namespace: retail
+touchpoints:
+  - namespace: retail
+    touchpoint: web-checkout
+    channel: web
+    stage: purchase
+    surveys: [{{ metric: nps }}]
+    maxEventBytes: 4096
+    export: {{ endpoint: "{url}", lingerMillis: 20, pseudonymKeyFile: "{key}" }}
+  - namespace: retail
+    touchpoint: hotline
+    channel: voice
+    stage: support
+    surveys: [{{ metric: nps }}]
+    maxEventBytes: 4096
+    export: {{ endpoint: "{url}", lingerMillis: 20, pseudonymKeyFile: "{key}", comments: false }}
+  - namespace: retail
+    touchpoint: kiosk
+    channel: store
+    stage: purchase
+    surveys: [{{ metric: nps }}]
+    maxEventBytes: 4096
+"#,
+        url = endpoint.url(),
+        key = key.display()
+    );
+    let setup = CollectorSetup::from_yaml(&pool).expect("pool config");
+    let first = serve(Collector::with_setup(&setup, ServeOptions::default()).expect("pool")).await;
+    let second = serve(Collector::with_setup(&setup, ServeOptions::default()).expect("pool")).await;
+    let event = |id: &str| {
+        format!(
+            r#"{{"type":"survey","metric":"nps","score":9,"comment":"ottimo","eventId":"{id}","customerId":"customer-42","sessionId":"s-1"}}"#
+        )
+    };
+    let answers = futures::future::join_all([
+        post(
+            first.addr,
+            "/v1/touchpoints/web-checkout/events",
+            "application/json",
+            &event("p-1"),
+        ),
+        post(
+            first.addr,
+            "/v1/touchpoints/hotline/events",
+            "application/json",
+            &event("p-2"),
+        ),
+        post(
+            second.addr,
+            "/v1/touchpoints/web-checkout/events",
+            "application/json",
+            &event("p-3"),
+        ),
+        post(
+            first.addr,
+            "/v1/touchpoints/kiosk/events",
+            "application/json",
+            &event("p-4"),
+        ),
+    ])
+    .await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 202, "{answer}");
+    }
+    let seen = endpoint.snapshot();
+    let records = seen.records();
+    let by_id = |id: &str| {
+        records
+            .iter()
+            .find(|r| text(r, "cx.event.id") == Some(id))
+            .unwrap_or_else(|| panic!("{id}"))
+            .clone()
+    };
+    let (p1, p2, p3) = (by_id("p-1"), by_id("p-2"), by_id("p-3"));
+    // The kiosk does not export.
+    assert!(
+        records
+            .iter()
+            .all(|r| text(r, "cx.event.id") != Some("p-4"))
+    );
+    assert_eq!(records.len(), 3);
+    assert_eq!(text(&p1, "cx.touchpoint"), Some("web-checkout"));
+    assert_eq!(text(&p2, "cx.touchpoint"), Some("hotline"));
+    assert_eq!(text(&p2, "cx.channel"), Some("voice"));
+    assert_eq!(body(&p1), Some("ottimo"));
+    assert_eq!(body(&p2), None, "hotline keeps comments in the cluster");
+    // The same customer, the same pseudonym, from either collector; never the raw id.
+    let hash = text(&p1, "user.hash").expect("pseudonymised");
+    assert_eq!(hash.len(), 64);
+    assert_eq!(text(&p2, "user.hash"), Some(hash));
+    assert_eq!(text(&p3, "user.hash"), Some(hash));
+    assert!(text(&p1, "cx.session.hash").is_some());
+    for record in &records {
+        assert_eq!(text(record, "user.id"), None);
+        assert!(!format!("{record:?}").contains("customer-42"));
+    }
+    let pooled = seen.requests.iter().all(|(request, _)| {
+        request.resource_logs[0]
+            .resource
+            .as_ref()
+            .expect("resource")
+            .attributes
+            .iter()
+            .any(|kv| {
+                kv.key == "cx.collector.kind"
+                    && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                        == Some(&Value::StringValue("pool".into()))
+            })
+    });
+    assert!(pooled);
+    let metrics = metrics(first.addr).await;
+    // One exporter, one set of series, for the two exporting touchpoints.
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_export_events_total",
+            &[r#"result="exported""#]
+        ),
+        2.0
+    );
+    first.stop().await;
+    second.stop().await;
+    let _ = std::fs::remove_file(&key);
+}
+
+#[test]
+fn unusable_export_settings_are_named() {
+    for (extra_endpoint, expected) in [
+        ("otel-collector:4318", "export.endpoint"),
+        ("ftp://otel", "export.endpoint"),
+    ] {
+        let bad = config(extra_endpoint, "");
+        let error = Collector::new(&bad, ServeOptions::default())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+    let missing = config("http://otel:4318", "pseudonymKeyFile: /nonexistent/key");
+    let error = Collector::new(&missing, ServeOptions::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("export.pseudonymKeyFile"), "{error}");
+    let short = std::env::temp_dir().join(format!("cx-short-key-{}", std::process::id()));
+    std::fs::write(&short, "short").expect("key");
+    let too_short = config(
+        "http://otel:4318",
+        &format!("pseudonymKeyFile: {}", short.display()),
+    );
+    let error = Collector::new(&too_short, ServeOptions::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("at least 16"), "{error}");
+    let _ = std::fs::remove_file(&short);
+}
