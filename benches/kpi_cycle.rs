@@ -27,7 +27,7 @@ use cx_conductor::api::*;
 use cx_conductor::core::World;
 use cx_conductor::core::listening::{theme_sources, themes_of};
 use cx_conductor::core::plan::collector_config;
-use cx_conductor::kpi::batch::Family;
+use cx_conductor::kpi::batch::{CycleCounting, Family};
 use cx_conductor::kpi::prometheus::QueryResult;
 use cx_conductor::kpi::promql::{FIRST_RESPONSES, counted, label_in};
 use cx_conductor::kpi::{
@@ -321,13 +321,17 @@ async fn bench() {
         for window in ["1h", "28d"] {
             let started = Instant::now();
             let spec = WindowSpec::parse(window).expect("window");
+            // The raw counters: the bench's history is too short for recorded increments.
+            let raw = CycleCounting {
+                recorded: Vec::new(),
+                raw: namespaces.clone(),
+            };
             let answer = client
                 .query(
                     &family.query(
-                        &namespaces,
                         &themes,
-                        &spec.current(now),
-                        &spec.previous(now),
+                        (&spec.current(now), &raw),
+                        (&spec.previous(now), &raw),
                     ),
                     now,
                 )

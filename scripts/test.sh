@@ -60,5 +60,5 @@ cargo test --locked --all-targets
 
 echo "==> the Prometheus tests again, on Prometheus 3 (KPIs, rules, dashboards, rollouts)"
 CX_PROMETHEUS="$(bash scripts/prometheus.sh path)" CX_PROMTOOL="$(bash scripts/prometheus.sh promtool)" \
-  cargo test --locked --test kpi_prometheus --test operator_kpi --test kpi_rules \
+  cargo test --locked --test kpi_prometheus --test kpi_history --test operator_kpi --test kpi_rules \
   --test dashboards_live --test collector_rollout

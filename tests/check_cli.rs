@@ -113,25 +113,23 @@ fn json_output_is_stable_and_machine_readable() {
         .iter()
         .find(|q| q["kpi"]["name"] == "checkout-delivery-share")
         .unwrap();
-    let mentions = r#"cx_feedback_themes_total{namespace="retail", touchpoint="web-checkout", theme="delivery", metric="nps", segment="detractor"}"#;
-    let comments = r#"cx_feedback_comments_total{namespace="retail", touchpoint="web-checkout", metric="nps", segment="detractor"}"#;
+    // As the operator reads them once the recorded 5-minute increments cover the window.
+    let mentions = r#"touchpoint:cx_feedback_themes_total:increase5m{namespace="retail", touchpoint="web-checkout", theme="delivery", metric="nps", segment="detractor"}"#;
+    let comments = r#"touchpoint:cx_feedback_comments_total:increase5m{namespace="retail", touchpoint="web-checkout", metric="nps", segment="detractor"}"#;
     let value = theme["value"].as_str().unwrap();
-    assert!(
-        value.starts_with(&format!("100 * sum((((last_over_time({mentions}[28d])")),
-        "{value}"
+    assert_eq!(
+        value,
+        format!("100 * sum(sum_over_time({mentions}[28d])) / sum(sum_over_time({comments}[28d]))")
     );
-    assert!(value.contains(&format!("/ sum((((last_over_time({comments}[28d])")));
-    assert!(
-        theme["samples"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("sum((((last_over_time({comments}[28d])"))
+    assert_eq!(
+        theme["samples"].as_str().unwrap(),
+        format!("sum(sum_over_time({comments}[28d]))")
     );
-    assert!(
-        theme["previousValue"]
-            .as_str()
-            .unwrap()
-            .contains("offset 56d")
+    assert_eq!(
+        theme["previousValue"].as_str().unwrap(),
+        format!(
+            "100 * sum(sum_over_time({mentions}[28d] offset 28d)) / sum(sum_over_time({comments}[28d] offset 28d))"
+        )
     );
     let nps = queries
         .iter()
@@ -141,7 +139,7 @@ fn json_output_is_stable_and_machine_readable() {
     let value = nps["value"].as_str().unwrap();
     assert!(
         value.starts_with(
-            r#"100 * sum((((last_over_time(cx_survey_responses_total{namespace="retail", touchpoint="email-referral", metric="nps", score=~"10|9"}[28d]) - "#
+            r#"100 * sum(sum_over_time(touchpoint:cx_survey_responses_total:increase5m{namespace="retail", touchpoint="email-referral", metric="nps", score=~"10|9"}[28d]) or "#
         ),
         "{value}"
     );
@@ -149,7 +147,7 @@ fn json_output_is_stable_and_machine_readable() {
         nps["previousValue"]
             .as_str()
             .unwrap()
-            .contains("[28d] offset 28d) - "),
+            .contains("[28d] offset 28d) or "),
         "{nps}"
     );
     // A calendar window reads the same whatever the day: $window.

@@ -18,7 +18,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use cx_conductor::api::ExperienceKPI;
-use cx_conductor::kpi::recording::{Increase, RECORDED};
+use cx_conductor::kpi::recording::{Increase, RECORDED, STEPS_RECORDED};
 use cx_conductor::kpi::rules::{alert_for, prometheus_rules};
 use cx_conductor::manifest::{Inventory, load_paths};
 use cx_conductor::schema::SchemaValidator;
@@ -519,9 +519,11 @@ async fn kpi_alert_rules_are_accepted_by_the_prometheus_operator_crd() {
         "json",
     ]))
     .unwrap();
-    // The recorded increments, in the Prometheus 3 form, are accepted too.
+    // The recorded increments, in the Prometheus 3 form, are accepted too, and the marker of
+    // the steps recorded.
     let recorded = stored["spec"]["groups"][1]["rules"].as_array().unwrap();
-    assert_eq!(recorded.len(), RECORDED.len());
+    assert_eq!(recorded.len(), RECORDED.len() + 1);
+    assert_eq!(recorded[RECORDED.len()]["record"], STEPS_RECORDED);
     assert!(
         recorded[0]["expr"]
             .as_str()

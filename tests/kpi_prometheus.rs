@@ -23,7 +23,8 @@ use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, KpiState, Touch
 use cx_conductor::core::World;
 use cx_conductor::core::listening::{theme_sources, themes_of};
 use cx_conductor::core::plan::collector_config;
-use cx_conductor::kpi::promql::displayed_queries;
+use cx_conductor::kpi::evaluate::{CountSource, CountSources};
+use cx_conductor::kpi::promql::{Counting, displayed_queries};
 use cx_conductor::kpi::{
     KpiError, KpiRequest, Measurement, PrometheusClient, PrometheusConfig, SampleCount, WindowSpec,
     evaluate, measure_cycle, measure_one, status_changed,
@@ -460,10 +461,16 @@ async fn builtin_and_custom_indicators_equal_the_hand_computed_values() {
         let compiled = report.compiled[i].as_ref().expect("compiled");
         let alone = measure_one(&stack.prometheus.client, compiled, stack.t).await;
         assert_measured(&format!("{name} (own PromQL)"), &alone, value, samples);
-        // What `check` prints is what Prometheus was asked: pasted, it gives the same number.
+        // What `check` prints for the raw counters is what Prometheus was asked (no recorded
+        // increments here: tests/kpi_history.rs has them): pasted, it gives the same number.
         let window = WindowSpec::parse(&stack.kpis[i].spec.window).expect("window");
-        let shown =
-            displayed_queries(&stack.kpis[i].spec, &requests[i].scope, &window).expect("displayed");
+        let shown = displayed_queries(
+            &stack.kpis[i].spec,
+            &requests[i].scope,
+            &window,
+            Counting::Raw,
+        )
+        .expect("displayed");
         assert_eq!(shown.value, compiled.value, "{name}");
         assert_eq!(shown.samples, compiled.samples, "{name}");
         if compiled.indicator.is_some() {
@@ -521,8 +528,9 @@ async fn builtin_and_custom_indicators_equal_the_hand_computed_values() {
     assert_eq!(evaluation.state, KpiState::Unknown);
 
     // 8 builtin KPIs over 4 families and 2 window lengths share 5 queries (each with its
-    // previous cycle); the custom one is 2 (now, and at the end of its previous window).
-    assert_eq!(report.http_queries, 5 + 2, "{:?}", report.compiled);
+    // previous cycle), plus one asking how much of each window is recorded; the custom one is 2
+    // (now, and at the end of its previous window).
+    assert_eq!(report.http_queries, 5 + 1 + 2, "{:?}", report.compiled);
     // Nothing was posted an hour earlier: no previous cycle yet.
     let nps = report.results[stack.index("nps-all")].as_ref().expect("ok");
     assert_eq!(nps.previous.map(|p| p.samples), Some(SampleCount::NoSeries));
@@ -705,7 +713,11 @@ spec:
     let world = World::new(&channels, std::slice::from_ref(call), &kpis, journeys);
     let requests = KpiRequest::all(&world);
     let report = measure_cycle(&prometheus.client, &requests, t).await;
-    assert_eq!(report.http_queries, 1 + 2, "one family query, two custom");
+    assert_eq!(
+        report.http_queries,
+        1 + 1 + 2,
+        "one family query, one for the recorded steps, two custom"
+    );
 
     let builtin = report.results[0].as_ref().expect("measured");
     assert_eq!(builtin.value, Some(40.0));
@@ -723,7 +735,21 @@ spec:
     let alone = measure_one(&prometheus.client, compiled, t)
         .await
         .expect("measured");
-    assert_eq!(&alone, builtin);
+    // No recording rules here: the cycle counted from the raw counters, and says so.
+    assert_eq!(
+        builtin.sources,
+        Some(CountSources {
+            current: CountSource::NotRecorded,
+            previous: CountSource::NotRecorded,
+        })
+    );
+    assert_eq!(
+        alone,
+        Measurement {
+            sources: None,
+            ..*builtin
+        }
+    );
 
     let evaluation = evaluate(&kpis[0].spec.objective, 20, None, &report.results[0]);
     assert_eq!(
@@ -1378,8 +1404,8 @@ async fn theme_share_and_comment_rate_equal_the_shares_tallied_from_the_posted_c
         let alone = measure_one(&prometheus.client, compiled, t).await;
         assert_measured(&format!("{name} (own PromQL)"), &alone, value, samples);
         let window = WindowSpec::parse(&kpis[i].spec.window).expect("window");
-        let shown =
-            displayed_queries(&kpis[i].spec, &requests[i].scope, &window).expect("displayed");
+        let shown = displayed_queries(&kpis[i].spec, &requests[i].scope, &window, Counting::Raw)
+            .expect("displayed");
         assert_eq!(shown.value, compiled.value, "{name}");
         assert_eq!(shown.samples, compiled.samples, "{name}");
         assert_eq!(
@@ -1413,5 +1439,5 @@ async fn theme_share_and_comment_rate_equal_the_shares_tallied_from_the_posted_c
         "{error}"
     );
     // Five theme KPIs of one window: one query, the previous cycle included.
-    assert_eq!(report.http_queries, 1, "{:?}", report.compiled);
+    assert_eq!(report.http_queries, 1 + 1, "{:?}", report.compiled);
 }

@@ -368,7 +368,7 @@ fn missing_signal_field(indicator: &crate::api::Indicator) -> &'static str {
 /// indicator whose touchpoints produce none of its signal (an nps KPI over csat touchpoints), a
 /// custom PromQL expression or a window Prometheus would refuse. Without this, `check` passed them.
 fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
-    use crate::kpi::promql::displayed_queries;
+    use crate::kpi::promql::{Counting, displayed_queries};
     use crate::kpi::window::window_problem;
     use crate::kpi::{KpiError, QueryScope, WindowSpec, compile};
     let mut findings = Vec::new();
@@ -429,9 +429,12 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
             &scope,
             &window,
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            Counting::Raw,
         ) {
             Ok(_) => {
-                if let Ok(shown) = displayed_queries(&kpi.spec, &scope, &window) {
+                // As the operator reads them once the recorded increments cover the window.
+                if let Ok(shown) = displayed_queries(&kpi.spec, &scope, &window, Counting::Recorded)
+                {
                     queries.push(KpiQueries {
                         kpi: ObjectRef::to(kpi),
                         window: kpi.spec.window.clone(),

@@ -24,8 +24,9 @@ use super::KpiError;
 use super::evaluate::{Measurement, Reading, SampleCount};
 use super::prometheus::Sample;
 use super::promql::{
-    COMMENTS, CONTACT_OUTCOMES, DURATIONS, FIRST_RESPONSE_QUANTILE, FIRST_RESPONSES, INTERACTIONS,
-    NPS_DETRACTORS, NPS_PROMOTERS, SURVEY_RESPONSES, THEMES, common_bounds, counted, label_in,
+    COMMENTS, CONTACT_OUTCOMES, Counting, DURATIONS, FIRST_RESPONSE_QUANTILE, FIRST_RESPONSES,
+    INTERACTIONS, NPS_DETRACTORS, NPS_PROMOTERS, SURVEY_RESPONSES, THEMES, common_bounds, count,
+    label_in,
 };
 use super::scope::{QueryScope, TouchpointScope};
 use super::window::Span;
@@ -98,33 +99,47 @@ impl Family {
         }
     }
 
-    /// The family's query over `namespaces` for the `current` and `previous` cycles: one
-    /// HTTP query, rows labelled with [`CYCLE_LABEL`]. `themes`: the themes whose mentions the
-    /// comments family reads (the other families ignore it).
+    /// The family's query for the `current` and `previous` cycles: one HTTP query, rows
+    /// labelled with [`CYCLE_LABEL`]. Each cycle reads its namespaces as [`CycleCounting`] says
+    /// (recorded increments where they cover that cycle's window, raw counters elsewhere).
+    /// `themes`: the themes whose mentions the comments family reads (the other families ignore
+    /// it).
     pub fn query<S: AsRef<str>>(
         self,
-        namespaces: &[S],
         themes: &[S],
-        current: &Span,
-        previous: &Span,
+        current: (&Span, &CycleCounting),
+        previous: (&Span, &CycleCounting),
     ) -> String {
-        let tagged = |span: &Span, cycle: Cycle| {
-            format!(
-                "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
-                self.cycle_query(namespaces, themes, span),
-                cycle.as_str()
-            )
-        };
-        format!(
-            "{} or {}",
-            tagged(current, Cycle::Current),
-            tagged(previous, Cycle::Previous)
-        )
+        let mut parts = Vec::new();
+        for (cycle, (span, counting)) in [(Cycle::Current, current), (Cycle::Previous, previous)] {
+            for (namespaces, how) in [
+                (&counting.recorded, Counting::Recorded),
+                (&counting.raw, Counting::Raw),
+            ] {
+                if namespaces.is_empty() {
+                    continue;
+                }
+                parts.push(format!(
+                    "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
+                    self.cycle_query(namespaces, themes, span, how),
+                    cycle.as_str()
+                ));
+            }
+        }
+        parts.join(" or ")
     }
 
-    /// The family's query for one cycle.
-    pub fn cycle_query<S: AsRef<str>>(self, namespaces: &[S], themes: &[S], span: &Span) -> String {
+    /// The family's query for one cycle over `namespaces`, counted as `counting` says.
+    pub fn cycle_query<N: AsRef<str>, S: AsRef<str>>(
+        self,
+        namespaces: &[N],
+        themes: &[S],
+        span: &Span,
+        counting: Counting,
+    ) -> String {
         let ns = label_in("namespace", namespaces);
+        let counted =
+            |metric: &str, matchers: &str, span: &Span| count(metric, matchers, span, counting);
         let by = |metric: &str, matchers: &str| {
             format!(
                 "sum by (namespace, touchpoint, {}) ({})",
@@ -191,6 +206,16 @@ impl Family {
             }
         }
     }
+}
+
+/// Which namespaces a family query reads from recorded increments and which from raw counters,
+/// for one cycle (each namespace in exactly one list, both sorted).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CycleCounting {
+    /// Namespaces whose recorded increments cover the cycle's window.
+    pub recorded: Vec<String>,
+    /// The others.
+    pub raw: Vec<String>,
 }
 
 /// One row of the comments family, from its key (`count/theme/metric/segment`, the labels a
@@ -312,6 +337,7 @@ pub fn measure_builtin(
         value: current.value,
         samples: current.samples,
         previous: Some(read_builtin(measure, scope, table, Cycle::Previous)),
+        sources: None,
     }
 }
 
@@ -608,8 +634,13 @@ mod tests {
             )
         };
         let nps = r#"cx_survey_responses_total{namespace=~"b2b|retail", metric="nps"}"#;
+        let raw = CycleCounting {
+            recorded: vec![],
+            raw: vec!["b2b".into(), "retail".into()],
+        };
+        let none: [&str; 0] = [];
         assert_eq!(
-            Family::Survey(SurveyMetric::Nps).query(&["retail", "b2b"], &[], &current, &previous),
+            Family::Survey(SurveyMetric::Nps).query(&none, (&current, &raw), (&previous, &raw)),
             format!(
                 r#"label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "previous", "", "")"#,
                 n(nps, "", "7d"),
@@ -618,14 +649,14 @@ mod tests {
         );
         let interactions = r#"cx_interactions_total{namespace="retail"}"#;
         assert_eq!(
-            Family::Interactions.cycle_query(&["retail"], &[], &current),
+            Family::Interactions.cycle_query(&["retail"], &none, &current, Counting::Raw),
             format!(
                 "sum by (namespace, touchpoint, outcome) ({})",
                 n(interactions, "", "7d")
             )
         );
         assert_eq!(
-            Family::Waits.cycle_query(&["retail"], &[], &current),
+            Family::Waits.cycle_query(&["retail"], &none, &current, Counting::Raw),
             format!(
                 r#"sum by (namespace, touchpoint, le) ({}) or label_replace(sum by (namespace, touchpoint) ({}), "le", "offered", "", "")"#,
                 n(
@@ -640,19 +671,42 @@ mod tests {
                 )
             )
         );
+        // Where the recorded increments cover a cycle, that cycle reads them: one sample per
+        // touchpoint and 5-minute step, a namespace whose recordings do not cover the previous
+        // cycle read raw there.
+        let split = CycleCounting {
+            recorded: vec!["retail".into()],
+            raw: vec!["b2b".into()],
+        };
+        let recorded = CycleCounting {
+            recorded: vec!["b2b".into(), "retail".into()],
+            raw: vec![],
+        };
+        assert_eq!(
+            Family::Interactions.query(&none, (&current, &recorded), (&previous, &split)),
+            format!(
+                r#"label_replace(sum by (namespace, touchpoint, outcome) (sum_over_time(touchpoint:cx_interactions_total:increase5m{{namespace=~"b2b|retail"}}[7d])), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, outcome) (sum_over_time(touchpoint:cx_interactions_total:increase5m{{namespace="retail"}}[7d] offset 7d)), "cx_conductor_cycle", "previous", "", "") or label_replace(sum by (namespace, touchpoint, outcome) ({}), "cx_conductor_cycle", "previous", "", "")"#,
+                n(
+                    r#"cx_interactions_total{namespace="b2b"}"#,
+                    " offset 7d",
+                    "14d"
+                )
+            )
+        );
         for family in [
             Family::Survey(SurveyMetric::Ces),
             Family::Interactions,
             Family::Waits,
             Family::Comments,
         ] {
-            promql_parser::parser::parse(&family.query(
-                &["a", "b.c"],
-                &["delivery"],
-                &current,
-                &previous,
-            ))
-            .expect("parses");
+            for counting in [&raw, &split, &recorded] {
+                promql_parser::parser::parse(&family.query(
+                    &["delivery"],
+                    (&current, counting),
+                    (&previous, counting),
+                ))
+                .expect("parses");
+            }
         }
     }
 
@@ -719,6 +773,7 @@ mod tests {
                     value: None,
                     samples: SampleCount::NoSeries
                 }),
+                sources: None,
             }
         );
     }
@@ -913,11 +968,11 @@ mod tests {
         .join(" or ");
         let none: [&str; 0] = [];
         assert_eq!(
-            Family::Comments.cycle_query(&["retail"], &none, &span),
+            Family::Comments.cycle_query(&["retail"], &none, &span, Counting::Raw),
             without_themes
         );
         assert_eq!(
-            Family::Comments.cycle_query(&["retail"], &["price", "delivery"], &span),
+            Family::Comments.cycle_query(&["retail"], &["price", "delivery"], &span, Counting::Raw),
             format!(
                 "{without_themes} or {}",
                 tag(

@@ -7,6 +7,10 @@
 //! - Custom PromQL indicators cannot be merged with each other: each is one query for its value
 //!   and samples ([`CompiledKpi::combined`]) and one for its previous cycle, evaluated at the end
 //!   of the previous window (a user's expression cannot be shifted with `offset` from outside).
+//! - Before them, one query asks how many 5-minute steps of every window the recorded increments
+//!   hold per namespace ([`super::recording::coverage_query`]): a family query reads a
+//!   namespace's recorded increments over a cycle whose window they cover whole, its raw
+//!   counters otherwise, and each builtin KPI's measurement says which ([`CountSources`]).
 //! - All of them run concurrently, at most [`PrometheusClient::concurrency`] at a time, at one
 //!   evaluation time (`now`), so every KPI of a cycle sees the same instant.
 //!
@@ -21,10 +25,11 @@ use futures::stream::{self, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 
 use super::KpiError;
-use super::batch::{Family, FamilyTable, measure_builtin};
-use super::evaluate::{Measurement, Reading, SampleCount};
+use super::batch::{CycleCounting, Family, FamilyTable, measure_builtin};
+use super::evaluate::{CountSource, CountSources, Measurement, Reading, SampleCount};
 use super::prometheus::{PrometheusClient, QueryResult, Sample};
-use super::promql::{CompiledKpi, PART_LABEL, compile};
+use super::promql::{CompiledKpi, Counting, PART_LABEL, compile};
+use super::recording::{SPAN_LABEL, coverage_query, steps_in};
 use super::scope::QueryScope;
 use super::window::{Span, WindowSpec};
 use crate::api::ExperienceKPISpec;
@@ -65,6 +70,9 @@ pub struct CycleReport {
     pub elapsed: Duration,
 }
 
+/// A window's identity: its (length, offset).
+type SpanKey = (Duration, Duration);
+
 /// A family query's identity: the family and both cycles' (length, offset).
 type GroupKey = (Family, [Duration; 4]);
 
@@ -96,10 +104,13 @@ pub async fn measure_cycle(
     let mut customs: Vec<usize> = Vec::new();
 
     for (i, request) in requests.iter().enumerate() {
-        let prepared =
-            WindowSpec::parse_in(&request.spec.window, request.spec.time_zone.as_deref()).and_then(
-                |window| compile(request.spec, &request.scope, &window, now).map(|c| (window, c)),
-            );
+        let prepared = WindowSpec::parse_in(
+            &request.spec.window,
+            request.spec.time_zone.as_deref(),
+        )
+        .and_then(|window| {
+            compile(request.spec, &request.scope, &window, now, Counting::Raw).map(|c| (window, c))
+        });
         match prepared {
             Err(error) => results[i] = Some(Err(error)),
             Ok((window, kpi)) => {
@@ -134,13 +145,22 @@ pub async fn measure_cycle(
     }
 
     let mut http_queries = groups.len();
+    let coverage = if groups.is_empty() {
+        Coverage::default()
+    } else {
+        http_queries += 1;
+        Coverage::read(client, &groups, now).await
+    };
     let mut jobs: Vec<BoxFuture<'_, Done>> = Vec::new();
     for (&key, group) in &groups {
-        let namespaces: Vec<&str> = group.namespaces.iter().map(String::as_str).collect();
         let themes: Vec<&str> = group.themes.iter().map(String::as_str).collect();
-        let query = key
-            .0
-            .query(&namespaces, &themes, &group.current, &group.previous);
+        let current = coverage.counting(&group.current, &group.namespaces);
+        let previous = coverage.counting(&group.previous, &group.namespaces);
+        let query = key.0.query(
+            &themes,
+            (&group.current, &current),
+            (&group.previous, &previous),
+        );
         jobs.push(
             async move {
                 let table = match client.query(&query, now).await {
@@ -178,7 +198,14 @@ pub async fn measure_cycle(
                     let measure = compiled[i].as_ref().and_then(|c| c.indicator.as_ref());
                     let measured = match (&table, measure) {
                         (Ok(table), Some(measure)) => {
-                            Ok(measure_builtin(measure, &requests[i].scope, table))
+                            let namespace = &requests[i].scope.namespace;
+                            Ok(Measurement {
+                                sources: Some(CountSources {
+                                    current: coverage.source(&group.current, namespace),
+                                    previous: coverage.source(&group.previous, namespace),
+                                }),
+                                ..measure_builtin(measure, &requests[i].scope, table)
+                            })
                         }
                         (Err(error), _) => Err(error.clone()),
                         (Ok(_), None) => Err(KpiError::UnexpectedResult(
@@ -208,6 +235,83 @@ pub async fn measure_cycle(
     }
 }
 
+/// How many 5-minute steps of each window the recorded increments hold, per namespace
+/// ([`coverage_query`]): a cycle reads the recorded increments of a namespace over a window only
+/// when every step of it is recorded, the raw counters otherwise.
+#[derive(Default)]
+struct Coverage {
+    /// Steps recorded, by window (length, offset) and namespace; `None` when Prometheus did not
+    /// answer the coverage query.
+    steps: Option<BTreeMap<(SpanKey, String), f64>>,
+}
+
+impl Coverage {
+    /// Asks Prometheus, in one query, for every window of `groups` and every namespace in them.
+    async fn read(
+        client: &PrometheusClient,
+        groups: &BTreeMap<GroupKey, Group>,
+        now: Timestamp,
+    ) -> Coverage {
+        let mut spans: BTreeMap<SpanKey, &Span> = BTreeMap::new();
+        let mut namespaces: BTreeSet<&str> = BTreeSet::new();
+        for group in groups.values() {
+            for span in [&group.current, &group.previous] {
+                spans.insert((span.length, span.offset), span);
+            }
+            namespaces.extend(group.namespaces.iter().map(String::as_str));
+        }
+        let keys: Vec<SpanKey> = spans.keys().copied().collect();
+        let spans: Vec<Span> = spans.into_values().cloned().collect();
+        let namespaces: Vec<&str> = namespaces.into_iter().collect();
+        let steps = match client
+            .query(&coverage_query(&namespaces, &spans), now)
+            .await
+        {
+            Ok(QueryResult::Vector(rows)) => Some(
+                rows.into_iter()
+                    .filter_map(|row| {
+                        let span = row.labels.get(SPAN_LABEL)?.parse::<usize>().ok()?;
+                        let key = *keys.get(span)?;
+                        Some(((key, row.labels.get("namespace")?.clone()), row.value))
+                    })
+                    .collect(),
+            ),
+            Ok(QueryResult::Scalar(_)) => None,
+            Err(error) => {
+                tracing::debug!(%error, "cannot count the recorded steps; counting from raw counters");
+                None
+            }
+        };
+        Coverage { steps }
+    }
+
+    /// Where `namespace`'s counts over `span` come from.
+    fn source(&self, span: &Span, namespace: &str) -> CountSource {
+        let Some(steps) = &self.steps else {
+            return CountSource::CoverageUnknown;
+        };
+        let needed = steps_in(span.length);
+        match steps.get(&((span.length, span.offset), namespace.to_owned())) {
+            None => CountSource::NotRecorded,
+            Some(&recorded) if needed > 0 && recorded >= needed as f64 => CountSource::Recorded,
+            Some(&recorded) if recorded > 0.0 => CountSource::PartlyRecorded,
+            Some(_) => CountSource::NotRecorded,
+        }
+    }
+
+    /// Which of `namespaces` read recorded increments over `span`.
+    fn counting(&self, span: &Span, namespaces: &BTreeSet<String>) -> CycleCounting {
+        let mut counting = CycleCounting::default();
+        for namespace in namespaces {
+            match self.source(span, namespace) {
+                CountSource::Recorded => counting.recorded.push(namespace.clone()),
+                _ => counting.raw.push(namespace.clone()),
+            }
+        }
+        counting
+    }
+}
+
 /// Measures one KPI with its own compiled queries: the value query and, when there is one, the
 /// samples query, for the current and the previous cycle, concurrently (up to four queries: the
 /// reference the batched path is tested against, and what a user can paste into Prometheus).
@@ -231,6 +335,7 @@ pub async fn measure_one(
         value: current.value,
         samples: current.samples,
         previous: previous.ok(),
+        sources: None,
     })
 }
 
@@ -277,6 +382,7 @@ pub async fn measure_custom(
         value: current.value,
         samples: current.samples,
         previous: previous.and_then(|p| read_parts(p, has_samples)).ok(),
+        sources: None,
     })
 }
 

@@ -51,6 +51,31 @@ pub struct Measurement {
     pub samples: SampleCount,
     /// The same over the previous cycle; `None` when it could not be measured.
     pub previous: Option<Reading>,
+    /// Where a builtin indicator's counts came from, per cycle; `None` for custom PromQL.
+    pub sources: Option<CountSources>,
+}
+
+/// Where a builtin KPI's counts came from, in its current and its previous cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountSources {
+    /// The current cycle.
+    pub current: CountSource,
+    /// The previous cycle.
+    pub previous: CountSource,
+}
+
+/// Where one cycle's counts came from ([`super::promql::Counting`]), and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountSource {
+    /// The recorded 5-minute increments, which cover the window.
+    Recorded,
+    /// The raw counters: no step of the window is recorded (the rules are not loaded).
+    NotRecorded,
+    /// The raw counters: some steps of the window are recorded, not all (the rules were loaded
+    /// less than a window ago, or evaluations were missed).
+    PartlyRecorded,
+    /// The raw counters: Prometheus did not say how many steps are recorded.
+    CoverageUnknown,
 }
 
 /// A KPI's value and samples over one window.
@@ -326,6 +351,7 @@ mod tests {
             value: Some(value),
             samples: SampleCount::Counted(samples),
             previous: None,
+            sources: None,
         })
     }
 
@@ -501,6 +527,7 @@ mod tests {
             value: Some(0.5),
             samples: SampleCount::NotDefined,
             previous: None,
+            sources: None,
         });
         let e = evaluate(&objective, 30, None, &measured);
         assert_eq!(
@@ -541,6 +568,7 @@ mod tests {
                     value: None,
                     samples: SampleCount::NoSeries,
                     previous: None,
+                    sources: None,
                 }),
                 "NoData",
                 "scraped",
@@ -550,6 +578,7 @@ mod tests {
                     value: None,
                     samples: SampleCount::Counted(100.0),
                     previous: None,
+                    sources: None,
                 }),
                 "NoData",
                 "no series",
@@ -559,6 +588,7 @@ mod tests {
                     value: Some(f64::INFINITY),
                     samples: SampleCount::Counted(100.0),
                     previous: None,
+                    sources: None,
                 }),
                 "NotANumber",
                 "inf",

@@ -96,22 +96,58 @@ pub struct PreviousQueries {
     pub evaluated_before: Duration,
 }
 
+/// What a builtin indicator counts increments from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Counting {
+    /// The raw counters, each series counted exactly over the window ([`counted`]): right on
+    /// any Prometheus, but it reads every raw sample of every pod in the window.
+    Raw,
+    /// The recorded 5-minute increments ([`super::recording`]), summed over the window
+    /// ([`recorded`]): one sample per touchpoint and step, once the rules have covered the
+    /// window.
+    Recorded,
+}
+
+/// The increments of `metric{matchers}` during `span`, per series, counted as `counting` says.
+pub fn count(metric: &str, matchers: &str, span: &Span, counting: Counting) -> String {
+    match counting {
+        Counting::Raw => counted(metric, matchers, span),
+        Counting::Recorded => recorded(metric, matchers, span),
+    }
+}
+
+/// The increments of `metric{matchers}` during `span` from its recorded 5-minute steps:
+/// `sum_over_time(touchpoint:<metric>:increase5m{matchers}[w])`. The steps recorded in the
+/// window tile the window as of its last recorded step (up to 5 minutes before its end), so
+/// the count is exact for that window; consecutive windows (a KPI's current and previous cycle)
+/// share no step.
+pub fn recorded(metric: &str, matchers: &str, span: &Span) -> String {
+    format!(
+        "sum_over_time({}{{{matchers}}}[{}]{})",
+        super::recording::recorded_name(metric),
+        span.range,
+        span.offset_modifier()
+    )
+}
+
 /// Compiles a KPI into its value and samples queries, for `window` resolved at `now` (calendar
-/// windows depend on it), for the current and the previous cycle. Errors: an invalid custom
-/// expression ([`KpiError::InvalidQuery`], whose message is the parser's), or a scope without a
-/// touchpoint producing the indicator's signal ([`KpiError::EmptyScope`]).
+/// windows depend on it), for the current and the previous cycle, builtin indicators counted as
+/// `counting` says. Errors: an invalid custom expression ([`KpiError::InvalidQuery`], whose
+/// message is the parser's), or a scope without a touchpoint producing the indicator's signal
+/// ([`KpiError::EmptyScope`]).
 pub fn compile(
     kpi: &ExperienceKPISpec,
     target: &QueryScope,
     window: &WindowSpec,
     now: Timestamp,
+    counting: Counting,
 ) -> Result<CompiledKpi, KpiError> {
     let current = window.current(now);
     let previous = window.previous(now);
     match (kpi.indicator.builtin_measure(), &kpi.indicator.promql) {
         (Some(measure), _) => {
-            let mut compiled = compile_builtin(&measure, target, &current)?;
-            let before = compile_builtin(&measure, target, &previous)?;
+            let mut compiled = compile_builtin(&measure, target, &current, counting)?;
+            let before = compile_builtin(&measure, target, &previous, counting)?;
             compiled.previous = PreviousQueries {
                 value: before.value,
                 samples: before.samples,
@@ -222,6 +258,7 @@ pub fn compile_builtin(
     measure: &BuiltinMeasure,
     target: &QueryScope,
     span: &Span,
+    counting: Counting,
 ) -> Result<CompiledKpi, KpiError> {
     let indicator = measure.indicator;
     let measured = target.measuring(measure);
@@ -233,7 +270,7 @@ pub fn compile_builtin(
     names.dedup();
     let ns = format!("namespace={}", string_literal(&target.namespace));
     let sel = format!("{ns}, {}", label_in("touchpoint", &names));
-    let inc = |metric: &str, matchers: &str| counted(metric, matchers, span);
+    let inc = |metric: &str, matchers: &str| count(metric, matchers, span, counting);
     let (value, samples) = match indicator {
         BuiltinIndicator::Nps => {
             let all = inc(SURVEY_RESPONSES, &format!("{sel}, metric=\"nps\""));
@@ -498,6 +535,7 @@ pub fn displayed_queries(
     kpi: &ExperienceKPISpec,
     target: &QueryScope,
     window: &WindowSpec,
+    counting: Counting,
 ) -> Result<DisplayedQueries, KpiError> {
     let rolling = matches!(window, WindowSpec::Rolling { .. });
     let span = match window {
@@ -511,7 +549,7 @@ pub fn displayed_queries(
     let symbolic = |q: String| q.replace(&format!("{SYMBOLIC_SECONDS}s"), "$window");
     let builtin = kpi.indicator.builtin_measure();
     let compiled = match (&builtin, &kpi.indicator.promql) {
-        (Some(measure), _) => compile_builtin(measure, target, &span)?,
+        (Some(measure), _) => compile_builtin(measure, target, &span, counting)?,
         (None, Some(promql)) => {
             compile_custom(promql, kpi.indicator.samples_promql.as_deref(), &span.range)?
         }
@@ -527,6 +565,7 @@ pub fn displayed_queries(
             measure,
             target,
             &window.previous(Timestamp::UNIX_EPOCH),
+            counting,
         )?),
         _ => None,
     };
@@ -980,8 +1019,14 @@ mod tests {
         ];
         for (indicator, value, samples) in cases {
             let window = WindowSpec::parse("7d").expect("window");
-            let compiled =
-                compile(&spec(builtin(indicator), "7d"), &s, &window, now()).expect("compiles");
+            let compiled = compile(
+                &spec(builtin(indicator), "7d"),
+                &s,
+                &window,
+                now(),
+                Counting::Raw,
+            )
+            .expect("compiles");
             assert_eq!(compiled.value, value, "{indicator:?} value");
             assert_eq!(
                 compiled.samples.as_deref(),
@@ -1023,9 +1068,14 @@ mod tests {
             let parsed = WindowSpec::parse(window).expect("window");
             for target in &scopes {
                 for indicator in BuiltinIndicator::ALL {
-                    let compiled =
-                        compile(&spec(builtin(indicator), window), target, &parsed, now())
-                            .unwrap_or_else(|e| panic!("{indicator:?} {window}: {e}"));
+                    let compiled = compile(
+                        &spec(builtin(indicator), window),
+                        target,
+                        &parsed,
+                        now(),
+                        Counting::Raw,
+                    )
+                    .unwrap_or_else(|e| panic!("{indicator:?} {window}: {e}"));
                     let queries = [
                         Some(&compiled.value),
                         compiled.samples.as_ref(),
@@ -1052,6 +1102,7 @@ mod tests {
             &BuiltinIndicator::Csat.into(),
             &scope(vec![seven, five, seven_too]),
             &span("28d"),
+            Counting::Raw,
         )
         .expect("compiles");
         assert!(compiled.value.contains(
@@ -1072,6 +1123,7 @@ mod tests {
             &BuiltinIndicator::FirstResponseTime.into(),
             &scope(vec![promise_70.clone(), promise_60.clone()]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect("compiles");
         let mut common = crate::collector::metrics::FIRST_RESPONSE_BUCKETS.to_vec();
@@ -1092,6 +1144,7 @@ mod tests {
             &BuiltinIndicator::FirstResponseTime.into(),
             &scope(vec![promise_70, chat_70]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect("compiles");
         assert!(!same.value.contains("le=~"), "{}", same.value);
@@ -1105,6 +1158,7 @@ mod tests {
             &BuiltinIndicator::AbandonmentRate.into(),
             &scope(vec![no_abandon.clone(), tp("web", "web")]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect("compiles");
         assert_eq!(compiled.touchpoints, ["web"]);
@@ -1113,6 +1167,7 @@ mod tests {
             &BuiltinIndicator::AbandonmentRate.into(),
             &scope(vec![no_abandon]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect_err("nothing to measure");
         assert_eq!(error.reason(), "ScopeEmpty");
@@ -1122,8 +1177,13 @@ mod tests {
         );
         assert!(error.to_string().contains("(email)"), "{error}");
 
-        let error = compile_builtin(&BuiltinIndicator::Nps.into(), &scope(vec![]), &span("7d"))
-            .expect_err("no touchpoint");
+        let error = compile_builtin(
+            &BuiltinIndicator::Nps.into(),
+            &scope(vec![]),
+            &span("7d"),
+            Counting::Raw,
+        )
+        .expect_err("no touchpoint");
         assert_eq!(
             error.to_string(),
             "the scope matches no touchpoint in namespace retail"
@@ -1135,6 +1195,7 @@ mod tests {
             &BuiltinIndicator::ServiceLevel.into(),
             &scope(vec![no_promise]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect_err("no promise");
         assert!(
@@ -1172,6 +1233,7 @@ mod tests {
             &scope(vec![]),
             &window,
             now(),
+            Counting::Raw,
         )
         .expect("valid");
         assert_eq!(
@@ -1266,6 +1328,7 @@ mod tests {
             ),
             &s,
             &span("7d"),
+            Counting::Raw,
         )
         .expect("compiles");
         assert_eq!(
@@ -1291,6 +1354,7 @@ mod tests {
             ),
             &s,
             &span("7d"),
+            Counting::Raw,
         )
         .expect("compiles");
         let interactions = n(&format!("cx_interactions_total{{{sel}}}"));
@@ -1316,6 +1380,7 @@ mod tests {
             ),
             &s,
             &span("7d"),
+            Counting::Raw,
         )
         .expect("compiles");
         assert_eq!(
@@ -1341,6 +1406,7 @@ mod tests {
             ),
             &s,
             &span("7d"),
+            Counting::Raw,
         )
         .expect("compiles");
         assert_eq!(compiled.touchpoints, ["call", "web"]);
@@ -1362,6 +1428,7 @@ mod tests {
             &measure(BuiltinIndicator::ThemeShare, Some("delivry"), None, None),
             &s,
             &span("7d"),
+            Counting::Raw,
         )
         .expect_err("undeclared theme");
         assert_eq!(error.reason(), "ThemeNotDeclared");
@@ -1374,6 +1441,7 @@ mod tests {
             &measure(BuiltinIndicator::ThemeShare, Some("delivery"), None, None),
             &scope(vec![no_themes.clone()]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect_err("no theme at all");
         assert!(
@@ -1395,6 +1463,7 @@ mod tests {
             ),
             &scope(vec![no_outcomes]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect_err("no abandoned outcome");
         assert_eq!(error.reason(), "ScopeEmpty");
@@ -1413,6 +1482,7 @@ mod tests {
             ),
             &scope(vec![no_ces]),
             &span("7d"),
+            Counting::Raw,
         )
         .expect_err("no ces");
         assert_eq!(

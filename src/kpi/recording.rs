@@ -6,16 +6,20 @@
 //! step's increase is taken per raw series before the sum.
 //!
 //! Consecutive evaluations of the group, [`STEP`] apart, each cover the [`STEP`] before them, so
-//! the recorded samples tile time: their sum over a window is the increase over it. Two forms of
-//! the step's increase, by what the Prometheus server can do ([`Increase`]):
-//! - `increase(x[5m] anchored)` (Prometheus 3.x): exact, reset-aware, never extrapolated;
-//! - a last-value formula (Prometheus 2.x), per raw series: its last value in the step minus its
-//!   value at the step's start; its last value when it is new (counters start at zero);
-//!   `increase()` when it reset in the step or between the start value and the step's first
-//!   sample (a collector restarted in place), off by at most the extrapolation over one scrape
-//!   interval of that step alone. The start value and resets are looked up over
-//!   [`START_LOOKBACK`] before the step, not the 5-minute default lookback, so a scrape gap
-//!   longer than 5 minutes is not mistaken for a new series.
+//! the recorded samples tile time: their sum over a window is the increase over it. Each step's
+//! increase, per raw series: its last value in the step minus its value at the step's start; its
+//! last value when it is new (counters start at zero); and, when it reset in the step or between
+//! the start value and the step's first sample (a collector restarted in place), the server's
+//! reset-aware increase of the step alone ([`Increase`]): `increase(x[5m] anchored)` on
+//! Prometheus 3.x (exact, never extrapolated), `increase(x[5m])` on 2.x (off by at most the
+//! extrapolation over one scrape interval of that step). The start value and resets are looked
+//! up over [`START_LOOKBACK`] before the step, not the 5-minute default lookback, so a scrape
+//! gap longer than 5 minutes is not mistaken for a new series: `anchored` alone takes its anchor
+//! from the 5-minute lookback and loses what a longer gap holds.
+//!
+//! Each evaluation also records [`STEPS_RECORDED`] for the namespace, so that how many steps of
+//! a window are recorded can be counted: the KPIs read the recorded increments only over a
+//! window the rules covered whole ([`coverage_query`]), and the raw counters otherwise.
 
 use super::promql::string_literal;
 use super::rules::{RecordingRule, Rule, RuleGroup};
@@ -76,13 +80,50 @@ pub const RECORDED: [RecordedCounter; 8] = [
     },
 ];
 
-/// How the server computes one step's exact increase.
+/// How the server computes the increase of a step where a counter reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Increase {
     /// `increase(x[5m] anchored)`: Prometheus 3.x.
     Anchored,
-    /// The last-value formula, reset steps by `increase()`: any Prometheus.
+    /// `increase(x[5m])`: any Prometheus.
     LastValue,
+}
+
+/// The series each evaluation of a namespace's group records (label `namespace`, value the
+/// evaluation's time): `count_over_time` of it over a window is the number of steps recorded in
+/// the window, `min_over_time` and `max_over_time` the first and the last.
+pub const STEPS_RECORDED: &str = "namespace:cx_increments:recorded";
+/// The label telling a [`coverage_query`]'s rows apart: the index of their span.
+pub const SPAN_LABEL: &str = "cx_conductor_span";
+
+/// How many recorded steps a window of `length` holds when every evaluation happened.
+pub fn steps_in(length: std::time::Duration) -> u64 {
+    length.as_secs() / STEP_SECONDS
+}
+
+/// [`STEP`] in seconds.
+pub const STEP_SECONDS: u64 = 300;
+
+/// The steps recorded in each of `spans`, per namespace of `namespaces`: one query, rows
+/// labelled `namespace` and [`SPAN_LABEL`] (the span's index), value the step count (`max`: a
+/// namespace's marker recorded twice, by two Prometheus replicas behind one URL, is one).
+pub fn coverage_query<S: AsRef<str>>(namespaces: &[S], spans: &[super::window::Span]) -> String {
+    let selector = format!(
+        "{STEPS_RECORDED}{{{}}}",
+        super::promql::label_in("namespace", namespaces)
+    );
+    spans
+        .iter()
+        .enumerate()
+        .map(|(i, span)| {
+            format!(
+                "label_replace(max by (namespace) (count_over_time({selector}[{}]{})), \"{SPAN_LABEL}\", \"{i}\", \"\", \"\")",
+                span.range,
+                span.offset_modifier()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// The recorded series of `metric`: `touchpoint:<metric>:increase5m`.
@@ -99,13 +140,14 @@ pub fn step_increase(counter: &RecordedCounter, namespace: &str, increase: Incre
         string_literal(namespace)
     );
     let range = format!("{series}[{STEP}]");
-    let per_series = match increase {
-        Increase::Anchored => format!("increase({series}[{STEP}] anchored)"),
-        Increase::LastValue => format!(
-            "((last_over_time({range}) - last_over_time({series}[1h] offset {STEP})) \
-             or last_over_time({range})) unless resets({series}[{STEP_RESETS_RANGE}]) > 0 or increase({range})"
-        ),
+    let reset_step = match increase {
+        Increase::Anchored => format!("increase({range} anchored)"),
+        Increase::LastValue => format!("increase({range})"),
     };
+    let per_series = format!(
+        "((last_over_time({range}) - last_over_time({series}[1h] offset {STEP})) \
+         or last_over_time({range})) unless resets({series}[{STEP_RESETS_RANGE}]) > 0 or {reset_step}"
+    );
     let by: Vec<&str> = IDENTITY_LABELS
         .iter()
         .chain(counter.labels.iter())
@@ -127,6 +169,13 @@ pub fn recording_group(namespace: &str, increase: Increase) -> RuleGroup {
                     expr: step_increase(counter, namespace, increase),
                 })
             })
+            .chain([Rule::Record(RecordingRule {
+                record: STEPS_RECORDED.into(),
+                expr: format!(
+                    "label_replace(vector(time()), \"namespace\", {}, \"\", \"\")",
+                    string_literal(namespace)
+                ),
+            })])
             .collect(),
     }
 }
@@ -140,7 +189,7 @@ mod tests {
         let group = recording_group("retail", Increase::Anchored);
         assert_eq!(group.name, "cx-increments.retail");
         assert_eq!(group.interval.as_deref(), Some("5m"));
-        assert_eq!(group.rules.len(), RECORDED.len());
+        assert_eq!(group.rules.len(), RECORDED.len() + 1);
         let Rule::Record(survey) = &group.rules[0] else {
             panic!("a recording rule");
         };
@@ -150,7 +199,17 @@ mod tests {
         );
         assert_eq!(
             survey.expr,
-            r#"sum by (namespace, channel, stage, touchpoint, metric, score) (increase(cx_survey_responses_total{namespace="retail"}[5m] anchored))"#
+            r#"sum by (namespace, channel, stage, touchpoint, metric, score) (((last_over_time(cx_survey_responses_total{namespace="retail"}[5m]) - last_over_time(cx_survey_responses_total{namespace="retail"}[1h] offset 5m)) or last_over_time(cx_survey_responses_total{namespace="retail"}[5m])) unless resets(cx_survey_responses_total{namespace="retail"}[65m]) > 0 or increase(cx_survey_responses_total{namespace="retail"}[5m] anchored))"#
+        );
+        let Some(Rule::Record(steps)) = group.rules.last() else {
+            panic!("the steps marker last");
+        };
+        assert_eq!(
+            (steps.record.as_str(), steps.expr.as_str()),
+            (
+                "namespace:cx_increments:recorded",
+                r#"label_replace(vector(time()), "namespace", "retail", "", "")"#
+            )
         );
         let last_value = step_increase(&RECORDED[5], "retail", Increase::LastValue);
         assert_eq!(
@@ -158,9 +217,25 @@ mod tests {
             r#"sum by (namespace, channel, stage, touchpoint) (((last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m]) - last_over_time(cx_first_response_seconds_count{namespace="retail"}[1h] offset 5m)) or last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m])) unless resets(cx_first_response_seconds_count{namespace="retail"}[65m]) > 0 or increase(cx_first_response_seconds_count{namespace="retail"}[5m]))"#
         );
         // The 2.x form parses with the same parser the KPI queries are checked with.
+        promql_parser::parser::parse(&steps.expr).expect("the marker parses");
         for counter in &RECORDED {
             let expr = step_increase(counter, "retail", Increase::LastValue);
             promql_parser::parser::parse(&expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
         }
+    }
+
+    #[test]
+    fn coverage_counts_the_steps_recorded_per_window() {
+        let now: k8s_openapi::jiff::Timestamp = "2026-11-03T10:15:00Z".parse().expect("now");
+        let window = crate::kpi::WindowSpec::parse("28d").expect("window");
+        let spans = [window.current(now), window.previous(now)];
+        let query = coverage_query(&["retail", "b2b"], &spans);
+        assert_eq!(
+            query,
+            r#"label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d])), "cx_conductor_span", "0", "", "") or label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d] offset 28d)), "cx_conductor_span", "1", "", "")"#
+        );
+        promql_parser::parser::parse(&query).expect("parses");
+        assert_eq!(steps_in(spans[0].length), 8064);
+        assert_eq!(steps_in(std::time::Duration::from_secs(299)), 0);
     }
 }

@@ -21,6 +21,7 @@ use crate::api::{ExperienceKPI, ExperienceKPIStatus, KpiState};
 use crate::core::World;
 use crate::core::plan::hash;
 use crate::core::world::namespace_of;
+use crate::kpi::evaluate::{CountSource, CountSources};
 use crate::kpi::recording::Increase;
 use crate::kpi::rules::{RULE_NAME, prometheus_rules};
 use crate::kpi::window::{promql_duration, window_problem};
@@ -119,18 +120,61 @@ pub fn next_status(
             ),
         },
     };
-    let existing = current.map(|s| s.conditions.clone()).unwrap_or_default();
-    status.conditions = conditions::merge(
-        &existing,
-        &[query_valid, ready, window_valid],
-        kpi.metadata.generation,
-        now,
-    );
+    let mut existing = current.map(|s| s.conditions.clone()).unwrap_or_default();
+    let mut verdicts = vec![query_valid, ready, window_valid];
+    // When Prometheus did not answer, what was counted last stands.
+    if let Ok(measurement) = measured {
+        match measurement.sources {
+            Some(sources) => verdicts.push(counted_from(sources)),
+            // Custom PromQL counts what its author wrote.
+            None => existing.retain(|c| c.type_ != INCREMENTS_RECORDED),
+        }
+    }
+    status.conditions = conditions::merge(&existing, &verdicts, kpi.metadata.generation, now);
     status.last_evaluation_time = current.and_then(|s| s.last_evaluation_time.clone());
     if status_changed(current, &status) {
         status.last_evaluation_time = Some(now.clone());
     }
     status
+}
+
+/// The condition saying whether a builtin KPI was counted from the recorded increments.
+pub const INCREMENTS_RECORDED: &str = "IncrementsRecorded";
+
+/// The [`INCREMENTS_RECORDED`] condition for where a builtin KPI's counts came from: True when
+/// both cycles read the recorded 5-minute increments; otherwise False, naming why the raw
+/// counters were read (exact too, but every raw sample of the window). The messages hold no
+/// number that moves every cycle, so a KPI waiting for its window to be recorded is not
+/// rewritten every 5 minutes.
+pub fn counted_from(sources: CountSources) -> Verdict {
+    const RAW: &str = "counted from the raw counters instead (exact too, but reading every raw sample of the window)";
+    let why = |source: CountSource, cycle: &str| match source {
+        CountSource::Recorded => None,
+        CountSource::NotRecorded => Some((
+            "NotRecorded",
+            format!(
+                "no step of the {cycle} window is recorded: the namespace's recording rules (the PrometheusRule of --prometheus-rules, or the rule file of check --plan) are not loaded in this Prometheus; {RAW}"
+            ),
+        )),
+        CountSource::PartlyRecorded => Some((
+            "PartlyRecorded",
+            format!(
+                "the recorded increments do not cover the whole {cycle} window (the rules were loaded less than a window ago, or evaluations were missed); {RAW}"
+            ),
+        )),
+        CountSource::CoverageUnknown => Some((
+            "CoverageUnknown",
+            format!("Prometheus did not say how much of the {cycle} window is recorded; {RAW}"),
+        )),
+    };
+    match why(sources.current, "current").or_else(|| why(sources.previous, "previous cycle's")) {
+        Some((reason, message)) => Verdict::no(INCREMENTS_RECORDED, reason, message),
+        None => Verdict::yes(
+            INCREMENTS_RECORDED,
+            "Recorded",
+            "both cycles are counted from the recorded 5-minute increments",
+        ),
+    }
 }
 
 /// Why KPIs are not evaluated when the operator has no Prometheus, and the setting that fixes it.
@@ -531,6 +575,36 @@ spec:
     /// fault (QueryValid=False, ThemeNotDeclared, naming the themes that are counted), resolved
     /// from the same world the operator keeps.
     #[test]
+    fn the_increments_recorded_condition_names_the_cycle_counted_from_raw_counters() {
+        let sources = |current, previous| CountSources { current, previous };
+        let recorded = counted_from(sources(CountSource::Recorded, CountSource::Recorded));
+        assert_eq!(
+            (recorded.status, recorded.reason.as_str()),
+            (true, "Recorded")
+        );
+        let new_rules = counted_from(sources(CountSource::Recorded, CountSource::PartlyRecorded));
+        assert_eq!(
+            (new_rules.status, new_rules.reason.as_str()),
+            (false, "PartlyRecorded")
+        );
+        assert!(
+            new_rules.message.contains("previous cycle's window"),
+            "{}",
+            new_rules.message
+        );
+        let none = counted_from(sources(CountSource::NotRecorded, CountSource::NotRecorded));
+        assert_eq!(none.reason, "NotRecorded");
+        assert!(
+            none.message
+                .starts_with("no step of the current window is recorded")
+        );
+        assert_eq!(
+            counted_from(sources(CountSource::CoverageUnknown, CountSource::Recorded)).reason,
+            "CoverageUnknown"
+        );
+    }
+
+    #[test]
     fn a_theme_kpi_naming_an_undeclared_theme_says_so_in_its_conditions() {
         use crate::api::{Channel, CustomerJourney, Touchpoint};
         use crate::core::World;
@@ -571,6 +645,7 @@ spec:
             &QueryScope::resolve(&world, 0),
             &window,
             now.0,
+            crate::kpi::promql::Counting::Raw,
         )
         .map(|_| unreachable!("the theme is not counted"));
         let status = next_status(&theme_kpi, &measured, None, &now);

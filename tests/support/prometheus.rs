@@ -135,6 +135,7 @@ pub struct Prometheus {
     binary: PathBuf,
     dir: PathBuf,
     https: bool,
+    retention: &'static str,
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
@@ -194,6 +195,7 @@ impl Prometheus {
         let mut prometheus = Prometheus {
             binary,
             https: tls.is_some(),
+            retention: "1d",
             dir,
             child: None,
             port,
@@ -202,6 +204,49 @@ impl Prometheus {
         };
         prometheus.spawn().await;
         prometheus
+    }
+
+    /// Starts Prometheus, scraping nothing, on storage `fill` writes first (its argument is the
+    /// storage directory: backfilled blocks go there), with a retention long enough for them.
+    pub async fn start_on_history(binary: PathBuf, fill: impl FnOnce(&Path)) -> Self {
+        let mut prometheus = Prometheus::unstarted(binary);
+        fill(&prometheus.dir.join("data"));
+        prometheus.retention = "3650d";
+        prometheus.spawn().await;
+        prometheus
+    }
+
+    fn unstarted(binary: PathBuf) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "cx-kpi-prometheus-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("create the Prometheus directory");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  evaluation_interval: 1m\n",
+        )
+        .expect("write prometheus.yml");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut config = PrometheusConfig::new(url.clone());
+        config.timeout = Duration::from_secs(30);
+        Prometheus {
+            binary,
+            dir,
+            https: false,
+            retention: "1d",
+            child: None,
+            port,
+            url,
+            client: PrometheusClient::new(config).expect("client"),
+        }
+    }
+
+    /// Its storage directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     async fn spawn(&mut self) {
@@ -223,7 +268,7 @@ impl Prometheus {
                 self.dir.join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .arg("--storage.tsdb.retention.time=1d")
+            .arg(format!("--storage.tsdb.retention.time={}", self.retention))
             .arg("--log.level=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
