@@ -330,6 +330,7 @@ async fn bench() {
                 .query(
                     &family.query(
                         &themes,
+                        &[] as &[&str],
                         (&spec.current(now), &raw),
                         (&spec.previous(now), &raw),
                     ),

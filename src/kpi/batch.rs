@@ -103,10 +103,11 @@ impl Family {
     /// labelled with [`CYCLE_LABEL`]. Each cycle reads its namespaces as [`CycleCounting`] says
     /// (recorded increments where they cover that cycle's window, raw counters elsewhere).
     /// `themes`: the themes whose mentions the comments family reads (the other families ignore
-    /// it).
-    pub fn query<S: AsRef<str>>(
+    /// it); `touchpoints`: only these touchpoints of the namespaces (empty: all of them).
+    pub fn query<S: AsRef<str>, T: AsRef<str>>(
         self,
         themes: &[S],
+        touchpoints: &[T],
         current: (&Span, &CycleCounting),
         previous: (&Span, &CycleCounting),
     ) -> String {
@@ -121,7 +122,7 @@ impl Family {
                 }
                 parts.push(format!(
                     "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
-                    self.cycle_query(namespaces, themes, span, how),
+                    self.cycle_query(namespaces, touchpoints, themes, span, how),
                     cycle.as_str()
                 ));
             }
@@ -129,15 +130,20 @@ impl Family {
         parts.join(" or ")
     }
 
-    /// The family's query for one cycle over `namespaces`, counted as `counting` says.
-    pub fn cycle_query<N: AsRef<str>, S: AsRef<str>>(
+    /// The family's query for one cycle over `namespaces` (only `touchpoints` of them, unless
+    /// empty), counted as `counting` says.
+    pub fn cycle_query<N: AsRef<str>, T: AsRef<str>, S: AsRef<str>>(
         self,
         namespaces: &[N],
+        touchpoints: &[T],
         themes: &[S],
         span: &Span,
         counting: Counting,
     ) -> String {
-        let ns = label_in("namespace", namespaces);
+        let mut ns = label_in("namespace", namespaces);
+        if !touchpoints.is_empty() {
+            ns = format!("{ns}, {}", label_in("touchpoint", touchpoints));
+        }
         let counted =
             |metric: &str, matchers: &str, span: &Span| count(metric, matchers, span, counting);
         let by = |metric: &str, matchers: &str| {
@@ -309,6 +315,12 @@ impl FamilyTable {
                 .push((key, sample.value));
         }
         Ok(FamilyTable { rows })
+    }
+
+    /// Adds the rows of another query of the same family over other touchpoints (a family
+    /// query split to bound the series each reads).
+    pub fn merge(&mut self, other: FamilyTable) {
+        self.rows.extend(other.rows);
     }
 
     /// The rows of one touchpoint in one cycle (`None`: Prometheus has no series for it).
@@ -640,7 +652,12 @@ mod tests {
         };
         let none: [&str; 0] = [];
         assert_eq!(
-            Family::Survey(SurveyMetric::Nps).query(&none, (&current, &raw), (&previous, &raw)),
+            Family::Survey(SurveyMetric::Nps).query(
+                &none,
+                &none,
+                (&current, &raw),
+                (&previous, &raw)
+            ),
             format!(
                 r#"label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "previous", "", "")"#,
                 n(nps, "", "7d"),
@@ -649,14 +666,14 @@ mod tests {
         );
         let interactions = r#"cx_interactions_total{namespace="retail"}"#;
         assert_eq!(
-            Family::Interactions.cycle_query(&["retail"], &none, &current, Counting::Raw),
+            Family::Interactions.cycle_query(&["retail"], &none, &none, &current, Counting::Raw),
             format!(
                 "sum by (namespace, touchpoint, outcome) ({})",
                 n(interactions, "", "7d")
             )
         );
         assert_eq!(
-            Family::Waits.cycle_query(&["retail"], &none, &current, Counting::Raw),
+            Family::Waits.cycle_query(&["retail"], &none, &none, &current, Counting::Raw),
             format!(
                 r#"sum by (namespace, touchpoint, le) ({}) or label_replace(sum by (namespace, touchpoint) ({}), "le", "offered", "", "")"#,
                 n(
@@ -683,7 +700,7 @@ mod tests {
             raw: vec![],
         };
         assert_eq!(
-            Family::Interactions.query(&none, (&current, &recorded), (&previous, &split)),
+            Family::Interactions.query(&none, &none, (&current, &recorded), (&previous, &split)),
             format!(
                 r#"label_replace(sum by (namespace, touchpoint, outcome) (sum_over_time(touchpoint:cx_interactions_total:increase5m{{namespace=~"b2b|retail"}}[7d])), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, outcome) (sum_over_time(touchpoint:cx_interactions_total:increase5m{{namespace="retail"}}[7d] offset 7d)), "cx_conductor_cycle", "previous", "", "") or label_replace(sum by (namespace, touchpoint, outcome) ({}), "cx_conductor_cycle", "previous", "", "")"#,
                 n(
@@ -702,6 +719,7 @@ mod tests {
             for counting in [&raw, &split, &recorded] {
                 promql_parser::parser::parse(&family.query(
                     &["delivery"],
+                    &["tp-1", "tp-2"],
                     (&current, counting),
                     (&previous, counting),
                 ))
@@ -968,11 +986,17 @@ mod tests {
         .join(" or ");
         let none: [&str; 0] = [];
         assert_eq!(
-            Family::Comments.cycle_query(&["retail"], &none, &span, Counting::Raw),
+            Family::Comments.cycle_query(&["retail"], &none, &none, &span, Counting::Raw),
             without_themes
         );
         assert_eq!(
-            Family::Comments.cycle_query(&["retail"], &["price", "delivery"], &span, Counting::Raw),
+            Family::Comments.cycle_query(
+                &["retail"],
+                &none,
+                &["price", "delivery"],
+                &span,
+                Counting::Raw
+            ),
             format!(
                 "{without_themes} or {}",
                 tag(

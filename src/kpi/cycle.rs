@@ -7,6 +7,9 @@
 //! - Custom PromQL indicators cannot be merged with each other: each is one query for its value
 //!   and samples ([`CompiledKpi::combined`]) and one for its previous cycle, evaluated at the end
 //!   of the previous window (a user's expression cannot be shifted with `offset` from outside).
+//! - A group over more than [`MAX_TOUCHPOINTS_PER_QUERY`] touchpoints is split into several
+//!   queries ([`split`]), so none reads more than a bounded number of series, whatever the
+//!   organisation's size; their rows are merged before the KPIs are computed.
 //! - Before them, one query asks how many 5-minute steps of every window the recorded increments
 //!   hold per namespace ([`super::recording::coverage_query`]): a family query reads a
 //!   namespace's recorded increments over a cycle whose window they cover whole, its raw
@@ -76,6 +79,13 @@ type SpanKey = (Duration, Duration);
 /// A family query's identity: the family and both cycles' (length, offset).
 type GroupKey = (Family, [Duration; 4]);
 
+/// The most touchpoints one family query reads: a group over more is split into several queries
+/// (whole namespaces together while they fit, a larger namespace by touchpoint), so no query
+/// reads more than this many touchpoints' series over its window, whatever the organisation's
+/// size. At 28 days and the recorded increments, a touchpoint's survey family is about 11
+/// series × 8,064 steps per cycle.
+pub const MAX_TOUCHPOINTS_PER_QUERY: usize = 100;
+
 enum Done {
     Family(GroupKey, Result<FamilyTable, KpiError>),
     Custom(usize, Result<Measurement, KpiError>),
@@ -85,6 +95,8 @@ struct Group {
     current: Span,
     previous: Span,
     namespaces: BTreeSet<String>,
+    /// The touchpoints the members read, by namespace.
+    touchpoints: BTreeMap<String, BTreeSet<String>>,
     /// The themes the members' theme-share KPIs name (comments family only).
     themes: BTreeSet<String>,
     members: Vec<usize>,
@@ -130,10 +142,16 @@ pub async fn measure_cycle(
                             current,
                             previous,
                             namespaces: BTreeSet::new(),
+                            touchpoints: BTreeMap::new(),
                             themes: BTreeSet::new(),
                             members: Vec::new(),
                         });
                         group.namespaces.insert(request.scope.namespace.clone());
+                        group
+                            .touchpoints
+                            .entry(request.scope.namespace.clone())
+                            .or_default()
+                            .extend(kpi.touchpoints.iter().cloned());
                         group.themes.extend(measure.theme.iter().cloned());
                         group.members.push(i);
                     }
@@ -144,36 +162,42 @@ pub async fn measure_cycle(
         }
     }
 
-    let mut http_queries = groups.len();
     let coverage = if groups.is_empty() {
         Coverage::default()
     } else {
-        http_queries += 1;
         Coverage::read(client, &groups, now).await
     };
+    let mut http_queries = usize::from(!groups.is_empty());
     let mut jobs: Vec<BoxFuture<'_, Done>> = Vec::new();
     for (&key, group) in &groups {
         let themes: Vec<&str> = group.themes.iter().map(String::as_str).collect();
-        let current = coverage.counting(&group.current, &group.namespaces);
-        let previous = coverage.counting(&group.previous, &group.namespaces);
-        let query = key.0.query(
-            &themes,
-            (&group.current, &current),
-            (&group.previous, &previous),
-        );
-        jobs.push(
-            async move {
-                let table = match client.query(&query, now).await {
-                    Ok(QueryResult::Vector(samples)) => FamilyTable::from_samples(key.0, samples),
-                    Ok(QueryResult::Scalar(_)) => Err(KpiError::UnexpectedResult(
-                        "a family query returned a scalar".into(),
-                    )),
-                    Err(error) => Err(error),
-                };
-                Done::Family(key, table)
-            }
-            .boxed(),
-        );
+        for (namespaces, touchpoints) in split(&group.touchpoints, MAX_TOUCHPOINTS_PER_QUERY) {
+            let namespaces: BTreeSet<String> = namespaces.into_iter().collect();
+            let current = coverage.counting(&group.current, &namespaces);
+            let previous = coverage.counting(&group.previous, &namespaces);
+            let query = key.0.query(
+                &themes,
+                &touchpoints,
+                (&group.current, &current),
+                (&group.previous, &previous),
+            );
+            http_queries += 1;
+            jobs.push(
+                async move {
+                    let table = match client.query(&query, now).await {
+                        Ok(QueryResult::Vector(samples)) => {
+                            FamilyTable::from_samples(key.0, samples)
+                        }
+                        Ok(QueryResult::Scalar(_)) => Err(KpiError::UnexpectedResult(
+                            "a family query returned a scalar".into(),
+                        )),
+                        Err(error) => Err(error),
+                    };
+                    Done::Family(key, table)
+                }
+                .boxed(),
+            );
+        }
     }
     for &i in &customs {
         let Some(kpi) = compiled[i].as_ref() else {
@@ -187,34 +211,48 @@ pub async fn measure_cycle(
         .buffer_unordered(client.concurrency())
         .collect()
         .await;
+    // A group's parts, merged: any part failing fails the group.
+    let mut tables: BTreeMap<GroupKey, Result<FamilyTable, KpiError>> = BTreeMap::new();
     for outcome in done {
         match outcome {
             Done::Custom(i, measured) => results[i] = Some(measured),
-            Done::Family(key, table) => {
-                let Some(group) = groups.get(&key) else {
-                    continue;
-                };
-                for &i in &group.members {
-                    let measure = compiled[i].as_ref().and_then(|c| c.indicator.as_ref());
-                    let measured = match (&table, measure) {
-                        (Ok(table), Some(measure)) => {
-                            let namespace = &requests[i].scope.namespace;
-                            Ok(Measurement {
-                                sources: Some(CountSources {
-                                    current: coverage.source(&group.current, namespace),
-                                    previous: coverage.source(&group.previous, namespace),
-                                }),
-                                ..measure_builtin(measure, &requests[i].scope, table)
-                            })
-                        }
-                        (Err(error), _) => Err(error.clone()),
-                        (Ok(_), None) => Err(KpiError::UnexpectedResult(
-                            "a custom KPI in a builtin group (a bug)".into(),
-                        )),
-                    };
-                    results[i] = Some(measured);
+            Done::Family(key, part) => match (tables.remove(&key), part) {
+                (None, part) => {
+                    tables.insert(key, part);
                 }
-            }
+                (Some(Ok(mut table)), Ok(part)) => {
+                    table.merge(part);
+                    tables.insert(key, Ok(table));
+                }
+                (Some(Err(error)), _) | (Some(Ok(_)), Err(error)) => {
+                    tables.insert(key, Err(error));
+                }
+            },
+        }
+    }
+    for (key, table) in tables {
+        let Some(group) = groups.get(&key) else {
+            continue;
+        };
+        for &i in &group.members {
+            let measure = compiled[i].as_ref().and_then(|c| c.indicator.as_ref());
+            let measured = match (&table, measure) {
+                (Ok(table), Some(measure)) => {
+                    let namespace = &requests[i].scope.namespace;
+                    Ok(Measurement {
+                        sources: Some(CountSources {
+                            current: coverage.source(&group.current, namespace),
+                            previous: coverage.source(&group.previous, namespace),
+                        }),
+                        ..measure_builtin(measure, &requests[i].scope, table)
+                    })
+                }
+                (Err(error), _) => Err(error.clone()),
+                (Ok(_), None) => Err(KpiError::UnexpectedResult(
+                    "a custom KPI in a builtin group (a bug)".into(),
+                )),
+            };
+            results[i] = Some(measured);
         }
     }
 
@@ -233,6 +271,42 @@ pub async fn measure_cycle(
         http_queries,
         elapsed: started.elapsed(),
     }
+}
+
+/// The queries a group is split into: (namespaces, touchpoints) pairs, the touchpoints empty
+/// for whole namespaces. Every touchpoint of `touchpoints` (by namespace) is in exactly one
+/// part; a part holds at most `bound` of them, whole namespaces together while they fit, a
+/// namespace holding more split by touchpoint name. A group within the bound is one query over
+/// its namespaces.
+pub fn split(
+    touchpoints: &BTreeMap<String, BTreeSet<String>>,
+    bound: usize,
+) -> Vec<(Vec<String>, Vec<String>)> {
+    let bound = bound.max(1);
+    let mut parts = Vec::new();
+    let mut whole: (Vec<String>, usize) = (Vec::new(), 0);
+    for (namespace, names) in touchpoints {
+        if names.len() > bound {
+            let names: Vec<&String> = names.iter().collect();
+            for chunk in names.chunks(bound) {
+                parts.push((
+                    vec![namespace.clone()],
+                    chunk.iter().map(|n| (*n).clone()).collect(),
+                ));
+            }
+            continue;
+        }
+        if whole.1 + names.len() > bound && !whole.0.is_empty() {
+            parts.push((std::mem::take(&mut whole.0), Vec::new()));
+            whole.1 = 0;
+        }
+        whole.0.push(namespace.clone());
+        whole.1 += names.len();
+    }
+    if !whole.0.is_empty() {
+        parts.push((whole.0, Vec::new()));
+    }
+    parts
 }
 
 /// How many 5-minute steps of each window the recorded increments hold, per namespace
@@ -444,4 +518,57 @@ pub fn read_parts(answer: QueryResult, has_samples: bool) -> Result<Reading, Kpi
         (true, Some(n)) => SampleCount::Counted(n),
     };
     Ok(Reading { value, samples })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn organisation(sizes: &[(&str, usize)]) -> BTreeMap<String, BTreeSet<String>> {
+        sizes
+            .iter()
+            .map(|(ns, n)| {
+                (
+                    (*ns).to_owned(),
+                    (0..*n).map(|t| format!("tp-{t:03}")).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn family_queries_are_split_so_none_reads_more_than_the_bound() {
+        // Within the bound: one query over every namespace.
+        assert_eq!(
+            split(&organisation(&[("a", 30), ("b", 40)]), 100),
+            vec![(vec!["a".to_owned(), "b".to_owned()], vec![])]
+        );
+        // Whole namespaces together while they fit; a larger one by touchpoint.
+        let parts = split(
+            &organisation(&[("a", 60), ("b", 50), ("big", 250), ("c", 10)]),
+            100,
+        );
+        let shape: Vec<(Vec<&str>, usize)> = parts
+            .iter()
+            .map(|(ns, tps)| (ns.iter().map(String::as_str).collect(), tps.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (vec!["a"], 0),
+                (vec!["big"], 100),
+                (vec!["big"], 100),
+                (vec!["big"], 50),
+                (vec!["b", "c"], 0),
+            ]
+        );
+        // Every touchpoint of the large namespace in exactly one part.
+        let big: Vec<&String> = parts
+            .iter()
+            .filter(|(ns, _)| ns == &["big"])
+            .flat_map(|(_, t)| t)
+            .collect();
+        assert_eq!(big.len(), 250);
+        assert_eq!(big.iter().collect::<BTreeSet<_>>().len(), 250);
+    }
 }

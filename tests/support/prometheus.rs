@@ -136,6 +136,7 @@ pub struct Prometheus {
     dir: PathBuf,
     https: bool,
     retention: &'static str,
+    extra_args: Vec<String>,
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
@@ -196,6 +197,7 @@ impl Prometheus {
             binary,
             https: tls.is_some(),
             retention: "1d",
+            extra_args: Vec::new(),
             dir,
             child: None,
             port,
@@ -209,9 +211,19 @@ impl Prometheus {
     /// Starts Prometheus, scraping nothing, on storage `fill` writes first (its argument is the
     /// storage directory: backfilled blocks go there), with a retention long enough for them.
     pub async fn start_on_history(binary: PathBuf, fill: impl FnOnce(&Path)) -> Self {
+        Prometheus::start_on_history_with(binary, &[], fill).await
+    }
+
+    /// [`Prometheus::start_on_history`] with extra command-line flags.
+    pub async fn start_on_history_with(
+        binary: PathBuf,
+        args: &[&str],
+        fill: impl FnOnce(&Path),
+    ) -> Self {
         let mut prometheus = Prometheus::unstarted(binary);
         fill(&prometheus.dir.join("data"));
         prometheus.retention = "3650d";
+        prometheus.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
         prometheus.spawn().await;
         prometheus
     }
@@ -237,11 +249,17 @@ impl Prometheus {
             dir,
             https: false,
             retention: "1d",
+            extra_args: Vec::new(),
             child: None,
             port,
             url,
             client: PrometheusClient::new(config).expect("client"),
         }
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Its storage directory.
@@ -269,6 +287,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg(format!("--storage.tsdb.retention.time={}", self.retention))
+            .args(&self.extra_args)
             .arg("--log.level=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -452,6 +471,33 @@ impl Drop for RunningCollector {
 
 fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A collector's `/metrics` exposition.
+pub async fn exposition(addr: SocketAddr) -> String {
+    let (status, body) = http_get(&format!("http://{addr}/metrics"))
+        .await
+        .expect("the collector answers /metrics");
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// POSTs a form to `url` and returns the answer's body.
+pub async fn post_form(url: &str, form: String) -> String {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form)))
+        .expect("request");
+    let response = client().request(request).await.expect("an answer");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 async fn http_get(url: &str) -> Option<(u16, Bytes)> {
