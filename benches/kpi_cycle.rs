@@ -332,7 +332,7 @@ async fn bench() {
                         &themes,
                         &[] as &[&str],
                         (&spec.current(now), &raw),
-                        (&spec.previous(now), &raw),
+                        Some((&spec.previous(now), &raw)),
                     ),
                     now,
                 )

@@ -447,7 +447,7 @@ async fn bench() {
                     &themes,
                     &[] as &[&str],
                     (&current, counting),
-                    (&previous, counting),
+                    Some((&previous, counting)),
                 )
             })
             .collect()
@@ -550,7 +550,7 @@ async fn bench() {
         &[] as &[&str],
         &[] as &[&str],
         (&current, &raw),
-        (&previous, &raw),
+        Some((&previous, &raw)),
     );
     let raw_answers = sum_rows(&prometheus, &raw_query, now, "current").await;
     println!(

@@ -99,7 +99,8 @@ impl Family {
         }
     }
 
-    /// The family's query for the `current` and `previous` cycles: one HTTP query, rows
+    /// The family's query for the `current` and `previous` cycles (`None`: a finished period
+    /// kept from an earlier cycle, not read again): one HTTP query, rows
     /// labelled with [`CYCLE_LABEL`]. Each cycle reads its namespaces as [`CycleCounting`] says
     /// (recorded increments where they cover that cycle's window, raw counters elsewhere).
     /// `themes`: the themes whose mentions the comments family reads (the other families ignore
@@ -109,10 +110,14 @@ impl Family {
         themes: &[S],
         touchpoints: &[T],
         current: (&Span, &CycleCounting),
-        previous: (&Span, &CycleCounting),
+        previous: Option<(&Span, &CycleCounting)>,
     ) -> String {
         let mut parts = Vec::new();
-        for (cycle, (span, counting)) in [(Cycle::Current, current), (Cycle::Previous, previous)] {
+        let cycles = [(Cycle::Current, Some(current)), (Cycle::Previous, previous)];
+        for (cycle, (span, counting)) in cycles
+            .into_iter()
+            .filter_map(|(cycle, read)| Some((cycle, read?)))
+        {
             for (namespaces, how) in [
                 (&counting.recorded, Counting::Recorded),
                 (&counting.raw, Counting::Raw),
@@ -321,6 +326,18 @@ impl FamilyTable {
     /// query split to bound the series each reads).
     pub fn merge(&mut self, other: FamilyTable) {
         self.rows.extend(other.rows);
+    }
+
+    /// The rows of the previous cycle alone.
+    pub fn previous_cycle(&self) -> FamilyTable {
+        FamilyTable {
+            rows: self
+                .rows
+                .iter()
+                .filter(|((cycle, _, _), _)| *cycle == Cycle::Previous)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     /// The rows of one touchpoint in one cycle (`None`: Prometheus has no series for it).
@@ -656,7 +673,7 @@ mod tests {
                 &none,
                 &none,
                 (&current, &raw),
-                (&previous, &raw)
+                Some((&previous, &raw))
             ),
             format!(
                 r#"label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "previous", "", "")"#,
@@ -700,7 +717,12 @@ mod tests {
             raw: vec![],
         };
         assert_eq!(
-            Family::Interactions.query(&none, &none, (&current, &recorded), (&previous, &split)),
+            Family::Interactions.query(
+                &none,
+                &none,
+                (&current, &recorded),
+                Some((&previous, &split))
+            ),
             format!(
                 r#"label_replace(sum by (namespace, touchpoint, outcome) (sum_over_time(touchpoint:cx_interactions_total:increase5m{{namespace=~"b2b|retail"}}[7d])), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, outcome) (sum_over_time(touchpoint:cx_interactions_total:increase5m{{namespace="retail"}}[7d] offset 7d)), "cx_conductor_cycle", "previous", "", "") or label_replace(sum by (namespace, touchpoint, outcome) ({}), "cx_conductor_cycle", "previous", "", "")"#,
                 n(
@@ -721,7 +743,7 @@ mod tests {
                     &["delivery"],
                     &["tp-1", "tp-2"],
                     (&current, counting),
-                    (&previous, counting),
+                    Some((&previous, counting)),
                 ))
                 .expect("parses");
             }

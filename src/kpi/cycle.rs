@@ -69,6 +69,9 @@ pub struct CycleReport {
     pub compiled: Vec<Option<CompiledKpi>>,
     /// HTTP queries sent to Prometheus.
     pub http_queries: usize,
+    /// Family query parts whose previous cycle, a finished calendar period, was kept from an
+    /// earlier cycle instead of read again.
+    pub finished_periods_reused: usize,
     /// Wall time of the cycle.
     pub elapsed: Duration,
 }
@@ -87,13 +90,22 @@ type GroupKey = (Family, [Duration; 4]);
 pub const MAX_TOUCHPOINTS_PER_QUERY: usize = 100;
 
 enum Done {
-    Family(GroupKey, Result<FamilyTable, KpiError>),
+    /// A family query part's answer, with its finished previous period (when it is one) and
+    /// that period's rows when they were kept from an earlier cycle.
+    Family(
+        GroupKey,
+        Result<FamilyTable, KpiError>,
+        Option<PeriodKey>,
+        Option<FamilyTable>,
+    ),
     Custom(usize, Result<Measurement, KpiError>),
 }
 
 struct Group {
     current: Span,
     previous: Span,
+    /// A calendar window: its previous cycle is a fixed period, kept once finished.
+    calendar: bool,
     namespaces: BTreeSet<String>,
     /// The touchpoints the members read, by namespace.
     touchpoints: BTreeMap<String, BTreeSet<String>>,
@@ -102,12 +114,54 @@ struct Group {
     members: Vec<usize>,
 }
 
+/// How long after a period ends its figures are taken as final: every answer in it has been
+/// scraped (one scrape interval) and its last 5-minute step recorded.
+pub const FINISHED_AFTER: Duration = Duration::from_secs(600);
+/// How long a finished period is kept after it ends: past two quarters it is nobody's previous
+/// cycle.
+pub const KEPT_FOR: Duration = Duration::from_secs(200 * 86_400);
+
+/// The previous-cycle rows of finished calendar periods (last month, last quarter), read once
+/// and kept between cycles: a month-long period is not re-read every 5 minutes for figures
+/// that no longer change. Periods that ended over [`KEPT_FOR`] ago are dropped.
+#[derive(Default)]
+pub struct FinishedPeriods {
+    kept: BTreeMap<PeriodKey, FamilyTable>,
+}
+
+/// A family query part's previous cycle: family, period (start and end, Unix seconds), the
+/// part's namespaces and touchpoints, and the themes read.
+type PeriodKey = (Family, i64, i64, Vec<String>, Vec<String>, Vec<String>);
+
+impl FinishedPeriods {
+    /// How many periods are kept.
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+}
+
 /// Measures every KPI of `requests` at `now` (see the module documentation). Never fails as a
 /// whole: each KPI gets its own result, and a failed group query is the error of its members.
 pub async fn measure_cycle(
     client: &PrometheusClient,
     requests: &[KpiRequest<'_>],
     now: Timestamp,
+) -> CycleReport {
+    measure_cycle_keeping(client, requests, now, &mut FinishedPeriods::default()).await
+}
+
+/// [`measure_cycle`], reading finished calendar periods from `periods` (and keeping the ones
+/// it reads there): the operator's loop keeps one across cycles.
+pub async fn measure_cycle_keeping(
+    client: &PrometheusClient,
+    requests: &[KpiRequest<'_>],
+    now: Timestamp,
+    periods: &mut FinishedPeriods,
 ) -> CycleReport {
     let started = Instant::now();
     let mut results: Vec<Option<Result<Measurement, KpiError>>> = vec![None; requests.len()];
@@ -138,9 +192,11 @@ pub async fn measure_cycle(
                                 previous.offset,
                             ],
                         );
+                        let calendar = !matches!(window, WindowSpec::Rolling { .. });
                         let group = groups.entry(key).or_insert_with(|| Group {
                             current,
                             previous,
+                            calendar,
                             namespaces: BTreeSet::new(),
                             touchpoints: BTreeMap::new(),
                             themes: BTreeSet::new(),
@@ -169,9 +225,23 @@ pub async fn measure_cycle(
     };
     let mut http_queries = usize::from(!groups.is_empty());
     let mut jobs: Vec<BoxFuture<'_, Done>> = Vec::new();
+    let mut kept: BTreeMap<PeriodKey, FamilyTable> = BTreeMap::new();
+    let mut reused = 0;
     for (&key, group) in &groups {
         let themes: Vec<&str> = group.themes.iter().map(String::as_str).collect();
         for (namespaces, touchpoints) in split(&group.touchpoints, MAX_TOUCHPOINTS_PER_QUERY) {
+            let period = finished_period(group, now).map(|(start, end)| {
+                (
+                    key.0,
+                    start,
+                    end,
+                    namespaces.clone(),
+                    touchpoints.clone(),
+                    group.themes.iter().cloned().collect::<Vec<_>>(),
+                )
+            });
+            let known = period.as_ref().and_then(|p| periods.kept.get(p).cloned());
+            reused += usize::from(known.is_some());
             let namespaces: BTreeSet<String> = namespaces.into_iter().collect();
             let current = coverage.counting(&group.current, &namespaces);
             let previous = coverage.counting(&group.previous, &namespaces);
@@ -179,7 +249,7 @@ pub async fn measure_cycle(
                 &themes,
                 &touchpoints,
                 (&group.current, &current),
-                (&group.previous, &previous),
+                known.is_none().then_some((&group.previous, &previous)),
             );
             http_queries += 1;
             jobs.push(
@@ -193,7 +263,7 @@ pub async fn measure_cycle(
                         )),
                         Err(error) => Err(error),
                     };
-                    Done::Family(key, table)
+                    Done::Family(key, table, period, known)
                 }
                 .boxed(),
             );
@@ -216,20 +286,35 @@ pub async fn measure_cycle(
     for outcome in done {
         match outcome {
             Done::Custom(i, measured) => results[i] = Some(measured),
-            Done::Family(key, part) => match (tables.remove(&key), part) {
-                (None, part) => {
-                    tables.insert(key, part);
+            Done::Family(key, mut part, period, known) => {
+                if let Ok(table) = &mut part {
+                    match (known, period) {
+                        (Some(previous), _) => table.merge(previous),
+                        (None, Some(period)) => {
+                            kept.insert(period, table.previous_cycle());
+                        }
+                        (None, None) => {}
+                    }
                 }
-                (Some(Ok(mut table)), Ok(part)) => {
-                    table.merge(part);
-                    tables.insert(key, Ok(table));
+                match (tables.remove(&key), part) {
+                    (None, part) => {
+                        tables.insert(key, part);
+                    }
+                    (Some(Ok(mut table)), Ok(part)) => {
+                        table.merge(part);
+                        tables.insert(key, Ok(table));
+                    }
+                    (Some(Err(error)), _) | (Some(Ok(_)), Err(error)) => {
+                        tables.insert(key, Err(error));
+                    }
                 }
-                (Some(Err(error)), _) | (Some(Ok(_)), Err(error)) => {
-                    tables.insert(key, Err(error));
-                }
-            },
+            }
         }
     }
+    // Periods more than two quarters old are no longer anyone's previous cycle.
+    let oldest = now.as_second() - KEPT_FOR.as_secs() as i64;
+    periods.kept.retain(|period, _| period.2 > oldest);
+    periods.kept.extend(kept);
     for (key, table) in tables {
         let Some(group) = groups.get(&key) else {
             continue;
@@ -269,8 +354,20 @@ pub async fn measure_cycle(
             .collect(),
         compiled,
         http_queries,
+        finished_periods_reused: reused,
         elapsed: started.elapsed(),
     }
+}
+
+/// A calendar group's previous period (start and end, Unix seconds) once it is finished
+/// ([`FINISHED_AFTER`]); `None` for rolling windows, whose previous cycle moves with every
+/// evaluation.
+fn finished_period(group: &Group, now: Timestamp) -> Option<(i64, i64)> {
+    if !group.calendar || group.previous.offset < FINISHED_AFTER {
+        return None;
+    }
+    let end = now.as_second() - group.previous.offset.as_secs() as i64;
+    Some((end - group.previous.length.as_secs() as i64, end))
 }
 
 /// The queries a group is split into: (namespaces, touchpoints) pairs, the touchpoints empty

@@ -21,13 +21,13 @@ use crate::api::{ExperienceKPI, ExperienceKPIStatus, KpiState};
 use crate::core::World;
 use crate::core::plan::hash;
 use crate::core::world::namespace_of;
+use crate::kpi::cycle::{FinishedPeriods, measure_cycle_keeping};
 use crate::kpi::evaluate::{CountSource, CountSources};
 use crate::kpi::recording::Increase;
 use crate::kpi::rules::{RULE_NAME, prometheus_rules};
 use crate::kpi::window::{promql_duration, window_problem};
 use crate::kpi::{
-    KpiError, KpiLabels, KpiMetrics, KpiRequest, QueryScope, WindowSpec, evaluate, measure_cycle,
-    status_changed,
+    KpiError, KpiLabels, KpiMetrics, KpiRequest, QueryScope, WindowSpec, evaluate, status_changed,
 };
 
 use super::conditions::{self, Verdict};
@@ -249,6 +249,7 @@ pub async fn run(ctx: Arc<Context>, options: KpiOptions, mut shutdown: watch::Re
         rules.namespaces = existing_rule_namespaces(&ctx).await;
     }
     let mut retention = Retention::default();
+    let mut periods = FinishedPeriods::default();
     loop {
         retention.refresh(&options.prometheus).await;
         cycle(
@@ -258,6 +259,7 @@ pub async fn run(ctx: Arc<Context>, options: KpiOptions, mut shutdown: watch::Re
             &retention,
             &mut schedule,
             &mut exported,
+            &mut periods,
         )
         .await;
         if let Some(labels) = &options.prometheus_rules {
@@ -313,6 +315,7 @@ async fn cycle(
     retention: &Retention,
     schedule: &mut Schedule,
     exported: &mut HashMap<(String, String), ()>,
+    periods: &mut FinishedPeriods,
 ) {
     let stores = &ctx.stores;
     let metrics = &ctx.metrics;
@@ -335,7 +338,7 @@ async fn cycle(
             })
             .collect();
         let now = Timestamp::now();
-        let report = measure_cycle(&options.prometheus, &requests, now).await;
+        let report = measure_cycle_keeping(&options.prometheus, &requests, now, periods).await;
         tracing::debug!(kpis = due.len(), queries = report.http_queries, elapsed = ?report.elapsed, "KPI cycle");
         let time = Time(now);
         for (i, &k) in due.iter().enumerate() {
