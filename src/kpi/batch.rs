@@ -81,7 +81,8 @@ impl Family {
             BuiltinIndicator::Ces => Family::Survey(SurveyMetric::Ces),
             BuiltinIndicator::Fcr
             | BuiltinIndicator::AbandonmentRate
-            | BuiltinIndicator::ResolutionRate => Family::Interactions,
+            | BuiltinIndicator::ResolutionRate
+            | BuiltinIndicator::OutcomeShare => Family::Interactions,
             BuiltinIndicator::FirstResponseTime | BuiltinIndicator::ServiceLevel => Family::Waits,
             BuiltinIndicator::CommentRate | BuiltinIndicator::ThemeShare => Family::Comments,
         }
@@ -385,6 +386,11 @@ pub fn read_builtin(
             let all = sum_where(&|_, _| true);
             ratio(sum_where(&|_, k| k == "abandoned"), all, 100.0)
         }
+        BuiltinIndicator::OutcomeShare => {
+            let all = sum_where(&|_, _| true);
+            let ended = sum_where(&|_, k| measure.outcomes.iter().any(|o| o == k));
+            ratio(ended, all, 100.0)
+        }
         BuiltinIndicator::FirstResponseTime => {
             let keep: Option<BTreeSet<u64>> = common_bounds(&measured)
                 .map(|bounds| bounds.into_iter().map(f64::to_bits).collect());
@@ -576,6 +582,7 @@ mod tests {
                 })
                 .collect(),
             outcomes: Outcome::ALL.to_vec(),
+            custom_outcomes: Vec::new(),
             timings: vec![Timing::Wait],
             first_response_seconds: promise,
             themes: Vec::new(),
@@ -749,6 +756,47 @@ mod tests {
         let abandonment = measure_builtin(&BuiltinIndicator::AbandonmentRate.into(), &s, &t);
         assert_eq!(abandonment.value, Some(100.0 * 10.0 / 100.0));
         assert_eq!(abandonment.samples, SampleCount::Counted(100.0));
+    }
+
+    #[test]
+    fn outcome_share_from_rows_over_the_touchpoints_declaring_the_outcomes() {
+        let mut courier = touchpoint("courier", 5, None);
+        courier.outcomes = vec![Outcome::Completed];
+        courier.custom_outcomes = vec!["failed-attempt".into(), "rescheduled".into()];
+        let mut store = touchpoint("store", 5, None);
+        store.outcomes = vec![Outcome::Completed, Outcome::Abandoned];
+        let mut till = touchpoint("till", 5, None);
+        till.outcomes = vec![Outcome::Completed];
+        let s = scope(vec![courier, store, till]);
+        let t = table(
+            Family::Interactions,
+            &[
+                ("courier", "completed", 60.0),
+                ("courier", "failed-attempt", 15.0),
+                ("courier", "rescheduled", 5.0),
+                ("store", "completed", 18.0),
+                ("store", "abandoned", 2.0),
+                ("till", "completed", 1000.0),
+            ],
+        );
+        let share = |outcomes: &[&str]| {
+            let measure = BuiltinMeasure {
+                outcomes: outcomes.iter().map(|o| (*o).to_owned()).collect(),
+                ..BuiltinIndicator::OutcomeShare.into()
+            };
+            measure_builtin(&measure, &s, &t)
+        };
+        let failed = share(&["failed-attempt"]);
+        assert_eq!(failed.value, Some(100.0 * 15.0 / 80.0));
+        assert_eq!(failed.samples, SampleCount::Counted(80.0));
+        // The till declares neither: its thousand sales dilute nothing.
+        let either = share(&["failed-attempt", "abandoned"]);
+        assert_eq!(either.value, Some(100.0 * 17.0 / 100.0));
+        assert_eq!(either.samples, SampleCount::Counted(100.0));
+        // Abandonment rate counts every interaction of the touchpoints that can be abandoned;
+        // the courier's custom outcomes never enter resolution rate.
+        let abandonment = measure_builtin(&BuiltinIndicator::AbandonmentRate.into(), &s, &t);
+        assert_eq!(abandonment.value, Some(100.0 * 2.0 / 20.0));
     }
 
     #[test]
@@ -1048,6 +1096,7 @@ mod tests {
                     theme: Some(theme.into()),
                     metric,
                     segment: segment.map(Into::into),
+                    outcomes: Vec::new(),
                 },
                 &s,
                 &table,
@@ -1075,6 +1124,7 @@ mod tests {
                     theme: None,
                     metric,
                     segment: None,
+                    outcomes: Vec::new(),
                 },
                 &s,
                 &table,

@@ -152,7 +152,7 @@ pub struct TouchpointMark {
     pub name: String,
     /// Survey metrics asked (`csat`, `nps`, `csat/7` for a 7-point scale).
     pub surveys: Vec<String>,
-    /// Interaction outcomes counted.
+    /// Interaction outcomes counted: the builtin ones, then the touchpoint's custom ones.
     pub outcomes: Vec<String>,
     /// Interaction timings measured.
     pub timings: Vec<String>,
@@ -369,11 +369,7 @@ fn touchpoint_mark(tp: &Touchpoint, offline: bool) -> TouchpointMark {
                 None => s.metric.as_str().to_string(),
             })
             .collect(),
-        outcomes: interactions
-            .outcomes
-            .iter()
-            .map(|o| o.as_str().to_string())
-            .collect(),
+        outcomes: interactions.outcome_names().map(str::to_string).collect(),
         timings: interactions
             .timings
             .iter()
