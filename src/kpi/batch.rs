@@ -9,7 +9,7 @@
 //! | survey `m` | `sum by (namespace, touchpoint, score) (N(cx_survey_responses_total{namespace=~"…", metric="m"}))` |
 //! | interactions | `sum by (namespace, touchpoint, outcome) (N(cx_interactions_total{namespace=~"…"}))` |
 //! | waits | `sum by (namespace, touchpoint, le) (N(cx_first_response_seconds_bucket{namespace=~"…"}))`, plus the contacts offered, `sum by (namespace, touchpoint) (N(cx_interaction_duration_seconds_count{namespace=~"…", timing="wait"}))` as `le="offered"` |
-//! | comments | `sum by (namespace, touchpoint, metric, segment) (N(cx_feedback_comments_total{namespace=~"…"}))`, the answers they could be written on, `sum by (namespace, touchpoint, metric) (N(cx_survey_responses_total{…}))` and `sum by (namespace, touchpoint) (N(cx_interactions_total{…}))` as `metric="interaction"`, and the mentions of the themes the group's KPIs name, `sum by (namespace, touchpoint, theme, metric, segment) (N(cx_feedback_themes_total{namespace=~"…", theme=~"…"}))`, told apart by [`COUNT_LABEL`] |
+//! | comments | `sum by (namespace, touchpoint, metric, segment) (N(cx_feedback_comments_total{namespace=~"…"}))`, the answers they could be written on when a comment-rate KPI of the group needs them, `sum by (namespace, touchpoint, metric) (N(cx_survey_responses_total{…}))` and `sum by (namespace, touchpoint) (N(cx_interactions_total{…}))` as `metric="interaction"`, and the mentions of the themes the group's KPIs name, `sum by (namespace, touchpoint, theme, metric, segment) (N(cx_feedback_themes_total{namespace=~"…", theme=~"…"}))`, told apart by [`COUNT_LABEL`] |
 //!
 //! each for the current and the previous cycle in the same query (rows labelled
 //! `cx_conductor_cycle="current"` / `"previous"`, see [`CYCLE_LABEL`]), and each KPI sums the
@@ -101,18 +101,21 @@ impl Family {
 
     /// The family's query over `namespaces` for the `current` and `previous` cycles: one
     /// HTTP query, rows labelled with [`CYCLE_LABEL`]. `themes`: the themes whose mentions the
-    /// comments family reads (the other families ignore it).
+    /// comments family reads; `answers`: whether it reads the answers comments could be written
+    /// on (comment-rate's denominator; theme-share never reads them). The other families ignore
+    /// both.
     pub fn query<S: AsRef<str>>(
         self,
         namespaces: &[S],
         themes: &[S],
+        answers: bool,
         current: &Span,
         previous: &Span,
     ) -> String {
         let tagged = |span: &Span, cycle: Cycle| {
             format!(
                 "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
-                self.cycle_query(namespaces, themes, span),
+                self.cycle_query(namespaces, themes, answers, span),
                 cycle.as_str()
             )
         };
@@ -124,7 +127,13 @@ impl Family {
     }
 
     /// The family's query for one cycle.
-    pub fn cycle_query<S: AsRef<str>>(self, namespaces: &[S], themes: &[S], span: &Span) -> String {
+    pub fn cycle_query<S: AsRef<str>>(
+        self,
+        namespaces: &[S],
+        themes: &[S],
+        answers: bool,
+        span: &Span,
+    ) -> String {
         let ns = label_in("namespace", namespaces);
         let by = |metric: &str, matchers: &str| {
             format!(
@@ -152,29 +161,29 @@ impl Family {
                 let tag = |query: String, count: &str| {
                     format!("label_replace({query}, \"{COUNT_LABEL}\", \"{count}\", \"\", \"\")")
                 };
-                let mut parts = vec![
-                    tag(
-                        format!(
-                            "sum by (namespace, touchpoint, metric, segment) ({})",
-                            counted(COMMENTS, &ns, span)
-                        ),
-                        "comments",
+                let mut parts = vec![tag(
+                    format!(
+                        "sum by (namespace, touchpoint, metric, segment) ({})",
+                        counted(COMMENTS, &ns, span)
                     ),
-                    tag(
+                    "comments",
+                )];
+                if answers {
+                    parts.push(tag(
                         format!(
                             "sum by (namespace, touchpoint, metric) ({})",
                             counted(SURVEY_RESPONSES, &ns, span)
                         ),
                         "answers",
-                    ),
-                    tag(
+                    ));
+                    parts.push(tag(
                         format!(
                             "label_replace(sum by (namespace, touchpoint) ({}), \"metric\", \"interaction\", \"\", \"\")",
                             counted(INTERACTIONS, &ns, span)
                         ),
                         "answers",
-                    ),
-                ];
+                    ));
+                }
                 if !themes.is_empty() {
                     parts.push(tag(
                         format!(
@@ -616,7 +625,13 @@ mod tests {
         };
         let nps = r#"cx_survey_responses_total{namespace=~"b2b|retail", metric="nps"}"#;
         assert_eq!(
-            Family::Survey(SurveyMetric::Nps).query(&["retail", "b2b"], &[], &current, &previous),
+            Family::Survey(SurveyMetric::Nps).query(
+                &["retail", "b2b"],
+                &[],
+                false,
+                &current,
+                &previous
+            ),
             format!(
                 r#"label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "current", "", "") or label_replace(sum by (namespace, touchpoint, score) ({}), "cx_conductor_cycle", "previous", "", "")"#,
                 n(nps, "", "7d"),
@@ -625,14 +640,14 @@ mod tests {
         );
         let interactions = r#"cx_interactions_total{namespace="retail"}"#;
         assert_eq!(
-            Family::Interactions.cycle_query(&["retail"], &[], &current),
+            Family::Interactions.cycle_query(&["retail"], &[], false, &current),
             format!(
                 "sum by (namespace, touchpoint, outcome) ({})",
                 n(interactions, "", "7d")
             )
         );
         assert_eq!(
-            Family::Waits.cycle_query(&["retail"], &[], &current),
+            Family::Waits.cycle_query(&["retail"], &[], false, &current),
             format!(
                 r#"sum by (namespace, touchpoint, le) ({}) or label_replace(sum by (namespace, touchpoint) ({}), "le", "offered", "", "")"#,
                 n(
@@ -653,13 +668,16 @@ mod tests {
             Family::Waits,
             Family::Comments,
         ] {
-            promql_parser::parser::parse(&family.query(
-                &["a", "b.c"],
-                &["delivery"],
-                &current,
-                &previous,
-            ))
-            .expect("parses");
+            for answers in [true, false] {
+                promql_parser::parser::parse(&family.query(
+                    &["a", "b.c"],
+                    &["delivery"],
+                    answers,
+                    &current,
+                    &previous,
+                ))
+                .expect("parses");
+            }
         }
     }
 
@@ -961,23 +979,31 @@ mod tests {
         .join(" or ");
         let none: [&str; 0] = [];
         assert_eq!(
-            Family::Comments.cycle_query(&["retail"], &none, &span),
+            Family::Comments.cycle_query(&["retail"], &none, true, &span),
             without_themes
         );
-        assert_eq!(
-            Family::Comments.cycle_query(&["retail"], &["price", "delivery"], &span),
+        let themes = tag(
             format!(
-                "{without_themes} or {}",
-                tag(
-                    format!(
-                        "sum by (namespace, touchpoint, theme, metric, segment) ({})",
-                        n(
-                            r#"cx_feedback_themes_total{namespace="retail", theme=~"delivery|price"}"#
-                        )
-                    ),
-                    "theme"
-                )
-            )
+                "sum by (namespace, touchpoint, theme, metric, segment) ({})",
+                n(r#"cx_feedback_themes_total{namespace="retail", theme=~"delivery|price"}"#)
+            ),
+            "theme",
+        );
+        assert_eq!(
+            Family::Comments.cycle_query(&["retail"], &["price", "delivery"], true, &span),
+            format!("{without_themes} or {themes}")
+        );
+        // Theme-share KPIs alone: no answer is read, only comments and mentions.
+        let comments = tag(
+            format!(
+                "sum by (namespace, touchpoint, metric, segment) ({})",
+                n(r#"cx_feedback_comments_total{namespace="retail"}"#)
+            ),
+            "comments",
+        );
+        assert_eq!(
+            Family::Comments.cycle_query(&["retail"], &["price", "delivery"], false, &span),
+            format!("{comments} or {themes}")
         );
     }
 

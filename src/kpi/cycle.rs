@@ -27,7 +27,7 @@ use super::prometheus::{PrometheusClient, QueryResult, Sample};
 use super::promql::{CompiledKpi, PART_LABEL, compile};
 use super::scope::QueryScope;
 use super::window::{Span, WindowSpec};
-use crate::api::ExperienceKPISpec;
+use crate::api::{BuiltinIndicator, ExperienceKPISpec};
 use crate::core::World;
 
 /// A KPI to measure: its spec and its resolved scope.
@@ -79,6 +79,9 @@ struct Group {
     namespaces: BTreeSet<String>,
     /// The themes the members' theme-share KPIs name (comments family only).
     themes: BTreeSet<String>,
+    /// Whether a member is a comment-rate KPI, the only one reading the answers (comments
+    /// family only).
+    answers: bool,
     members: Vec<usize>,
 }
 
@@ -120,10 +123,12 @@ pub async fn measure_cycle(
                             previous,
                             namespaces: BTreeSet::new(),
                             themes: BTreeSet::new(),
+                            answers: false,
                             members: Vec::new(),
                         });
                         group.namespaces.insert(request.scope.namespace.clone());
                         group.themes.extend(measure.theme.iter().cloned());
+                        group.answers |= measure.indicator == BuiltinIndicator::CommentRate;
                         group.members.push(i);
                     }
                     None => customs.push(i),
@@ -138,9 +143,13 @@ pub async fn measure_cycle(
     for (&key, group) in &groups {
         let namespaces: Vec<&str> = group.namespaces.iter().map(String::as_str).collect();
         let themes: Vec<&str> = group.themes.iter().map(String::as_str).collect();
-        let query = key
-            .0
-            .query(&namespaces, &themes, &group.current, &group.previous);
+        let query = key.0.query(
+            &namespaces,
+            &themes,
+            group.answers,
+            &group.current,
+            &group.previous,
+        );
         jobs.push(
             async move {
                 let table = match client.query(&query, now).await {
