@@ -1414,6 +1414,51 @@ async fn theme_share_and_comment_rate_equal_the_shares_tallied_from_the_posted_c
     );
     // Five theme KPIs of one window: one query, the previous cycle included.
     assert_eq!(report.http_queries, 1, "{:?}", report.compiled);
+
+    // The live map's themes row reads the same series: per stage (one touchpoint each here),
+    // the comments written and the delivery mentions equal the tallies.
+    let span = WindowSpec::parse("1h").expect("window").current(t);
+    let [comments, mentions] = cx_conductor::map::model::theme_queries(Some("retail"), &span);
+    let rows = |answer| match answer {
+        Ok(cx_conductor::kpi::prometheus::QueryResult::Vector(rows)) => rows,
+        other => panic!("a vector: {other:?}"),
+    };
+    let counts = cx_conductor::map::model::theme_counts(
+        "1h",
+        &rows(prometheus.client.query(&comments, t).await),
+        &rows(prometheus.client.query(&mentions, t).await),
+    );
+    let key = |tp: &str| ("retail".to_string(), tp.to_string());
+    for (touchpoint, comments, delivery) in [
+        ("web-checkout", 12.0, 6.0),
+        ("app-delivery-tracking", 3.0, 1.0),
+    ] {
+        let posted = themed_stream(touchpoint);
+        let written = posted
+            .iter()
+            .filter(|(e, _)| {
+                let e: serde_json::Value = serde_json::from_str(e).expect("JSON");
+                e["comment"].as_str().is_some_and(|c| !c.trim().is_empty())
+            })
+            .count() as f64;
+        let about = posted.iter().filter(|(_, d)| *d).count() as f64;
+        assert_eq!(
+            (written, about),
+            (comments, delivery),
+            "{touchpoint}: the tally"
+        );
+        assert_eq!(
+            counts.comments.get(&key(touchpoint)),
+            Some(&comments),
+            "{touchpoint}"
+        );
+        let mentioned = counts
+            .mentions
+            .get(&key(touchpoint))
+            .and_then(|m| m.iter().find(|(theme, _)| theme == "delivery"))
+            .map(|(_, n)| *n);
+        assert_eq!(mentioned, Some(delivery), "{touchpoint}");
+    }
 }
 
 /// Three delivery touchpoints: the example organisation's app delivery tracking (its custom
