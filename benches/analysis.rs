@@ -97,6 +97,7 @@ fn organisation(scale: f64) -> Org {
                             },
                             interactions: Some(InteractionSignals {
                                 outcomes: vec![Outcome::Completed, Outcome::Abandoned],
+                                custom_outcomes: vec![],
                                 timings: vec![Timing::Wait],
                             }),
                         },

@@ -128,6 +128,9 @@ fn organisation() -> Org {
         } else {
             match BuiltinIndicator::ALL[k % BuiltinIndicator::ALL.len()] {
                 BuiltinIndicator::ThemeShare => "{ builtin: theme-share, theme: delivery }".into(),
+                BuiltinIndicator::OutcomeShare => {
+                    "{ builtin: outcome-share, outcomes: [abandoned] }".into()
+                }
                 other => format!("{{ builtin: {} }}", other.as_str()),
             }
         };
@@ -313,7 +316,8 @@ async fn bench() {
         Family::Waits,
         Family::Comments,
     ] {
-        // The comments family with the mentions of one theme, as a theme-share KPI asks.
+        // The comments family with the mentions of one theme and the answers, as a theme-share
+        // and a comment-rate KPI of one window ask together.
         let themes: Vec<String> = match family {
             Family::Comments => vec!["delivery".into()],
             _ => Vec::new(),
@@ -330,6 +334,7 @@ async fn bench() {
                 .query(
                     &family.query(
                         &themes,
+                        true,
                         &[] as &[&str],
                         (&spec.current(now), &raw),
                         Some((&spec.previous(now), &raw)),

@@ -445,6 +445,7 @@ async fn bench() {
             .map(|f| {
                 f.query(
                     &themes,
+                    true,
                     &[] as &[&str],
                     (&current, counting),
                     Some((&previous, counting)),
@@ -548,6 +549,7 @@ async fn bench() {
         .sum();
     let raw_query = families[0].query(
         &[] as &[&str],
+        false,
         &[] as &[&str],
         (&current, &raw),
         Some((&previous, &raw)),

@@ -33,6 +33,7 @@ fn touchpoint(i: usize, mode: CollectorMode) -> Touchpoint {
                 }],
                 interactions: Some(InteractionSignals {
                     outcomes: vec![Outcome::Completed, Outcome::Abandoned],
+                    custom_outcomes: vec![],
                     timings: vec![Timing::Wait],
                 }),
             },

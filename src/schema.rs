@@ -523,6 +523,11 @@ const FORMATS: &[Format] = &[
         hint: rule_field_hint,
     },
     Format {
+        pattern: crate::api::OUTCOME_PATTERN,
+        what: "is not an outcome name: lower-case letters a-z, digits and '-', starting with a letter and ending with a letter or digit, e.g. failed-attempt",
+        hint: |v| name_hint(v, false),
+    },
+    Format {
         pattern: crate::api::DATE_PATTERN,
         what: "is not a date: write it as YYYY-MM-DD, e.g. 2026-03-31",
         hint: |_| None,

@@ -47,12 +47,15 @@ fn targets_stay_in_the_indicators_range() {
         ("first-response-time", json!(-5), false),
         ("comment-rate", json!(30), true),
         ("comment-rate", json!(120), false),
+        ("outcome-share", json!(12.5), true),
+        ("outcome-share", json!(120), false),
     ];
     for (builtin, target, ok) in cases {
-        let result = ExperienceKPISpec::validate_cel(
-            &kpi(json!({"builtin": builtin}), target.clone()),
-            None,
-        );
+        let mut indicator = json!({"builtin": builtin});
+        if builtin == "outcome-share" {
+            indicator["outcomes"] = json!(["failed-attempt"]);
+        }
+        let result = ExperienceKPISpec::validate_cel(&kpi(indicator, target.clone()), None);
         assert_eq!(result.is_ok(), ok, "{builtin} target {target}: {result:?}");
         if let Err(errors) = result {
             assert!(
@@ -197,6 +200,93 @@ fn a_touchpoint_listens_to_something() {
     assert_eq!(
         silent[0].message,
         "signals must declare at least one survey or interactions"
+    );
+}
+
+#[test]
+fn outcome_share_and_only_outcome_share_names_its_outcomes() {
+    let ok = json!({"builtin": "outcome-share", "outcomes": ["failed-attempt", "abandoned"]});
+    assert!(Indicator::validate_cel(&ok, None).is_ok());
+    let message = "outcome-share names the outcomes whose share of interactions it measures (outcomes: [failed-attempt]), and only outcome-share takes outcomes";
+    for wrong in [
+        json!({"builtin": "outcome-share"}),
+        json!({"builtin": "abandonment-rate", "outcomes": ["abandoned"]}),
+        json!({"promql": "vector(1)", "outcomes": ["abandoned"]}),
+    ] {
+        let errors = Indicator::validate_cel(&wrong, None).unwrap_err();
+        assert_eq!(
+            (errors[0].message.as_str(), errors[0].field_path.as_str()),
+            (message, ".outcomes"),
+            "{wrong}"
+        );
+    }
+}
+
+/// A touchpoint with `interactions` as its interaction signals.
+fn interacting(interactions: serde_json::Value) -> serde_json::Value {
+    object(
+        "Touchpoint",
+        "courier",
+        json!({"channel": "courier", "stage": "delivery", "signals": {"interactions": interactions}}),
+    )
+}
+
+#[test]
+fn custom_outcomes_are_bounded_kebab_case_names_that_never_repeat_a_builtin_one() {
+    assert_eq!(
+        violations(interacting(
+            json!({"outcomes": ["completed"], "customOutcomes": ["failed-attempt", "rescheduled"]})
+        )),
+        []
+    );
+    let builtin = violations(interacting(
+        json!({"outcomes": ["completed"], "customOutcomes": ["failed-attempt", "abandoned"]}),
+    ));
+    assert_eq!(
+        builtin,
+        [(
+            "spec.signals.interactions.customOutcomes".to_string(),
+            "cel".to_string(),
+            "a custom outcome cannot repeat a builtin outcome (completed, abandoned, error, resolved-first-contact, resolved, unresolved, escalated): list the builtin one in outcomes instead".to_string()
+        )]
+    );
+    let shape = violations(interacting(
+        json!({"outcomes": ["completed"], "customOutcomes": ["Failed_Attempt", "9lives", "late-"]}),
+    ));
+    assert_eq!(
+        shape
+            .iter()
+            .map(|(f, r, _)| (f.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("spec.signals.interactions.customOutcomes[0]", "pattern"),
+            ("spec.signals.interactions.customOutcomes[1]", "pattern"),
+            ("spec.signals.interactions.customOutcomes[2]", "pattern"),
+        ],
+        "{shape:?}"
+    );
+    let long = "a".repeat(41);
+    let too_long = violations(interacting(
+        json!({"outcomes": ["completed"], "customOutcomes": [long]}),
+    ));
+    assert_eq!(
+        too_long
+            .iter()
+            .map(|(f, r, _)| (f.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [("spec.signals.interactions.customOutcomes[0]", "maxLength")],
+        "{too_long:?}"
+    );
+    let seventeen: Vec<String> = (0..17).map(|i| format!("o{i}")).collect();
+    let many = violations(interacting(
+        json!({"outcomes": ["completed"], "customOutcomes": seventeen}),
+    ));
+    assert_eq!(
+        many.iter()
+            .map(|(f, r, _)| (f.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [("spec.signals.interactions.customOutcomes", "maxItems")],
+        "{many:?}"
     );
 }
 

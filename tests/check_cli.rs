@@ -106,7 +106,7 @@ fn json_output_is_stable_and_machine_readable() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     // Every KPI's queries, ready to paste into Prometheus.
     let queries = report["kpiQueries"].as_array().unwrap();
-    assert_eq!(queries.len(), 14);
+    assert_eq!(queries.len(), 15);
     // The theme KPI: the delivery theme's share of web-checkout's detractor comments, the only
     // purchase touchpoint asking nps, with its samples the comments.
     let theme = queries
@@ -406,7 +406,7 @@ fn plan_as_json_is_one_list_and_errors_are_said_on_stderr() {
     assert_eq!(rule["metadata"]["namespace"], "retail");
     assert_eq!(
         rule["spec"]["groups"][0]["rules"].as_array().unwrap().len(),
-        2 * 14
+        2 * 15
     );
 
     let out = cx(
@@ -495,7 +495,7 @@ fn the_text_report_is_readable_and_the_queries_are_behind_a_flag() {
     assert_eq!(short.status.code(), Some(0));
     let text = String::from_utf8(short.stdout).unwrap();
     assert!(
-        text.contains("KPI queries: 14 KPIs compile to PromQL (print the queries with --queries"),
+        text.contains("KPI queries: 15 KPIs compile to PromQL (print the queries with --queries"),
         "{text}"
     );
     assert!(
@@ -512,7 +512,7 @@ fn the_text_report_is_readable_and_the_queries_are_behind_a_flag() {
     );
     assert_eq!(
         text.matches("\n  retail/").count(),
-        14,
+        15,
         "one entry per KPI: {text}"
     );
     assert!(text.contains("    value:   100 * sum("), "{text}");

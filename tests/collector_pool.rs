@@ -445,3 +445,90 @@ async fn a_theme_change_reaches_a_running_pool_and_kept_themes_keep_their_counts
     );
     pool.stop().await;
 }
+
+/// A pool of a courier's delivery touchpoint (`completed` and the given custom outcomes) and the
+/// web checkout (`completed`, `abandoned`).
+fn courier_pool(custom: &str) -> String {
+    format!(
+        r#"
+namespace: retail
+touchpoints:
+- {{namespace: retail, touchpoint: courier, channel: courier, stage: delivery, interactions: {{outcomes: [completed], customOutcomes: {custom}}}, maxEventBytes: 1024}}
+- {{namespace: retail, touchpoint: web-checkout, channel: web, stage: purchase, interactions: {{outcomes: [completed, abandoned]}}, maxEventBytes: 1024}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn custom_outcomes_are_accepted_only_where_declared_and_a_new_one_reaches_a_running_pool() {
+    let file = write_config("outcomes", &courier_pool("[failed-attempt]"));
+    let pool = Pool::start(&file).await;
+    let failed = r#"{"type":"interaction","outcome":"failed-attempt"}"#;
+    let rescheduled = r#"{"type":"interaction","outcome":"rescheduled"}"#;
+    assert_eq!(
+        pool.event("courier", None, failed).await.0,
+        StatusCode::ACCEPTED
+    );
+    // The checkout does not declare it: the usual refusal, naming the field and what is declared.
+    let (status, body) = pool.event("web-checkout", None, failed).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(
+        body["error"],
+        serde_json::json!({
+            "reason": "unknown_outcome",
+            "field": "outcome",
+            "message": "outcome \"failed-attempt\" is not declared by this touchpoint; declared: completed, abandoned"
+        })
+    );
+    let (status, _) = pool.event("courier", None, rescheduled).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let count = |metrics: &str, touchpoint: &str, outcome: &str| {
+        sample(
+            metrics,
+            "cx_interactions_total",
+            &[
+                &format!("touchpoint=\"{touchpoint}\""),
+                &format!("outcome=\"{outcome}\""),
+            ],
+        )
+    };
+    let metrics = pool.metrics().await;
+    assert_eq!(
+        count(&metrics, "courier", "failed-attempt"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(count(&metrics, "courier", "completed"), Some(0.0));
+    assert_eq!(count(&metrics, "web-checkout", "failed-attempt"), None);
+
+    // The courier now also records rescheduled deliveries: no restart, failed attempts keep
+    // their count.
+    replace_config(&file, &courier_pool("[rescheduled, failed-attempt]"));
+    until("the new outcome to be counted", || async {
+        count(&pool.metrics().await, "courier", "rescheduled").is_some()
+    })
+    .await;
+    for body in [failed, rescheduled] {
+        assert_eq!(
+            pool.event("courier", None, body).await.0,
+            StatusCode::ACCEPTED
+        );
+    }
+    let metrics = pool.metrics().await;
+    assert_eq!(
+        count(&metrics, "courier", "failed-attempt"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(count(&metrics, "courier", "rescheduled"), Some(1.0));
+    assert_eq!(
+        sample(
+            &metrics,
+            "cx_events_rejected_total",
+            &["touchpoint=\"courier\"", "reason=\"unknown_outcome\""]
+        ),
+        Some(1.0)
+    );
+    pool.stop().await;
+}

@@ -1023,7 +1023,7 @@ enum Unit {
 
 /// The unit of each KPI indicator (`indicator` label of `cx_kpi_value`, `cx_kpi_target`,
 /// `cx_kpi_gap`, `cx_kpi_gap_change`; a gap is in points of its indicator's unit).
-const INDICATOR_UNITS: [(&str, Unit); 11] = [
+const INDICATOR_UNITS: [(&str, Unit); 12] = [
     ("nps", Unit::Nps),
     ("csat", Unit::Percent),
     ("ces", Unit::Ces),
@@ -1034,6 +1034,7 @@ const INDICATOR_UNITS: [(&str, Unit); 11] = [
     ("service-level", Unit::Percent),
     ("theme-share", Unit::Percent),
     ("comment-rate", Unit::Percent),
+    ("outcome-share", Unit::Percent),
     ("custom", Unit::Custom),
 ];
 

@@ -122,7 +122,7 @@ async fn the_retail_example_on_a_real_cluster_is_what_the_readme_shows() {
     assert!(
         eventually(WAIT, || async {
             let list = kpis.list(&Default::default()).await.unwrap().items;
-            list.len() == 14
+            list.len() == 15
                 && list.iter().all(|k| {
                     k.status.as_ref().is_some_and(|s| {
                         s.conditions

@@ -1440,4 +1440,355 @@ async fn theme_share_and_comment_rate_equal_the_shares_tallied_from_the_posted_c
     );
     // Five theme KPIs of one window: one query, the previous cycle included.
     assert_eq!(report.http_queries, 1 + 1, "{:?}", report.compiled);
+
+    // The live map's themes row reads the same series: per stage (one touchpoint each here),
+    // the comments written and the delivery mentions equal the tallies.
+    let span = WindowSpec::parse("1h").expect("window").current(t);
+    let [comments, mentions] = cx_conductor::map::model::theme_queries(Some("retail"), &span);
+    let rows = |answer| match answer {
+        Ok(cx_conductor::kpi::prometheus::QueryResult::Vector(rows)) => rows,
+        other => panic!("a vector: {other:?}"),
+    };
+    let counts = cx_conductor::map::model::theme_counts(
+        "1h",
+        &rows(prometheus.client.query(&comments, t).await),
+        &rows(prometheus.client.query(&mentions, t).await),
+    );
+    let key = |tp: &str| ("retail".to_string(), tp.to_string());
+    for (touchpoint, comments, delivery) in [
+        ("web-checkout", 12.0, 6.0),
+        ("app-delivery-tracking", 3.0, 1.0),
+    ] {
+        let posted = themed_stream(touchpoint);
+        let written = posted
+            .iter()
+            .filter(|(e, _)| {
+                let e: serde_json::Value = serde_json::from_str(e).expect("JSON");
+                e["comment"].as_str().is_some_and(|c| !c.trim().is_empty())
+            })
+            .count() as f64;
+        let about = posted.iter().filter(|(_, d)| *d).count() as f64;
+        assert_eq!(
+            (written, about),
+            (comments, delivery),
+            "{touchpoint}: the tally"
+        );
+        assert_eq!(
+            counts.comments.get(&key(touchpoint)),
+            Some(&comments),
+            "{touchpoint}"
+        );
+        let mentioned = counts
+            .mentions
+            .get(&key(touchpoint))
+            .and_then(|m| m.iter().find(|(theme, _)| theme == "delivery"))
+            .map(|(_, n)| *n);
+        assert_eq!(mentioned, Some(delivery), "{touchpoint}");
+    }
+}
+
+/// Three delivery touchpoints: the example organisation's app delivery tracking (its custom
+/// outcomes failed-attempt and rescheduled, read from `examples/retail/touchpoints.yaml`), a
+/// courier desk that also records failed attempts, and a store pickup counter that cannot fail
+/// one.
+const DELIVERY_ORGANISATION: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: app, namespace: retail }
+spec: { type: mobile-app }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: call-centre, namespace: retail }
+spec: { type: voice }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Channel
+metadata: { name: store, namespace: retail }
+spec: { type: store }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: courier-desk, namespace: retail }
+spec:
+  channel: call-centre
+  stage: delivery
+  signals:
+    interactions: { outcomes: [completed, abandoned], customOutcomes: [failed-attempt] }
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: Touchpoint
+metadata: { name: store-pickup, namespace: retail }
+spec:
+  channel: store
+  stage: delivery
+  signals:
+    interactions: { outcomes: [completed] }
+"#;
+
+const OUTCOME_KPIS: &str = r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: failed-attempts, namespace: retail }
+spec:
+  indicator: { builtin: outcome-share, outcomes: [failed-attempt] }
+  scope: { stage: delivery }
+  objective: { target: 5, direction: atMost, warning: 8 }
+  window: 1h
+  minSamples: 10
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: not-delivered, namespace: retail }
+spec:
+  indicator: { builtin: outcome-share, outcomes: [failed-attempt, rescheduled, abandoned] }
+  scope: { stage: delivery }
+  objective: { target: 40, direction: atMost }
+  window: 1h
+  minSamples: 10
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: delivery-abandonment, namespace: retail }
+spec:
+  indicator: { builtin: abandonment-rate }
+  scope: { stage: delivery }
+  objective: { target: 20, direction: atMost }
+  window: 1h
+  minSamples: 5
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: rescheduled-promql, namespace: retail }
+spec:
+  indicator:
+    promql: 100 * sum(cx_interactions_total{namespace="retail", outcome="rescheduled"}) / sum(cx_interactions_total{namespace="retail", touchpoint="app-delivery-tracking"})
+    samplesPromql: sum(cx_interactions_total{namespace="retail", touchpoint="app-delivery-tracking"})
+  objective: { target: 15, direction: atMost }
+  window: 1h
+  minSamples: 10
+---
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: { name: misspelt-outcome, namespace: retail }
+spec:
+  indicator: { builtin: outcome-share, outcomes: [faild-attempt] }
+  scope: { stage: delivery }
+  objective: { target: 5, direction: atMost }
+  window: 1h
+"#;
+
+/// The interactions posted to each delivery touchpoint: (outcome, count).
+fn delivery_stream(touchpoint: &str) -> &'static [(&'static str, usize)] {
+    match touchpoint {
+        "app-delivery-tracking" => &[
+            ("completed", 12),
+            ("failed-attempt", 3),
+            ("rescheduled", 2),
+            ("error", 1),
+        ],
+        "courier-desk" => &[("completed", 5), ("failed-attempt", 2), ("abandoned", 1)],
+        "store-pickup" => &[("completed", 20)],
+        other => panic!("no stream for {other}"),
+    }
+}
+
+/// Interactions posted to `touchpoints` ending in one of `outcomes` (any outcome when empty).
+fn posted(touchpoints: &[&str], outcomes: &[&str]) -> f64 {
+    touchpoints
+        .iter()
+        .flat_map(|t| delivery_stream(t).iter())
+        .filter(|(outcome, _)| outcomes.is_empty() || outcomes.contains(outcome))
+        .map(|(_, count)| *count as f64)
+        .sum()
+}
+
+/// Custom outcomes against a real Prometheus scraping real collectors: outcome-share equals the
+/// share counted from the posted interactions, over the touchpoints declaring the outcomes (the
+/// store pickup's sales dilute nothing), through the batched cycle and each KPI's own PromQL (what
+/// `check` shows); abandonment rate keeps its meaning (abandoned ÷ every interaction of the
+/// touchpoints that can be abandoned, custom outcomes included); a custom PromQL KPI reads the
+/// custom outcome's series; a misspelt outcome is the definition's fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcome_share_equals_the_share_counted_from_the_posted_interactions() {
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let mut channels = Vec::new();
+    let mut touchpoints = Vec::new();
+    for document in DELIVERY_ORGANISATION.split("\n---\n") {
+        let value: serde_yaml::Value = serde_yaml::from_str(document).expect("manifest");
+        match value["kind"].as_str() {
+            Some("Channel") => {
+                channels.push(serde_yaml::from_value::<Channel>(value).expect("channel"))
+            }
+            _ => touchpoints.push(serde_yaml::from_value::<Touchpoint>(value).expect("touchpoint")),
+        }
+    }
+    let example: Vec<Touchpoint> = documents(
+        &std::fs::read_to_string(support::repo("examples/retail/touchpoints.yaml"))
+            .expect("example touchpoints"),
+    );
+    let tracking = example
+        .into_iter()
+        .find(|t| t.name_any() == "app-delivery-tracking")
+        .expect("the example's delivery tracking");
+    assert_eq!(
+        tracking
+            .spec
+            .signals
+            .interactions
+            .as_ref()
+            .map(|i| i.custom_outcomes.clone()),
+        Some(vec![
+            "failed-attempt".to_string(),
+            "rescheduled".to_string()
+        ])
+    );
+    touchpoints.push(tracking);
+    let kpis: Vec<ExperienceKPI> = documents(OUTCOME_KPIS);
+
+    let mut collectors = Vec::new();
+    for touchpoint in &touchpoints {
+        let channel = channels
+            .iter()
+            .find(|c| c.name_any() == touchpoint.spec.channel);
+        collectors.push(RunningCollector::start(&collector_config(touchpoint, channel)).await);
+    }
+    let targets: Vec<_> = collectors.iter().map(|c| c.addr).collect();
+    let prometheus = Prometheus::start(binary, &targets, "1s").await;
+    prometheus
+        .wait_for_value(
+            "count(cx_events_received_total)",
+            touchpoints.len() as f64,
+            Duration::from_secs(30),
+        )
+        .await;
+    let mut total = 0;
+    for (touchpoint, collector) in touchpoints.iter().zip(&collectors) {
+        let events = interactions(
+            &delivery_stream(&touchpoint.name_any())
+                .iter()
+                .map(|&(outcome, count)| (outcome, count, None))
+                .collect::<Vec<_>>(),
+        );
+        total += events.len();
+        collector.post(&events).await;
+    }
+    prometheus
+        .wait_for_value(
+            "sum(cx_events_received_total)",
+            total as f64,
+            Duration::from_secs(30),
+        )
+        .await;
+    let t = prometheus
+        .last_scrape()
+        .await
+        .checked_add(Duration::from_millis(500))
+        .expect("timestamp");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let world = World::new(&channels, &touchpoints, &kpis, &[]);
+    let requests = KpiRequest::all(&world);
+    let report = measure_cycle(&prometheus.client, &requests, t).await;
+
+    let declaring = ["app-delivery-tracking", "courier-desk"];
+    // (KPI, value, samples, the same written out, state).
+    let expected = [
+        // 3 + 2 failed attempts of the 18 + 8 tracked and desk deliveries.
+        (
+            "failed-attempts",
+            100.0 * posted(&declaring, &["failed-attempt"]) / posted(&declaring, &[]),
+            posted(&declaring, &[]),
+            100.0 * 5.0 / 26.0,
+            26.0,
+            KpiState::Breached,
+        ),
+        (
+            "not-delivered",
+            100.0 * posted(&declaring, &["failed-attempt", "rescheduled", "abandoned"])
+                / posted(&declaring, &[]),
+            posted(&declaring, &[]),
+            100.0 * 8.0 / 26.0,
+            26.0,
+            KpiState::Met,
+        ),
+        // Only the courier desk can be abandoned: 1 of its 8, failed attempts included.
+        (
+            "delivery-abandonment",
+            100.0 * posted(&["courier-desk"], &["abandoned"]) / posted(&["courier-desk"], &[]),
+            posted(&["courier-desk"], &[]),
+            100.0 / 8.0,
+            8.0,
+            KpiState::Met,
+        ),
+    ];
+    for (name, value, samples, written_value, written_samples, state) in expected {
+        assert_eq!(
+            (value, samples),
+            (written_value, written_samples),
+            "{name}: the count"
+        );
+        let i = kpis
+            .iter()
+            .position(|k| k.name_any() == name)
+            .expect("a KPI");
+        assert_measured(name, &report.results[i], value, samples);
+        let compiled = report.compiled[i].as_ref().expect("compiled");
+        let alone = measure_one(&prometheus.client, compiled, t).await;
+        assert_measured(&format!("{name} (own PromQL)"), &alone, value, samples);
+        let window = WindowSpec::parse(&kpis[i].spec.window).expect("window");
+        let shown = displayed_queries(&kpis[i].spec, &requests[i].scope, &window, Counting::Raw)
+            .expect("displayed");
+        assert_eq!(shown.value, compiled.value, "{name}");
+        assert_eq!(shown.samples, compiled.samples, "{name}");
+        assert_eq!(
+            shown.previous_value.as_ref(),
+            Some(&compiled.previous.value)
+        );
+        assert!(
+            !compiled.touchpoints.contains(&"store-pickup".to_string()),
+            "{name}: {:?}",
+            compiled.touchpoints
+        );
+        let spec = &kpis[i].spec;
+        let evaluation = evaluate(&spec.objective, spec.min_samples, None, &report.results[i]);
+        assert_eq!(evaluation.state, state, "{name}: {}", evaluation.message);
+        let measured = report.results[i].as_ref().expect("measured");
+        assert_eq!(
+            measured.previous.map(|p| p.samples),
+            Some(SampleCount::NoSeries),
+            "{name}: nothing was posted an hour earlier"
+        );
+    }
+
+    // The custom outcome in a custom PromQL KPI: 2 rescheduled of 18 tracked deliveries.
+    let custom = kpis
+        .iter()
+        .position(|k| k.name_any() == "rescheduled-promql")
+        .expect("a KPI");
+    assert_measured(
+        "rescheduled-promql",
+        &report.results[custom],
+        100.0 * posted(&["app-delivery-tracking"], &["rescheduled"])
+            / posted(&["app-delivery-tracking"], &[]),
+        18.0,
+    );
+
+    // The misspelt outcome: the definition is wrong, and the declared outcomes are named.
+    let misspelt = kpis
+        .iter()
+        .position(|k| k.name_any() == "misspelt-outcome")
+        .expect("a KPI");
+    let error = report.results[misspelt].as_ref().expect_err("not declared");
+    assert_eq!(error.reason(), "OutcomeNotDeclared");
+    assert!(error.is_invalid_spec());
+    assert_eq!(
+        error.to_string(),
+        "outcome faild-attempt is declared by no touchpoint in scope (app-delivery-tracking, courier-desk, store-pickup), so no interaction can end with it; they declare abandoned, completed, error, failed-attempt, rescheduled"
+    );
+    // The three builtin KPIs of one window: one query, and one for the recorded steps; the
+    // custom one two (current, previous).
+    assert_eq!(report.http_queries, 1 + 1 + 2, "{:?}", report.compiled);
 }

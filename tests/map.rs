@@ -789,3 +789,156 @@ fn every_journey_gets_its_own_map_and_a_journey_without_channels_still_draws() {
         );
     }
 }
+
+/// A row of a Prometheus answer: `value` for the labels given.
+fn row(labels: &[(&str, &str)], value: f64) -> cx_conductor::kpi::prometheus::Sample {
+    cx_conductor::kpi::prometheus::Sample {
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+        value,
+    }
+}
+
+/// The retail map with the themes a live map reads from Prometheus: the checkouts' and the
+/// delivery tracking's comments and theme mentions over 28 days.
+fn retail_with_themes() -> MapDocument {
+    use cx_conductor::map::model::{theme_counts, with_themes};
+    let mut document = retail();
+    assert!(document.journeys.iter().all(|j| j.themes.is_none()));
+    let tp = |name: &'static str| [("namespace", "retail"), ("touchpoint", name)];
+    let mention = |name: &'static str, theme: &'static str, value: f64| {
+        row(
+            &[
+                ("namespace", "retail"),
+                ("touchpoint", name),
+                ("theme", theme),
+            ],
+            value,
+        )
+    };
+    let comments = [
+        row(&tp("web-checkout"), 20.0),
+        row(&tp("app-checkout"), 10.0),
+        row(&tp("app-delivery-tracking"), 6.0),
+        // Another namespace's touchpoint of the same name counts nowhere here.
+        row(
+            &[("namespace", "b2b"), ("touchpoint", "web-checkout")],
+            100.0,
+        ),
+    ];
+    let mentions = [
+        mention("web-checkout", "delivery", 8.0),
+        mention("web-checkout", "price", 5.0),
+        mention("web-checkout", "staff", 1.0),
+        mention("web-checkout", "app-crashes", 1.0),
+        mention("web-checkout", "waiting-time", 0.0),
+        mention("app-checkout", "delivery", 2.0),
+        mention("app-checkout", "price", 5.0),
+        mention("app-delivery-tracking", "app-crashes", 3.0),
+        row(
+            &[
+                ("namespace", "b2b"),
+                ("touchpoint", "web-checkout"),
+                ("theme", "staff"),
+            ],
+            90.0,
+        ),
+    ];
+    with_themes(&mut document, &theme_counts("28d", &comments, &mentions));
+    document
+}
+
+#[test]
+fn a_live_map_shows_each_stage_top_themes_and_their_share_of_its_comments() {
+    use cx_conductor::map::model::theme_queries;
+    let document = retail_with_themes();
+    let journey = &document.journeys[0];
+    let themes = journey.themes.as_ref().expect("themes known");
+    assert_eq!(themes.window, "28d");
+    let stage = |s: Stage| {
+        journey
+            .stages
+            .iter()
+            .position(|c| c.stage == s)
+            .expect("a stage")
+    };
+    let shown = |s: Stage| {
+        themes.stages[stage(s)]
+            .iter()
+            .map(|m| (m.name.as_str(), m.mentions, m.share()))
+            .collect::<Vec<_>>()
+    };
+    // Purchase: 30 comments of the two checkouts; delivery and price tie at 10 (by name), then
+    // app-crashes and staff tie at 1 and only three are shown; a theme never mentioned is not.
+    assert_eq!(themes.comments[stage(Stage::Purchase)], 30.0);
+    assert_eq!(
+        shown(Stage::Purchase),
+        [
+            ("delivery", 10.0, 100.0 * 10.0 / 30.0),
+            ("price", 10.0, 100.0 * 10.0 / 30.0),
+            ("app-crashes", 1.0, 100.0 / 30.0),
+        ]
+    );
+    assert_eq!(shown(Stage::Delivery), [("app-crashes", 3.0, 50.0)]);
+    assert_eq!(themes.comments[stage(Stage::Awareness)], 0.0);
+    assert!(shown(Stage::Awareness).is_empty());
+
+    let svg = render_svg(&document);
+    let text = texts(&svg);
+    for expected in [
+        "Themes",
+        "top themes, share of comments, last 28d",
+        "delivery 33.33%",
+        "price 33.33%",
+        "app-crashes 3.33%",
+        "of 30 comments",
+        "app-crashes 50%",
+        "of 6 comments",
+        "no comment",
+    ] {
+        assert!(
+            text.contains(&expected.to_string()),
+            "{expected} in {text:?}"
+        );
+    }
+    // Offline, no themes row.
+    assert!(!texts(&render_svg(&retail())).contains(&"Themes".to_string()));
+
+    // The queries: exact counts per touchpoint in the window, one namespace or all.
+    let now: k8s_openapi::jiff::Timestamp = "2026-11-03T10:15:00Z".parse().unwrap();
+    let span = cx_conductor::kpi::WindowSpec::parse("28d")
+        .unwrap()
+        .current(now);
+    let [comments, mentions] = theme_queries(Some("retail"), &span);
+    assert!(
+        comments.starts_with(
+            r#"sum by (namespace, touchpoint) ((((last_over_time(cx_feedback_comments_total{namespace="retail"}[28d])"#
+        ),
+        "{comments}"
+    );
+    assert!(
+        mentions.starts_with(
+            r#"sum by (namespace, touchpoint, theme) ((((last_over_time(cx_feedback_themes_total{namespace="retail"}[28d])"#
+        ),
+        "{mentions}"
+    );
+    let [all, _] = theme_queries(None, &span);
+    assert!(
+        all.contains(r#"cx_feedback_comments_total{namespace!=""}"#),
+        "{all}"
+    );
+    for query in theme_queries(None, &span) {
+        cx_conductor::kpi::promql::validate_number_query(&query).expect("parses");
+    }
+}
+
+#[test]
+fn chromium_shows_the_themes_row_inside_its_cells() {
+    let Some(chromium) = chromium() else { return };
+    let shown = check_in_browser(&chromium, &retail_with_themes(), "themes");
+    for expected in ["delivery 33.33%", "app-crashes 50%", "of 30 comments"] {
+        assert!(shown.iter().any(|t| t == expected), "{expected} shown");
+    }
+}

@@ -138,7 +138,7 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
     assert!(has(&format!("Journey {ns}/retail")), "{shown:?}");
     assert!(
         has(
-            "KPIs: 1 Met, 1 AtRisk, 1 Breached, 0 InsufficientData, 11 Unknown · collectors ready: 1 of 15"
+            "KPIs: 1 Met, 1 AtRisk, 1 Breached, 0 InsufficientData, 12 Unknown · collectors ready: 1 of 15"
         ),
         "{shown:?}"
     );
@@ -170,10 +170,10 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
     assert_eq!(contradicted.len(), 2, "{shown:?}");
     assert!(contradicted[0].starts_with("warning[self-assessment-contradicted]: question 9 "));
     assert!(contradicted[1].starts_with("warning[self-assessment-contradicted]: question 15 "));
-    // Eleven KPIs were never evaluated: unknown.
+    // Twelve KPIs were never evaluated: unknown.
     assert_eq!(
         shown.iter().filter(|t| t.as_str() == "Unknown").count(),
-        11,
+        12,
         "{shown:?}"
     );
 

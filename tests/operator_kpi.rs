@@ -570,3 +570,180 @@ async fn theme_kpis_get_status_gauges_alerts_and_a_condition_naming_an_undeclare
     assert_eq!(routed, 6, "alerts routed to the KPIs' owner");
     operator.stop().await;
 }
+
+/// An outcome-share KPI over a touchpoint's custom outcomes, through the operator on the real
+/// control plane: the API server accepts the touchpoint's `customOutcomes`, the share of tracked
+/// deliveries ending in a failed attempt is in status and gauges, its alerts in the
+/// PrometheusRule routed to the owner, and a KPI naming an outcome no touchpoint declares is told
+/// so (`QueryValid=False`, `OutcomeNotDeclared`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcome_share_kpis_get_status_gauges_alerts_and_a_condition_naming_an_undeclared_outcome()
+{
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let release = full_release();
+    let ns = cluster().namespace("outcome-kpi").await;
+    let admin = cluster().admin();
+    let objects = [
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
+            "metadata": {"name": "app", "namespace": ns},
+            "spec": {"type": "mobile-app", "owner": "digital"}}),
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
+            "metadata": {"name": "tracking", "namespace": ns},
+            "spec": {"channel": "app", "stage": "delivery",
+                     "signals": {"interactions": {"outcomes": ["completed"],
+                                                  "customOutcomes": ["failed-attempt", "rescheduled"]}},
+                     "collector": {"mode": "dedicated", "replicas": 1}}}),
+    ];
+    for object in objects {
+        apply(&admin, &object, "test").await.expect("created");
+    }
+    let kpi = |name: &str, outcomes: serde_json::Value| {
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "ExperienceKPI",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"indicator": {"builtin": "outcome-share", "outcomes": outcomes},
+                     "scope": {"stage": "delivery"},
+                     "objective": {"target": 10, "direction": "atMost"}, "window": "1h",
+                     "interval": "2s", "minSamples": 4, "owner": "logistics"}})
+    };
+    for object in [
+        kpi("failed-attempts", json!(["failed-attempt"])),
+        kpi("misspelt-outcome", json!(["faild-attempt"])),
+    ] {
+        apply(&admin, &object, "test").await.expect("created");
+    }
+
+    // The collector the operator would configure, from the touchpoint as the API server stored it.
+    let touchpoint: Touchpoint = get(&admin, &ns, "tracking").await.unwrap();
+    assert_eq!(
+        touchpoint
+            .spec
+            .signals
+            .interactions
+            .as_ref()
+            .map(|i| i.custom_outcomes.clone()),
+        Some(vec![
+            "failed-attempt".to_string(),
+            "rescheduled".to_string()
+        ]),
+        "the API server keeps customOutcomes"
+    );
+    let channel: Channel = get(&admin, &ns, "app").await.unwrap();
+    let collector = RunningCollector::start(&collector_config(&touchpoint, Some(&channel))).await;
+    let prometheus = Prometheus::start(binary, &[collector.addr], "1s").await;
+    prometheus
+        .wait_for_value("count(cx_events_received_total)", 1.0, WAIT)
+        .await;
+    // 8 tracked deliveries: 5 completed, 2 failed attempts, 1 rescheduled.
+    let events: Vec<String> = [("completed", 5), ("failed-attempt", 2), ("rescheduled", 1)]
+        .iter()
+        .flat_map(|(outcome, n)| {
+            std::iter::repeat_n(
+                format!(r#"{{"type":"interaction","outcome":"{outcome}"}}"#),
+                *n,
+            )
+        })
+        .collect();
+    collector.post(&events).await;
+    prometheus
+        .wait_for_value("sum(cx_interactions_total)", 8.0, WAIT)
+        .await;
+
+    let client = PrometheusClient::new(PrometheusConfig::new(prometheus.url.clone())).unwrap();
+    let options = OperatorOptions {
+        namespaces: vec![ns.clone()],
+        resync: Duration::from_secs(1),
+        kpi: Some(KpiOptions {
+            prometheus: Arc::new(client),
+            prometheus_rules: Some(BTreeMap::new()),
+        }),
+        ..Default::default()
+    };
+    let operator = Operator::start(operator_client(release, None).await, options);
+    let metrics = operator.metrics.clone();
+    let status = |name: &'static str| {
+        let admin = admin.clone();
+        let ns = ns.clone();
+        async move {
+            get::<ExperienceKPI>(&admin, &ns, name)
+                .await
+                .and_then(|k| k.status)
+        }
+    };
+    assert!(
+        eventually(WAIT, || async {
+            status("failed-attempts")
+                .await
+                .is_some_and(|s| s.samples == Some(8))
+                && status("misspelt-outcome")
+                    .await
+                    .is_some_and(|s| s.state.is_some())
+        })
+        .await,
+        "outcome KPIs evaluated: {:?} {:?}",
+        status("failed-attempts").await,
+        status("misspelt-outcome").await
+    );
+    let share = status("failed-attempts").await.unwrap();
+    assert_eq!(
+        (share.value, share.gap, share.state),
+        (Some(25.0), Some(15.0), Some(KpiState::Breached)),
+        "{share:?}"
+    );
+
+    let misspelt = status("misspelt-outcome").await.unwrap();
+    assert_eq!(misspelt.state, Some(KpiState::Unknown));
+    let query_valid = misspelt
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "QueryValid")
+        .expect("QueryValid");
+    assert_eq!(
+        (query_valid.status.as_str(), query_valid.reason.as_str()),
+        ("False", "OutcomeNotDeclared"),
+        "{query_valid:?}"
+    );
+    assert_eq!(
+        query_valid.message,
+        "outcome faild-attempt is declared by no touchpoint in scope (tracking), so no interaction can end with it; they declare completed, failed-attempt, rescheduled"
+    );
+
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(r#"cx_kpi_value{{indicator="outcome-share",journey="",kpi="failed-attempts",namespace="{ns}",owner="logistics",stage="delivery"}} 25"#)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(r#"cx_kpi_state{{indicator="outcome-share",journey="",kpi="failed-attempts",namespace="{ns}",owner="logistics",stage="delivery",state="Breached"}} 1"#)),
+        "{text}"
+    );
+    let rules = rules_api(&admin, &ns);
+    assert!(
+        eventually(WAIT, || async {
+            rules.get_opt(RULE_NAME).await.unwrap().is_some_and(|rule| {
+                rule.data["spec"]["groups"][0]["rules"]
+                    .as_array()
+                    .is_some_and(|r| {
+                        r.iter()
+                            .filter(|r| r["labels"]["kpi"] == "failed-attempts")
+                            .count()
+                            == 2
+                    })
+            })
+        })
+        .await,
+        "two alerts for the outcome KPI"
+    );
+    let rule = rules.get(RULE_NAME).await.unwrap();
+    assert!(
+        rule.data["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["labels"]["kpi"] == "failed-attempts")
+            .all(|r| r["labels"]["owner"] == "logistics"),
+        "alerts routed to the KPI's owner"
+    );
+    operator.stop().await;
+}

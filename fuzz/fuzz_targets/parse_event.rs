@@ -28,6 +28,7 @@ static SCHEMA: LazyLock<EventSchema> = LazyLock::new(|| {
         ],
         interactions: Some(InteractionSignals {
             outcomes: vec![Outcome::Completed, Outcome::Abandoned, Outcome::Escalated],
+            custom_outcomes: vec!["failed-attempt".into()],
             timings: vec![Timing::Wait],
         }),
         max_event_bytes: 4096,
@@ -61,7 +62,8 @@ fn check(result: Result<Event<'_>, Rejection>) {
             assert!((low..=high).contains(&score), "{metric:?} {score}");
         }
         Ok(Signal::Interaction { outcome, wait_seconds, handle_seconds }) => {
-            assert!(SCHEMA.declares_outcome(outcome), "{outcome:?}");
+            let name = SCHEMA.outcome_name(outcome);
+            assert_eq!(SCHEMA.outcome(name), Some(outcome), "{outcome:?} is declared");
             assert!(handle_seconds.is_none(), "handle is not declared");
             if let Some(seconds) = wait_seconds {
                 assert!(seconds.is_finite() && (0.0..=MAX_DURATION_SECONDS).contains(&seconds));

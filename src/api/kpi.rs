@@ -78,7 +78,7 @@ use super::common::{
 #[x_kube(
     cel,
     validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'nps' || (double(self.objective.target) >= -100.0 && double(self.objective.target) <= 100.0)").message("an nps target must be between -100 and 100").field_path(".objective.target"),
-    validation = Rule::new("!has(self.indicator.builtin) || !(self.indicator.builtin in ['csat', 'fcr', 'abandonment-rate', 'resolution-rate', 'service-level', 'theme-share', 'comment-rate']) || (double(self.objective.target) >= 0.0 && double(self.objective.target) <= 100.0)").message("a percentage target (csat, fcr, abandonment-rate, resolution-rate, service-level, theme-share, comment-rate) must be between 0 and 100").field_path(".objective.target"),
+    validation = Rule::new("!has(self.indicator.builtin) || !(self.indicator.builtin in ['csat', 'fcr', 'abandonment-rate', 'resolution-rate', 'service-level', 'theme-share', 'comment-rate', 'outcome-share']) || (double(self.objective.target) >= 0.0 && double(self.objective.target) <= 100.0)").message("a percentage target (csat, fcr, abandonment-rate, resolution-rate, service-level, theme-share, comment-rate, outcome-share) must be between 0 and 100").field_path(".objective.target"),
     validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'ces' || (double(self.objective.target) >= 1.0 && double(self.objective.target) <= 7.0)").message("a ces target must be between 1 and 7").field_path(".objective.target"),
     validation = Rule::new("!has(self.indicator.builtin) || self.indicator.builtin != 'first-response-time' || double(self.objective.target) >= 0.0").message("a first-response-time target is a number of seconds and cannot be negative").field_path(".objective.target")
 )]
@@ -146,6 +146,7 @@ fn default_min_samples() -> i64 {
     validation = Rule::new("has(self.builtin) != has(self.promql)").message("set exactly one of builtin or promql"),
     validation = Rule::new("!has(self.samplesPromql) || has(self.promql)").message("samplesPromql only applies to a promql indicator").field_path(".samplesPromql"),
     validation = Rule::new("has(self.theme) == (has(self.builtin) && self.builtin == 'theme-share')").message("theme-share names the theme it measures (theme: delivery), and only theme-share takes a theme").field_path(".theme"),
+    validation = Rule::new("has(self.outcomes) == (has(self.builtin) && self.builtin == 'outcome-share')").message("outcome-share names the outcomes whose share of interactions it measures (outcomes: [failed-attempt]), and only outcome-share takes outcomes").field_path(".outcomes"),
     validation = Rule::new("!has(self.metric) || (has(self.builtin) && self.builtin in ['theme-share', 'comment-rate'])").message("metric only applies to the theme-share and comment-rate indicators").field_path(".metric"),
     validation = Rule::new("!has(self.segment) || (has(self.builtin) && self.builtin == 'theme-share' && has(self.metric))").message("segment only applies to theme-share, with the metric whose answer band it is (metric: nps, segment: detractor)").field_path(".segment"),
     validation = Rule::new("!has(self.segment) || !has(self.metric) || (self.metric == 'nps' ? self.segment in ['detractor', 'passive', 'promoter'] : self.metric == 'interaction' || self.segment in ['low', 'neutral', 'high'])").message("segment is an answer band of the metric: detractor, passive or promoter for nps; low, neutral or high for csat and ces; an outcome for interaction").field_path(".segment")
@@ -180,6 +181,10 @@ pub struct Indicator {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub segment: Option<String>,
+    /// For outcome-share: the interaction outcomes whose share of interactions is measured, builtin (abandoned) or a touchpoint's customOutcomes (failed-attempt); at least one touchpoint in scope must declare each of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(min = 1, max = 16), inner(length(min = 1, max = 40), regex(pattern = crate::api::OUTCOME_PATTERN)))]
+    pub outcomes: Vec<String>,
 }
 
 impl Indicator {
@@ -190,6 +195,7 @@ impl Indicator {
             theme: self.theme.clone(),
             metric: self.metric,
             segment: self.segment.clone(),
+            outcomes: self.outcomes.clone(),
         })
     }
 }
@@ -246,6 +252,8 @@ pub struct BuiltinMeasure {
     pub metric: Option<CommentMetric>,
     /// theme-share: the answer band (or interaction outcome) of the comments.
     pub segment: Option<String>,
+    /// outcome-share: the outcomes whose share is measured.
+    pub outcomes: Vec<String>,
 }
 
 impl From<BuiltinIndicator> for BuiltinMeasure {
@@ -255,6 +263,7 @@ impl From<BuiltinIndicator> for BuiltinMeasure {
             theme: None,
             metric: None,
             segment: None,
+            outcomes: Vec::new(),
         }
     }
 }
@@ -288,11 +297,14 @@ pub enum BuiltinIndicator {
     ThemeShare,
     /// % of answers and interactions that carry a comment (optionally of one `metric`), 0 to 100.
     CommentRate,
+    /// % of interactions ending in one of `outcomes` (builtin or the touchpoints' custom
+    /// outcomes), over the touchpoints declaring at least one of them, 0 to 100.
+    OutcomeShare,
 }
 
 impl BuiltinIndicator {
     /// Every builtin indicator.
-    pub const ALL: [BuiltinIndicator; 10] = [
+    pub const ALL: [BuiltinIndicator; 11] = [
         BuiltinIndicator::Nps,
         BuiltinIndicator::Csat,
         BuiltinIndicator::Ces,
@@ -303,6 +315,7 @@ impl BuiltinIndicator {
         BuiltinIndicator::ServiceLevel,
         BuiltinIndicator::ThemeShare,
         BuiltinIndicator::CommentRate,
+        BuiltinIndicator::OutcomeShare,
     ];
 
     /// The name used in manifests and metric labels.
@@ -318,6 +331,7 @@ impl BuiltinIndicator {
             BuiltinIndicator::ServiceLevel => "service-level",
             BuiltinIndicator::ThemeShare => "theme-share",
             BuiltinIndicator::CommentRate => "comment-rate",
+            BuiltinIndicator::OutcomeShare => "outcome-share",
         }
     }
 }

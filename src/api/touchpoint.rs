@@ -186,12 +186,20 @@ impl SurveySignal {
 }
 
 /// Implicit signals: how interactions end and how long they take.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.customOutcomes) || self.customOutcomes.all(o, !(o in ['completed', 'abandoned', 'error', 'resolved-first-contact', 'resolved', 'unresolved', 'escalated']))").message("a custom outcome cannot repeat a builtin outcome (completed, abandoned, error, resolved-first-contact, resolved, unresolved, escalated): list the builtin one in outcomes instead").field_path(".customOutcomes")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct InteractionSignals {
-    /// Outcomes an interaction at this touchpoint can end with.
+    /// Builtin outcomes an interaction at this touchpoint can end with: completed, abandoned, error, resolved-first-contact, resolved, unresolved, escalated.
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(min = 1, max = 7))]
     pub outcomes: Vec<Outcome>,
+    /// The company's own outcomes, next to the builtin ones (e.g. rescheduled, failed-attempt): at most 16 names in lower-case kebab-case (letters, digits and '-', starting with a letter, at most 40 characters), none repeating a builtin outcome. Events send them as their outcome; they are counted in cx_interactions_total under the outcome label like the builtin ones, and the outcome-share indicator measures them. The builtin indicators keep their meaning: fcr and resolution-rate read only the builtin contact outcomes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 16), inner(length(min = 1, max = 40), regex(pattern = OUTCOME_PATTERN)))]
+    pub custom_outcomes: Vec<String>,
     /// Durations measured for each interaction: wait (until first response) and handle (active handling time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 2))]
@@ -218,6 +226,57 @@ pub enum Outcome {
     Unresolved,
     /// The request was escalated to another team or level.
     Escalated,
+}
+
+/// Shape of an outcome name (a touchpoint's custom outcome, an outcome-share KPI's outcome): a
+/// label value in lower-case kebab-case, starting with a letter.
+pub const OUTCOME_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// Most custom outcomes a touchpoint may declare (`interactions.customOutcomes`).
+pub const MAX_CUSTOM_OUTCOMES: usize = 16;
+/// Longest custom outcome name.
+pub const MAX_OUTCOME_NAME_BYTES: usize = 40;
+
+/// Why `name` cannot be a custom outcome (a label value, so kebab-case and bounded like the
+/// CRD pattern says), or `None` when it can. A builtin name is refused: it is listed in
+/// `outcomes`.
+pub fn custom_outcome_error(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    let shaped = !bytes.is_empty()
+        && bytes.len() <= MAX_OUTCOME_NAME_BYTES
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !shaped {
+        return Some(format!(
+            "custom outcome {name:?} is not a lower-case kebab-case name of 1 to {MAX_OUTCOME_NAME_BYTES} characters starting with a letter, e.g. failed-attempt"
+        ));
+    }
+    if Outcome::ALL.iter().any(|o| o.as_str() == name) {
+        return Some(format!(
+            "custom outcome {name} repeats a builtin outcome: list it in outcomes instead"
+        ));
+    }
+    None
+}
+
+impl InteractionSignals {
+    /// Whether an interaction here may end with the outcome named `name`, builtin or custom.
+    pub fn declares(&self, name: &str) -> bool {
+        self.outcomes.iter().any(|o| o.as_str() == name)
+            || self.custom_outcomes.iter().any(|o| o == name)
+    }
+
+    /// The names of every outcome an interaction here may end with: the builtin ones in
+    /// declaration order, then the custom ones.
+    pub fn outcome_names(&self) -> impl Iterator<Item = &str> {
+        self.outcomes
+            .iter()
+            .map(|o| o.as_str())
+            .chain(self.custom_outcomes.iter().map(String::as_str))
+    }
 }
 
 impl Outcome {

@@ -468,6 +468,31 @@ fn kpi_query_findings(world: &World) -> (Vec<Finding>, Vec<KpiQueries>) {
                 .detail(kpi.spec.indicator.theme.clone().unwrap_or_default())
                 .field("spec.indicator.theme"),
             ),
+            Err(KpiError::OutcomeNotDeclared(why)) => {
+                // The first outcome nobody declares, at its line.
+                let outcomes = &kpi.spec.indicator.outcomes;
+                let first = outcomes
+                    .iter()
+                    .position(|o| !scope.touchpoints.iter().any(|t| t.reports(o)));
+                let undeclared: Vec<&str> = outcomes
+                    .iter()
+                    .filter(|o| !scope.touchpoints.iter().any(|t| t.reports(o)))
+                    .map(String::as_str)
+                    .collect();
+                findings.push(
+                    Finding::new(
+                        FindingCode::KpiOutcomeUndeclared,
+                        Severity::Error,
+                        subject,
+                        format!("KPI {name} measures an outcome that never happens: {why}"),
+                    )
+                    .detail(undeclared.join(", "))
+                    .field(match first {
+                        Some(i) => format!("spec.indicator.outcomes[{i}]"),
+                        None => "spec.indicator.outcomes".to_string(),
+                    }),
+                )
+            }
             Err(KpiError::InvalidQuery { field, message }) => findings.push(
                 Finding::new(
                     FindingCode::KpiQueryInvalid,

@@ -41,6 +41,13 @@ pub struct MapArgs {
     /// Draw the journeys of every namespace.
     #[arg(short = 'A', long, conflicts_with_all = ["paths", "namespace"])]
     pub all_namespaces: bool,
+    /// Prometheus scraping the collectors (e.g. http://prometheus.monitoring:9090): the map then
+    /// shows each stage's top themes and their share of the stage's comments. Only for a cluster.
+    #[arg(long, conflicts_with = "paths")]
+    pub prometheus_url: Option<String>,
+    /// The window the themes are counted over (a duration such as 28d or 7d).
+    #[arg(long, default_value = "28d", requires = "prometheus_url")]
+    pub themes_window: String,
 }
 
 /// Runs `cx-conductor map`: 0 when drawn without errors, 1 when drawn with errors (listed on the
@@ -203,12 +210,48 @@ async fn read_cluster(args: &MapArgs) -> Result<MapDocument, String> {
     } else {
         format!("namespace {namespace}")
     };
-    Ok(crate::map::document(
+    let mut document = crate::map::document(
         &world,
         &analysis.journeys,
         &analysis.findings,
         &[],
         format!("cluster context {context} ({server}), {scope}"),
+    );
+    if let Some(url) = &args.prometheus_url {
+        let namespace = (!args.all_namespaces).then_some(namespace.as_str());
+        match read_themes(url, namespace, &args.themes_window).await {
+            Ok(counts) => crate::map::model::with_themes(&mut document, &counts),
+            // The map is still drawn, without the themes row.
+            Err(e) => eprintln!("warning: themes not shown: {e}"),
+        }
+    }
+    Ok(document)
+}
+
+/// Comments and theme mentions per touchpoint over `window`, from Prometheus.
+async fn read_themes(
+    url: &str,
+    namespace: Option<&str>,
+    window: &str,
+) -> Result<crate::map::model::ThemeCounts, String> {
+    use crate::kpi::prometheus::QueryResult;
+    use crate::kpi::{PrometheusClient, PrometheusConfig, WindowSpec};
+    let spec = WindowSpec::parse(window).map_err(|e| format!("--themes-window {window}: {e}"))?;
+    let client = PrometheusClient::new(PrometheusConfig::new(url.to_string()))
+        .map_err(|e| format!("--prometheus-url {url}: {e}"))?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let [comments, mentions] = crate::map::model::theme_queries(namespace, &spec.current(now));
+    let (comments, mentions) =
+        tokio::try_join!(client.query(&comments, now), client.query(&mentions, now))
+            .map_err(|e| e.to_string())?;
+    let rows = |answer: QueryResult| match answer {
+        QueryResult::Vector(samples) => samples,
+        QueryResult::Scalar(_) => Vec::new(),
+    };
+    Ok(crate::map::model::theme_counts(
+        window,
+        &rows(comments),
+        &rows(mentions),
     ))
 }
 

@@ -16,8 +16,8 @@ use prometheus::{
 
 use super::config::CollectorConfig;
 use super::event::{
-    ALL_METRICS, ALL_TIMINGS, Event, EventSchema, METRIC_COUNT, OUTCOME_COUNT, Reason, Signal,
-    TIMING_COUNT, metric_index, outcome_index, timing_index,
+    ALL_METRICS, ALL_TIMINGS, Event, EventSchema, METRIC_COUNT, OUTCOME_SLOTS, Reason, Signal,
+    TIMING_COUNT, metric_index, timing_index,
 };
 use crate::api::{Outcome, SurveyMetric};
 use crate::themes::ThemeMatcher;
@@ -46,8 +46,9 @@ const REASONS: usize = Reason::ALL.len();
 const KINDS: usize = METRIC_COUNT + 1;
 /// The `metric` label of an interaction's comment.
 const INTERACTION_KIND: usize = METRIC_COUNT;
-/// Segments of a kind: three answer bands for a survey metric, the outcome for an interaction.
-const SEGMENTS: usize = if OUTCOME_COUNT > 3 { OUTCOME_COUNT } else { 3 };
+/// Segments of a kind: three answer bands for a survey metric, the outcome (builtin or custom)
+/// for an interaction.
+const SEGMENTS: usize = if OUTCOME_SLOTS > 3 { OUTCOME_SLOTS } else { 3 };
 
 /// Comment counters of one series family, `[kind][segment]`, `None` where undeclared.
 type BySegment<T> = [[T; SEGMENTS]; KINDS];
@@ -99,7 +100,7 @@ fn kind_label(kind: usize) -> &'static str {
 }
 
 /// Every `(kind, segment, metric label, segment label)` a touchpoint's comments may have.
-fn comment_slots(schema: &EventSchema) -> Vec<(usize, usize, &'static str, &'static str)> {
+fn comment_slots(schema: &EventSchema) -> Vec<(usize, usize, &'static str, &str)> {
     let mut slots = Vec::new();
     for metric in ALL_METRICS {
         if schema.score_range(metric).is_some() {
@@ -109,16 +110,13 @@ fn comment_slots(schema: &EventSchema) -> Vec<(usize, usize, &'static str, &'sta
             }
         }
     }
-    for outcome in Outcome::ALL {
-        if schema.declares_outcome(outcome) {
-            let segment = outcome_index(outcome);
-            slots.push((
-                INTERACTION_KIND,
-                segment,
-                kind_label(INTERACTION_KIND),
-                outcome.as_str(),
-            ));
-        }
+    for (outcome, name) in schema.declared_outcome_ids() {
+        slots.push((
+            INTERACTION_KIND,
+            outcome.index(),
+            kind_label(INTERACTION_KIND),
+            name,
+        ));
     }
     slots
 }
@@ -132,12 +130,14 @@ struct Families {
     received: IntCounter,
     rejected: IntCounterVec,
     survey: IntCounterVec,
-    interactions: Option<IntCounterVec>,
+    /// The interactions family and the `outcome` label values of its series.
+    interactions: Option<(IntCounterVec, Vec<String>)>,
     /// The bucket boundaries and the histogram family built with them.
     durations: Option<(Vec<f64>, HistogramVec)>,
     /// The bucket boundaries and the first-response histogram built with them.
     first_responses: Option<(Vec<f64>, Histogram)>,
-    comments: IntCounterVec,
+    /// The comment family and the `metric, segment` label values of its series.
+    comments: (IntCounterVec, Vec<[String; 2]>),
     /// The theme family and the `theme, metric, segment` label values of its series.
     themes: Option<(IntCounterVec, Vec<[String; 3]>)>,
 }
@@ -150,8 +150,8 @@ pub struct CollectorMetrics {
     rejected: [IntCounter; REASONS],
     /// `[metric][score]`: `None` for undeclared metrics and scores outside their range.
     survey: [[Option<IntCounter>; SCORE_SLOTS]; METRIC_COUNT],
-    /// `[outcome]`: `None` for undeclared outcomes.
-    interactions: [Option<IntCounter>; OUTCOME_COUNT],
+    /// `[outcome]` ([`super::event::OutcomeId::index`]): `None` for undeclared outcomes.
+    interactions: [Option<IntCounter>; OUTCOME_SLOTS],
     /// `[timing]`: `None` for undeclared timings.
     durations: [Option<Histogram>; TIMING_COUNT],
     /// Waits of answered contacts (every outcome but `abandoned`), when `wait` is declared.
@@ -246,28 +246,40 @@ impl CollectorMetrics {
             register(&registry, &survey_vec)?;
         }
 
-        let mut interactions: [Option<IntCounter>; OUTCOME_COUNT] = Default::default();
+        let mut interactions: [Option<IntCounter>; OUTCOME_SLOTS] = Default::default();
         let mut durations: [Option<Histogram>; TIMING_COUNT] = Default::default();
         let mut interactions_family = None;
         let mut durations_family = None;
         let mut first_responses = None;
         let mut first_responses_family = None;
         if config.interactions.is_some() {
-            let interactions_vec = match previous.and_then(|p| p.interactions.clone()) {
-                Some(family) => family,
+            let declared = schema.declared_outcome_ids();
+            let labels: Vec<String> = declared.iter().map(|(_, n)| (*n).to_owned()).collect();
+            let interactions_vec = match previous.and_then(|p| p.interactions.as_ref()) {
+                Some((family, before)) => {
+                    // Series of outcomes no longer declared disappear (the label's values stay
+                    // the declared set); the others keep counting.
+                    for gone in before.iter().filter(|b| !labels.contains(b)) {
+                        let _ = family.remove_label_values(&[gone.as_str()]);
+                    }
+                    family.clone()
+                }
                 None => IntCounterVec::new(
-                    opts("cx_interactions_total", "Interactions, by how they ended."),
+                    opts(
+                        "cx_interactions_total",
+                        "Interactions, by how they ended: a builtin outcome or one of the \
+                         touchpoint's custom outcomes.",
+                    ),
                     &["outcome"],
                 )?,
             };
-            interactions_family = Some(interactions_vec.clone());
             register(&registry, &interactions_vec)?;
-            for outcome in Outcome::ALL {
-                if schema.declares_outcome(outcome) {
-                    interactions[outcome_index(outcome)] =
-                        Some(interactions_vec.with_label_values(&[outcome.as_str()]));
+            for (outcome, name) in &declared {
+                if let Some(slot) = interactions.get_mut(outcome.index()) {
+                    *slot = Some(interactions_vec.with_label_values(&[*name]));
                 }
             }
+            interactions_family = Some((interactions_vec, labels));
             if ALL_TIMINGS.iter().any(|t| schema.declares_timing(*t)) {
                 let buckets = duration_buckets(config.first_response_seconds);
                 let durations_vec = match previous
@@ -328,8 +340,19 @@ impl CollectorMetrics {
             }
         }
         let slots = comment_slots(schema);
+        let comment_labels: Vec<[String; 2]> = slots
+            .iter()
+            .map(|(_, _, metric, segment)| [(*metric).to_owned(), (*segment).to_owned()])
+            .collect();
         let comments_vec = match previous {
-            Some(p) => p.comments.clone(),
+            Some(p) => {
+                // Series of segments no longer declared (a removed outcome) disappear.
+                let (family, before) = &p.comments;
+                for gone in before.iter().filter(|b| !comment_labels.contains(b)) {
+                    let _ = family.remove_label_values(&[gone[0].as_str(), gone[1].as_str()]);
+                }
+                family.clone()
+            }
             None => IntCounterVec::new(
                 opts(
                     "cx_feedback_comments_total",
@@ -407,7 +430,7 @@ impl CollectorMetrics {
                 interactions: interactions_family,
                 durations: durations_family,
                 first_responses: first_responses_family,
-                comments: comments_vec,
+                comments: (comments_vec, comment_labels),
                 themes: themes_family,
             },
             received,
@@ -434,7 +457,7 @@ impl CollectorMetrics {
                     .unwrap_or(0);
                 (index, usize::from(segment))
             }
-            Signal::Interaction { outcome, .. } => (INTERACTION_KIND, outcome_index(outcome)),
+            Signal::Interaction { outcome, .. } => (INTERACTION_KIND, outcome.index()),
         }
     }
 
@@ -485,7 +508,7 @@ impl CollectorMetrics {
                 wait_seconds,
                 handle_seconds,
             } => {
-                if let Some(counter) = &self.interactions[outcome_index(outcome)] {
+                if let Some(Some(counter)) = self.interactions.get(outcome.index()) {
                     counter.inc();
                 }
                 for (index, seconds) in [wait_seconds, handle_seconds].into_iter().enumerate() {
@@ -533,7 +556,7 @@ impl CollectorMetrics {
             received: 0,
             rejected: [0; REASONS],
             survey: [[0; SCORE_SLOTS]; METRIC_COUNT],
-            interactions: [0; OUTCOME_COUNT],
+            interactions: [0; OUTCOME_SLOTS],
             durations: self
                 .durations
                 .each_ref()
@@ -617,7 +640,7 @@ pub struct BatchTally<'m> {
     received: u64,
     rejected: [u64; REASONS],
     survey: [[u64; SCORE_SLOTS]; METRIC_COUNT],
-    interactions: [u64; OUTCOME_COUNT],
+    interactions: [u64; OUTCOME_SLOTS],
     durations: [Option<LocalHistogram>; TIMING_COUNT],
     first_responses: Option<LocalHistogram>,
     comments: BySegment<u64>,
@@ -660,7 +683,9 @@ impl BatchTally<'_> {
                 wait_seconds,
                 handle_seconds,
             } => {
-                self.interactions[outcome_index(outcome)] += 1;
+                if let Some(count) = self.interactions.get_mut(outcome.index()) {
+                    *count += 1;
+                }
                 for (index, seconds) in [wait_seconds, handle_seconds].into_iter().enumerate() {
                     if let (Some(seconds), Some(Some(histogram))) =
                         (seconds, self.durations.get(index))
@@ -758,6 +783,7 @@ impl Drop for BatchTally<'_> {
 mod tests {
     use super::*;
     use crate::api::{Outcome, SurveyMetric};
+    use crate::collector::event::parse_event;
 
     fn metrics() -> CollectorMetrics {
         let config: CollectorConfig = serde_yaml::from_str(
@@ -877,7 +903,7 @@ firstResponseSeconds: 25
             score: 10,
         }));
         metrics.record(&Event::from(Signal::Interaction {
-            outcome: Outcome::Abandoned,
+            outcome: Outcome::Abandoned.into(),
             wait_seconds: Some(25.0),
             handle_seconds: None,
         }));
@@ -923,7 +949,7 @@ firstResponseSeconds: 25
         // An abandoned contact waited, but was never answered.
         assert_eq!(value(&text, "cx_first_response_seconds_count", &[]), 0.0);
         metrics.record(&Event::from(Signal::Interaction {
-            outcome: Outcome::Completed,
+            outcome: Outcome::Completed.into(),
             wait_seconds: Some(22.0),
             handle_seconds: None,
         }));
@@ -959,7 +985,7 @@ firstResponseSeconds: 25
     fn a_batch_counts_only_when_committed() {
         let metrics = metrics();
         let event = Event::from(Signal::Interaction {
-            outcome: Outcome::Completed,
+            outcome: Outcome::Completed.into(),
             wait_seconds: Some(3.0),
             handle_seconds: Some(100.0),
         });
@@ -1129,7 +1155,7 @@ themes: {themes}
         metrics.record(&Event::from(NPS_3));
         let mut tally = metrics.tally();
         let interaction = Signal::Interaction {
-            outcome: Outcome::Abandoned,
+            outcome: Outcome::Abandoned.into(),
             wait_seconds: None,
             handle_seconds: None,
         };
@@ -1179,5 +1205,77 @@ themes: {themes}
         assert_eq!(value(&text, "cx_feedback_themes_total", &price), 0.0);
         assert!(!text.contains("theme=\"staff\""), "{text}");
         assert_eq!(value(&text, "cx_feedback_comments_total", &detractor), 2.0);
+    }
+
+    /// The checkout of [`themed`] with `outcomes` as its interactions.
+    fn with_outcomes(outcomes: &str) -> (CollectorConfig, EventSchema) {
+        let config: CollectorConfig = serde_yaml::from_str(&format!(
+            "{{namespace: retail, touchpoint: web-checkout, channel: web, stage: purchase, \
+             maxEventBytes: 1024, interactions: {outcomes}, \
+             themes: [{{name: delivery, keywords: [corriere]}}]}}"
+        ))
+        .expect("test config");
+        let schema = EventSchema::from_config(&config).expect("valid");
+        (config, schema)
+    }
+
+    #[test]
+    fn custom_outcomes_are_counted_like_builtin_ones_and_follow_a_reload() {
+        let (config, schema) =
+            with_outcomes("{outcomes: [completed], customOutcomes: [failed-attempt, rescheduled]}");
+        let before = CollectorMetrics::new(&config, &schema).expect("metrics");
+        let text = before.render().expect("render");
+        for outcome in ["completed", "failed-attempt", "rescheduled"] {
+            assert_eq!(
+                value(&text, "cx_interactions_total", &[("outcome", outcome)]),
+                0.0
+            );
+        }
+        let failed = parse_event(
+            br#"{"type":"interaction","outcome":"failed-attempt","comment":"corriere assente"}"#,
+            &schema,
+        )
+        .expect("declared");
+        before.record(&failed);
+        let mut tally = before.tally();
+        tally.record(&failed);
+        tally.record(
+            &parse_event(
+                br#"{"type":"interaction","outcome":"rescheduled"}"#,
+                &schema,
+            )
+            .expect("declared"),
+        );
+        tally.commit();
+        let text = before.render().expect("render");
+        let count = |text: &str, outcome: &str| {
+            value(text, "cx_interactions_total", &[("outcome", outcome)])
+        };
+        assert_eq!(count(&text, "failed-attempt"), 2.0);
+        assert_eq!(count(&text, "rescheduled"), 1.0);
+        assert_eq!(count(&text, "completed"), 0.0);
+        let segment = [("metric", "interaction"), ("segment", "failed-attempt")];
+        assert_eq!(value(&text, "cx_feedback_comments_total", &segment), 2.0);
+        let theme = [("theme", "delivery"), segment[0], segment[1]];
+        assert_eq!(value(&text, "cx_feedback_themes_total", &theme), 2.0);
+
+        // rescheduled is no longer declared, returned is new, failed-attempt keeps counting from
+        // another position in the list.
+        let (config, schema) =
+            with_outcomes("{outcomes: [completed], customOutcomes: [returned, failed-attempt]}");
+        let after = CollectorMetrics::continuing(&config, &schema, Some(&before)).expect("metrics");
+        after.record(
+            &parse_event(
+                br#"{"type":"interaction","outcome":"failed-attempt"}"#,
+                &schema,
+            )
+            .expect("declared"),
+        );
+        let text = after.render().expect("render");
+        assert_eq!(count(&text, "failed-attempt"), 3.0);
+        assert_eq!(count(&text, "returned"), 0.0);
+        assert!(!text.contains(r#"outcome="rescheduled""#), "{text}");
+        assert!(!text.contains(r#"segment="rescheduled""#), "{text}");
+        assert_eq!(value(&text, "cx_feedback_comments_total", &segment), 2.0);
     }
 }

@@ -476,13 +476,15 @@ fn duplicate_touchpoints(world: &World, touchpoints: &[usize]) -> Vec<Located> {
         surveys.sort();
         let mut interactions = tp.spec.signals.interactions.clone().unwrap_or_default();
         interactions.outcomes.sort();
+        interactions.custom_outcomes.sort();
         interactions.timings.sort();
         let key = format!(
-            "{}|{}|{}|{:?}|{:?}",
+            "{}|{}|{}|{:?}|{:?}|{:?}",
             tp.spec.channel,
             tp.spec.stage,
             surveys.join(","),
             interactions.outcomes,
+            interactions.custom_outcomes,
             interactions.timings
         );
         groups

@@ -72,6 +72,9 @@ pub enum FindingCode {
     /// A theme-share KPI names a theme that no journey holding its touchpoints declares: no
     /// collector counts it.
     KpiThemeUndeclared,
+    /// An outcome-share KPI names an outcome that no touchpoint in its scope declares (builtin
+    /// or custom): no interaction can end with it.
+    KpiOutcomeUndeclared,
     /// A KPI's PromQL (or window) is one Prometheus would refuse.
     KpiQueryInvalid,
     /// A KPI's rolling window is shorter than its interval: answers between two evaluations are
@@ -117,7 +120,7 @@ pub enum FindingCode {
 
 impl FindingCode {
     /// Every code, in the order of the README's table.
-    pub const ALL: [FindingCode; 27] = [
+    pub const ALL: [FindingCode; 28] = [
         FindingCode::Consistency,
         FindingCode::RuleChecksNothing,
         FindingCode::DuplicateTouchpoint,
@@ -127,6 +130,7 @@ impl FindingCode {
         FindingCode::KpiScopeEmpty,
         FindingCode::KpiSignalMissing,
         FindingCode::KpiThemeUndeclared,
+        FindingCode::KpiOutcomeUndeclared,
         FindingCode::KpiQueryInvalid,
         FindingCode::KpiWindowShorterThanInterval,
         FindingCode::KpiMissesJourney,
@@ -157,6 +161,7 @@ impl FindingCode {
             FindingCode::DanglingScopeChannel => "dangling-scope-channel",
             FindingCode::KpiSignalMissing => "kpi-signal-missing",
             FindingCode::KpiThemeUndeclared => "kpi-theme-undeclared",
+            FindingCode::KpiOutcomeUndeclared => "kpi-outcome-undeclared",
             FindingCode::KpiQueryInvalid => "kpi-query-invalid",
             FindingCode::KpiWindowShorterThanInterval => "kpi-window-shorter-than-interval",
             FindingCode::DanglingJourney => "dangling-journey",

@@ -9,7 +9,7 @@
 //! | survey `m` | `sum by (namespace, touchpoint, score) (N(cx_survey_responses_total{namespace=~"…", metric="m"}))` |
 //! | interactions | `sum by (namespace, touchpoint, outcome) (N(cx_interactions_total{namespace=~"…"}))` |
 //! | waits | `sum by (namespace, touchpoint, le) (N(cx_first_response_seconds_bucket{namespace=~"…"}))`, plus the contacts offered, `sum by (namespace, touchpoint) (N(cx_interaction_duration_seconds_count{namespace=~"…", timing="wait"}))` as `le="offered"` |
-//! | comments | `sum by (namespace, touchpoint, metric, segment) (N(cx_feedback_comments_total{namespace=~"…"}))`, the answers they could be written on, `sum by (namespace, touchpoint, metric) (N(cx_survey_responses_total{…}))` and `sum by (namespace, touchpoint) (N(cx_interactions_total{…}))` as `metric="interaction"`, and the mentions of the themes the group's KPIs name, `sum by (namespace, touchpoint, theme, metric, segment) (N(cx_feedback_themes_total{namespace=~"…", theme=~"…"}))`, told apart by [`COUNT_LABEL`] |
+//! | comments | `sum by (namespace, touchpoint, metric, segment) (N(cx_feedback_comments_total{namespace=~"…"}))`, the answers they could be written on when a comment-rate KPI of the group needs them, `sum by (namespace, touchpoint, metric) (N(cx_survey_responses_total{…}))` and `sum by (namespace, touchpoint) (N(cx_interactions_total{…}))` as `metric="interaction"`, and the mentions of the themes the group's KPIs name, `sum by (namespace, touchpoint, theme, metric, segment) (N(cx_feedback_themes_total{namespace=~"…", theme=~"…"}))`, told apart by [`COUNT_LABEL`] |
 //!
 //! each for the current and the previous cycle in the same query (rows labelled
 //! `cx_conductor_cycle="current"` / `"previous"`, see [`CYCLE_LABEL`]), and each KPI sums the
@@ -82,7 +82,8 @@ impl Family {
             BuiltinIndicator::Ces => Family::Survey(SurveyMetric::Ces),
             BuiltinIndicator::Fcr
             | BuiltinIndicator::AbandonmentRate
-            | BuiltinIndicator::ResolutionRate => Family::Interactions,
+            | BuiltinIndicator::ResolutionRate
+            | BuiltinIndicator::OutcomeShare => Family::Interactions,
             BuiltinIndicator::FirstResponseTime | BuiltinIndicator::ServiceLevel => Family::Waits,
             BuiltinIndicator::CommentRate | BuiltinIndicator::ThemeShare => Family::Comments,
         }
@@ -104,10 +105,13 @@ impl Family {
     /// labelled with [`CYCLE_LABEL`]. Each cycle reads its namespaces as [`CycleCounting`] says
     /// (recorded increments where they cover that cycle's window, raw counters elsewhere).
     /// `themes`: the themes whose mentions the comments family reads (the other families ignore
-    /// it); `touchpoints`: only these touchpoints of the namespaces (empty: all of them).
+    /// it); `answers`: whether it reads the answers comments could be written on (comment-rate's
+    /// denominator; theme-share never reads them); `touchpoints`: only these touchpoints of the
+    /// namespaces (empty: all of them).
     pub fn query<S: AsRef<str>, T: AsRef<str>>(
         self,
         themes: &[S],
+        answers: bool,
         touchpoints: &[T],
         current: (&Span, &CycleCounting),
         previous: Option<(&Span, &CycleCounting)>,
@@ -127,7 +131,7 @@ impl Family {
                 }
                 parts.push(format!(
                     "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
-                    self.cycle_query(namespaces, touchpoints, themes, span, how),
+                    self.cycle_query(namespaces, touchpoints, themes, answers, span, how),
                     cycle.as_str()
                 ));
             }
@@ -142,6 +146,7 @@ impl Family {
         namespaces: &[N],
         touchpoints: &[T],
         themes: &[S],
+        answers: bool,
         span: &Span,
         counting: Counting,
     ) -> String {
@@ -177,29 +182,29 @@ impl Family {
                 let tag = |query: String, count: &str| {
                     format!("label_replace({query}, \"{COUNT_LABEL}\", \"{count}\", \"\", \"\")")
                 };
-                let mut parts = vec![
-                    tag(
-                        format!(
-                            "sum by (namespace, touchpoint, metric, segment) ({})",
-                            counted(COMMENTS, &ns, span)
-                        ),
-                        "comments",
+                let mut parts = vec![tag(
+                    format!(
+                        "sum by (namespace, touchpoint, metric, segment) ({})",
+                        counted(COMMENTS, &ns, span)
                     ),
-                    tag(
+                    "comments",
+                )];
+                if answers {
+                    parts.push(tag(
                         format!(
                             "sum by (namespace, touchpoint, metric) ({})",
                             counted(SURVEY_RESPONSES, &ns, span)
                         ),
                         "answers",
-                    ),
-                    tag(
+                    ));
+                    parts.push(tag(
                         format!(
                             "label_replace(sum by (namespace, touchpoint) ({}), \"metric\", \"interaction\", \"\", \"\")",
                             counted(INTERACTIONS, &ns, span)
                         ),
                         "answers",
-                    ),
-                ];
+                    ));
+                }
                 if !themes.is_empty() {
                     parts.push(tag(
                         format!(
@@ -440,6 +445,11 @@ pub fn read_builtin(
             let all = sum_where(&|_, _| true);
             ratio(sum_where(&|_, k| k == "abandoned"), all, 100.0)
         }
+        BuiltinIndicator::OutcomeShare => {
+            let all = sum_where(&|_, _| true);
+            let ended = sum_where(&|_, k| measure.outcomes.iter().any(|o| o == k));
+            ratio(ended, all, 100.0)
+        }
         BuiltinIndicator::FirstResponseTime => {
             let keep: Option<BTreeSet<u64>> = common_bounds(&measured)
                 .map(|bounds| bounds.into_iter().map(f64::to_bits).collect());
@@ -631,6 +641,7 @@ mod tests {
                 })
                 .collect(),
             outcomes: Outcome::ALL.to_vec(),
+            custom_outcomes: Vec::new(),
             timings: vec![Timing::Wait],
             first_response_seconds: promise,
             themes: Vec::new(),
@@ -671,6 +682,7 @@ mod tests {
         assert_eq!(
             Family::Survey(SurveyMetric::Nps).query(
                 &none,
+                false,
                 &none,
                 (&current, &raw),
                 Some((&previous, &raw))
@@ -683,14 +695,21 @@ mod tests {
         );
         let interactions = r#"cx_interactions_total{namespace="retail"}"#;
         assert_eq!(
-            Family::Interactions.cycle_query(&["retail"], &none, &none, &current, Counting::Raw),
+            Family::Interactions.cycle_query(
+                &["retail"],
+                &none,
+                &none,
+                false,
+                &current,
+                Counting::Raw
+            ),
             format!(
                 "sum by (namespace, touchpoint, outcome) ({})",
                 n(interactions, "", "7d")
             )
         );
         assert_eq!(
-            Family::Waits.cycle_query(&["retail"], &none, &none, &current, Counting::Raw),
+            Family::Waits.cycle_query(&["retail"], &none, &none, false, &current, Counting::Raw),
             format!(
                 r#"sum by (namespace, touchpoint, le) ({}) or label_replace(sum by (namespace, touchpoint) ({}), "le", "offered", "", "")"#,
                 n(
@@ -719,6 +738,7 @@ mod tests {
         assert_eq!(
             Family::Interactions.query(
                 &none,
+                false,
                 &none,
                 (&current, &recorded),
                 Some((&previous, &split))
@@ -738,9 +758,10 @@ mod tests {
             Family::Waits,
             Family::Comments,
         ] {
-            for counting in [&raw, &split, &recorded] {
+            for (counting, answers) in [(&raw, true), (&split, false), (&recorded, true)] {
                 promql_parser::parser::parse(&family.query(
                     &["delivery"],
+                    answers,
                     &["tp-1", "tp-2"],
                     (&current, counting),
                     Some((&previous, counting)),
@@ -844,6 +865,47 @@ mod tests {
         let abandonment = measure_builtin(&BuiltinIndicator::AbandonmentRate.into(), &s, &t);
         assert_eq!(abandonment.value, Some(100.0 * 10.0 / 100.0));
         assert_eq!(abandonment.samples, SampleCount::Counted(100.0));
+    }
+
+    #[test]
+    fn outcome_share_from_rows_over_the_touchpoints_declaring_the_outcomes() {
+        let mut courier = touchpoint("courier", 5, None);
+        courier.outcomes = vec![Outcome::Completed];
+        courier.custom_outcomes = vec!["failed-attempt".into(), "rescheduled".into()];
+        let mut store = touchpoint("store", 5, None);
+        store.outcomes = vec![Outcome::Completed, Outcome::Abandoned];
+        let mut till = touchpoint("till", 5, None);
+        till.outcomes = vec![Outcome::Completed];
+        let s = scope(vec![courier, store, till]);
+        let t = table(
+            Family::Interactions,
+            &[
+                ("courier", "completed", 60.0),
+                ("courier", "failed-attempt", 15.0),
+                ("courier", "rescheduled", 5.0),
+                ("store", "completed", 18.0),
+                ("store", "abandoned", 2.0),
+                ("till", "completed", 1000.0),
+            ],
+        );
+        let share = |outcomes: &[&str]| {
+            let measure = BuiltinMeasure {
+                outcomes: outcomes.iter().map(|o| (*o).to_owned()).collect(),
+                ..BuiltinIndicator::OutcomeShare.into()
+            };
+            measure_builtin(&measure, &s, &t)
+        };
+        let failed = share(&["failed-attempt"]);
+        assert_eq!(failed.value, Some(100.0 * 15.0 / 80.0));
+        assert_eq!(failed.samples, SampleCount::Counted(80.0));
+        // The till declares neither: its thousand sales dilute nothing.
+        let either = share(&["failed-attempt", "abandoned"]);
+        assert_eq!(either.value, Some(100.0 * 17.0 / 100.0));
+        assert_eq!(either.samples, SampleCount::Counted(100.0));
+        // Abandonment rate counts every interaction of the touchpoints that can be abandoned;
+        // the courier's custom outcomes never enter resolution rate.
+        let abandonment = measure_builtin(&BuiltinIndicator::AbandonmentRate.into(), &s, &t);
+        assert_eq!(abandonment.value, Some(100.0 * 2.0 / 20.0));
     }
 
     #[test]
@@ -1008,29 +1070,45 @@ mod tests {
         .join(" or ");
         let none: [&str; 0] = [];
         assert_eq!(
-            Family::Comments.cycle_query(&["retail"], &none, &none, &span, Counting::Raw),
+            Family::Comments.cycle_query(&["retail"], &none, &none, true, &span, Counting::Raw),
             without_themes
+        );
+        let themes = tag(
+            format!(
+                "sum by (namespace, touchpoint, theme, metric, segment) ({})",
+                n(r#"cx_feedback_themes_total{namespace="retail", theme=~"delivery|price"}"#)
+            ),
+            "theme",
         );
         assert_eq!(
             Family::Comments.cycle_query(
                 &["retail"],
                 &none,
                 &["price", "delivery"],
+                true,
                 &span,
                 Counting::Raw
             ),
+            format!("{without_themes} or {themes}")
+        );
+        // Theme-share KPIs alone: no answer is read, only comments and mentions.
+        let comments = tag(
             format!(
-                "{without_themes} or {}",
-                tag(
-                    format!(
-                        "sum by (namespace, touchpoint, theme, metric, segment) ({})",
-                        n(
-                            r#"cx_feedback_themes_total{namespace="retail", theme=~"delivery|price"}"#
-                        )
-                    ),
-                    "theme"
-                )
-            )
+                "sum by (namespace, touchpoint, metric, segment) ({})",
+                n(r#"cx_feedback_comments_total{namespace="retail"}"#)
+            ),
+            "comments",
+        );
+        assert_eq!(
+            Family::Comments.cycle_query(
+                &["retail"],
+                &none,
+                &["price", "delivery"],
+                false,
+                &span,
+                Counting::Raw
+            ),
+            format!("{comments} or {themes}")
         );
     }
 
@@ -1149,6 +1227,7 @@ mod tests {
                     theme: Some(theme.into()),
                     metric,
                     segment: segment.map(Into::into),
+                    outcomes: Vec::new(),
                 },
                 &s,
                 &table,
@@ -1176,6 +1255,7 @@ mod tests {
                     theme: None,
                     metric,
                     segment: None,
+                    outcomes: Vec::new(),
                 },
                 &s,
                 &table,

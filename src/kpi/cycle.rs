@@ -35,7 +35,7 @@ use super::promql::{CompiledKpi, Counting, PART_LABEL, compile};
 use super::recording::{SPAN_LABEL, coverage_query, steps_in};
 use super::scope::QueryScope;
 use super::window::{Span, WindowSpec};
-use crate::api::ExperienceKPISpec;
+use crate::api::{BuiltinIndicator, ExperienceKPISpec};
 use crate::core::World;
 
 /// A KPI to measure: its spec and its resolved scope.
@@ -111,6 +111,9 @@ struct Group {
     touchpoints: BTreeMap<String, BTreeSet<String>>,
     /// The themes the members' theme-share KPIs name (comments family only).
     themes: BTreeSet<String>,
+    /// Whether a member is a comment-rate KPI, the only one reading the answers (comments
+    /// family only).
+    answers: bool,
     members: Vec<usize>,
 }
 
@@ -200,6 +203,7 @@ pub async fn measure_cycle_keeping(
                             namespaces: BTreeSet::new(),
                             touchpoints: BTreeMap::new(),
                             themes: BTreeSet::new(),
+                            answers: false,
                             members: Vec::new(),
                         });
                         group.namespaces.insert(request.scope.namespace.clone());
@@ -209,6 +213,7 @@ pub async fn measure_cycle_keeping(
                             .or_default()
                             .extend(kpi.touchpoints.iter().cloned());
                         group.themes.extend(measure.theme.iter().cloned());
+                        group.answers |= measure.indicator == BuiltinIndicator::CommentRate;
                         group.members.push(i);
                     }
                     None => customs.push(i),
@@ -247,6 +252,7 @@ pub async fn measure_cycle_keeping(
             let previous = coverage.counting(&group.previous, &namespaces);
             let query = key.0.query(
                 &themes,
+                group.answers,
                 &touchpoints,
                 (&group.current, &current),
                 known.is_none().then_some((&group.previous, &previous)),

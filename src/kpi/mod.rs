@@ -78,6 +78,10 @@ pub enum KpiError {
     /// touchpoints declares it (a typo, or a theme declared on another journey).
     #[error("{0}")]
     ThemeNotCounted(String),
+    /// An outcome-share KPI names an outcome that no touchpoint in its scope declares (a typo,
+    /// or a custom outcome of a touchpoint outside the scope): it would always count zero.
+    #[error("{0}")]
+    OutcomeNotDeclared(String),
     /// Prometheus cannot be reached (connection refused, DNS, TLS).
     #[error("Prometheus is unavailable: {0}")]
     Unavailable(String),
@@ -127,6 +131,7 @@ impl KpiError {
             KpiError::InvalidQuery { .. } => "QueryInvalid",
             KpiError::EmptyScope(_) => "ScopeEmpty",
             KpiError::ThemeNotCounted(_) => "ThemeNotDeclared",
+            KpiError::OutcomeNotDeclared(_) => "OutcomeNotDeclared",
             KpiError::Unavailable(_) => "PrometheusUnavailable",
             KpiError::Timeout(_) => "PrometheusTimeout",
             KpiError::Http { .. } => "PrometheusHttpError",
@@ -146,6 +151,7 @@ impl KpiError {
                 | KpiError::InvalidQuery { .. }
                 | KpiError::SeveralSeries { .. }
                 | KpiError::ThemeNotCounted(_)
+                | KpiError::OutcomeNotDeclared(_)
         )
     }
 }

@@ -234,6 +234,7 @@ pub fn counted(metric: &str, matchers: &str, span: &Span) -> String {
 /// | `service-level` | `100 * sum(N(F_bucket{ns,channel="c1",touchpoint=~"…",le=~"60(\\.0)?"}) or …one term per channel…) / sum(N(H_count{sel,timing="wait"}))` | the denominator |
 /// | `theme-share` | `100 * sum(N(T{sel,theme="t"[,metric="m"][,segment="s"]})) / sum(N(C{sel[,metric="m"][,segment="s"]}))` | the denominator: comments |
 /// | `comment-rate` | `100 * sum(N(C{sel[,metric="m"]})) / sum(N(S{sel[,metric="m"]}) or N(I{sel}))` (`S` alone for a survey metric, `I` alone for `interaction`) | the denominator: answers and interactions |
+/// | `outcome-share` | `100 * sum(N(I{sel,outcome=~"o1\|o2"})) / sum(N(I{sel}))` | `sum(N(I{sel}))` |
 ///
 /// Notes on the less obvious ones:
 /// - csat: the top-two-box scores depend on each touchpoint's scale, so touchpoints are grouped
@@ -254,6 +255,13 @@ pub fn counted(metric: &str, matchers: &str, span: &Span) -> String {
 ///   that could never mention it.
 /// - comment-rate: every answer and interaction can carry a comment, so all of them (of the
 ///   metric, when one is named) are the denominator.
+/// - outcome-share: like abandonment-rate, over the touchpoints that can end an interaction in
+///   one of the named outcomes (builtin or custom): every interaction of theirs, whatever its
+///   outcome, is the denominator. Each named outcome must be declared by a touchpoint in scope
+///   ([`KpiError::OutcomeNotDeclared`] otherwise: it would count zero forever).
+/// - abandonment-rate's denominator is every interaction, custom outcomes included (they are
+///   interactions); fcr and resolution-rate read only the builtin contact outcomes
+///   ([`CONTACT_OUTCOMES`]), so a custom outcome never changes them.
 pub fn compile_builtin(
     measure: &BuiltinMeasure,
     target: &QueryScope,
@@ -261,6 +269,7 @@ pub fn compile_builtin(
     counting: Counting,
 ) -> Result<CompiledKpi, KpiError> {
     let indicator = measure.indicator;
+    undeclared_outcomes(measure, target)?;
     let measured = target.measuring(measure);
     if measured.is_empty() {
         return Err(empty_scope(measure, target));
@@ -428,6 +437,17 @@ pub fn compile_builtin(
             (
                 format!("100 * sum({comments}) / sum({answers})"),
                 format!("sum({answers})"),
+            )
+        }
+        BuiltinIndicator::OutcomeShare => {
+            let all = inc(INTERACTIONS, &sel);
+            let ended = inc(
+                INTERACTIONS,
+                &format!("{sel}, {}", label_in("outcome", &measure.outcomes)),
+            );
+            (
+                format!("100 * sum({ended}) / sum({all})"),
+                format!("sum({all})"),
             )
         }
         BuiltinIndicator::ThemeShare => {
@@ -666,6 +686,46 @@ fn checked(query: String, field: &'static str) -> Result<String, KpiError> {
     Ok(query)
 }
 
+/// An outcome-share KPI naming an outcome no touchpoint of its scope declares (builtin or custom):
+/// [`KpiError::OutcomeNotDeclared`], naming the outcomes they do declare. Other indicators, and
+/// an empty scope (reported as such), pass.
+pub fn undeclared_outcomes(measure: &BuiltinMeasure, target: &QueryScope) -> Result<(), KpiError> {
+    if measure.indicator != BuiltinIndicator::OutcomeShare || target.touchpoints.is_empty() {
+        return Ok(());
+    }
+    let undeclared: Vec<&str> = measure
+        .outcomes
+        .iter()
+        .filter(|o| !target.touchpoints.iter().any(|t| t.reports(o)))
+        .map(String::as_str)
+        .collect();
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = target.touchpoints.iter().map(|t| t.name.as_str()).collect();
+    let declared: BTreeSet<&str> = target
+        .touchpoints
+        .iter()
+        .flat_map(|t| t.outcome_names())
+        .collect();
+    let declared: Vec<&str> = declared.into_iter().collect();
+    let (noun, verb, pronoun) = if undeclared.len() == 1 {
+        ("outcome", "is", "it")
+    } else {
+        ("outcomes", "are", "them")
+    };
+    Err(KpiError::OutcomeNotDeclared(format!(
+        "{noun} {} {verb} declared by no touchpoint in scope ({}), so no interaction can end with {pronoun}; {}",
+        undeclared.join(", "),
+        names.join(", "),
+        if declared.is_empty() {
+            "they report no interactions: declare the outcome in a touchpoint's signals.interactions.customOutcomes".to_string()
+        } else {
+            format!("they declare {}", declared.join(", "))
+        }
+    )))
+}
+
 /// Why no touchpoint of the scope can be queried for `measure`: no touchpoint at all, none
 /// producing its signal, or — theme-share — none whose collector counts its theme
 /// ([`KpiError::ThemeNotCounted`], the theme is the mistake).
@@ -718,6 +778,10 @@ fn empty_scope(measure: &BuiltinMeasure, target: &QueryScope) -> KpiError {
                 .to_string()
         }
         BuiltinIndicator::CommentRate => answers(),
+        BuiltinIndicator::OutcomeShare => format!(
+            "reports one of the outcomes {}",
+            measure.outcomes.join(", ")
+        ),
         BuiltinIndicator::ThemeShare => match (measure.metric, &measure.segment) {
             (Some(CommentMetric::Interaction), Some(outcome)) => {
                 format!("reports the {outcome} outcome")
@@ -851,6 +915,7 @@ mod tests {
                 },
             ],
             outcomes: Outcome::ALL.to_vec(),
+            custom_outcomes: vec!["failed-attempt".into()],
             timings: vec![Timing::Wait, Timing::Handle],
             first_response_seconds: Some(60),
             themes: vec!["delivery".into(), "price".into()],
@@ -887,6 +952,11 @@ mod tests {
         Indicator {
             builtin: Some(indicator),
             theme: (indicator == BuiltinIndicator::ThemeShare).then(|| "delivery".into()),
+            outcomes: if indicator == BuiltinIndicator::OutcomeShare {
+                vec!["failed-attempt".into(), "abandoned".into()]
+            } else {
+                Vec::new()
+            },
             ..Indicator::default()
         }
     }
@@ -920,7 +990,7 @@ mod tests {
             n(format!("cx_survey_responses_total{{{sel}}}")),
             i_("")
         );
-        let cases: [(BuiltinIndicator, String, String); 10] = [
+        let cases: [(BuiltinIndicator, String, String); 11] = [
             (
                 BuiltinIndicator::Nps,
                 format!(
@@ -1015,6 +1085,15 @@ mod tests {
                 BuiltinIndicator::CommentRate,
                 format!("100 * sum({comments}) / sum({answers})"),
                 format!("sum({answers})"),
+            ),
+            (
+                BuiltinIndicator::OutcomeShare,
+                format!(
+                    "100 * sum({}) / sum({})",
+                    i_(r#", outcome=~"abandoned|failed-attempt""#),
+                    i_("")
+                ),
+                format!("sum({})", i_("")),
             ),
         ];
         for (indicator, value, samples) in cases {
@@ -1300,7 +1379,109 @@ mod tests {
             theme: theme.map(Into::into),
             metric,
             segment: segment.map(Into::into),
+            outcomes: Vec::new(),
         }
+    }
+
+    fn outcome_share(outcomes: &[&str]) -> BuiltinMeasure {
+        BuiltinMeasure {
+            outcomes: outcomes.iter().map(|o| (*o).to_owned()).collect(),
+            ..BuiltinIndicator::OutcomeShare.into()
+        }
+    }
+
+    #[test]
+    fn outcome_share_reads_the_touchpoints_declaring_its_outcomes_and_names_undeclared_ones() {
+        let mut web = tp("web", "web");
+        web.custom_outcomes = Vec::new();
+        web.outcomes = vec![Outcome::Completed, Outcome::Abandoned];
+        let mut courier = tp("courier", "courier");
+        courier.outcomes = vec![Outcome::Completed];
+        courier.custom_outcomes = vec!["failed-attempt".into(), "rescheduled".into()];
+        let mut store = tp("store", "store");
+        store.outcomes = vec![Outcome::Completed];
+        store.custom_outcomes = Vec::new();
+        let s = scope(vec![web.clone(), courier.clone(), store]);
+        let n = |x: &str| {
+            format!(
+                "(((last_over_time({x}[7d]) - last_over_time({x}[1h] offset 7d)) or last_over_time({x}[7d])) unless resets({x}[169h]) > 0 or increase({x}[7d]))"
+            )
+        };
+        // The courier's failed attempts: only the courier can end an interaction that way.
+        let compiled = compile_builtin(
+            &outcome_share(&["failed-attempt"]),
+            &s,
+            &span("7d"),
+            Counting::Raw,
+        )
+        .expect("compiles");
+        let sel = r#"namespace="retail", touchpoint="courier""#;
+        let all = n(&format!("cx_interactions_total{{{sel}}}"));
+        assert_eq!(
+            compiled.value,
+            format!(
+                "100 * sum({}) / sum({all})",
+                n(&format!(
+                    r#"cx_interactions_total{{{sel}, outcome="failed-attempt"}}"#
+                ))
+            )
+        );
+        assert_eq!(compiled.samples, Some(format!("sum({all})")));
+        assert_eq!(compiled.touchpoints, ["courier"]);
+        // Failed attempts or abandonment: the web checkout joins, the store does not.
+        let compiled = compile_builtin(
+            &outcome_share(&["failed-attempt", "abandoned"]),
+            &s,
+            &span("7d"),
+            Counting::Raw,
+        )
+        .expect("compiles");
+        assert_eq!(compiled.touchpoints, ["courier", "web"]);
+        assert!(
+            compiled
+                .value
+                .contains(r#"outcome=~"abandoned|failed-attempt""#),
+            "{}",
+            compiled.value
+        );
+        // A misspelt outcome is named, with the outcomes the scope does declare.
+        let error = compile_builtin(
+            &outcome_share(&["failed-attempt", "faild-attempt"]),
+            &s,
+            &span("7d"),
+            Counting::Raw,
+        )
+        .expect_err("undeclared");
+        assert_eq!(error.reason(), "OutcomeNotDeclared");
+        assert!(error.is_invalid_spec());
+        assert_eq!(
+            error.to_string(),
+            "outcome faild-attempt is declared by no touchpoint in scope (web, courier, store), so no interaction can end with it; they declare abandoned, completed, failed-attempt, rescheduled"
+        );
+        let error = compile_builtin(
+            &outcome_share(&["lost", "rescheduled"]),
+            &scope(vec![web]),
+            &span("7d"),
+            Counting::Raw,
+        )
+        .expect_err("undeclared");
+        assert_eq!(
+            error.to_string(),
+            "outcomes lost, rescheduled are declared by no touchpoint in scope (web), so no interaction can end with them; they declare abandoned, completed"
+        );
+        // Resolution rate keeps its builtin contact outcomes: a custom one never enters it.
+        let compiled = compile_builtin(
+            &BuiltinIndicator::ResolutionRate.into(),
+            &scope(vec![tp("call", "call-centre")]),
+            &span("7d"),
+            Counting::Raw,
+        )
+        .expect("compiles");
+        assert!(
+            !compiled.value.contains("failed-attempt"),
+            "{}",
+            compiled.value
+        );
     }
 
     #[test]

@@ -32,8 +32,10 @@ pub struct TouchpointScope {
     pub channel: String,
     /// Survey questions it asks (csat with its scale).
     pub surveys: Vec<SurveySignal>,
-    /// Interaction outcomes it reports.
+    /// Builtin interaction outcomes it reports.
     pub outcomes: Vec<Outcome>,
+    /// Its custom interaction outcomes (`interactions.customOutcomes`).
+    pub custom_outcomes: Vec<String>,
     /// Interaction timings it measures.
     pub timings: Vec<Timing>,
     /// Its channel's `serviceLevels.firstResponseSeconds`: the collector adds it as a histogram
@@ -55,6 +57,9 @@ impl TouchpointScope {
             channel: touchpoint.spec.channel.clone(),
             surveys: signals.surveys.clone(),
             outcomes: interactions.map(|i| i.outcomes.clone()).unwrap_or_default(),
+            custom_outcomes: interactions
+                .map(|i| i.custom_outcomes.clone())
+                .unwrap_or_default(),
             timings: interactions.map(|i| i.timings.clone()).unwrap_or_default(),
             first_response_seconds: channel
                 .and_then(|c| c.spec.service_levels.as_ref())
@@ -85,7 +90,8 @@ impl TouchpointScope {
     /// - service-level: it measures `wait` and its channel promises a first-response time;
     /// - comment-rate: it produces the `metric` (any answer or interaction without one);
     /// - theme-share: as comment-rate, it reports the `segment` when that is an interaction's
-    ///   outcome, and its collector counts the `theme` ([`Self::themes`]).
+    ///   outcome, and its collector counts the `theme` ([`Self::themes`]);
+    /// - outcome-share: it reports at least one of the `outcomes` (builtin or custom).
     pub fn measures(&self, measure: &BuiltinMeasure) -> bool {
         self.produces(measure) && self.counts_theme(measure)
     }
@@ -106,6 +112,7 @@ impl TouchpointScope {
             }
             BuiltinIndicator::AbandonmentRate => reports(Outcome::Abandoned),
             BuiltinIndicator::FirstResponseTime => waits,
+            BuiltinIndicator::OutcomeShare => measure.outcomes.iter().any(|o| self.reports(o)),
             BuiltinIndicator::ServiceLevel => waits && self.first_response_seconds.is_some(),
             BuiltinIndicator::CommentRate | BuiltinIndicator::ThemeShare => {
                 let metric = match measure.metric {
@@ -114,14 +121,26 @@ impl TouchpointScope {
                     Some(other) => other.survey().is_some_and(asks),
                 };
                 let outcome = match (measure.metric, measure.segment.as_deref()) {
-                    (Some(CommentMetric::Interaction), Some(segment)) => {
-                        self.outcomes.iter().any(|o| o.as_str() == segment)
-                    }
+                    (Some(CommentMetric::Interaction), Some(segment)) => self.reports(segment),
                     _ => true,
                 };
                 metric && outcome
             }
         }
+    }
+
+    /// Whether interactions here may end with the outcome named `name`, builtin or custom.
+    pub fn reports(&self, name: &str) -> bool {
+        self.outcomes.iter().any(|o| o.as_str() == name)
+            || self.custom_outcomes.iter().any(|o| o == name)
+    }
+
+    /// Every outcome interactions here may end with: the builtin ones, then the custom ones.
+    pub fn outcome_names(&self) -> impl Iterator<Item = &str> {
+        self.outcomes
+            .iter()
+            .map(|o| o.as_str())
+            .chain(self.custom_outcomes.iter().map(String::as_str))
     }
 
     /// Whether the touchpoint counts the theme `measure` names (true when it names none).

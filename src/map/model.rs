@@ -89,6 +89,168 @@ pub struct JourneyMap {
     /// The journey's errors and warnings: broken rules, duplicates, coverage gaps it requires,
     /// contradicted self-assessment answers.
     pub problems: Vec<Problem>,
+    /// What customers write about at each stage, when known (a live map with Prometheus):
+    /// see [`with_themes`].
+    pub themes: Option<StageThemes>,
+}
+
+/// The top themes of each stage of a journey over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageThemes {
+    /// The window counted, as written (`28d`).
+    pub window: String,
+    /// `stages[stage]`: at most [`TOP_THEMES`] themes, most mentioned first; empty when the
+    /// stage's comments mention no declared theme.
+    pub stages: Vec<Vec<ThemeMark>>,
+    /// `comments[stage]`: the comments written at the stage's touchpoints in the window.
+    pub comments: Vec<f64>,
+}
+
+/// A theme at a stage: how many of the stage's comments mention it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThemeMark {
+    /// The declared theme's name.
+    pub name: String,
+    /// Comments mentioning it.
+    pub mentions: f64,
+    /// Comments written at the stage (the share's denominator).
+    pub comments: f64,
+}
+
+impl ThemeMark {
+    /// Percentage of the stage's comments that mention the theme.
+    pub fn share(&self) -> f64 {
+        if self.comments > 0.0 {
+            100.0 * self.mentions / self.comments
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Most themes shown per stage.
+pub const TOP_THEMES: usize = 3;
+
+/// Comments and theme mentions per touchpoint over a window (from `cx_feedback_comments_total`
+/// and `cx_feedback_themes_total`), keyed by `(namespace, touchpoint)`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ThemeCounts {
+    /// The window counted, as written.
+    pub window: String,
+    /// Comments per touchpoint.
+    pub comments: std::collections::BTreeMap<(String, String), f64>,
+    /// Mentions per touchpoint and theme.
+    pub mentions: std::collections::BTreeMap<(String, String), Vec<(String, f64)>>,
+}
+
+/// The two queries behind the themes row, over the namespace `namespace` (`None`: every
+/// namespace) and `span`: comments per touchpoint, then mentions per touchpoint and theme, both
+/// exact counts in the window as the KPIs read them ([`crate::kpi::promql::counted`]).
+pub fn theme_queries(namespace: Option<&str>, span: &crate::kpi::window::Span) -> [String; 2] {
+    use crate::kpi::promql::{COMMENTS, THEMES, counted, string_literal};
+    let ns = match namespace {
+        Some(ns) => format!("namespace={}", string_literal(ns)),
+        None => "namespace!=\"\"".to_string(),
+    };
+    [
+        format!(
+            "sum by (namespace, touchpoint) ({})",
+            counted(COMMENTS, &ns, span)
+        ),
+        format!(
+            "sum by (namespace, touchpoint, theme) ({})",
+            counted(THEMES, &ns, span)
+        ),
+    ]
+}
+
+/// The counts in the answers to [`theme_queries`]; a row without its labels, or with a value
+/// that is not a finite count, is left out.
+pub fn theme_counts(
+    window: &str,
+    comments: &[crate::kpi::prometheus::Sample],
+    mentions: &[crate::kpi::prometheus::Sample],
+) -> ThemeCounts {
+    let mut counts = ThemeCounts {
+        window: window.to_string(),
+        ..ThemeCounts::default()
+    };
+    let key = |sample: &crate::kpi::prometheus::Sample| {
+        Some((
+            sample.labels.get("namespace")?.clone(),
+            sample.labels.get("touchpoint")?.clone(),
+        ))
+    };
+    for sample in comments.iter().filter(|s| s.value.is_finite()) {
+        if let Some(key) = key(sample) {
+            *counts.comments.entry(key).or_default() += sample.value;
+        }
+    }
+    for sample in mentions.iter().filter(|s| s.value.is_finite()) {
+        if let (Some(key), Some(theme)) = (key(sample), sample.labels.get("theme")) {
+            counts
+                .mentions
+                .entry(key)
+                .or_default()
+                .push((theme.clone(), sample.value));
+        }
+    }
+    counts
+}
+
+/// Each journey of `document` with the top themes of its stages: per stage, the comments of the
+/// touchpoints in its cells summed, and the themes they mention most ([`TOP_THEMES`] at most,
+/// ties by name), each with its share of those comments. A theme no comment mentions is not
+/// shown.
+pub fn with_themes(document: &mut MapDocument, counts: &ThemeCounts) {
+    for journey in &mut document.journeys {
+        let mut stages = Vec::with_capacity(journey.stages.len());
+        let mut comments = Vec::with_capacity(journey.stages.len());
+        for column in 0..journey.stages.len() {
+            let mut names: Vec<&str> = journey
+                .cells
+                .iter()
+                .filter_map(|row| row.get(column))
+                .flatten()
+                .map(|t| t.name.as_str())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            let key = |name: &str| (journey.namespace.clone(), name.to_string());
+            let written: f64 = names
+                .iter()
+                .filter_map(|n| counts.comments.get(&key(n)))
+                .sum();
+            let mut by_theme: std::collections::BTreeMap<&str, f64> = Default::default();
+            for name in &names {
+                for (theme, count) in counts.mentions.get(&key(name)).into_iter().flatten() {
+                    *by_theme.entry(theme.as_str()).or_default() += count;
+                }
+            }
+            let mut marks: Vec<ThemeMark> = by_theme
+                .into_iter()
+                .filter(|(_, mentions)| *mentions > 0.0)
+                .map(|(name, mentions)| ThemeMark {
+                    name: name.to_string(),
+                    mentions,
+                    comments: written,
+                })
+                .collect();
+            marks.sort_by(|a, b| {
+                b.mentions
+                    .total_cmp(&a.mentions)
+                    .then_with(|| a.name.cmp(&b.name))
+            });
+            marks.truncate(TOP_THEMES);
+            stages.push(marks);
+            comments.push(written);
+        }
+        journey.themes = Some(StageThemes {
+            window: counts.window.clone(),
+            stages,
+            comments,
+        });
+    }
 }
 
 /// A stage column and its gaps.
@@ -152,7 +314,7 @@ pub struct TouchpointMark {
     pub name: String,
     /// Survey metrics asked (`csat`, `nps`, `csat/7` for a 7-point scale).
     pub surveys: Vec<String>,
-    /// Interaction outcomes counted.
+    /// Interaction outcomes counted: the builtin ones, then the touchpoint's custom ones.
     pub outcomes: Vec<String>,
     /// Interaction timings measured.
     pub timings: Vec<String>,
@@ -307,6 +469,7 @@ fn journey_map(
             .iter()
             .map(Problem::from_finding)
             .collect(),
+        themes: None,
     }
 }
 
@@ -369,11 +532,7 @@ fn touchpoint_mark(tp: &Touchpoint, offline: bool) -> TouchpointMark {
                 None => s.metric.as_str().to_string(),
             })
             .collect(),
-        outcomes: interactions
-            .outcomes
-            .iter()
-            .map(|o| o.as_str().to_string())
-            .collect(),
+        outcomes: interactions.outcome_names().map(str::to_string).collect(),
         timings: interactions
             .timings
             .iter()

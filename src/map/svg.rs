@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use crate::api::{KpiState, Severity};
 
-use super::model::{JourneyMap, KpiMark, MapDocument, Problem, TouchpointMark, number};
+use super::model::{JourneyMap, KpiMark, MapDocument, Problem, ThemeMark, TouchpointMark, number};
 
 /// Font size of body text, px.
 const FONT: f64 = 12.0;
@@ -561,6 +561,24 @@ fn kpi_block(kpi: &KpiMark) -> Block {
     }
 }
 
+/// A stage's top themes, each with its share of the stage's comments as a bar and a percentage.
+fn theme_lines(marks: &[ThemeMark], comments: f64) -> Vec<Line> {
+    if marks.is_empty() {
+        let why = if comments > 0.0 {
+            "no declared theme mentioned"
+        } else {
+            "no comment"
+        };
+        return vec![Line::new(why).muted()];
+    }
+    let mut lines: Vec<Line> = marks
+        .iter()
+        .map(|m| Line::new(format!("{} {}%", m.name, number(m.share()))).bar(m.share() / 100.0))
+        .collect();
+    lines.push(Line::new(format!("of {} comments", number(comments))).muted());
+    lines
+}
+
 fn problem_line(problem: &Problem) -> Line {
     let place = problem
         .place
@@ -893,6 +911,48 @@ fn journey(canvas: &mut Canvas, map: &JourneyMap, grid: &Grid, x: f64, y: f64, w
     }
     y += h;
 
+    // What customers write about at each stage, when known.
+    if let Some(themes) = &map.themes {
+        let label = vec![Block::plain(vec![
+            Line::new("Themes").bold(),
+            Line::new(format!(
+                "top themes, share of comments, last {}",
+                themes.window
+            ))
+            .muted(),
+        ])];
+        let cells: Vec<Vec<Block>> = themes
+            .stages
+            .iter()
+            .zip(&themes.comments)
+            .map(|(marks, comments)| vec![Block::plain(theme_lines(marks, *comments))])
+            .collect();
+        let h = cells
+            .iter()
+            .map(|b| cell_height(b, grid.stage_width))
+            .fold(cell_height(&label, grid.label_width), f64::max);
+        canvas.cell(
+            (x, y, grid.label_width, h),
+            Fill::Header,
+            "theme-label",
+            &label,
+        );
+        for (i, blocks) in cells.iter().enumerate() {
+            canvas.cell(
+                (
+                    x + grid.label_width + grid.stage_width * i as f64,
+                    y,
+                    grid.stage_width,
+                    h,
+                ),
+                Fill::White,
+                "themes",
+                blocks,
+            );
+        }
+        y += h;
+    }
+
     // What the grid cannot place, and the journey's errors.
     let mut lines = Vec::new();
     if !map.unplaced_kpis.is_empty() {
@@ -1094,6 +1154,7 @@ mod tests {
                     ..KpiCounts::default()
                 },
                 problems: vec![],
+                themes: None,
             }],
         }
     }

@@ -667,4 +667,63 @@ spec:
             "theme delivry is declared by no journey holding the touchpoints in scope (checkout), so no collector counts it; they count delivery"
         );
     }
+
+    /// An outcome-share KPI naming an outcome no touchpoint in its scope declares: the
+    /// definition is at fault (QueryValid=False, OutcomeNotDeclared, naming the outcomes that are
+    /// declared).
+    #[test]
+    fn an_outcome_kpi_naming_an_undeclared_outcome_says_so_in_its_conditions() {
+        use crate::api::{Channel, Touchpoint};
+        use crate::core::World;
+        use crate::kpi::{QueryScope, compile};
+        let channel: Channel = serde_yaml::from_str(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\n\
+             metadata: {name: app, namespace: shop}\nspec: {type: mobile-app}\n",
+        )
+        .expect("a channel");
+        let touchpoint: Touchpoint = serde_yaml::from_str(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Touchpoint\n\
+             metadata: {name: tracking, namespace: shop}\n\
+             spec: {channel: app, stage: delivery, signals: {interactions: \
+             {outcomes: [completed], customOutcomes: [failed-attempt]}}}\n",
+        )
+        .expect("a touchpoint");
+        let outcome_kpi = kpi(r#"
+apiVersion: cx.conductor.dev/v1alpha1
+kind: ExperienceKPI
+metadata: {name: failed-attempts, namespace: shop, generation: 1}
+spec:
+  indicator: {builtin: outcome-share, outcomes: [failed-atempt]}
+  objective: {target: 5, direction: atMost}
+  window: 7d
+"#);
+        let (channels, touchpoints) = ([channel], [touchpoint]);
+        let kpis = [outcome_kpi.clone()];
+        let world = World::new(&channels, &touchpoints, &kpis, &[]);
+        let window = WindowSpec::parse("7d").expect("window");
+        let now = Time(Timestamp::from_second(1_800_000_000).unwrap());
+        let measured = compile(
+            &outcome_kpi.spec,
+            &QueryScope::resolve(&world, 0),
+            &window,
+            now.0,
+            crate::kpi::promql::Counting::Raw,
+        )
+        .map(|_| unreachable!("the outcome is not declared"));
+        let status = next_status(&outcome_kpi, &measured, None, &now);
+        assert_eq!(status.state, Some(KpiState::Unknown));
+        let query_valid = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "QueryValid")
+            .expect("QueryValid");
+        assert_eq!(
+            (query_valid.status.as_str(), query_valid.reason.as_str()),
+            ("False", "OutcomeNotDeclared")
+        );
+        assert_eq!(
+            query_valid.message,
+            "outcome failed-atempt is declared by no touchpoint in scope (tracking), so no interaction can end with it; they declare completed, failed-attempt"
+        );
+    }
 }

@@ -28,8 +28,9 @@
 //! ```json
 //! {"type": "interaction", "outcome": "abandoned", "waitSeconds": 12.5, "handleSeconds": 300}
 //! ```
-//! - `outcome`: one of the touchpoint's declared outcomes (`completed`, `abandoned`, `error`,
-//!   `resolved-first-contact`, `resolved`, `unresolved`, `escalated`);
+//! - `outcome`: one of the touchpoint's declared outcomes: the builtin ones it lists
+//!   (`completed`, `abandoned`, `error`, `resolved-first-contact`, `resolved`, `unresolved`,
+//!   `escalated`) or one of its `customOutcomes` (`failed-attempt`);
 //! - `waitSeconds`, `handleSeconds`: optional numbers of seconds, finite, 0 to one year, and only
 //!   for timings the touchpoint declares (`wait`, `handle`).
 //!
@@ -63,7 +64,7 @@ use std::fmt;
 
 use serde::de::DeserializeSeed;
 
-use crate::api::{Outcome, SurveyMetric};
+use crate::api::SurveyMetric;
 
 pub mod batch;
 pub mod rejection;
@@ -76,7 +77,8 @@ pub use batch::{parse_json_array, parse_ndjson};
 pub use rejection::{Reason, Rejection};
 pub use schema::{
     ALL_METRICS, ALL_TIMINGS, EventSchema, InvalidConfig, MAX_EVENT_BYTES, METRIC_COUNT,
-    MIN_EVENT_BYTES, OUTCOME_COUNT, TIMING_COUNT, metric_index, outcome_index, timing_index,
+    MIN_EVENT_BYTES, OUTCOME_COUNT, OUTCOME_SLOTS, OutcomeId, TIMING_COUNT, metric_index,
+    outcome_index, timing_index,
 };
 pub use timestamp::is_rfc3339;
 pub use validate::is_language_tag;
@@ -190,8 +192,8 @@ pub enum Signal {
     },
     /// How an interaction ended and how long it took.
     Interaction {
-        /// How it ended.
-        outcome: Outcome,
+        /// How it ended: one of the touchpoint's builtin or custom outcomes.
+        outcome: OutcomeId,
         /// Seconds until the first response, if measured.
         wait_seconds: Option<f64>,
         /// Seconds of active handling, if measured.

@@ -3,7 +3,7 @@
 
 use super::super::config::CollectorConfig;
 use super::{DEFAULT_MAX_COMMENT_BYTES, MAX_COMMENT_BYTES};
-use crate::api::{Outcome, SurveyMetric, Timing};
+use crate::api::{MAX_CUSTOM_OUTCOMES, Outcome, SurveyMetric, Timing, custom_outcome_error};
 use crate::themes::validate_themes;
 
 /// The touchpoint's configuration compiled for fast validation: arrays indexed by enum instead of
@@ -14,8 +14,11 @@ pub struct EventSchema {
     score_ranges: [Option<(u8, u8)>; METRIC_COUNT],
     /// Whether the touchpoint declares interaction signals at all.
     interactions: bool,
-    /// Declared outcomes, indexed by [`outcome_index`].
+    /// Declared builtin outcomes, indexed by [`outcome_index`].
     outcomes: [bool; OUTCOME_COUNT],
+    /// The touchpoint's custom outcomes, in declaration order: [`OutcomeId`]s from
+    /// [`OUTCOME_COUNT`] on.
+    custom_outcomes: Vec<String>,
     /// Declared timings, indexed by [`timing_index`].
     timings: [bool; TIMING_COUNT],
     /// Largest single event, in bytes.
@@ -61,6 +64,7 @@ impl EventSchema {
             *slot = Some((low, high));
         }
         let mut outcomes = [false; OUTCOME_COUNT];
+        let mut custom_outcomes = Vec::new();
         let mut timings = [false; TIMING_COUNT];
         if let Some(interactions) = &config.interactions {
             if interactions.outcomes.is_empty() {
@@ -71,6 +75,25 @@ impl EventSchema {
             for outcome in &interactions.outcomes {
                 outcomes[outcome_index(*outcome)] = true;
             }
+            if interactions.custom_outcomes.len() > MAX_CUSTOM_OUTCOMES {
+                return Err(InvalidConfig(format!(
+                    "interactions.customOutcomes: {} custom outcomes, more than the {MAX_CUSTOM_OUTCOMES} allowed",
+                    interactions.custom_outcomes.len()
+                )));
+            }
+            for (i, name) in interactions.custom_outcomes.iter().enumerate() {
+                if let Some(error) = custom_outcome_error(name) {
+                    return Err(InvalidConfig(format!(
+                        "interactions.customOutcomes[{i}]: {error}"
+                    )));
+                }
+                if interactions.custom_outcomes[..i].contains(name) {
+                    return Err(InvalidConfig(format!(
+                        "interactions.customOutcomes[{i}]: custom outcome {name} is declared twice"
+                    )));
+                }
+            }
+            custom_outcomes = interactions.custom_outcomes.clone();
             for timing in &interactions.timings {
                 timings[timing_index(*timing)] = true;
             }
@@ -105,6 +128,7 @@ impl EventSchema {
             score_ranges,
             interactions: config.interactions.is_some(),
             outcomes,
+            custom_outcomes,
             timings,
             max_event_bytes,
             max_comment_bytes: max_comment_bytes as usize,
@@ -126,9 +150,50 @@ impl EventSchema {
         self.score_ranges[metric_index(metric)]
     }
 
-    /// Whether interactions may end with this outcome here.
+    /// Whether interactions may end with this builtin outcome here.
     pub fn declares_outcome(&self, outcome: Outcome) -> bool {
         self.outcomes[outcome_index(outcome)]
+    }
+
+    /// The outcome named `name` when interactions may end with it here: a declared builtin one
+    /// or one of the touchpoint's custom outcomes.
+    pub fn outcome(&self, name: &str) -> Option<OutcomeId> {
+        if let Some(outcome) = parse_outcome(name) {
+            return self
+                .declares_outcome(outcome)
+                .then_some(OutcomeId::from(outcome));
+        }
+        let position = self.custom_outcomes.iter().position(|o| o == name)?;
+        // At most MAX_CUSTOM_OUTCOMES custom outcomes (checked when compiling).
+        Some(OutcomeId((OUTCOME_COUNT + position) as u8))
+    }
+
+    /// The name of an outcome of this touchpoint (the `outcome` label); empty for an id the
+    /// touchpoint does not have.
+    pub fn outcome_name(&self, outcome: OutcomeId) -> &str {
+        match outcome.builtin() {
+            Some(builtin) => builtin.as_str(),
+            None => self
+                .custom_outcomes
+                .get(outcome.index() - OUTCOME_COUNT)
+                .map_or("", String::as_str),
+        }
+    }
+
+    /// Every outcome interactions may end with here, with its name: the declared builtin ones
+    /// in [`Outcome::ALL`] order, then the custom ones.
+    pub fn declared_outcome_ids(&self) -> Vec<(OutcomeId, &str)> {
+        Outcome::ALL
+            .iter()
+            .filter(|o| self.declares_outcome(**o))
+            .map(|o| (OutcomeId::from(*o), o.as_str()))
+            .chain(
+                self.custom_outcomes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| (OutcomeId((OUTCOME_COUNT + i) as u8), name.as_str())),
+            )
+            .collect()
     }
 
     /// Whether interactions here measure this timing.
@@ -155,10 +220,10 @@ impl EventSchema {
     }
 
     pub(super) fn declared_outcomes(&self) -> String {
-        let names: Vec<&str> = Outcome::ALL
-            .iter()
-            .filter(|o| self.declares_outcome(**o))
-            .map(|o| o.as_str())
+        let names: Vec<&str> = self
+            .declared_outcome_ids()
+            .into_iter()
+            .map(|(_, name)| name)
             .collect();
         names.join(", ")
     }
@@ -174,6 +239,40 @@ pub const ALL_TIMINGS: [Timing; 2] = [Timing::Wait, Timing::Handle];
 pub const METRIC_COUNT: usize = ALL_METRICS.len();
 /// Number of outcomes: the size of every array indexed by [`outcome_index`].
 pub const OUTCOME_COUNT: usize = Outcome::ALL.len();
+/// Number of outcome slots of a touchpoint: the builtin outcomes, then at most
+/// [`MAX_CUSTOM_OUTCOMES`] custom ones. The size of every array indexed by [`OutcomeId::index`].
+pub const OUTCOME_SLOTS: usize = OUTCOME_COUNT + MAX_CUSTOM_OUTCOMES;
+
+/// How an interaction ended, as an index into its touchpoint's outcomes: a builtin outcome at
+/// its [`outcome_index`], a custom one at [`OUTCOME_COUNT`] plus its position in
+/// `customOutcomes`. Its name is the schema's ([`EventSchema::outcome_name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutcomeId(u8);
+
+impl OutcomeId {
+    /// The slot of this outcome, below [`OUTCOME_SLOTS`].
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The builtin outcome, `None` for a custom one.
+    pub fn builtin(self) -> Option<Outcome> {
+        Outcome::ALL.get(self.index()).copied()
+    }
+}
+
+impl From<Outcome> for OutcomeId {
+    fn from(outcome: Outcome) -> OutcomeId {
+        OutcomeId(outcome_index(outcome) as u8)
+    }
+}
+
+impl PartialEq<Outcome> for OutcomeId {
+    fn eq(&self, other: &Outcome) -> bool {
+        self.index() == outcome_index(*other)
+    }
+}
+
 /// Number of timings: the size of every array indexed by [`timing_index`].
 pub const TIMING_COUNT: usize = ALL_TIMINGS.len();
 

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use super::*;
+use crate::api::Outcome;
 use crate::collector::config::CollectorConfig;
 
 /// A checkout-like touchpoint: nps and csat on 7 points, three outcomes, only the wait timing.
@@ -98,7 +99,7 @@ fn accepts_an_interaction_with_declared_timing_and_optional_fields() {
     assert_eq!(
         parse(json),
         Ok(Signal::Interaction {
-            outcome: Outcome::Abandoned,
+            outcome: Outcome::Abandoned.into(),
             wait_seconds: Some(12.5),
             handle_seconds: None
         })
@@ -112,7 +113,7 @@ fn null_optional_fields_count_as_absent() {
             r#"{"type":"interaction","outcome":"error","waitSeconds":null,"handleSeconds":null,"customerId":null}"#
         ),
         Ok(Signal::Interaction {
-            outcome: Outcome::Error,
+            outcome: Outcome::Error.into(),
             wait_seconds: None,
             handle_seconds: None
         })
@@ -277,6 +278,89 @@ fn known_but_undeclared_outcome_is_refused() {
         rejection.message.contains("completed, abandoned, error"),
         "{}",
         rejection.message
+    );
+}
+
+/// A courier's delivery touchpoint: two builtin outcomes and two of its own.
+fn courier() -> EventSchema {
+    let config: CollectorConfig = serde_yaml::from_str(
+        "{namespace: n, touchpoint: courier, channel: c, stage: delivery, maxEventBytes: 1024, \
+         interactions: {outcomes: [completed, abandoned], customOutcomes: [failed-attempt, rescheduled]}}",
+    )
+    .expect("test config");
+    EventSchema::from_config(&config).expect("valid test config")
+}
+
+#[test]
+fn a_custom_outcome_is_accepted_where_declared_and_named_by_its_id() {
+    let schema = courier();
+    let signal = |outcome: &str| {
+        parse_event(
+            format!(r#"{{"type":"interaction","outcome":"{outcome}"}}"#).as_bytes(),
+            &schema,
+        )
+        .map(|event| event.signal)
+    };
+    let Ok(Signal::Interaction { outcome, .. }) = signal("rescheduled") else {
+        panic!("rescheduled is declared");
+    };
+    assert_eq!(outcome.index(), OUTCOME_COUNT + 1);
+    assert_eq!(outcome.builtin(), None);
+    assert_eq!(schema.outcome_name(outcome), "rescheduled");
+    let Ok(Signal::Interaction { outcome, .. }) = signal("abandoned") else {
+        panic!("abandoned is declared");
+    };
+    assert_eq!(outcome, Outcome::Abandoned);
+    assert_eq!(schema.outcome_name(outcome), "abandoned");
+    // Declared by the courier, not by the checkout.
+    let rejection = rejected(
+        r#"{"type":"interaction","outcome":"failed-attempt"}"#,
+        Reason::UnknownOutcome,
+        Some("outcome"),
+    );
+    assert_eq!(
+        rejection.message,
+        r#"outcome "failed-attempt" is not declared by this touchpoint; declared: completed, abandoned, error"#
+    );
+    let rejection = signal("failed_attempt").expect_err("not declared");
+    assert_eq!(
+        (rejection.reason, rejection.field.as_deref()),
+        (Reason::UnknownOutcome, Some("outcome"))
+    );
+    assert_eq!(
+        rejection.message,
+        r#"outcome "failed_attempt" is not declared by this touchpoint; declared: completed, abandoned, failed-attempt, rescheduled"#
+    );
+}
+
+#[test]
+fn a_configuration_with_a_bad_custom_outcome_is_refused_naming_it() {
+    let refused = |outcomes: &str| {
+        let config: CollectorConfig = serde_yaml::from_str(&format!(
+            "{{namespace: n, touchpoint: t, channel: c, stage: delivery, maxEventBytes: 1024, \
+             interactions: {{outcomes: [completed], customOutcomes: {outcomes}}}}}"
+        ))
+        .expect("test config");
+        EventSchema::from_config(&config)
+            .expect_err(outcomes)
+            .to_string()
+    };
+    assert_eq!(
+        refused("[rescheduled, abandoned]"),
+        "invalid collector configuration: interactions.customOutcomes[1]: custom outcome abandoned repeats a builtin outcome: list it in outcomes instead"
+    );
+    assert_eq!(
+        refused("[Failed-Attempt]"),
+        r#"invalid collector configuration: interactions.customOutcomes[0]: custom outcome "Failed-Attempt" is not a lower-case kebab-case name of 1 to 40 characters starting with a letter, e.g. failed-attempt"#
+    );
+    assert_eq!(
+        refused("[late, late]"),
+        "invalid collector configuration: interactions.customOutcomes[1]: custom outcome late is declared twice"
+    );
+    let seventeen: Vec<String> = (0..17).map(|i| format!("o{i}")).collect();
+    assert_eq!(
+        refused(&format!("[{}]", seventeen.join(", "))),
+        "invalid collector configuration: interactions.customOutcomes: 17 custom outcomes, more than the 16 allowed"
     );
 }
 
@@ -602,7 +686,7 @@ fn ndjson_batches_report_line_numbers_and_skip_blank_lines() {
             (
                 5,
                 Ok(Signal::Interaction {
-                    outcome: Outcome::Completed,
+                    outcome: Outcome::Completed.into(),
                     wait_seconds: None,
                     handle_seconds: None
                 })

@@ -1,7 +1,7 @@
 //! Validation: the decoded object against the touchpoint's schema, one precise rejection per
 //! rule.
 
-use super::schema::{parse_metric, parse_outcome};
+use super::schema::parse_metric;
 use super::timestamp::is_rfc3339;
 use super::wire::{Field, Json, RawEvent, Top};
 use super::{
@@ -254,9 +254,9 @@ fn validate_interaction(raw: &RawEvent<'_>, schema: &EventSchema) -> Result<Sign
         ));
     }
     let name = required_str(raw, Field::Outcome)?;
-    let outcome = match parse_outcome(name) {
-        Some(outcome) if schema.declares_outcome(outcome) => outcome,
-        _ => {
+    let outcome = match schema.outcome(name) {
+        Some(outcome) => outcome,
+        None => {
             return Err(Rejection::field(
                 Reason::UnknownOutcome,
                 "outcome",

@@ -134,7 +134,10 @@ pub fn log_record(
             handle_seconds,
         } => {
             attributes.push(string("cx.event.kind", "interaction"));
-            attributes.push(string("cx.interaction.outcome", outcome.as_str()));
+            attributes.push(string(
+                "cx.interaction.outcome",
+                schema.outcome_name(outcome),
+            ));
             if let Some(seconds) = wait_seconds {
                 attributes.push(double("cx.interaction.wait_seconds", seconds));
             }
