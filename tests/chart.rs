@@ -1782,6 +1782,10 @@ fn export_values_become_the_operator_export_settings() {
             "http://otel-collector.observability:4318",
         ),
         ("CX_EXPORT_TIMEOUT_MILLIS", "3000"),
+        ("CX_EXPORT_DELIVERY", "bestEffort"),
+        ("CX_EXPORT_QUEUE_EVENTS", "20000"),
+        ("CX_EXPORT_LINGER_MILLIS", "5"),
+        ("CX_EXPORT_MAX_BATCH_EVENTS", "512"),
         ("CX_EXPORT_TOKEN_SECRET", "otel-ingest/token"),
         ("CX_EXPORT_PSEUDONYM_KEY_SECRET", "cx-pseudonyms/key"),
     ] {
@@ -1796,4 +1800,13 @@ fn export_values_become_the_operator_export_settings() {
         refused.is_err(),
         "the schema refuses an endpoint without scheme"
     );
+    let refused = render_chart(
+        &chart_dir(),
+        &[],
+        &[
+            "collectors.export.endpoint=http://otel:4318",
+            "collectors.export.delivery=fast",
+        ],
+    );
+    assert!(refused.is_err(), "the schema refuses an unknown delivery");
 }

@@ -58,11 +58,16 @@ async fn serve(collector: Collector) -> Running {
 
 impl Running {
     async fn stop(self) {
+        self.drained().await;
+    }
+
+    /// Stops the collector and returns what its drain left.
+    async fn drained(self) -> cx_conductor::collector::Drained {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(30), self.served)
             .await
             .expect("drains")
-            .expect("serve task");
+            .expect("serve task")
     }
 }
 
@@ -531,4 +536,298 @@ fn unusable_export_settings_are_named() {
         .to_string();
     assert!(error.contains("at least 16"), "{error}");
     let _ = std::fs::remove_file(&short);
+}
+
+/// `count` single events `<prefix>-<i>`, posted one after the other: every answer.
+async fn post_events(addr: SocketAddr, prefix: &str, count: usize) -> Vec<(u16, String)> {
+    let mut answers = Vec::new();
+    for i in 0..count {
+        let event = format!(
+            r#"{{"type":"survey","metric":"nps","score":{},"comment":"{}","eventId":"{prefix}-{i}"}}"#,
+            i % 11,
+            COMMENTS[i % 3]
+        );
+        answers.push(post(addr, "/v1/events", "application/json", &event).await);
+    }
+    answers
+}
+
+/// Waits up to `within` for `check` to hold, polling.
+async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < until {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+/// The `eventId`s of `records`, sorted, each once per record.
+fn event_ids(records: &[LogRecord]) -> Vec<String> {
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|r| text(r, "cx.event.id").expect("event id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn best_effort_answers_at_once_queues_while_the_endpoint_is_down_and_delivers_each_event_once()
+ {
+    // An endpoint nobody listens on yet.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint_addr = closed.local_addr().expect("address");
+    drop(closed);
+    let config = config(
+        &format!("http://{endpoint_addr}"),
+        "delivery: bestEffort\n  timeoutMillis: 300",
+    );
+    let running = serve(Collector::new(&config, ServeOptions::default()).expect("collector")).await;
+    let addr = running.addr;
+
+    for (status, answer) in post_events(addr, "q", 12).await {
+        assert_eq!(status, 202, "{answer}");
+    }
+    let batch = "{\"type\":\"survey\",\"metric\":\"nps\",\"score\":2,\"eventId\":\"qb-1\"}\n\
+                 {\"type\":\"survey\",\"metric\":\"nps\",\"score\":12,\"eventId\":\"qb-bad\"}\n\
+                 {\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"eventId\":\"qb-2\"}\n";
+    let (status, answer) = post(addr, "/v1/events:batch", "application/x-ndjson", batch).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""accepted":2,"rejected":1"#), "{answer}");
+    // Counted at once, waiting in the queue, nothing dropped.
+    let now = metrics(addr).await;
+    assert_eq!(sample(&now, "cx_events_received_total", &[]), 14.0);
+    assert_eq!(sample(&now, "cx_export_queued_events", &[]), 14.0);
+    assert_eq!(
+        sample(&now, "cx_export_events_total", &[r#"result="exported""#]),
+        0.0
+    );
+    for reason in ["queue_full", "rejected", "shutdown"] {
+        assert_eq!(
+            sample(
+                &now,
+                "cx_export_dropped_events_total",
+                &[&format!(r#"reason="{reason}""#)]
+            ),
+            0.0
+        );
+    }
+    // The queue is being tried, and refused: the endpoint is down.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sample(
+        &metrics(addr).await,
+        "cx_export_failures_total",
+        &[r#"reason="unreachable""#],
+    ) < 1.0
+    {
+        assert!(tokio::time::Instant::now() < until, "no export attempt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The endpoint comes up: the queue reaches it, each event once.
+    let endpoint = Endpoint::start_at(endpoint_addr, Mode::Accept).await;
+    assert!(
+        eventually(Duration::from_secs(10), || endpoint
+            .snapshot()
+            .records()
+            .len()
+            >= 14)
+        .await,
+        "the queue is delivered"
+    );
+    let mut expected: Vec<String> = (0..12).map(|i| format!("q-{i}")).collect();
+    expected.extend(["qb-1".to_string(), "qb-2".to_string()]);
+    expected.sort();
+    let records = endpoint.snapshot().records();
+    assert_eq!(event_ids(&records), expected);
+    let q7 = records
+        .iter()
+        .find(|r| text(r, "cx.event.id") == Some("q-7"))
+        .expect("q-7");
+    assert_eq!(body(q7), Some(COMMENTS[1]), "byte-identical comment");
+    let now = metrics(addr).await;
+    assert_eq!(
+        sample(&now, "cx_export_events_total", &[r#"result="exported""#]),
+        14.0
+    );
+    assert_eq!(sample(&now, "cx_export_queued_events", &[]), 0.0);
+    assert_eq!(sample(&now, "cx_export_pending_events", &[]), 0.0);
+    running.stop().await;
+    assert_eq!(
+        endpoint.snapshot().records().len(),
+        14,
+        "nothing sent twice"
+    );
+}
+
+#[tokio::test]
+async fn best_effort_drops_what_a_full_queue_cannot_hold_and_counts_it() {
+    let endpoint = Endpoint::start(Mode::Status(503, None)).await;
+    let config = config(
+        &endpoint.url(),
+        "delivery: bestEffort\n  queueEvents: 5\n  maxBatchEvents: 2",
+    );
+    let running = serve(Collector::new(&config, ServeOptions::default()).expect("collector")).await;
+    let addr = running.addr;
+    for (status, answer) in post_events(addr, "f", 8).await {
+        assert_eq!(status, 202, "{answer}");
+    }
+    // A batch of three when the queue is full: answered, counted, dropped from the export.
+    let batch = "{\"type\":\"survey\",\"metric\":\"nps\",\"score\":2,\"eventId\":\"fb-1\"}\n\
+                 {\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"eventId\":\"fb-2\"}\n\
+                 {\"type\":\"survey\",\"metric\":\"nps\",\"score\":4,\"eventId\":\"fb-3\"}\n";
+    let (status, answer) = post(addr, "/v1/events:batch", "application/x-ndjson", batch).await;
+    assert_eq!(status, 200, "{answer}");
+    let now = metrics(addr).await;
+    assert_eq!(sample(&now, "cx_events_received_total", &[]), 11.0);
+    assert_eq!(sample(&now, "cx_export_queued_events", &[]), 5.0);
+    assert_eq!(
+        sample(
+            &now,
+            "cx_export_dropped_events_total",
+            &[r#"reason="queue_full""#]
+        ),
+        6.0
+    );
+    // Back: the five queued events arrive, in batches of at most two, and nothing else.
+    endpoint.set(Mode::Accept);
+    assert!(
+        eventually(Duration::from_secs(10), || endpoint
+            .snapshot()
+            .records()
+            .len()
+            >= 5)
+        .await
+    );
+    let seen = endpoint.snapshot();
+    assert_eq!(
+        event_ids(&seen.records()),
+        ["f-0", "f-1", "f-2", "f-3", "f-4"]
+    );
+    assert!(
+        seen.requests
+            .iter()
+            .all(|(request, _)| request.resource_logs[0].scope_logs[0].log_records.len() <= 2)
+    );
+    // Refused for good (401): dropped and counted as rejected, not retried.
+    endpoint.set(Mode::Status(401, None));
+    for (status, answer) in post_events(addr, "r", 1).await {
+        assert_eq!(status, 202, "{answer}");
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    let now = loop {
+        let now = metrics(addr).await;
+        let dropped = sample(
+            &now,
+            "cx_export_dropped_events_total",
+            &[r#"reason="rejected""#],
+        );
+        if dropped == 1.0 || tokio::time::Instant::now() >= until {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        sample(
+            &now,
+            "cx_export_dropped_events_total",
+            &[r#"reason="rejected""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&now, "cx_export_failures_total", &[r#"reason="rejected""#]),
+        1.0
+    );
+    assert_eq!(sample(&now, "cx_export_queued_events", &[]), 0.0);
+    assert_eq!(
+        sample(&now, "cx_export_events_total", &[r#"result="exported""#]),
+        5.0
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn best_effort_shutdown_flushes_the_queue_within_the_grace_period_and_counts_the_rest() {
+    // The endpoint recovers during the grace period: everything queued is delivered before the
+    // collector exits.
+    let endpoint = Endpoint::start(Mode::Status(503, Some(1))).await;
+    let config = config(&endpoint.url(), "delivery: bestEffort");
+    let options = ServeOptions {
+        grace_period: Duration::from_secs(5),
+        ..ServeOptions::default()
+    };
+    let running = serve(Collector::new(&config, options.clone()).expect("collector")).await;
+    for (status, answer) in post_events(running.addr, "s", 20).await {
+        assert_eq!(status, 202, "{answer}");
+    }
+    assert!(endpoint.snapshot().records().is_empty());
+    let recovering = {
+        let mode = endpoint.mode.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            *mode.lock().expect("mode") = Mode::Accept;
+        })
+    };
+    let drained = running.drained().await;
+    recovering.await.expect("recovered");
+    let mut expected: Vec<String> = (0..20).map(|i| format!("s-{i}")).collect();
+    expected.sort();
+    assert_eq!(event_ids(&endpoint.snapshot().records()), expected);
+    let last = &drained.final_metrics;
+    assert_eq!(
+        sample(last, "cx_export_events_total", &[r#"result="exported""#]),
+        20.0
+    );
+    assert_eq!(sample(last, "cx_export_queued_events", &[]), 0.0);
+    assert_eq!(
+        sample(
+            last,
+            "cx_export_dropped_events_total",
+            &[r#"reason="shutdown""#]
+        ),
+        0.0
+    );
+
+    // The endpoint stays down: the collector exits at the end of the grace period, and the
+    // events it could not send are counted as dropped at shutdown.
+    let down = Endpoint::start(Mode::Status(503, Some(1))).await;
+    let options = ServeOptions {
+        grace_period: Duration::from_millis(1500),
+        ..ServeOptions::default()
+    };
+    let config = config_of_best_effort(&down.url());
+    let running = serve(Collector::new(&config, options).expect("collector")).await;
+    for (status, answer) in post_events(running.addr, "d", 7).await {
+        assert_eq!(status, 202, "{answer}");
+    }
+    let started = tokio::time::Instant::now();
+    let drained = running.drained().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    let last = &drained.final_metrics;
+    assert_eq!(
+        sample(
+            last,
+            "cx_export_dropped_events_total",
+            &[r#"reason="shutdown""#]
+        ),
+        7.0
+    );
+    assert_eq!(sample(last, "cx_export_queued_events", &[]), 0.0);
+    assert_eq!(
+        sample(last, "cx_export_events_total", &[r#"result="exported""#]),
+        0.0
+    );
+    assert!(down.snapshot().records().is_empty());
+}
+
+fn config_of_best_effort(endpoint: &str) -> CollectorConfig {
+    config(endpoint, "delivery: bestEffort")
 }

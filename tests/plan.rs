@@ -578,6 +578,7 @@ fn a_pool_plan_is_the_same_whatever_order_its_members_come_in() {
 #[test]
 fn export_settings_reach_the_collector_configuration_and_pods() {
     use cx_conductor::api::TouchpointExport;
+    use cx_conductor::collector::config::Delivery;
     use cx_conductor::core::plan::{ExportOptions, SecretKey};
     use cx_conductor::core::pool::{PoolMember, plan_pool};
     let (mut tp, channel) = fixture();
@@ -593,6 +594,7 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
                 name: "cx-pseudonyms".into(),
                 key: "key".into(),
             }),
+            ..ExportOptions::default()
         }),
         ..Default::default()
     };
@@ -606,6 +608,12 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
     let export = config_of(&planned).export.expect("exported");
     assert_eq!(export.endpoint, "http://otel.observability:4318");
     assert_eq!(export.timeout_millis, 2500);
+    assert_eq!(export.delivery, Delivery::Guaranteed);
+    assert_eq!(
+        export.queue_events, None,
+        "no queue under guaranteed delivery"
+    );
+    assert_eq!((export.linger_millis, export.max_batch_events), (2, 512));
     assert!(export.comments);
     assert!(!export.raw_identifiers);
     assert_eq!(
@@ -640,6 +648,21 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
             .any(|m| m["name"] == "export" && m["mountPath"] == "/var/run/cx-conductor/export")
     );
     assert_ne!(planned.config_hash, without.config_hash, "the pods roll");
+
+    // The platform's delivery and group-commit settings reach the collector.
+    let mut best_effort = options.clone();
+    if let Some(export) = best_effort.export.as_mut() {
+        export.delivery = Delivery::BestEffort;
+        export.queue_events = 2000;
+        export.linger_millis = 7;
+        export.max_batch_events = 100;
+    }
+    let export = config_of(&plan(&tp, &channel, &best_effort))
+        .export
+        .expect("exported");
+    assert_eq!(export.delivery, Delivery::BestEffort);
+    assert_eq!(export.queue_events, Some(2000));
+    assert_eq!((export.linger_millis, export.max_batch_events), (7, 100));
 
     // The touchpoint's own choices.
     tp.spec.export = Some(TouchpointExport {
@@ -702,8 +725,7 @@ fn the_shared_network_policy_lets_collectors_reach_only_the_export_endpoint() {
     options.export = Some(ExportOptions {
         endpoint: "https://otel.observability:4318".into(),
         timeout_millis: 2500,
-        token_secret: None,
-        pseudonym_key_secret: None,
+        ..ExportOptions::default()
     });
     assert_eq!(
         egress(&options),

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use std::collections::BTreeMap;
 
+use crate::collector::config::{DEFAULT_QUEUE_EVENTS, Delivery};
 use crate::core::plan::{ExportOptions, PlanOptions, PoolOptions, SecretKey};
 use crate::kpi::{BearerToken, PrometheusClient, PrometheusConfig};
 use crate::operator::KpiOptions;
@@ -128,6 +129,24 @@ pub struct RunArgs {
     /// at least 16 bytes; it must exist in every namespace with collectors.
     #[arg(long, env = "CX_EXPORT_PSEUDONYM_KEY_SECRET")]
     pub export_pseudonym_key_secret: Option<String>,
+    /// What a collector's 2xx promises: guaranteed (only after the endpoint accepted the event;
+    /// 503 with Retry-After otherwise) or bestEffort (at once; the event waits in a bounded
+    /// in-memory queue, retried, and is dropped and counted when the queue is full).
+    #[arg(long, env = "CX_EXPORT_DELIVERY", default_value = "guaranteed",
+          value_parser = ["guaranteed", "bestEffort"])]
+    pub export_delivery: String,
+    /// Capacity of each collector's bestEffort export queue, in events.
+    #[arg(long, env = "CX_EXPORT_QUEUE_EVENTS", default_value_t = DEFAULT_QUEUE_EVENTS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub export_queue_events: u32,
+    /// How long the first event of an export group waits for others, in milliseconds.
+    #[arg(long, env = "CX_EXPORT_LINGER_MILLIS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub export_linger_millis: u32,
+    /// Most log records in one export request.
+    #[arg(long, env = "CX_EXPORT_MAX_BATCH_EVENTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub export_max_batch_events: u32,
     /// Log as JSON lines.
     #[arg(long, env = "CX_LOG_JSON")]
     pub log_json: bool,
@@ -168,6 +187,14 @@ fn export_options(args: &RunArgs) -> Result<Option<ExportOptions>, String> {
             .filter(|s| !s.is_empty())
             .map(|s| parse_secret_key("export-pseudonym-key-secret", s))
             .transpose()?,
+        delivery: if args.export_delivery == "bestEffort" {
+            Delivery::BestEffort
+        } else {
+            Delivery::Guaranteed
+        },
+        queue_events: args.export_queue_events,
+        linger_millis: args.export_linger_millis,
+        max_batch_events: args.export_max_batch_events,
     }))
 }
 
@@ -415,8 +442,28 @@ mod tests {
                     name: "cx-pseudonyms".into(),
                     key: "key".into()
                 }),
+                ..ExportOptions::default()
             }))
         );
+        assert_eq!(
+            export_of(&[
+                "--export-endpoint=http://otel.observability:4318",
+                "--export-delivery=bestEffort",
+                "--export-queue-events=2000",
+                "--export-linger-millis=5",
+                "--export-max-batch-events=1000",
+            ]),
+            Ok(Some(ExportOptions {
+                endpoint: "http://otel.observability:4318".into(),
+                delivery: Delivery::BestEffort,
+                queue_events: 2000,
+                linger_millis: 5,
+                max_batch_events: 1000,
+                ..ExportOptions::default()
+            }))
+        );
+        assert!(Cli::try_parse_from(["run", "--export-delivery=fast"]).is_err());
+        assert!(Cli::try_parse_from(["run", "--export-queue-events=0"]).is_err());
         let error = export_of(&["--export-endpoint=otel:4318"]).unwrap_err();
         assert!(error.contains("--export-endpoint"), "{error}");
         let error = export_of(&[

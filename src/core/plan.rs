@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{Channel, ThemeSpec, Touchpoint};
 use crate::collector::config::{
-    AuthConfig, COLLECTOR_PORT, CONFIG_ENV, CollectorConfig, Delivery, ExportConfig, HEALTH_PORT,
-    TOKEN_MOUNT_PATH,
+    AuthConfig, COLLECTOR_PORT, CONFIG_ENV, CollectorConfig, DEFAULT_QUEUE_EVENTS, Delivery,
+    ExportConfig, HEALTH_PORT, TOKEN_MOUNT_PATH,
 };
 
 use super::world::namespace_of;
@@ -86,6 +86,30 @@ pub struct ExportOptions {
     /// Secret (in each collector's namespace) and key holding the pseudonym key of `customerId`
     /// and `sessionId`; absent: those fields are exported only by touchpoints asking for raw ids.
     pub pseudonym_key_secret: Option<SecretKey>,
+    /// What a collector's 2xx promises about the export (`guaranteed` or `bestEffort`).
+    pub delivery: Delivery,
+    /// Capacity of a `bestEffort` queue, in events.
+    pub queue_events: u32,
+    /// How long the first event of a group waits for others, in milliseconds.
+    pub linger_millis: u32,
+    /// Most log records in one export request.
+    pub max_batch_events: u32,
+}
+
+impl Default for ExportOptions {
+    /// No endpoint, and the collector's defaults.
+    fn default() -> Self {
+        ExportOptions {
+            endpoint: String::new(),
+            timeout_millis: 5000,
+            token_secret: None,
+            pseudonym_key_secret: None,
+            delivery: Delivery::Guaranteed,
+            queue_events: DEFAULT_QUEUE_EVENTS,
+            linger_millis: 2,
+            max_batch_events: 512,
+        }
+    }
 }
 
 /// A key of a Secret.
@@ -114,10 +138,14 @@ pub fn export_config(touchpoint: &Touchpoint, options: &PlanOptions) -> Option<E
     }
     Some(ExportConfig {
         endpoint: export.endpoint.clone(),
-        delivery: Delivery::Guaranteed,
+        delivery: export.delivery,
+        // Only a bestEffort queue has a capacity; absent, a guaranteed configuration (and its
+        // hash) stays as it was.
+        queue_events: (export.delivery == Delivery::BestEffort)
+            .then_some(export.queue_events.max(1)),
         timeout_millis: export.timeout_millis.max(1),
-        linger_millis: 2,
-        max_batch_events: 512,
+        linger_millis: export.linger_millis,
+        max_batch_events: export.max_batch_events.max(1),
         token_file: export
             .token_secret
             .as_ref()

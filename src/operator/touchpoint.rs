@@ -1116,9 +1116,7 @@ spec:
         let options = PlanOptions {
             export: Some(ExportOptions {
                 endpoint: "https://otel.observability:4318/".into(),
-                timeout_millis: 5000,
-                token_secret: None,
-                pseudonym_key_secret: None,
+                ..ExportOptions::default()
             }),
             ..PlanOptions::default()
         };

@@ -16,8 +16,14 @@
 //! the producer retries with the same `eventId` (so the pipeline may see an event twice, never
 //! zero times). A crash, an OOM-kill or a rollout loses no acknowledged event, since none is
 //! acknowledged before it left; shutdown waits for in-flight requests, hence for their exports.
+//!
+//! # Delivery `bestEffort`
+//!
+//! The producer is answered before the export; the events wait in a bounded queue, retried while
+//! the endpoint is down, and every one dropped is counted ([`queue`]).
 
 pub mod encode;
+pub mod queue;
 pub mod response;
 
 use std::collections::HashMap;
@@ -38,11 +44,14 @@ use prometheus::{
     proto::MetricFamily,
 };
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::config::ExportConfig;
+use super::config::{DEFAULT_QUEUE_EVENTS, Delivery, ExportConfig};
 use super::event::InvalidConfig;
+pub use queue::DropReason;
+use queue::Queue;
 pub use response::{Failure, FailureReason};
 
 /// Export requests in flight at once, per exporter.
@@ -65,6 +74,9 @@ pub struct ExporterKey {
     linger_millis: u32,
     max_batch_events: u32,
     token_file: Option<String>,
+    delivery: Delivery,
+    /// The `bestEffort` queue's capacity, in events.
+    queue_events: u32,
 }
 
 impl ExporterKey {
@@ -76,6 +88,8 @@ impl ExporterKey {
             linger_millis: config.linger_millis,
             max_batch_events: config.max_batch_events,
             token_file: config.token_file.clone(),
+            delivery: config.delivery,
+            queue_events: config.queue_events.unwrap_or(DEFAULT_QUEUE_EVENTS),
         }
     }
 }
@@ -141,6 +155,27 @@ struct Inner {
     queue: mpsc::Sender<Submission>,
     /// Taken by the grouping task, started with the first event (inside the runtime).
     receiver: Mutex<Option<mpsc::Receiver<Submission>>>,
+    /// The queue of delivery `bestEffort`; `None`: `guaranteed`.
+    best_effort: Option<BestEffort>,
+}
+
+/// A `bestEffort` exporter's queue and the task sending from it.
+struct BestEffort {
+    capacity: usize,
+    queue: Mutex<Queue>,
+    /// Wakes the sending task: records arrived, or the shutdown flush began.
+    wake: Notify,
+    task: Mutex<Task>,
+    /// When dropped events were last logged, and how many were dropped since.
+    warned: Mutex<(Option<Instant>, u64)>,
+}
+
+/// The sending task of a `bestEffort` exporter.
+enum Task {
+    NotStarted,
+    Running(JoinHandle<()>),
+    /// Flushed at shutdown.
+    Stopped,
 }
 
 impl Exporter {
@@ -186,6 +221,22 @@ impl Exporter {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         let (queue, receiver) = mpsc::channel(MAX_QUEUED_REQUESTS);
+        let best_effort = match key.delivery {
+            Delivery::Guaranteed => None,
+            Delivery::BestEffort if key.queue_events == 0 => {
+                return Err(InvalidConfig(
+                    "export.queueEvents must be at least 1 (the bestEffort queue's capacity)"
+                        .to_string(),
+                ));
+            }
+            Delivery::BestEffort => Some(BestEffort {
+                capacity: key.queue_events as usize,
+                queue: Mutex::new(Queue::default()),
+                wake: Notify::new(),
+                task: Mutex::new(Task::NotStarted),
+                warned: Mutex::new((None, 0)),
+            }),
+        };
         Ok(Exporter {
             inner: Arc::new(Inner {
                 url,
@@ -198,6 +249,7 @@ impl Exporter {
                 metrics,
                 queue,
                 receiver: Mutex::new(Some(receiver)),
+                best_effort,
             }),
         })
     }
@@ -206,6 +258,10 @@ impl Exporter {
     /// inside a Tokio runtime.
     pub async fn export(&self, records: Vec<LogRecord>) -> Result<(), Failure> {
         if records.is_empty() {
+            return Ok(());
+        }
+        if let Some(best_effort) = &self.inner.best_effort {
+            self.enqueue(best_effort, records);
             return Ok(());
         }
         self.start();
@@ -226,6 +282,56 @@ impl Exporter {
             .unwrap_or(Err(Failure::transient(FailureReason::Unavailable)))
     }
 
+    /// Queues `records` (`bestEffort`), dropping and counting what does not fit.
+    fn enqueue(&self, best_effort: &BestEffort, records: Vec<LogRecord>) {
+        let offered = records.len();
+        let dropped = {
+            let mut task = lock(&best_effort.task);
+            if let Task::NotStarted = *task {
+                *task = Task::Running(tokio::spawn(send_queued(self.inner.clone())));
+            }
+            lock(&best_effort.queue).push(records, best_effort.capacity)
+        };
+        let metrics = &self.inner.metrics;
+        metrics.queued.add((offered - dropped) as i64);
+        best_effort.wake.notify_one();
+        if dropped > 0 {
+            metrics.dropped(DropReason::QueueFull, dropped as u64);
+            best_effort.warn_dropped(DropReason::QueueFull, dropped as u64);
+        }
+    }
+
+    /// Sends what the `bestEffort` queue holds until it is empty or `deadline` passes, then stops
+    /// its task; what is left is dropped and counted (`shutdown`). Nothing for `guaranteed`,
+    /// whose events are in requests the server waits for. Call it once no request can add events.
+    pub async fn flush(&self, deadline: Instant) {
+        let Some(best_effort) = &self.inner.best_effort else {
+            return;
+        };
+        lock(&best_effort.queue).closing = true;
+        best_effort.wake.notify_one();
+        let task = std::mem::replace(&mut *lock(&best_effort.task), Task::Stopped);
+        if let Task::Running(mut handle) = task
+            && tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+        {
+            handle.abort();
+            let _ = handle.await;
+        }
+        let left = lock(&best_effort.queue).abandon();
+        if left > 0 {
+            self.inner.metrics.queued.sub(left as i64);
+            self.inner
+                .metrics
+                .dropped(DropReason::Shutdown, left as u64);
+            tracing::warn!(
+                events = left,
+                "grace period over before the export queue was sent; its events are dropped"
+            );
+        }
+    }
+
     /// Starts the grouping task once.
     fn start(&self) {
         let receiver = self
@@ -242,6 +348,98 @@ impl Exporter {
     /// The exporter's series.
     pub fn metrics(&self) -> &ExportMetrics {
         &self.inner.metrics
+    }
+}
+
+/// `m`'s guard, even if a thread panicked holding it (the data stay consistent: every update is
+/// one statement).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl BestEffort {
+    /// Logs drops at most every [`queue::DROP_WARNING_INTERVAL`], with how many since the last.
+    fn warn_dropped(&self, reason: DropReason, events: u64) {
+        let now = Instant::now();
+        let mut warned = lock(&self.warned);
+        warned.1 += events;
+        if warned
+            .0
+            .is_none_or(|last| now.duration_since(last) >= queue::DROP_WARNING_INTERVAL)
+        {
+            tracing::warn!(
+                reason = reason.as_str(),
+                events = warned.1,
+                "export events dropped (bestEffort delivery); see cx_export_dropped_events_total"
+            );
+            *warned = (Some(now), 0);
+        }
+    }
+}
+
+/// The task of a `bestEffort` exporter: sends the queue's records in batches, each retried until
+/// accepted or refused for good. Ends once the queue is empty and either the flush began or every
+/// [`Exporter`] handle is gone (a pool reload replaced it).
+async fn send_queued(inner: Arc<Inner>) {
+    let Some(best_effort) = &inner.best_effort else {
+        return;
+    };
+    loop {
+        // Records to send, or the end.
+        loop {
+            {
+                let queue = lock(&best_effort.queue);
+                if queue.waiting() > 0 {
+                    break;
+                }
+                if queue.closing {
+                    return;
+                }
+            }
+            if Arc::strong_count(&inner) == 1 {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), best_effort.wake.notified()).await;
+        }
+        let lingering = {
+            let queue = lock(&best_effort.queue);
+            !queue.closing && queue.waiting() < inner.max_batch_events
+        };
+        if lingering {
+            tokio::time::sleep(inner.linger).await;
+        }
+        let batch = lock(&best_effort.queue).take(inner.max_batch_events);
+        let events = batch.len();
+        let body = Bytes::from(encode::request(&inner.resource, batch).encode_to_vec());
+        loop {
+            match inner.send_body(body.clone()).await {
+                Ok(()) => {
+                    inner.metrics.exported(events as u64);
+                    break;
+                }
+                Err(failure) => {
+                    inner.metrics.failed(failure.reason, events as u64);
+                    if !failure.retryable {
+                        inner.metrics.dropped(DropReason::Rejected, events as u64);
+                        tracing::warn!(
+                            reason = failure.reason.as_str(),
+                            events,
+                            "export request refused for good; its events are dropped \
+                             (bestEffort delivery)"
+                        );
+                        break;
+                    }
+                    tracing::debug!(
+                        reason = failure.reason.as_str(),
+                        events,
+                        "export request failed; retrying"
+                    );
+                    tokio::time::sleep(queue::retry_delay(&failure)).await;
+                }
+            }
+        }
+        lock(&best_effort.queue).resolved(events);
+        inner.metrics.queued.sub(events as i64);
     }
 }
 
@@ -299,6 +497,11 @@ impl Inner {
     /// One export request and the meaning of its answer.
     async fn send(&self, records: Vec<LogRecord>) -> Result<(), Failure> {
         let body = encode::request(&self.resource, records).encode_to_vec();
+        self.send_body(Bytes::from(body)).await
+    }
+
+    /// One export request of an encoded body and the meaning of its answer.
+    async fn send_body(&self, body: Bytes) -> Result<(), Failure> {
         let mut request = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header(
@@ -308,7 +511,7 @@ impl Inner {
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
-        let Ok(request) = request.body(Full::new(Bytes::from(body))) else {
+        let Ok(request) = request.body(Full::new(body)) else {
             return Err(Failure::transient(FailureReason::Unreachable));
         };
         let started = Instant::now();
@@ -358,6 +561,8 @@ pub struct ExportMetrics {
     failures: HashMap<FailureReason, IntCounter>,
     duration: Histogram,
     pending: IntGauge,
+    queued: IntGauge,
+    dropped: HashMap<DropReason, IntCounter>,
 }
 
 impl ExportMetrics {
@@ -370,7 +575,8 @@ impl ExportMetrics {
             opts(
                 "cx_export_batches_total",
                 "OTLP export requests, by result (exported: the endpoint accepted every record; \
-                 failed: their events were answered 503).",
+                 failed: under guaranteed delivery their events were answered 503, under bestEffort they are \
+                 retried or dropped).",
             ),
             &["result"],
         )?;
@@ -401,6 +607,21 @@ impl ExportMetrics {
             "cx_export_pending_events",
             "Events handed to the exporter and not yet in an export request.",
         ))?;
+        let queued = IntGauge::with_opts(opts(
+            "cx_export_queued_events",
+            "Events in bestEffort export queues (answered, not yet accepted by the endpoint), \
+             those being sent included.",
+        ))?;
+        let dropped = IntCounterVec::new(
+            opts(
+                "cx_export_dropped_events_total",
+                "Events answered 2xx under bestEffort delivery and never exported, by reason \
+                 (queue_full, rejected, shutdown).",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(queued.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(batches.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(failures.clone()))?;
@@ -422,7 +643,18 @@ impl ExportMetrics {
                 .collect(),
             duration,
             pending,
+            queued,
+            dropped: DropReason::ALL
+                .iter()
+                .map(|reason| (*reason, dropped.with_label_values(&[reason.as_str()])))
+                .collect(),
         })
+    }
+
+    fn dropped(&self, reason: DropReason, events: u64) {
+        if let Some(counter) = self.dropped.get(&reason) {
+            counter.inc_by(events);
+        }
     }
 
     fn exported(&self, events: u64) {
