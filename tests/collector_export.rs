@@ -831,3 +831,296 @@ async fn best_effort_shutdown_flushes_the_queue_within_the_grace_period_and_coun
 fn config_of_best_effort(endpoint: &str) -> CollectorConfig {
     config(endpoint, "delivery: bestEffort")
 }
+
+/// Certificates made with the openssl command: a CA, a server certificate for 127.0.0.1 and a
+/// client certificate, all signed by the CA, in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command (it makes the test certificates)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = |name: &str| {
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            name,
+        ])
+    };
+    key("ca.key");
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cx-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    for (name, extensions) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        ),
+        (
+            "client",
+            "subjectAltName=DNS:cx-collector\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+        ),
+    ] {
+        key(&format!("{name}.key"));
+        std::fs::write(dir.join(format!("{name}.ext")), extensions).expect("extensions");
+        run(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+}
+
+/// What the HTTPS endpoint saw: each request's headers and record count, and failed handshakes.
+#[derive(Default)]
+struct TlsSeen {
+    requests: Vec<(http::HeaderMap, usize)>,
+    failed_handshakes: usize,
+}
+
+/// An HTTPS OTLP/HTTP logs endpoint that requires a client certificate signed by `dir`'s CA.
+async fn tls_endpoint(
+    dir: &std::path::Path,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<TlsSeen>>) {
+    use http_body_util::BodyExt;
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    };
+    use prost::Message;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::{Arc, Mutex};
+
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.crt"))
+        .expect("server.crt")
+        .collect::<Result<_, _>>()
+        .expect("server.crt");
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server.key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("ca.crt")).expect("ca.crt"))
+        .expect("CA");
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .expect("client verifier");
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let seen = Arc::new(Mutex::new(TlsSeen::default()));
+    let shared = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let seen = shared.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    seen.lock().expect("seen").failed_handshakes += 1;
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await?.to_bytes();
+                            let decoded = ExportLogsServiceRequest::decode(body)
+                                .expect("an OTLP logs request");
+                            let records = decoded
+                                .resource_logs
+                                .iter()
+                                .flat_map(|r| &r.scope_logs)
+                                .map(|s| s.log_records.len())
+                                .sum();
+                            seen.lock()
+                                .expect("seen")
+                                .requests
+                                .push((parts.headers, records));
+                            let answer = ExportLogsServiceResponse::default().encode_to_vec();
+                            Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(answer),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn exports_over_tls_with_a_private_ca_a_client_certificate_and_headers_from_a_secret() {
+    let dir = std::env::temp_dir().join(format!("cx-export-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("headers")).expect("directory");
+    make_certificates(&dir);
+    // A headers Secret as Kubernetes mounts it: one file per key, and its bookkeeping.
+    std::fs::write(dir.join("headers/X-Scope-OrgID"), "tenant-a\n").expect("header");
+    std::fs::write(dir.join("headers/x-api-key"), "k-0123456789").expect("header");
+    std::fs::create_dir_all(dir.join("headers/..2026_12_06")).expect("bookkeeping");
+    let (addr, seen) = tls_endpoint(&dir).await;
+    let url = format!("https://{addr}");
+    let file = |name: &str| dir.join(name).display().to_string();
+    let event = r#"{"type":"survey","metric":"nps","score":10,"comment":"ottimo servizio","eventId":"t-1"}"#;
+
+    let mutual = config(
+        &url,
+        &format!(
+            "caFile: {}\n  clientCertFile: {}\n  clientKeyFile: {}\n  headersDir: {}",
+            file("ca.crt"),
+            file("client.crt"),
+            file("client.key"),
+            file("headers")
+        ),
+    );
+    let running = serve(Collector::new(&mutual, ServeOptions::default()).expect("collector")).await;
+    let (status, answer) = post(running.addr, "/v1/events", "application/json", event).await;
+    assert_eq!(status, 202, "{answer}");
+    {
+        let seen = seen.lock().expect("seen");
+        assert_eq!(seen.requests.len(), 1);
+        let (headers, records) = &seen.requests[0];
+        assert_eq!(*records, 1);
+        assert_eq!(headers["x-scope-orgid"], "tenant-a");
+        assert_eq!(headers["x-api-key"], "k-0123456789");
+        assert_eq!(headers["content-type"], "application/x-protobuf");
+        assert_eq!(seen.failed_handshakes, 0);
+    }
+    running.stop().await;
+
+    // Without the client certificate the endpoint refuses the handshake: 503, nothing counted.
+    let anonymous = config(&url, &format!("caFile: {}", file("ca.crt")));
+    let running =
+        serve(Collector::new(&anonymous, ServeOptions::default()).expect("collector")).await;
+    let (status, answer) = post(running.addr, "/v1/events", "application/json", event).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("(unreachable)"), "{answer}");
+    assert_eq!(
+        sample(
+            &metrics(running.addr).await,
+            "cx_events_received_total",
+            &[]
+        ),
+        0.0
+    );
+    running.stop().await;
+    // With another CA than the endpoint's the collector does not trust the endpoint (the
+    // client certificate stands in as that CA).
+    let untrusting = config(
+        &url,
+        &format!(
+            "caFile: {}\n  clientCertFile: {}\n  clientKeyFile: {}",
+            file("client.crt"),
+            file("client.crt"),
+            file("client.key")
+        ),
+    );
+    let running =
+        serve(Collector::new(&untrusting, ServeOptions::default()).expect("collector")).await;
+    let (status, answer) = post(running.addr, "/v1/events", "application/json", event).await;
+    assert_eq!(status, 503, "{answer}");
+    running.stop().await;
+    {
+        let seen = seen.lock().expect("seen");
+        assert_eq!(seen.requests.len(), 1, "no request got through");
+        assert_eq!(seen.failed_handshakes, 2);
+    }
+
+    // Unusable settings are named, and secret material is never echoed.
+    let refused = |extra: String| {
+        Collector::new(&config(&url, &extra), ServeOptions::default())
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let error = refused(format!("caFile: {}", file("missing.crt")));
+    assert!(error.contains("export.caFile"), "{error}");
+    let error = refused(format!("clientCertFile: {}", file("client.crt")));
+    assert!(error.contains("export.clientKeyFile"), "{error}");
+    let error = refused(format!(
+        "clientCertFile: {}\n  clientKeyFile: {}",
+        file("client.crt"),
+        file("ca.crt")
+    ));
+    assert!(error.contains("export.clientKeyFile"), "{error}");
+    let error = Collector::new(
+        &config(
+            &format!("http://{addr}"),
+            &format!("caFile: {}", file("ca.crt")),
+        ),
+        ServeOptions::default(),
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        error.contains("export.caFile") && error.contains("https://"),
+        "{error}"
+    );
+    std::fs::write(dir.join("headers/x-api-key"), "k-secret\nsecond line").expect("header");
+    let error = refused(format!("headersDir: {}", file("headers")));
+    assert!(error.contains("x-api-key"), "{error}");
+    assert!(!error.contains("k-secret"), "{error}");
+    std::fs::write(dir.join("headers/x-api-key"), "k-0123456789").expect("header");
+    std::fs::write(dir.join("headers/Content-Type"), "text/plain").expect("header");
+    let error = refused(format!("headersDir: {}", file("headers")));
+    assert!(error.contains("content-type"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -94,6 +94,20 @@ pub struct ExportConfig {
     /// File holding a bearer token sent as `Authorization: Bearer <token>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
+    /// PEM file of the CA certificates that verify an `https` endpoint, instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM file of the client certificate (chain) presented to an `https` endpoint; with
+    /// `clientKeyFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    /// PEM file of the client certificate's private key; with `clientCertFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
+    /// Directory of headers sent with every export request: each file's name is a header name,
+    /// its content the value (a Secret mounted whole; names starting with `.` are skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_dir: Option<String>,
     /// Whether comments are exported (the log record's body); `false` keeps them in the cluster.
     #[serde(default = "yes")]
     pub comments: bool,

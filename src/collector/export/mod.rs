@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Request, Uri, header};
+use std::path::Path;
+
+use http::{HeaderName, HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::ConfigBuilderExt;
 use hyper_util::client::legacy::Client;
@@ -44,6 +46,8 @@ use prometheus::{
     proto::MetricFamily,
 };
 use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -74,6 +78,10 @@ pub struct ExporterKey {
     linger_millis: u32,
     max_batch_events: u32,
     token_file: Option<String>,
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
+    headers_dir: Option<String>,
     delivery: Delivery,
     /// The `bestEffort` queue's capacity, in events.
     queue_events: u32,
@@ -88,10 +96,164 @@ impl ExporterKey {
             linger_millis: config.linger_millis,
             max_batch_events: config.max_batch_events,
             token_file: config.token_file.clone(),
+            ca_file: config.ca_file.clone(),
+            client_cert_file: config.client_cert_file.clone(),
+            client_key_file: config.client_key_file.clone(),
+            headers_dir: config.headers_dir.clone(),
             delivery: config.delivery,
             queue_events: config.queue_events.unwrap_or(DEFAULT_QUEUE_EVENTS),
         }
     }
+}
+
+/// The TLS settings of `key`: its CA bundle (else the system's roots) and client certificate.
+/// `https`: whether the endpoint needs them (an image without a CA bundle still exports in clear
+/// text inside the cluster).
+fn tls_config(key: &ExporterKey, https: bool) -> Result<rustls::ClientConfig, InvalidConfig> {
+    if !https
+        && let Some(field) = [
+            (&key.ca_file, "caFile"),
+            (&key.client_cert_file, "clientCertFile"),
+            (&key.client_key_file, "clientKeyFile"),
+        ]
+        .into_iter()
+        .find_map(|(file, field)| file.as_ref().map(|_| field))
+    {
+        return Err(InvalidConfig(format!(
+            "export.{field} is set but export.endpoint is not https://: TLS settings need an \
+             https endpoint"
+        )));
+    }
+    let builder = match &key.ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in read_certificates("caFile", path)? {
+                roots.add(certificate).map_err(|error| {
+                    InvalidConfig(format!(
+                        "export.caFile {path}: a certificate is not a usable CA: {error}"
+                    ))
+                })?;
+            }
+            rustls::ClientConfig::builder().with_root_certificates(roots)
+        }
+        None => match rustls::ClientConfig::builder().with_native_roots() {
+            Ok(builder) => builder,
+            Err(error) if https => {
+                return Err(InvalidConfig(format!(
+                    "cannot load the system CA roots to verify the https export endpoint \
+                     (name a CA bundle with export.caFile): {error}"
+                )));
+            }
+            Err(_) => rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty()),
+        },
+    };
+    match (&key.client_cert_file, &key.client_key_file) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(private)) => {
+            let chain = read_certificates("clientCertFile", cert)?;
+            // The key's own error text is not echoed: it is about secret material.
+            let private = PrivateKeyDer::from_pem_file(private).map_err(|_| {
+                InvalidConfig(format!(
+                    "export.clientKeyFile {private}: no readable PEM private key (PKCS#8, PKCS#1 \
+                     or SEC1)"
+                ))
+            })?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|error| {
+                    InvalidConfig(format!(
+                        "export.clientCertFile and export.clientKeyFile do not make a usable \
+                         client certificate: {error}"
+                    ))
+                })
+        }
+        (Some(_), None) => Err(InvalidConfig(
+            "export.clientCertFile needs export.clientKeyFile".to_string(),
+        )),
+        (None, Some(_)) => Err(InvalidConfig(
+            "export.clientKeyFile needs export.clientCertFile".to_string(),
+        )),
+    }
+}
+
+/// The certificates of the PEM file `path` (the `field` of the configuration): at least one.
+fn read_certificates(
+    field: &str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, InvalidConfig> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| InvalidConfig(format!("cannot read export.{field} {path}: {error}")))?;
+    if certificates.is_empty() {
+        return Err(InvalidConfig(format!(
+            "export.{field} {path} holds no PEM certificate"
+        )));
+    }
+    Ok(certificates)
+}
+
+/// Headers a `headersDir` may not set: the request's framing and type are the exporter's.
+const RESERVED_HEADERS: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+];
+
+/// The headers of `dir`: one per file, named after it, its content (without the final line
+/// break) the value. `token`: whether a bearer token already sets `Authorization`. Errors name
+/// the file, never its content.
+fn read_headers(dir: &Path, token: bool) -> Result<Vec<(HeaderName, HeaderValue)>, InvalidConfig> {
+    let shown = dir.display();
+    let entries = std::fs::read_dir(dir).map_err(|error| {
+        InvalidConfig(format!("cannot read export.headersDir {shown}: {error}"))
+    })?;
+    let mut headers = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| {
+            InvalidConfig(format!("cannot read export.headersDir {shown}: {error}"))
+        })?;
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else {
+            return Err(InvalidConfig(format!(
+                "export.headersDir {shown}: a file name is not UTF-8"
+            )));
+        };
+        // A mounted Secret's bookkeeping (`..data`, timestamped directories).
+        if file.starts_with('.') {
+            continue;
+        }
+        let name = HeaderName::from_bytes(file.as_bytes()).map_err(|_| {
+            InvalidConfig(format!(
+                "export.headersDir {shown}: {file:?} is not an HTTP header name"
+            ))
+        })?;
+        if RESERVED_HEADERS.contains(&name) || (token && name == header::AUTHORIZATION) {
+            return Err(InvalidConfig(format!(
+                "export.headersDir {shown}: header {name} is set by the exporter{}",
+                if token { " (or its token file)" } else { "" }
+            )));
+        }
+        let path = entry.path();
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            InvalidConfig(format!(
+                "cannot read export.headersDir {shown}, header {name}: {error}"
+            ))
+        })?;
+        let mut value =
+            HeaderValue::from_str(text.trim_end_matches(['\r', '\n'])).map_err(|_| {
+                InvalidConfig(format!(
+                    "export.headersDir {shown}: the value of header {name} is not a valid header \
+                 value (visible ASCII, one line)"
+                ))
+            })?;
+        value.set_sensitive(true);
+        headers.push((name, value));
+    }
+    headers.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    Ok(headers)
 }
 
 /// The URL export requests go to: `<endpoint>/v1/logs`.
@@ -146,6 +308,8 @@ pub struct Exporter {
 struct Inner {
     url: Uri,
     authorization: Option<String>,
+    /// Headers of `headersDir`, sent with every request (values marked sensitive).
+    headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     linger: Duration,
     max_batch_events: usize,
@@ -199,19 +363,11 @@ impl Exporter {
                 Some(format!("Bearer {token}"))
             }
         };
-        // The system's CA roots verify an https endpoint; an http one needs none (an image
-        // without a CA bundle still exports in clear text inside the cluster).
-        let tls = match rustls::ClientConfig::builder().with_native_roots() {
-            Ok(builder) => builder.with_no_client_auth(),
-            Err(error) if url.scheme_str() == Some("https") => {
-                return Err(InvalidConfig(format!(
-                    "cannot load the system CA roots to verify the https export endpoint: {error}"
-                )));
-            }
-            Err(_) => rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
+        let headers = match &key.headers_dir {
+            None => Vec::new(),
+            Some(dir) => read_headers(Path::new(dir), authorization.is_some())?,
         };
+        let tls = tls_config(key, url.scheme_str() == Some("https"))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -241,6 +397,7 @@ impl Exporter {
             inner: Arc::new(Inner {
                 url,
                 authorization,
+                headers,
                 timeout: Duration::from_millis(u64::from(key.timeout_millis.max(1))),
                 linger: Duration::from_millis(u64::from(key.linger_millis)),
                 max_batch_events: key.max_batch_events.max(1) as usize,
@@ -510,6 +667,9 @@ impl Inner {
             );
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, authorization);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
         }
         let Ok(request) = request.body(Full::new(body)) else {
             return Err(Failure::transient(FailureReason::Unreachable));
