@@ -52,6 +52,7 @@ impl Seen {
 
 pub struct Endpoint {
     pub addr: SocketAddr,
+    #[allow(dead_code)]
     pub mode: Arc<Mutex<Mode>>,
     /// Requests the endpoint accepted (the others are dropped).
     pub accepted: Arc<Mutex<Seen>>,
@@ -91,6 +92,7 @@ impl Endpoint {
         }
     }
 
+    #[allow(dead_code)]
     pub fn set(&self, mode: Mode) {
         *self.mode.lock().expect("mode") = mode;
     }
