@@ -176,6 +176,7 @@ fn organisation(scale: f64) -> Org {
                     coverage: CoverageRequirements::default(),
                     self_assessment: None,
                     themes: Vec::new(),
+                    export: None,
                 },
             ));
         }

@@ -757,8 +757,8 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
 
     // The touchpoint's own choices.
     tp.spec.export = Some(TouchpointExport {
-        enabled: true,
-        comments: false,
+        enabled: Some(true),
+        comments: Some(false),
         raw_identifiers: true,
     });
     let export = config_of(&plan(&tp, &channel, &options))
@@ -767,7 +767,7 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
     assert!(!export.comments);
     assert!(export.raw_identifiers);
     tp.spec.export = Some(TouchpointExport {
-        enabled: false,
+        enabled: Some(false),
         ..TouchpointExport::default()
     });
     let opted_out = plan(&tp, &channel, &options);

@@ -153,7 +153,7 @@ pub const EXPORT_HEADERS_DIR: &str = "/var/run/cx-conductor/export-headers";
 pub fn export_config(touchpoint: &Touchpoint, options: &PlanOptions) -> Option<ExportConfig> {
     let export = options.export.as_ref()?;
     let choices = touchpoint.spec.export.clone().unwrap_or_default();
-    if !choices.enabled {
+    if choices.enabled == Some(false) {
         return None;
     }
     Some(ExportConfig {
@@ -170,7 +170,7 @@ pub fn export_config(touchpoint: &Touchpoint, options: &PlanOptions) -> Option<E
             .token_secret
             .as_ref()
             .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_TOKEN_FILE}")),
-        comments: choices.comments,
+        comments: choices.comments != Some(false),
         pseudonym_key_file: export
             .pseudonym_key_secret
             .as_ref()

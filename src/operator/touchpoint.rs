@@ -18,9 +18,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
-use crate::api::{Channel, CollectorStatus, ThemeSpec, Touchpoint, TouchpointStatus};
+use crate::api::{
+    Channel, CollectorStatus, CustomerJourney, ThemeSpec, Touchpoint, TouchpointStatus,
+};
 use crate::collector::config::POOL_NAME;
-use crate::core::listening::{theme_sources, themes_of};
+use crate::core::listening::{theme_sources, themes_of, with_journey_export};
 use crate::core::plan::{
     CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, export_config,
     plan_collector,
@@ -432,15 +434,21 @@ pub async fn reconcile(
         &ctx.options.plan,
     );
     let refusal = admission.as_ref().err();
+    let journeys = valid_in(&stores.journeys, &namespace);
+    // Planned (and its export shown) with the export choices of the journeys holding it.
+    let planned = with_journey_export(
+        touchpoint,
+        channel.as_ref(),
+        &journeys.iter().collect::<Vec<_>>(),
+    );
 
     // Whichever touchpoint triggers it, the namespace's pool follows all of them.
     let (pool, pool_applied) = keep_pool(&ctx, &namespace).await;
     let paused = touchpoint.spec.paused;
     let (target, applied, deployment) = if touchpoint.spec.collector.is_dedicated() {
         let plan = channel.as_ref().filter(|_| refusal.is_none()).map(|c| {
-            let journeys = valid_in(&stores.journeys, &namespace);
             let themes = themes_of(touchpoint, Some(c), &theme_sources(&journeys));
-            plan_collector(touchpoint, Some(c), &themes, &ctx.options.plan)
+            plan_collector(&planned, Some(c), &themes, &ctx.options.plan)
         });
         let applied = match plan.as_ref().filter(|_| !paused) {
             Some(plan) => apply_plan(plan, &ctx, &namespace).await,
@@ -449,7 +457,7 @@ pub async fn reconcile(
         let deployment = find(&stores.deployments, &namespace, &collector_name(&name));
         let target = plan
             .as_ref()
-            .map(|p| Target::dedicated(p).exporting(touchpoint, &ctx.options.plan));
+            .map(|p| Target::dedicated(p).exporting(&planned, &ctx.options.plan));
         (target, applied, deployment)
     } else {
         let removed = if paused {
@@ -460,7 +468,7 @@ pub async fn reconcile(
         let target = pool
             .as_ref()
             .filter(|p| p.members.contains(&name))
-            .map(|p| Target::pooled(touchpoint, p).exporting(touchpoint, &ctx.options.plan));
+            .map(|p| Target::pooled(touchpoint, p).exporting(&planned, &ctx.options.plan));
         (
             target,
             removed,
@@ -627,6 +635,7 @@ pub fn plan_namespace_pool(
         .collect();
     let journeys = valid_in(&stores.journeys, namespace);
     let sources = theme_sources(&journeys);
+    let all_journeys: Vec<&CustomerJourney> = journeys.iter().collect();
     type Member = (Touchpoint, Channel, Option<String>, Vec<ThemeSpec>);
     let channels: Vec<Member> = touchpoints
         .into_iter()
@@ -635,6 +644,7 @@ pub fn plan_namespace_pool(
                 .and_then(|g| g.0.clone().ok())?;
             let digest = admit(&t, marked_secret(stores, &t).as_deref(), options).ok()?;
             let themes = themes_of(&t, Some(&channel), &sources);
+            let t = with_journey_export(&t, Some(&channel), &all_journeys);
             Some((t, channel, digest, themes))
         })
         .collect();
@@ -1250,7 +1260,7 @@ spec:
         );
         assert_eq!(export_of(&touchpoint, &PlanOptions::default()), None);
         touchpoint.spec.export = Some(TouchpointExport {
-            enabled: false,
+            enabled: Some(false),
             ..TouchpointExport::default()
         });
         assert_eq!(export_of(&touchpoint, &options), None);
