@@ -1124,3 +1124,44 @@ async fn exports_over_tls_with_a_private_ca_a_client_certificate_and_headers_fro
     assert!(error.contains("content-type"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Events handed to a flushed bestEffort exporter are dropped and counted, never kept unsent.
+#[tokio::test]
+async fn a_flushed_best_effort_exporter_counts_what_it_is_still_handed() {
+    use cx_conductor::collector::export::{ExportMetrics, Exporter, ExporterKey, encode};
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let nobody = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let settings = config_of_best_effort(&nobody).export.expect("export");
+    let metrics = ExportMetrics::new("retail").expect("metrics");
+    let exporter = Exporter::new(
+        &ExporterKey::of(&settings),
+        encode::resource("retail", "test-pod", false),
+        metrics.clone(),
+    )
+    .expect("exporter");
+    let record = || LogRecord {
+        time_unix_nano: 1,
+        ..LogRecord::default()
+    };
+    exporter
+        .export(vec![record(), record()])
+        .await
+        .expect("answered at once");
+    exporter.flush(tokio::time::Instant::now()).await;
+    exporter
+        .export(vec![record(), record(), record()])
+        .await
+        .expect("answered at once");
+    let text =
+        cx_conductor::collector::metrics::render_families(metrics.gather()).expect("renders");
+    assert_eq!(
+        sample(
+            &text,
+            "cx_export_dropped_events_total",
+            &[r#"reason="shutdown""#]
+        ),
+        5.0
+    );
+    assert_eq!(sample(&text, "cx_export_queued_events", &[]), 0.0);
+}

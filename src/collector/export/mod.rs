@@ -442,14 +442,23 @@ impl Exporter {
     /// Queues `records` (`bestEffort`), dropping and counting what does not fit.
     fn enqueue(&self, best_effort: &BestEffort, records: Vec<LogRecord>) {
         let offered = records.len();
+        let metrics = &self.inner.metrics;
         let dropped = {
             let mut task = lock(&best_effort.task);
-            if let Task::NotStarted = *task {
-                *task = Task::Running(tokio::spawn(send_queued(self.inner.clone())));
+            match *task {
+                Task::NotStarted => {
+                    *task = Task::Running(tokio::spawn(send_queued(self.inner.clone())));
+                }
+                Task::Running(_) => {}
+                // Flushed already: nothing would send them.
+                Task::Stopped => {
+                    metrics.dropped(DropReason::Shutdown, offered as u64);
+                    best_effort.warn_dropped(DropReason::Shutdown, offered as u64);
+                    return;
+                }
             }
             lock(&best_effort.queue).push(records, best_effort.capacity)
         };
-        let metrics = &self.inner.metrics;
         metrics.queued.add((offered - dropped) as i64);
         best_effort.wake.notify_one();
         if dropped > 0 {
