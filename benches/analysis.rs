@@ -177,6 +177,7 @@ fn organisation(scale: f64) -> Org {
                     coverage: CoverageRequirements::default(),
                     self_assessment: None,
                     themes: Vec::new(),
+                    export: None,
                 },
             ));
         }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real event pipeline on loopback, for the export tests and for people: an OpenTelemetry
-# Collector (OTLP/HTTP receiver -> Kafka exporter + file exporter) in front of a single-node KRaft
-# Kafka broker.
+# Collector (OTLP/HTTP receiver -> Kafka exporter + file exporter, and detractors' comments routed
+# to a topic of their own) in front of a single-node KRaft Kafka broker.
 #
 #   scripts/pipeline.sh build   build (once per version, cached outside the repository) the
 #                               OpenTelemetry Collector with the official builder, from Go modules,
@@ -35,7 +35,8 @@ KAFKA_VERSION=4.4.0
 SCALA_VERSION=2.13
 
 CACHE_ROOT=${CX_PIPELINE_CACHE:-${CX_CLUSTER_CACHE:-$HOME/.cache/cx-conductor}}
-ROOT=$CACHE_ROOT/pipeline-otelcol-$OTELCOL_VERSION-kafka-$KAFKA_VERSION
+# The components are part of the key: a build with other components goes into another directory.
+ROOT=$CACHE_ROOT/pipeline-otelcol-$OTELCOL_VERSION-filter-kafka-$KAFKA_VERSION
 STATE=${CX_PIPELINE_DIR:-${TMPDIR:-/tmp}/cx-conductor-pipeline}
 BASE_PORT=${CX_PIPELINE_PORT:-19090}
 KAFKA_PORT=$BASE_PORT
@@ -43,6 +44,8 @@ CONTROLLER_PORT=$((BASE_PORT + 1))
 OTLP_PORT=$((BASE_PORT + 2))
 TELEMETRY_PORT=$((BASE_PORT + 3))
 TOPIC=cx-feedback
+# Detractors' comments, routed there besides $TOPIC (README, "Routing detractor comments").
+DETRACTOR_TOPIC=cx-detractor-comments
 
 die() {
   echo "pipeline.sh: $*" >&2
@@ -78,6 +81,8 @@ receivers:
 exporters:
   - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/exporter/kafkaexporter $CONTRIB_VERSION
   - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter $CONTRIB_VERSION
+processors:
+  - gomod: github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor $CONTRIB_VERSION
 providers:
   - gomod: go.opentelemetry.io/collector/confmap/provider/envprovider $CONFMAP_VERSION
   - gomod: go.opentelemetry.io/collector/confmap/provider/fileprovider $CONFMAP_VERSION
@@ -206,6 +211,9 @@ PROPS
     sleep 1
   done
   wait_for kafka 60 kafka_ready
+  java -cp "$(classpath)" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+    --create --if-not-exists --topic "$DETRACTOR_TOPIC" --partitions 1 --replication-factor 1 >>"$STATE/logs/kafka.log" 2>&1 ||
+    die "step 'start': creating topic $DETRACTOR_TOPIC failed (log: $STATE/logs/kafka.log)"
 }
 
 start_otelcol() {
@@ -231,8 +239,28 @@ exporters:
       enabled: false
     retry_on_failure:
       enabled: false
+  kafka/detractors:
+    brokers: ["127.0.0.1:$KAFKA_PORT"]
+    logs:
+      topic: $DETRACTOR_TOPIC
+      encoding: otlp_json
+    producer:
+      required_acks: -1
+    timeout: 5s
+    sending_queue:
+      enabled: false
+    retry_on_failure:
+      enabled: false
   file:
     path: $STATE/otelcol/logs.jsonl
+processors:
+  # Drops every record but detractors' comments (a record matching any condition is dropped).
+  filter/detractor-comments:
+    error_mode: propagate
+    logs:
+      log_record:
+        - attributes["cx.survey.segment"] != "detractor"
+        - not IsString(body)
 service:
   telemetry:
     metrics:
@@ -247,6 +275,12 @@ service:
     logs:
       receivers: [otlp]
       exporters: [kafka, file]
+    # The receiver hands each request to both pipelines synchronously: its answer waits for
+    # (and carries the error of) both topics' exports.
+    logs/detractor-comments:
+      receivers: [otlp]
+      processors: [filter/detractor-comments]
+      exporters: [kafka/detractors]
 YAML
   launch otelcol "$ROOT/otelcol" --config "file:$STATE/otelcol/config.yaml"
   wait_for otelcol 60 otelcol_ready
@@ -298,6 +332,7 @@ cmd_env() {
   echo "CX_PIPELINE_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_PORT"
   echo "CX_PIPELINE_KAFKA=127.0.0.1:$KAFKA_PORT"
   echo "CX_PIPELINE_TOPIC=$TOPIC"
+  echo "CX_PIPELINE_DETRACTOR_TOPIC=$DETRACTOR_TOPIC"
   echo "CX_PIPELINE_FILE=$STATE/otelcol/logs.jsonl"
   echo "CX_PIPELINE_OTELCOL_METRICS=http://127.0.0.1:$TELEMETRY_PORT/metrics"
   echo "CX_PIPELINE_STATE=$STATE"

@@ -1782,8 +1782,13 @@ fn export_values_become_the_operator_export_settings() {
             "http://otel-collector.observability:4318",
         ),
         ("CX_EXPORT_TIMEOUT_MILLIS", "3000"),
+        ("CX_EXPORT_DELIVERY", "bestEffort"),
+        ("CX_EXPORT_QUEUE_EVENTS", "20000"),
+        ("CX_EXPORT_LINGER_MILLIS", "5"),
+        ("CX_EXPORT_MAX_BATCH_EVENTS", "512"),
         ("CX_EXPORT_TOKEN_SECRET", "otel-ingest/token"),
         ("CX_EXPORT_PSEUDONYM_KEY_SECRET", "cx-pseudonyms/key"),
+        ("CX_EXPORT_HEADERS_SECRET", "otel-headers"),
     ] {
         assert_eq!(env_value(container, name).as_deref(), Some(value), "{name}");
     }
@@ -1796,4 +1801,32 @@ fn export_values_become_the_operator_export_settings() {
         refused.is_err(),
         "the schema refuses an endpoint without scheme"
     );
+    let refused = render_chart(
+        &chart_dir(),
+        &[],
+        &[
+            "collectors.export.endpoint=http://otel:4318",
+            "collectors.export.delivery=fast",
+        ],
+    );
+    assert!(refused.is_err(), "the schema refuses an unknown delivery");
+    // TLS Secrets for an https endpoint.
+    let docs = render(
+        &[],
+        &[
+            "collectors.export.endpoint=https://otel.observability:4318",
+            "collectors.export.caSecret.name=otel-ca",
+            "collectors.export.clientCertSecret.name=otel-client",
+        ],
+    );
+    let container = &one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_value(container, "CX_EXPORT_CA_SECRET").as_deref(),
+        Some("otel-ca/ca.crt")
+    );
+    assert_eq!(
+        env_value(container, "CX_EXPORT_CLIENT_CERT_SECRET").as_deref(),
+        Some("otel-client")
+    );
+    assert_eq!(env_value(container, "CX_EXPORT_HEADERS_SECRET"), None);
 }

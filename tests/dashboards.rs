@@ -1040,7 +1040,7 @@ const INDICATOR_UNITS: [(&str, Unit); 12] = [
 
 /// The unit of each metric the project exports; `None` for the KPI figures, whose unit is their
 /// indicator's ([`INDICATOR_UNITS`]).
-const METRIC_UNITS: [(&str, Option<Unit>); 36] = [
+const METRIC_UNITS: [(&str, Option<Unit>); 38] = [
     ("cx_events_received_total", Some(Unit::Count)),
     ("cx_feedback_comments_total", Some(Unit::Count)),
     ("cx_feedback_themes_total", Some(Unit::Count)),
@@ -1092,6 +1092,8 @@ const METRIC_UNITS: [(&str, Option<Unit>); 36] = [
     ("cx_export_duration_seconds_sum", Some(Unit::Seconds)),
     ("cx_export_duration_seconds_count", Some(Unit::Count)),
     ("cx_export_pending_events", Some(Unit::Count)),
+    ("cx_export_queued_events", Some(Unit::Count)),
+    ("cx_export_dropped_events_total", Some(Unit::Count)),
 ];
 
 /// Whether Grafana's `unit` shows a number of `unit` truthfully.

@@ -16,6 +16,8 @@
 mod cluster;
 #[path = "support/operator.rs"]
 mod operator_support;
+#[path = "support/otlp.rs"]
+mod otlp;
 #[path = "support/proxy.rs"]
 mod proxy;
 #[path = "support/prometheus.rs"]
@@ -631,8 +633,12 @@ async fn every_panel_of_every_dashboard_shows_data_and_every_filter_filters() {
     }
 
     // Real collectors with the configuration the operator deploys (kwok runs no pod), the
-    // themes of the journeys holding each touchpoint included.
-    let collector_for = |ns: String, name: &'static str| {
+    // themes of the journeys holding each touchpoint included. The web checkout exports its
+    // events to an OTLP endpoint, so the export row has data.
+    let otlp = otlp::Endpoint::start(otlp::Mode::Accept).await;
+    let export: cx_conductor::collector::config::ExportConfig =
+        serde_yaml::from_str(&format!("endpoint: {}", otlp.url())).expect("export settings");
+    let collector_for = |ns: String, name: &'static str, export: Option<_>| {
         let admin = admin.clone();
         async move {
             let tp: Touchpoint = get(&admin, &ns, name).await.expect("touchpoint");
@@ -645,12 +651,13 @@ async fn every_panel_of_every_dashboard_shows_data_and_every_filter_filters() {
                     .items;
             let mut config = collector_config(&tp, Some(&ch));
             config.themes = themes_of(&tp, Some(&ch), &theme_sources(&journeys));
+            config.export = export;
             RunningCollector::start(&config).await
         }
     };
-    let web_checkout = collector_for(messy.clone(), "web-checkout").await;
-    let hotline = collector_for(messy.clone(), "hotline").await;
-    let calm_checkout = collector_for(calm.clone(), "calm-checkout").await;
+    let web_checkout = collector_for(messy.clone(), "web-checkout", Some(export)).await;
+    let hotline = collector_for(messy.clone(), "hotline", None).await;
+    let calm_checkout = collector_for(calm.clone(), "calm-checkout", None).await;
     let fan_in = FanIn::start(vec![web_checkout.addr, hotline.addr, calm_checkout.addr]).await;
     // The operator's /metrics: its own router on a port of the test, scraped like the collectors.
     let operator_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -152,8 +152,19 @@ fn attributes(list: &Value) -> HashMap<String, Value> {
 
 /// Every record of the topic whose `cx.event.id` starts with `prefix`, by event id.
 fn read_back(prefix: &str) -> HashMap<String, Vec<Read>> {
+    read_back_from(&pipeline_env()["CX_PIPELINE_TOPIC"], prefix)
+}
+
+/// Every record of `topic` whose `cx.event.id` starts with `prefix`, by event id.
+fn read_back_from(topic: &str, prefix: &str) -> HashMap<String, Vec<Read>> {
+    let output = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pipeline.sh"))
+        .args(["consume", topic])
+        .output()
+        .expect("scripts/pipeline.sh consume");
+    assert!(output.status.success(), "consume {topic}");
     let mut read: HashMap<String, Vec<Read>> = HashMap::new();
-    for line in pipeline_ok("consume").lines() {
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(message) = serde_json::from_str::<Value>(line) else {
             continue;
         };
@@ -567,5 +578,79 @@ async fn every_event_a_sigkilled_collector_acknowledged_is_in_kafka() {
         load.acked_at_disruption,
         load.unanswered,
         load.refusals
+    );
+}
+
+/// The README's routing recipe, on the real pipeline: detractors' comments (NPS 0-6 with a
+/// comment) reach their own topic as well as the main one; everything else only the main one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detractor_comments_are_routed_to_their_own_topic() {
+    let _only = PIPELINE.lock().await;
+    let endpoint = pipeline_ok("start").trim().to_string();
+    let env = pipeline_env();
+    let prefix = run_prefix("route");
+    let setup = CollectorSetup::from_yaml(&pool_yaml(&endpoint)).expect("pool config");
+    let collector = Collector::with_setup(&setup, ServeOptions::default()).expect("pool");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(collector.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    // (id suffix, score, comment)
+    let events: [(&str, u8, Option<&str>); 5] = [
+        ("angry", 2, Some(COMMENTS[0])),
+        ("six", 6, Some(COMMENTS[2])),
+        ("silent", 1, None),
+        ("promoter", 10, Some(COMMENTS[1])),
+        ("neutral", 8, Some(COMMENTS[3])),
+    ];
+    for (id, score, comment) in events {
+        let mut event = serde_json::json!({
+            "type": "survey", "metric": "nps", "score": score, "eventId": format!("{prefix}{id}"),
+        });
+        if let Some(comment) = comment {
+            event["comment"] = comment.into();
+        }
+        let (status, _, body) = post(
+            addr,
+            "/v1/touchpoints/web-checkout/events",
+            "application/json",
+            &event.to_string(),
+        )
+        .await;
+        assert_eq!(status, 202, "{id}: {body}");
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("drains")
+        .expect("serve task");
+
+    let ids = |read: &HashMap<String, Vec<Read>>| {
+        let mut ids: Vec<String> = read
+            .keys()
+            .map(|id| id.trim_start_matches(&prefix).to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let main = read_back_from(&env["CX_PIPELINE_TOPIC"], &prefix);
+    assert_eq!(
+        ids(&main),
+        ["angry", "neutral", "promoter", "silent", "six"]
+    );
+    let detractors = read_back_from(&env["CX_PIPELINE_DETRACTOR_TOPIC"], &prefix);
+    assert_eq!(ids(&detractors), ["angry", "six"]);
+    let angry = &detractors[&format!("{prefix}angry")];
+    assert_eq!(angry.len(), 1);
+    assert_eq!(angry[0].body.as_deref(), Some(COMMENTS[0]), "byte for byte");
+    assert_eq!(
+        angry[0].attributes["cx.survey.segment"]["stringValue"],
+        "detractor"
+    );
+    assert_eq!(
+        detractors[&format!("{prefix}six")][0].body.as_deref(),
+        Some(COMMENTS[2])
     );
 }

@@ -7,6 +7,8 @@
 mod cluster;
 #[path = "support/operator.rs"]
 mod operator_support;
+#[path = "support/otlp.rs"]
+mod otlp;
 #[path = "support/prometheus.rs"]
 mod support;
 
@@ -745,5 +747,144 @@ async fn outcome_share_kpis_get_status_gauges_alerts_and_a_condition_naming_an_u
             .all(|r| r["labels"]["owner"] == "logistics"),
         "alerts routed to the KPI's owner"
     );
+    operator.stop().await;
+}
+
+/// The Exported condition from the namespace's export health in Prometheus: False naming the
+/// reasons where the endpoint refuses, True where it accepts, absent where nothing is exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touchpoints_say_whether_their_exports_fail() {
+    let Some(binary) = prometheus_binary() else {
+        return;
+    };
+    let release = full_release();
+    let admin = cluster().admin();
+    let failing_ns = cluster().namespace("export-failing").await;
+    let healthy_ns = cluster().namespace("export-healthy").await;
+    let refusing = otlp::Endpoint::start(otlp::Mode::Status(503, None)).await;
+    let accepting = otlp::Endpoint::start(otlp::Mode::Accept).await;
+    let mut collectors = Vec::new();
+    for (ns, endpoint) in [(&failing_ns, &refusing), (&healthy_ns, &accepting)] {
+        for object in [
+            json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Channel",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"type": "web", "owner": "digital"}}),
+            json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
+                "metadata": {"name": "checkout", "namespace": ns},
+                "spec": {"channel": "web", "stage": "purchase",
+                         "signals": {"surveys": [{"metric": "nps"}]},
+                         "collector": {"mode": "dedicated", "replicas": 1}}}),
+            json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "Touchpoint",
+                "metadata": {"name": "kiosk", "namespace": ns},
+                "spec": {"channel": "web", "stage": "purchase",
+                         "signals": {"surveys": [{"metric": "nps"}]},
+                         "collector": {"mode": "dedicated", "replicas": 1},
+                         "export": {"enabled": false}}}),
+        ] {
+            apply(&admin, &object, "test").await.expect("created");
+        }
+        // The checkout's collector, exporting to this namespace's endpoint.
+        let touchpoint: Touchpoint = get(&admin, ns, "checkout").await.unwrap();
+        let channel: Channel = get(&admin, ns, "web").await.unwrap();
+        let mut config = collector_config(&touchpoint, Some(&channel));
+        config.export = Some(
+            serde_yaml::from_str(&format!(
+                "{{endpoint: \"{}\", timeoutMillis: 500}}",
+                endpoint.url()
+            ))
+            .expect("export settings"),
+        );
+        collectors.push(RunningCollector::start(&config).await);
+    }
+    let prometheus = Prometheus::start(
+        binary,
+        &collectors.iter().map(|c| c.addr).collect::<Vec<_>>(),
+        "1s",
+    )
+    .await;
+    prometheus
+        .wait_for_value("count(cx_export_failures_total)", 2.0 * 9.0, WAIT)
+        .await;
+    let event = r#"{"type":"survey","metric":"nps","score":3,"comment":"lento"}"#.to_string();
+    let (status, answer) = collectors[0]
+        .post_report(std::slice::from_ref(&event))
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    collectors[1].post(&[event]).await;
+    prometheus
+        .wait_for_value(
+            &format!(
+                "sum(cx_export_failures_total{{namespace=\"{failing_ns}\", reason=\"unavailable\"}})"
+            ),
+            1.0,
+            WAIT,
+        )
+        .await;
+
+    let client = PrometheusClient::new(PrometheusConfig::new(prometheus.url.clone())).unwrap();
+    let options = OperatorOptions {
+        namespaces: vec![failing_ns.clone(), healthy_ns.clone()],
+        resync: Duration::from_secs(1),
+        plan: cx_conductor::core::plan::PlanOptions {
+            export: Some(cx_conductor::core::plan::ExportOptions {
+                endpoint: "https://otel.observability:4318".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        kpi: Some(KpiOptions {
+            prometheus: Arc::new(client),
+            prometheus_rules: None,
+        }),
+    };
+    let operator = Operator::start(operator_client(release, None).await, options);
+    let exported = |ns: String, name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            get::<Touchpoint>(&admin, &ns, name)
+                .await
+                .and_then(|t| t.status)
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Exported"))
+        }
+    };
+    assert!(
+        eventually(WAIT, || async {
+            exported(failing_ns.clone(), "checkout").await.is_some()
+                && exported(healthy_ns.clone(), "checkout").await.is_some()
+        })
+        .await,
+        "Exported conditions written\n{}",
+        operator.metrics.encode()
+    );
+    let failing = exported(failing_ns.clone(), "checkout").await.unwrap();
+    assert_eq!(
+        (failing.status.as_str(), failing.reason.as_str()),
+        ("False", "ExportFailing")
+    );
+    assert!(
+        failing
+            .message
+            .contains("export requests failed (unavailable)"),
+        "{}",
+        failing.message
+    );
+    assert!(!failing.message.contains("lento"));
+    let healthy = exported(healthy_ns.clone(), "checkout").await.unwrap();
+    assert_eq!(
+        (
+            healthy.status.as_str(),
+            healthy.reason.as_str(),
+            healthy.message.as_str()
+        ),
+        (
+            "True",
+            "Exporting",
+            "events go to https://otel.observability:4318/v1/logs; no export request failed in \
+             the last 5m"
+        )
+    );
+    for ns in [&failing_ns, &healthy_ns] {
+        assert_eq!(exported(ns.clone(), "kiosk").await, None, "kiosk opted out");
+    }
     operator.stop().await;
 }

@@ -417,3 +417,96 @@ async fn authors_cannot_pick_any_image_or_any_secret() {
     );
     operator.stop().await;
 }
+
+/// Each pooled touchpoint's export choices as the pool's configuration holds them: `None` when
+/// its events are not exported, else whether comments are.
+async fn pool_exports(admin: &Client, ns: &str) -> Option<Vec<(String, Option<bool>)>> {
+    let secret: Secret = get(admin, ns, POOL_NAME).await?;
+    let data = secret.data?.get(POOL_CONFIG_KEY)?.0.clone();
+    let setup = CollectorSetup::from_yaml(std::str::from_utf8(&data).ok()?).ok()?;
+    Some(
+        setup
+            .touchpoints()
+            .iter()
+            .map(|t| (t.touchpoint.clone(), t.export.as_ref().map(|e| e.comments)))
+            .collect(),
+    )
+}
+
+/// A journey's export choices reach the pooled touchpoints it holds, a touchpoint's own choice
+/// overrides them, and a change to the journey reconfigures the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_choose_what_their_touchpoints_export() {
+    let ns = cluster().namespace("journey-export").await;
+    let admin = cluster().admin();
+    let client = operator_client(default_release(), None).await;
+    create(&admin, channel(&ns, "web")).await;
+    create(&admin, touchpoint(&ns, "checkout", json!({}))).await;
+    let mut feedback = touchpoint(&ns, "feedback", json!({}));
+    feedback["spec"]["export"] = json!({"comments": true});
+    create(&admin, feedback).await;
+    let journey = |export: Value| {
+        json!({"apiVersion": "cx.conductor.dev/v1alpha1", "kind": "CustomerJourney",
+               "metadata": {"name": "main", "namespace": ns},
+               "spec": {"owner": "cx", "stages": ["purchase"], "export": export}})
+    };
+    create(&admin, journey(json!({"comments": false}))).await;
+    let mut options = options_for(&ns);
+    options.plan.export = Some(cx_conductor::core::plan::ExportOptions {
+        endpoint: "http://otel.observability:4318".into(),
+        ..Default::default()
+    });
+    let operator = Operator::start(client, options);
+
+    let expected = vec![
+        ("checkout".to_string(), Some(false)),
+        ("feedback".to_string(), Some(true)),
+    ];
+    assert!(
+        eventually(WAIT, || async {
+            pool_exports(&admin, &ns).await.as_ref() == Some(&expected)
+        })
+        .await,
+        "the journey withholds the checkout's comments: {:?}",
+        pool_exports(&admin, &ns).await
+    );
+    assert!(
+        eventually(WAIT, || async {
+            get::<Touchpoint>(&admin, &ns, "checkout")
+                .await
+                .and_then(|t| t.status)
+                .and_then(|s| s.collector)
+                .and_then(|c| c.export)
+                .as_deref()
+                == Some("http://otel.observability:4318/v1/logs")
+        })
+        .await,
+        "status names the export endpoint"
+    );
+    // The journey opts out: neither touchpoint chose `enabled`, so neither exports.
+    create(&admin, journey(json!({"enabled": false}))).await;
+    let expected = vec![
+        ("checkout".to_string(), None),
+        ("feedback".to_string(), None),
+    ];
+    assert!(
+        eventually(WAIT, || async {
+            pool_exports(&admin, &ns).await.as_ref() == Some(&expected)
+        })
+        .await,
+        "the journey opts both out: {:?}",
+        pool_exports(&admin, &ns).await
+    );
+    assert!(
+        eventually(WAIT, || async {
+            get::<Touchpoint>(&admin, &ns, "checkout")
+                .await
+                .and_then(|t| t.status)
+                .and_then(|s| s.collector)
+                .is_some_and(|c| c.export.is_none())
+        })
+        .await,
+        "status no longer names an export endpoint"
+    );
+    operator.stop().await;
+}

@@ -578,6 +578,7 @@ fn a_pool_plan_is_the_same_whatever_order_its_members_come_in() {
 #[test]
 fn export_settings_reach_the_collector_configuration_and_pods() {
     use cx_conductor::api::TouchpointExport;
+    use cx_conductor::collector::config::Delivery;
     use cx_conductor::core::plan::{ExportOptions, SecretKey};
     use cx_conductor::core::pool::{PoolMember, plan_pool};
     let (mut tp, channel) = fixture();
@@ -593,6 +594,7 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
                 name: "cx-pseudonyms".into(),
                 key: "key".into(),
             }),
+            ..ExportOptions::default()
         }),
         ..Default::default()
     };
@@ -606,6 +608,12 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
     let export = config_of(&planned).export.expect("exported");
     assert_eq!(export.endpoint, "http://otel.observability:4318");
     assert_eq!(export.timeout_millis, 2500);
+    assert_eq!(export.delivery, Delivery::Guaranteed);
+    assert_eq!(
+        export.queue_events, None,
+        "no queue under guaranteed delivery"
+    );
+    assert_eq!((export.linger_millis, export.max_batch_events), (2, 512));
     assert!(export.comments);
     assert!(!export.raw_identifiers);
     assert_eq!(
@@ -641,10 +649,116 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
     );
     assert_ne!(planned.config_hash, without.config_hash, "the pods roll");
 
+    // The platform's delivery and group-commit settings reach the collector.
+    let mut best_effort = options.clone();
+    if let Some(export) = best_effort.export.as_mut() {
+        export.delivery = Delivery::BestEffort;
+        export.queue_events = 2000;
+        export.linger_millis = 7;
+        export.max_batch_events = 100;
+    }
+    let export = config_of(&plan(&tp, &channel, &best_effort))
+        .export
+        .expect("exported");
+    assert_eq!(export.delivery, Delivery::BestEffort);
+    assert_eq!(export.queue_events, Some(2000));
+    assert_eq!((export.linger_millis, export.max_batch_events), (7, 100));
+
+    // TLS and headers: files in the collector, the Secrets mounted, no secret in the config.
+    let mut tls = options.clone();
+    if let Some(export) = tls.export.as_mut() {
+        export.endpoint = "https://otel.observability:4318".into();
+        export.ca_secret = Some(SecretKey {
+            name: "otel-ca".into(),
+            key: "bundle.pem".into(),
+        });
+        export.client_cert_secret = Some("otel-client".into());
+        export.headers_secret = Some("otel-headers".into());
+    }
+    let tls_plan = plan(&tp, &channel, &tls);
+    let export = config_of(&tls_plan).export.expect("exported");
+    assert_eq!(
+        (
+            export.ca_file.as_deref(),
+            export.client_cert_file.as_deref(),
+            export.client_key_file.as_deref(),
+            export.headers_dir.as_deref(),
+        ),
+        (
+            Some("/var/run/cx-conductor/export/ca.crt"),
+            Some("/var/run/cx-conductor/export/client.crt"),
+            Some("/var/run/cx-conductor/export/client.key"),
+            Some("/var/run/cx-conductor/export-headers"),
+        )
+    );
+    let pod = serde_json::to_value(&tls_plan.deployment).expect("json");
+    let pod = &pod["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let sources = volumes
+        .iter()
+        .find(|v| v["name"] == "export")
+        .expect("export volume")["projected"]["sources"]
+        .as_array()
+        .expect("sources")
+        .clone();
+    let items: Vec<(String, String, String)> = sources
+        .iter()
+        .map(|source| {
+            let secret = &source["secret"];
+            (
+                secret["name"].as_str().expect("name").to_string(),
+                secret["items"][0]["key"].as_str().expect("key").to_string(),
+                secret["items"][0]["path"]
+                    .as_str()
+                    .expect("path")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let item = |name: &str, key: &str, path: &str| (name.into(), key.into(), path.into());
+    assert_eq!(
+        items,
+        [
+            item("otel-ingest", "token", "token"),
+            item("cx-pseudonyms", "key", "pseudonym-key"),
+            item("otel-ca", "bundle.pem", "ca.crt"),
+            item("otel-client", "tls.crt", "client.crt"),
+            item("otel-client", "tls.key", "client.key"),
+        ]
+    );
+    let headers = volumes
+        .iter()
+        .find(|v| v["name"] == "export-headers")
+        .expect("headers volume");
+    assert_eq!(headers["secret"]["secretName"], "otel-headers");
+    assert_eq!(headers["secret"]["defaultMode"], 0o440);
+    assert!(
+        pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["name"] == "export-headers"
+                && m["mountPath"] == "/var/run/cx-conductor/export-headers"
+                && m["readOnly"] == true)
+    );
+    let pool = plan_pool(
+        "shop",
+        &[PoolMember {
+            touchpoint: &tp,
+            channel: Some(&channel),
+            token_sha256: None,
+            themes: &[],
+        }],
+        &tls,
+    )
+    .expect("a pool");
+    let pod = serde_json::to_value(&pool.deployment).expect("json");
+    assert!(pod.to_string().contains("otel-headers") && pod.to_string().contains("otel-client"));
+
     // The touchpoint's own choices.
     tp.spec.export = Some(TouchpointExport {
-        enabled: true,
-        comments: false,
+        enabled: Some(true),
+        comments: Some(false),
         raw_identifiers: true,
     });
     let export = config_of(&plan(&tp, &channel, &options))
@@ -653,7 +767,7 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
     assert!(!export.comments);
     assert!(export.raw_identifiers);
     tp.spec.export = Some(TouchpointExport {
-        enabled: false,
+        enabled: Some(false),
         ..TouchpointExport::default()
     });
     let opted_out = plan(&tp, &channel, &options);
@@ -702,8 +816,7 @@ fn the_shared_network_policy_lets_collectors_reach_only_the_export_endpoint() {
     options.export = Some(ExportOptions {
         endpoint: "https://otel.observability:4318".into(),
         timeout_millis: 2500,
-        token_secret: None,
-        pseudonym_key_secret: None,
+        ..ExportOptions::default()
     });
     assert_eq!(
         egress(&options),

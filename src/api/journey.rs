@@ -98,6 +98,26 @@ pub struct CustomerJourneySpec {
         length(max = 50)
     )]
     pub themes: Vec<crate::api::ThemeSpec>,
+    /// What leaves the cluster of the events of every touchpoint of the journey (on its
+    /// channels, at its stages) when the platform team configured an export. A touchpoint's own
+    /// spec.export choice overrides it; when several journeys hold a touchpoint, the more
+    /// private choice wins. Absent: the touchpoints decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<JourneyExport>,
+}
+
+/// A journey's export choices for its touchpoints.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct JourneyExport {
+    /// Export the events of the journey's touchpoints; false keeps them in the cluster (counted
+    /// only), unless a touchpoint sets spec.export.enabled itself.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Export comments; false exports every other field but no text, unless a touchpoint sets
+    /// spec.export.comments itself.
+    #[serde(default = "yes")]
+    pub comments: bool,
 }
 
 /// Declared answers to the CX self-assessment (25 yes/no questions; 18-25 yes is customer-centric,

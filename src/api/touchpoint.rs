@@ -80,40 +80,29 @@ pub struct TouchpointSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
     /// What of this touchpoint's events leaves the cluster when the platform team configured an
-    /// export (OTLP log records to the company's pipeline). Absent: every event is exported,
-    /// comments included, customerId and sessionId pseudonymised.
+    /// export (OTLP log records to the company's pipeline). A choice left out follows the
+    /// journeys holding the touchpoint (spec.export of a CustomerJourney); absent there too:
+    /// every event is exported, comments included, customerId and sessionId pseudonymised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<TouchpointExport>,
 }
 
 /// A touchpoint's export choices (the endpoint itself is the platform team's setting).
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TouchpointExport {
-    /// Export this touchpoint's events; false keeps them in the cluster (counted only).
-    #[serde(default = "enabled")]
-    pub enabled: bool,
+    /// Export this touchpoint's events; false keeps them in the cluster (counted only). Unset:
+    /// false when a journey holding the touchpoint opts out, else true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// Export comments (the log record's body); false exports every other field but no text.
-    #[serde(default = "enabled")]
-    pub comments: bool,
+    /// Unset: false when a journey holding the touchpoint withholds comments, else true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comments: Option<bool>,
     /// Export customerId and sessionId as sent instead of as keyed hashes (HMAC-SHA256 with the
     /// platform's pseudonym key). Turn on only where the pipeline may hold personal data.
     #[serde(default)]
     pub raw_identifiers: bool,
-}
-
-fn enabled() -> bool {
-    true
-}
-
-impl Default for TouchpointExport {
-    fn default() -> Self {
-        TouchpointExport {
-            enabled: true,
-            comments: true,
-            raw_identifiers: false,
-        }
-    }
 }
 
 /// Signals listened to at a touchpoint.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::api::{Severity, ThemeSpec};
-use crate::core::listening::{theme_sources, themes_of};
+use crate::core::listening::{theme_sources, themes_of, with_journey_export};
 use crate::core::plan::{CollectorPlan, PlanOptions, plan_collector};
 use crate::core::pool::{PoolMember, PoolPlan, SharedPlan, admit_image, plan_pool, plan_shared};
 use crate::core::world::namespace_of;
@@ -200,6 +200,16 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
             themes_of(t, channel, &sources)
         })
         .collect();
+    // Each touchpoint as planned: its export choices completed by the journeys holding it.
+    let journeys: Vec<&crate::api::CustomerJourney> = inventory.journeys.iter().collect();
+    let planned: Vec<crate::api::Touchpoint> = inventory
+        .touchpoints
+        .iter()
+        .map(|t| {
+            let channel = world.channel(namespace_of(t), &t.spec.channel);
+            with_journey_export(t, channel, &journeys)
+        })
+        .collect();
     let mut plans = Vec::new();
     let mut unplanned = Vec::new();
     let mut refused = Vec::new();
@@ -230,7 +240,12 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
         if let Err(refusal) = admitted {
             refused.push(format!("{shown}: {}", refusal.message));
         } else if dedicated {
-            plans.push(plan_collector(tp, Some(channel), &themes[i], options));
+            plans.push(plan_collector(
+                &planned[i],
+                Some(channel),
+                &themes[i],
+                options,
+            ));
         } else if let Some(auth) = &tp.spec.collector.auth {
             refused.push(format!(
                 "{shown}: pooled with a token from Secret {}, which only the cluster holds",
@@ -241,7 +256,7 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
                 .entry(namespace.to_string())
                 .or_default()
                 .push(PoolMember {
-                    touchpoint: tp,
+                    touchpoint: &planned[i],
                     channel: Some(channel),
                     token_sha256: None,
                     themes: &themes[i],

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use std::collections::BTreeMap;
 
+use crate::collector::config::{DEFAULT_QUEUE_EVENTS, Delivery};
 use crate::core::plan::{ExportOptions, PlanOptions, PoolOptions, SecretKey};
 use crate::kpi::{BearerToken, PrometheusClient, PrometheusConfig};
 use crate::operator::KpiOptions;
@@ -128,6 +129,36 @@ pub struct RunArgs {
     /// at least 16 bytes; it must exist in every namespace with collectors.
     #[arg(long, env = "CX_EXPORT_PSEUDONYM_KEY_SECRET")]
     pub export_pseudonym_key_secret: Option<String>,
+    /// What a collector's 2xx promises: guaranteed (only after the endpoint accepted the event;
+    /// 503 with Retry-After otherwise) or bestEffort (at once; the event waits in a bounded
+    /// in-memory queue, retried, and is dropped and counted when the queue is full).
+    #[arg(long, env = "CX_EXPORT_DELIVERY", default_value = "guaranteed",
+          value_parser = ["guaranteed", "bestEffort"])]
+    pub export_delivery: String,
+    /// Capacity of each collector's bestEffort export queue, in events.
+    #[arg(long, env = "CX_EXPORT_QUEUE_EVENTS", default_value_t = DEFAULT_QUEUE_EVENTS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub export_queue_events: u32,
+    /// Secret holding the PEM CA bundle that verifies an https export endpoint (instead of the
+    /// system's roots), NAME/KEY; it must exist in every namespace with collectors.
+    #[arg(long, env = "CX_EXPORT_CA_SECRET")]
+    pub export_ca_secret: Option<String>,
+    /// kubernetes.io/tls Secret whose tls.crt and tls.key the collectors present to an https
+    /// export endpoint that asks for a client certificate; in every namespace with collectors.
+    #[arg(long, env = "CX_EXPORT_CLIENT_CERT_SECRET")]
+    pub export_client_cert_secret: Option<String>,
+    /// Secret whose keys are header names and values header values, sent with every export
+    /// request (e.g. a tenant id); in every namespace with collectors.
+    #[arg(long, env = "CX_EXPORT_HEADERS_SECRET")]
+    pub export_headers_secret: Option<String>,
+    /// How long the first event of an export group waits for others, in milliseconds.
+    #[arg(long, env = "CX_EXPORT_LINGER_MILLIS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub export_linger_millis: u32,
+    /// Most log records in one export request.
+    #[arg(long, env = "CX_EXPORT_MAX_BATCH_EVENTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub export_max_batch_events: u32,
     /// Log as JSON lines.
     #[arg(long, env = "CX_LOG_JSON")]
     pub log_json: bool,
@@ -153,6 +184,30 @@ fn export_options(args: &RunArgs) -> Result<Option<ExportOptions>, String> {
     };
     crate::collector::export::logs_url(endpoint)
         .map_err(|error| format!("--export-endpoint: {}", error.0))?;
+    let name = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let ca_secret = name(&args.export_ca_secret)
+        .map(|s| parse_secret_key("export-ca-secret", &s))
+        .transpose()?;
+    let client_cert_secret = name(&args.export_client_cert_secret);
+    if !endpoint.starts_with("https://") {
+        for (flag, set) in [
+            ("export-ca-secret", ca_secret.is_some()),
+            ("export-client-cert-secret", client_cert_secret.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "--{flag} needs an https:// --export-endpoint (TLS settings for a clear-text \
+                     endpoint)"
+                ));
+            }
+        }
+    }
     Ok(Some(ExportOptions {
         endpoint: endpoint.to_string(),
         timeout_millis: args.export_timeout_millis,
@@ -168,6 +223,17 @@ fn export_options(args: &RunArgs) -> Result<Option<ExportOptions>, String> {
             .filter(|s| !s.is_empty())
             .map(|s| parse_secret_key("export-pseudonym-key-secret", s))
             .transpose()?,
+        delivery: if args.export_delivery == "bestEffort" {
+            Delivery::BestEffort
+        } else {
+            Delivery::Guaranteed
+        },
+        queue_events: args.export_queue_events,
+        linger_millis: args.export_linger_millis,
+        max_batch_events: args.export_max_batch_events,
+        ca_secret,
+        client_cert_secret,
+        headers_secret: name(&args.export_headers_secret),
     }))
 }
 
@@ -415,8 +481,55 @@ mod tests {
                     name: "cx-pseudonyms".into(),
                     key: "key".into()
                 }),
+                ..ExportOptions::default()
             }))
         );
+        assert_eq!(
+            export_of(&[
+                "--export-endpoint=http://otel.observability:4318",
+                "--export-delivery=bestEffort",
+                "--export-queue-events=2000",
+                "--export-linger-millis=5",
+                "--export-max-batch-events=1000",
+            ]),
+            Ok(Some(ExportOptions {
+                endpoint: "http://otel.observability:4318".into(),
+                delivery: Delivery::BestEffort,
+                queue_events: 2000,
+                linger_millis: 5,
+                max_batch_events: 1000,
+                ..ExportOptions::default()
+            }))
+        );
+        assert_eq!(
+            export_of(&[
+                "--export-endpoint=https://otel.observability:4318",
+                "--export-ca-secret=otel-ca/ca.crt",
+                "--export-client-cert-secret=otel-client",
+                "--export-headers-secret=otel-headers",
+            ]),
+            Ok(Some(ExportOptions {
+                endpoint: "https://otel.observability:4318".into(),
+                ca_secret: Some(SecretKey {
+                    name: "otel-ca".into(),
+                    key: "ca.crt".into()
+                }),
+                client_cert_secret: Some("otel-client".into()),
+                headers_secret: Some("otel-headers".into()),
+                ..ExportOptions::default()
+            }))
+        );
+        let error = export_of(&[
+            "--export-endpoint=http://otel:4318",
+            "--export-client-cert-secret=otel-client",
+        ])
+        .unwrap_err();
+        assert!(
+            error.contains("--export-client-cert-secret") && error.contains("https://"),
+            "{error}"
+        );
+        assert!(Cli::try_parse_from(["run", "--export-delivery=fast"]).is_err());
+        assert!(Cli::try_parse_from(["run", "--export-queue-events=0"]).is_err());
         let error = export_of(&["--export-endpoint=otel:4318"]).unwrap_err();
         assert!(error.contains("--export-endpoint"), "{error}");
         let error = export_of(&[

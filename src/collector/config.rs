@@ -71,10 +71,16 @@ pub struct ExportConfig {
     /// Base URL of the OTLP/HTTP endpoint (like `OTEL_EXPORTER_OTLP_ENDPOINT`): records are
     /// posted, protobuf-encoded, to `<endpoint>/v1/logs`. `http://` or `https://`.
     pub endpoint: String,
-    /// What the 2xx of the collector means: `guaranteed`, the only mode, answers 2xx only once
-    /// the endpoint accepted the export request holding the event.
+    /// What the 2xx of the collector means: `guaranteed` answers 2xx only once the endpoint
+    /// accepted the export request holding the event; `bestEffort` answers at once and exports
+    /// from a bounded in-memory queue, with retry.
     #[serde(default)]
     pub delivery: Delivery,
+    /// Most events the `bestEffort` queue holds (those being sent included); beyond, new events
+    /// are dropped from the export, and counted. Absent: [`DEFAULT_QUEUE_EVENTS`]. Not used by
+    /// `guaranteed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_events: Option<u32>,
     /// Longest wait for the endpoint's answer to one export request, in milliseconds.
     #[serde(default = "default_export_timeout_millis")]
     pub timeout_millis: u32,
@@ -88,6 +94,20 @@ pub struct ExportConfig {
     /// File holding a bearer token sent as `Authorization: Bearer <token>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
+    /// PEM file of the CA certificates that verify an `https` endpoint, instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM file of the client certificate (chain) presented to an `https` endpoint; with
+    /// `clientKeyFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    /// PEM file of the client certificate's private key; with `clientCertFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
+    /// Directory of headers sent with every export request: each file's name is a header name,
+    /// its content the value (a Secret mounted whole; names starting with `.` are skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_dir: Option<String>,
     /// Whether comments are exported (the log record's body); `false` keeps them in the cluster.
     #[serde(default = "yes")]
     pub comments: bool,
@@ -108,7 +128,14 @@ pub enum Delivery {
     /// `Retry-After` when it did not.
     #[default]
     Guaranteed,
+    /// 2xx before the export: events wait in a bounded in-memory queue and are retried while the
+    /// endpoint is down; those dropped (queue full, refused for good, left at shutdown) are
+    /// counted in `cx_export_dropped_events_total{reason}`.
+    BestEffort,
 }
+
+/// Capacity of a `bestEffort` export queue, in events, when the configuration names none.
+pub const DEFAULT_QUEUE_EVENTS: u32 = 10_000;
 
 fn default_export_timeout_millis() -> u32 {
     5000

@@ -266,7 +266,8 @@ impl Collector {
     /// 1. `/readyz` answers 503 and events are still accepted for
     ///    [`ServeOptions::shutdown_delay`], while the endpoints drop this replica;
     /// 2. new events are refused (503, `Retry-After`, `Connection: close`) and in-flight
-    ///    requests get [`ServeOptions::grace_period`] to finish (then their connections are cut);
+    ///    requests get [`ServeOptions::grace_period`] to finish (then their connections are cut),
+    ///    and `bestEffort` export queues what is left of it to be sent;
     /// 3. `/metrics` keeps serving, on both listeners, for [`ServeOptions::final_scrape`], so
     ///    Prometheus scrapes the final counts;
     ///
@@ -384,6 +385,13 @@ impl Collector {
                             "grace period over, connections cut"
                         );
                     }
+                    // No request can queue events any more: the bestEffort queues get what is
+                    // left of the grace period to reach the endpoint.
+                    let routes = app.routes();
+                    futures::future::join_all(
+                        routes.exporters.values().map(|e| e.flush(step_ends)),
+                    )
+                    .await;
                     step = Step::FinalScrape;
                     step_ends = Instant::now() + options.final_scrape;
                     tracing::info!(

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::api::{Channel, CustomerJourney, Severity, ThemeSpec, Touchpoint};
+use crate::api::{
+    Channel, CustomerJourney, JourneyExport, Severity, ThemeSpec, Touchpoint, TouchpointExport,
+};
 use crate::themes::{Folded, ThemeMatcher, validate_themes};
 
 use super::findings::{Finding, FindingCode, ObjectRef};
@@ -30,6 +32,44 @@ pub fn journey_holds(
             journey.spec.channel_selector.as_ref(),
             channel.metadata.labels.as_ref(),
         )
+}
+
+/// `touchpoint` as its collector is planned: the export choices it leaves out
+/// (`spec.export.enabled`, `spec.export.comments`) completed by the journeys of `journeys`
+/// holding it (on `channel`), the more private choice winning when several do. Unchanged when no
+/// journey holding it has an export choice.
+pub fn with_journey_export(
+    touchpoint: &Touchpoint,
+    channel: Option<&Channel>,
+    journeys: &[&CustomerJourney],
+) -> Touchpoint {
+    let mut planned = touchpoint.clone();
+    let Some(channel) = channel else {
+        return planned;
+    };
+    let choices: Vec<&JourneyExport> = journeys
+        .iter()
+        .filter(|j| journey_holds(j, touchpoint, channel))
+        .filter_map(|j| j.spec.export.as_ref())
+        .collect();
+    if choices.is_empty() {
+        return planned;
+    }
+    let own = touchpoint.spec.export.clone().unwrap_or_default();
+    let enabled = own
+        .enabled
+        .or_else(|| choices.iter().any(|c| !c.enabled).then_some(false));
+    let comments = own
+        .comments
+        .or_else(|| choices.iter().any(|c| !c.comments).then_some(false));
+    if (enabled, comments) != (own.enabled, own.comments) {
+        planned.spec.export = Some(TouchpointExport {
+            enabled,
+            comments,
+            ..own
+        });
+    }
+    planned
 }
 
 /// What is wrong with a journey's themes, each finding naming the field (`spec.themes[i]...`):
@@ -241,6 +281,77 @@ pub fn themes_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A journey's export choices reach the touchpoints it holds, unless they choose
+    /// themselves; the more private of two journeys wins; other touchpoints are untouched.
+    #[test]
+    fn journeys_choose_what_their_touchpoints_export_unless_a_touchpoint_does() {
+        let web: Channel = parse(
+            "metadata: {name: web, namespace: shop, labels: {kind: online}}\n\
+             spec: {type: web}\n",
+        );
+        let store: Channel =
+            parse("metadata: {name: store, namespace: shop}\nspec: {type: store}\n");
+        let touchpoint = |name: &str, channel: &str, export: &str| -> Touchpoint {
+            parse(&format!(
+                "metadata: {{name: {name}, namespace: shop}}\n\
+                 spec: {{channel: {channel}, stage: purchase, signals: {{surveys: [{{metric: nps}}]}}{export}}}\n"
+            ))
+        };
+        let journey = |name: &str, export: &str| -> CustomerJourney {
+            parse(&format!(
+                "metadata: {{name: {name}, namespace: shop}}\n\
+                 spec: {{stages: [purchase], channelSelector: {{matchLabels: {{kind: online}}}}{export}}}\n"
+            ))
+        };
+        let quiet = journey("quiet", ", export: {comments: false}");
+        let closed = journey("closed", ", export: {enabled: false}");
+        let open = journey("open", ", export: {enabled: true, comments: true}");
+        let silent = journey("silent", "");
+        let export_of = |t: &Touchpoint, channel: &Channel, journeys: &[&CustomerJourney]| {
+            with_journey_export(t, Some(channel), journeys).spec.export
+        };
+        let plain = touchpoint("checkout", "web", "");
+        assert_eq!(export_of(&plain, &web, &[&silent, &open]), None);
+        assert_eq!(
+            export_of(&plain, &web, &[&quiet, &open]),
+            Some(TouchpointExport {
+                enabled: None,
+                comments: Some(false),
+                raw_identifiers: false
+            })
+        );
+        assert_eq!(
+            export_of(&plain, &web, &[&quiet, &closed]),
+            Some(TouchpointExport {
+                enabled: Some(false),
+                comments: Some(false),
+                raw_identifiers: false
+            })
+        );
+        // The touchpoint's own choice overrides; what it leaves out follows the journey.
+        let chooses = touchpoint(
+            "feedback",
+            "web",
+            ", export: {enabled: true, rawIdentifiers: true}",
+        );
+        assert_eq!(
+            export_of(&chooses, &web, &[&quiet, &closed]),
+            Some(TouchpointExport {
+                enabled: Some(true),
+                comments: Some(false),
+                raw_identifiers: true
+            })
+        );
+        // A touchpoint on a channel the journey does not select keeps its own choices.
+        let till = touchpoint("till", "store", "");
+        assert_eq!(export_of(&till, &store, &[&quiet, &closed]), None);
+        assert_eq!(
+            with_journey_export(&plain, None, &[&closed]).spec.export,
+            None,
+            "without its channel no journey holds it"
+        );
+    }
 
     fn parse<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
         serde_yaml::from_str(yaml).expect("a fixture")

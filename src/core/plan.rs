@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{Channel, ThemeSpec, Touchpoint};
 use crate::collector::config::{
-    AuthConfig, COLLECTOR_PORT, CONFIG_ENV, CollectorConfig, Delivery, ExportConfig, HEALTH_PORT,
-    TOKEN_MOUNT_PATH,
+    AuthConfig, COLLECTOR_PORT, CONFIG_ENV, CollectorConfig, DEFAULT_QUEUE_EVENTS, Delivery,
+    ExportConfig, HEALTH_PORT, TOKEN_MOUNT_PATH,
 };
 
 use super::world::namespace_of;
@@ -86,6 +86,42 @@ pub struct ExportOptions {
     /// Secret (in each collector's namespace) and key holding the pseudonym key of `customerId`
     /// and `sessionId`; absent: those fields are exported only by touchpoints asking for raw ids.
     pub pseudonym_key_secret: Option<SecretKey>,
+    /// What a collector's 2xx promises about the export (`guaranteed` or `bestEffort`).
+    pub delivery: Delivery,
+    /// Capacity of a `bestEffort` queue, in events.
+    pub queue_events: u32,
+    /// How long the first event of a group waits for others, in milliseconds.
+    pub linger_millis: u32,
+    /// Most log records in one export request.
+    pub max_batch_events: u32,
+    /// Secret (in each collector's namespace) and key holding the PEM CA bundle that verifies an
+    /// `https` endpoint instead of the system's roots.
+    pub ca_secret: Option<SecretKey>,
+    /// A `kubernetes.io/tls` Secret (in each collector's namespace): the client certificate
+    /// (`tls.crt`) and key (`tls.key`) presented to the endpoint.
+    pub client_cert_secret: Option<String>,
+    /// A Secret (in each collector's namespace) whose keys are header names and values header
+    /// values, sent with every export request.
+    pub headers_secret: Option<String>,
+}
+
+impl Default for ExportOptions {
+    /// No endpoint, and the collector's defaults.
+    fn default() -> Self {
+        ExportOptions {
+            endpoint: String::new(),
+            timeout_millis: 5000,
+            token_secret: None,
+            pseudonym_key_secret: None,
+            delivery: Delivery::Guaranteed,
+            queue_events: DEFAULT_QUEUE_EVENTS,
+            linger_millis: 2,
+            max_batch_events: 512,
+            ca_secret: None,
+            client_cert_secret: None,
+            headers_secret: None,
+        }
+    }
 }
 
 /// A key of a Secret.
@@ -103,41 +139,82 @@ pub const EXPORT_SECRETS_DIR: &str = "/var/run/cx-conductor/export";
 pub const EXPORT_TOKEN_FILE: &str = "token";
 /// File of the pseudonym key inside [`EXPORT_SECRETS_DIR`].
 pub const EXPORT_PSEUDONYM_KEY_FILE: &str = "pseudonym-key";
+/// File of the CA bundle inside [`EXPORT_SECRETS_DIR`].
+pub const EXPORT_CA_FILE: &str = "ca.crt";
+/// File of the client certificate inside [`EXPORT_SECRETS_DIR`].
+pub const EXPORT_CLIENT_CERT_FILE: &str = "client.crt";
+/// File of the client certificate's key inside [`EXPORT_SECRETS_DIR`].
+pub const EXPORT_CLIENT_KEY_FILE: &str = "client.key";
+/// Directory where collectors find the export headers Secret, one file per header.
+pub const EXPORT_HEADERS_DIR: &str = "/var/run/cx-conductor/export-headers";
 
 /// The export section of a touchpoint's collector configuration: `None` when no export is
 /// configured or the touchpoint opted out (`spec.export.enabled: false`).
 pub fn export_config(touchpoint: &Touchpoint, options: &PlanOptions) -> Option<ExportConfig> {
     let export = options.export.as_ref()?;
     let choices = touchpoint.spec.export.clone().unwrap_or_default();
-    if !choices.enabled {
+    if choices.enabled == Some(false) {
         return None;
     }
     Some(ExportConfig {
         endpoint: export.endpoint.clone(),
-        delivery: Delivery::Guaranteed,
+        delivery: export.delivery,
+        // Only a bestEffort queue has a capacity; absent, a guaranteed configuration (and its
+        // hash) stays as it was.
+        queue_events: (export.delivery == Delivery::BestEffort)
+            .then_some(export.queue_events.max(1)),
         timeout_millis: export.timeout_millis.max(1),
-        linger_millis: 2,
-        max_batch_events: 512,
+        linger_millis: export.linger_millis,
+        max_batch_events: export.max_batch_events.max(1),
         token_file: export
             .token_secret
             .as_ref()
             .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_TOKEN_FILE}")),
-        comments: choices.comments,
+        comments: choices.comments != Some(false),
         pseudonym_key_file: export
             .pseudonym_key_secret
             .as_ref()
             .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_PSEUDONYM_KEY_FILE}")),
         raw_identifiers: choices.raw_identifiers,
+        ca_file: export
+            .ca_secret
+            .as_ref()
+            .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_CA_FILE}")),
+        client_cert_file: export
+            .client_cert_secret
+            .as_ref()
+            .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_CLIENT_CERT_FILE}")),
+        client_key_file: export
+            .client_cert_secret
+            .as_ref()
+            .map(|_| format!("{EXPORT_SECRETS_DIR}/{EXPORT_CLIENT_KEY_FILE}")),
+        headers_dir: export
+            .headers_secret
+            .as_ref()
+            .map(|_| EXPORT_HEADERS_DIR.to_string()),
     })
 }
 
-/// The volume and mount that put the export Secrets' keys where [`export_config`] points, when
-/// there are any.
-pub(crate) fn export_volume(options: &PlanOptions) -> Option<(Volume, VolumeMount)> {
-    let export = options.export.as_ref()?;
+/// The volumes and mounts that put the export Secrets' keys where [`export_config`] points:
+/// one projected volume for the files, one for the headers Secret (mounted whole).
+pub(crate) fn export_volume(options: &PlanOptions) -> Vec<(Volume, VolumeMount)> {
+    let Some(export) = options.export.as_ref() else {
+        return Vec::new();
+    };
+    let client_cert = export.client_cert_secret.as_ref().map(|name| SecretKey {
+        name: name.clone(),
+        key: "tls.crt".into(),
+    });
+    let client_key = export.client_cert_secret.as_ref().map(|name| SecretKey {
+        name: name.clone(),
+        key: "tls.key".into(),
+    });
     let sources: Vec<VolumeProjection> = [
         (&export.token_secret, EXPORT_TOKEN_FILE),
         (&export.pseudonym_key_secret, EXPORT_PSEUDONYM_KEY_FILE),
+        (&export.ca_secret, EXPORT_CA_FILE),
+        (&client_cert, EXPORT_CLIENT_CERT_FILE),
+        (&client_key, EXPORT_CLIENT_KEY_FILE),
     ]
     .into_iter()
     .filter_map(|(secret, path)| {
@@ -156,27 +233,51 @@ pub(crate) fn export_volume(options: &PlanOptions) -> Option<(Volume, VolumeMoun
         })
     })
     .collect();
-    if sources.is_empty() {
-        return None;
-    }
-    Some((
-        Volume {
-            name: "export".into(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(sources),
-                // Owner and group read only; the group is the pod's fsGroup (the collector's).
-                default_mode: Some(0o440),
+    let mut volumes = Vec::new();
+    if let Some(headers) = &export.headers_secret {
+        volumes.push((
+            Volume {
+                name: "export-headers".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(headers.clone()),
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        },
-        VolumeMount {
-            name: "export".into(),
-            mount_path: EXPORT_SECRETS_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-    ))
+            },
+            VolumeMount {
+                name: "export-headers".into(),
+                mount_path: EXPORT_HEADERS_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ));
+    }
+    if sources.is_empty() {
+        return volumes;
+    }
+    volumes.insert(
+        0,
+        (
+            Volume {
+                name: "export".into(),
+                projected: Some(ProjectedVolumeSource {
+                    sources: Some(sources),
+                    // Owner and group read only; the group is the pod's fsGroup (the collector's).
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "export".into(),
+                mount_path: EXPORT_SECRETS_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ),
+    );
+    volumes
 }
 
 /// Size and scaling of a namespace's collector pool (chart values `collectors.pool.*`).
@@ -459,11 +560,11 @@ fn plan_deployment(
             ..Default::default()
         });
     }
-    if export_config(touchpoint, options).is_some()
-        && let Some((volume, mount)) = export_volume(options)
-    {
-        volumes.push(volume);
-        mounts.push(mount);
+    if export_config(touchpoint, options).is_some() {
+        for (volume, mount) in export_volume(options) {
+            volumes.push(volume);
+            mounts.push(mount);
+        }
     }
     collector_deployment(
         meta,

@@ -336,7 +336,7 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
         ..Default::default()
     }]
     .into_iter()
-    .chain(export.as_ref().map(|(_, mount)| mount.clone()))
+    .chain(export.iter().map(|(_, mount)| mount.clone()))
     .collect();
     collector_deployment(
         meta,
@@ -363,7 +363,7 @@ fn pool_deployment(meta: &ObjectMeta, options: &PlanOptions) -> Deployment {
                 ..Default::default()
             }]
             .into_iter()
-            .chain(export.as_ref().map(|(volume, _)| volume.clone()))
+            .chain(export.iter().map(|(volume, _)| volume.clone()))
             .collect(),
             mounts,
             // No configuration hash: the pods re-read their configuration instead of rolling.

@@ -20,6 +20,8 @@ use crate::core::pool::PoolPlan;
 use crate::kpi::PrometheusClient;
 
 use super::metrics::Metrics;
+use super::touchpoint::{ExportHealth, export_health, export_health_queries};
+use crate::kpi::prometheus::QueryResult;
 
 /// Caches of every kind the controllers read, fed by one shared watch per kind.
 #[derive(Clone)]
@@ -148,7 +150,13 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The pool each namespace was last applied from (see [`PoolMemo`]).
     pub pools: PoolMemo,
+    /// Each namespace's export health as last read from Prometheus, and when: the touchpoints of
+    /// a namespace share one reading for [`EXPORT_HEALTH_MAX_AGE`].
+    export_health: Mutex<HashMap<String, (Instant, Option<ExportHealth>)>>,
 }
+
+/// How long a namespace's export health reading is reused.
+pub const EXPORT_HEALTH_MAX_AGE: Duration = Duration::from_secs(20);
 
 /// The pool each namespace was last applied from, keyed by a fingerprint of everything it is
 /// built from. The reconciles of a pool's other members reuse it instead of planning and
@@ -221,7 +229,45 @@ impl Context {
             recorder,
             failures: Mutex::new(HashMap::new()),
             pools: PoolMemo::default(),
+            export_health: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The export health of `namespace`'s collectors from Prometheus: `None` without Prometheus,
+    /// when a query fails (logged) or when nothing was scraped yet.
+    pub async fn export_health(&self, namespace: &str) -> Option<ExportHealth> {
+        let kpi = self.options.kpi.as_ref()?;
+        if let Some((at, health)) = self
+            .export_health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace)
+            && at.elapsed() < EXPORT_HEALTH_MAX_AGE
+        {
+            return health.clone();
+        }
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let [failures, drops] = export_health_queries(namespace);
+        let vector = |result| match result {
+            Ok(QueryResult::Vector(samples)) => Ok(samples),
+            Ok(QueryResult::Scalar(_)) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        };
+        let health = match (
+            vector(kpi.prometheus.query(&failures, now).await),
+            vector(kpi.prometheus.query(&drops, now).await),
+        ) {
+            (Ok(failures), Ok(drops)) => export_health(&failures, &drops),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(namespace, %error, "cannot read the export health from Prometheus");
+                None
+            }
+        };
+        self.export_health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(namespace.to_owned(), (Instant::now(), health.clone()));
+        health
     }
 
     /// Records a failure of `key` and returns how long to wait before retrying: 1s, 2s, 4s, ... up to 5 minutes.

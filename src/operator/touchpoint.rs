@@ -18,9 +18,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
-use crate::api::{Channel, CollectorStatus, ThemeSpec, Touchpoint, TouchpointStatus};
+use crate::api::{
+    Channel, CollectorStatus, CustomerJourney, ThemeSpec, Touchpoint, TouchpointStatus,
+};
 use crate::collector::config::POOL_NAME;
-use crate::core::listening::{theme_sources, themes_of};
+use crate::core::listening::{theme_sources, themes_of, with_journey_export};
 use crate::core::plan::{
     CONFIG_HASH_ANNOTATION, CollectorPlan, PlanOptions, collector_name, export_config,
     plan_collector,
@@ -51,6 +53,95 @@ pub struct Target {
     pub pool: Option<String>,
     /// Where its events are exported (the OTLP logs URL, without credentials).
     pub export: Option<String>,
+    /// What Prometheus says about the exports of the namespace's collectors; `None`: not known
+    /// (no Prometheus configured, a failed query, collectors not scraped yet).
+    pub export_health: Option<ExportHealth>,
+}
+
+/// The condition type saying whether a touchpoint's events reach the export endpoint.
+pub const EXPORTED: &str = "Exported";
+/// The window over which export failures are read.
+pub const EXPORT_HEALTH_WINDOW: &str = "5m";
+
+/// The export health of a namespace's collectors over [`EXPORT_HEALTH_WINDOW`]: the reasons
+/// (the bounded `reason` labels) of failed export requests and of dropped events. Every
+/// exporting touchpoint of a namespace sends to the same endpoint, so they share it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportHealth {
+    /// `cx_export_failures_total` reasons that increased, sorted.
+    pub failing: Vec<String>,
+    /// `cx_export_dropped_events_total` reasons that increased, sorted.
+    pub dropping: Vec<String>,
+}
+
+/// The PromQL queries of a namespace's export health: failures, then drops, by reason.
+pub fn export_health_queries(namespace: &str) -> [String; 2] {
+    ["cx_export_failures_total", "cx_export_dropped_events_total"].map(|metric| {
+        format!(
+            "sum by (reason) (increase({metric}{{namespace=\"{namespace}\"}}[{EXPORT_HEALTH_WINDOW}]))"
+        )
+    })
+}
+
+/// The health the answers to [`export_health_queries`] describe: `None` when no failure series
+/// exists (the collectors register every reason at zero, so nothing was scraped).
+pub fn export_health(
+    failures: &[crate::kpi::prometheus::Sample],
+    drops: &[crate::kpi::prometheus::Sample],
+) -> Option<ExportHealth> {
+    if failures.is_empty() {
+        return None;
+    }
+    let increased = |samples: &[crate::kpi::prometheus::Sample]| {
+        let mut reasons: Vec<String> = samples
+            .iter()
+            .filter(|s| s.value.is_finite() && s.value > 0.0)
+            .filter_map(|s| s.labels.get("reason").cloned())
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        reasons
+    };
+    Some(ExportHealth {
+        failing: increased(failures),
+        dropping: increased(drops),
+    })
+}
+
+/// The `Exported` condition of a touchpoint whose events go to `url`. Its message names only the
+/// reasons, never counts, so a lasting state writes no new status.
+pub fn export_verdict(url: &str, health: &ExportHealth) -> Verdict {
+    if health.failing.is_empty() && health.dropping.is_empty() {
+        return Verdict::yes(
+            EXPORTED,
+            "Exporting",
+            format!(
+                "events go to {url}; no export request failed in the last {EXPORT_HEALTH_WINDOW}"
+            ),
+        );
+    }
+    let mut problems = Vec::new();
+    if !health.failing.is_empty() {
+        problems.push(format!(
+            "export requests failed ({})",
+            health.failing.join(", ")
+        ));
+    }
+    if !health.dropping.is_empty() {
+        problems.push(format!(
+            "bestEffort events were dropped ({})",
+            health.dropping.join(", ")
+        ));
+    }
+    Verdict::no(
+        EXPORTED,
+        "ExportFailing",
+        format!(
+            "in the last {EXPORT_HEALTH_WINDOW} the namespace's collectors exporting to {url}: {}; \
+             see cx_export_failures_total and the Collectors dashboard's export row",
+            problems.join("; ")
+        ),
+    )
 }
 
 impl Target {
@@ -61,6 +152,7 @@ impl Target {
             config_hash: plan.config_hash.clone(),
             pool: None,
             export: None,
+            export_health: None,
         }
     }
 
@@ -71,6 +163,7 @@ impl Target {
             config_hash: plan.config_hash.clone(),
             pool: plan.deployment.metadata.name.clone(),
             export: None,
+            export_health: None,
         }
     }
 
@@ -94,7 +187,7 @@ pub fn desired_status(
     apply_error: Option<&str>,
     now: &Time,
 ) -> TouchpointStatus {
-    let existing = touchpoint.status.clone().unwrap_or_default();
+    let mut existing = touchpoint.status.clone().unwrap_or_default();
     let generation = touchpoint.metadata.generation;
     let pooled = !touchpoint.spec.collector.is_dedicated();
     // Someone else may scale the Deployment (kubectl scale, an autoscaler): its count is the one
@@ -172,6 +265,13 @@ pub fn desired_status(
             "the collector's objects follow the touchpoint",
         )
     });
+    // Exported: from the namespace's export health when known; kept as it is when not; gone
+    // when the touchpoint's events are not exported.
+    match target.and_then(|t| t.export.as_deref().map(|url| (url, &t.export_health))) {
+        Some((url, Some(health))) => verdicts.push(export_verdict(url, health)),
+        Some((_, None)) => {}
+        None => existing.conditions.retain(|c| c.type_ != EXPORTED),
+    }
     // The hash deployed is the planned one only once every pod runs it.
     let deployed_hash = if rolled_out {
         target.map(|t| t.config_hash.clone())
@@ -334,15 +434,21 @@ pub async fn reconcile(
         &ctx.options.plan,
     );
     let refusal = admission.as_ref().err();
+    let journeys = valid_in(&stores.journeys, &namespace);
+    // Planned (and its export shown) with the export choices of the journeys holding it.
+    let planned = with_journey_export(
+        touchpoint,
+        channel.as_ref(),
+        &journeys.iter().collect::<Vec<_>>(),
+    );
 
     // Whichever touchpoint triggers it, the namespace's pool follows all of them.
     let (pool, pool_applied) = keep_pool(&ctx, &namespace).await;
     let paused = touchpoint.spec.paused;
     let (target, applied, deployment) = if touchpoint.spec.collector.is_dedicated() {
         let plan = channel.as_ref().filter(|_| refusal.is_none()).map(|c| {
-            let journeys = valid_in(&stores.journeys, &namespace);
             let themes = themes_of(touchpoint, Some(c), &theme_sources(&journeys));
-            plan_collector(touchpoint, Some(c), &themes, &ctx.options.plan)
+            plan_collector(&planned, Some(c), &themes, &ctx.options.plan)
         });
         let applied = match plan.as_ref().filter(|_| !paused) {
             Some(plan) => apply_plan(plan, &ctx, &namespace).await,
@@ -351,7 +457,7 @@ pub async fn reconcile(
         let deployment = find(&stores.deployments, &namespace, &collector_name(&name));
         let target = plan
             .as_ref()
-            .map(|p| Target::dedicated(p).exporting(touchpoint, &ctx.options.plan));
+            .map(|p| Target::dedicated(p).exporting(&planned, &ctx.options.plan));
         (target, applied, deployment)
     } else {
         let removed = if paused {
@@ -362,7 +468,7 @@ pub async fn reconcile(
         let target = pool
             .as_ref()
             .filter(|p| p.members.contains(&name))
-            .map(|p| Target::pooled(touchpoint, p).exporting(touchpoint, &ctx.options.plan));
+            .map(|p| Target::pooled(touchpoint, p).exporting(&planned, &ctx.options.plan));
         (
             target,
             removed,
@@ -376,6 +482,14 @@ pub async fn reconcile(
         .filter(|_| !touchpoint.spec.collector.is_dedicated())
         .map(ToString::to_string);
     let apply_error = pool_error.or_else(|| applied.as_ref().err().map(ToString::to_string));
+    let exported = target.as_ref().is_some_and(|t| t.export.is_some());
+    let target = match target {
+        Some(mut target) if exported => {
+            target.export_health = ctx.export_health(&namespace).await;
+            Some(target)
+        }
+        other => other,
+    };
 
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = desired_status(
@@ -394,8 +508,18 @@ pub async fn reconcile(
     // A failed apply is in status and an Event; the error also retries with backoff.
     applied?;
     pool_applied?;
+    // Export health changes without any object changing: read it again within a minute.
+    if exported && ctx.options.kpi.is_some() {
+        return Ok(Action::requeue(
+            ctx.options.resync.min(EXPORT_HEALTH_REFRESH),
+        ));
+    }
     Ok(Action::requeue(ctx.options.resync))
 }
+
+/// How often a touchpoint whose events are exported has its `Exported` condition re-read when
+/// Prometheus is configured.
+pub const EXPORT_HEALTH_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The touchpoint's auth Secret, when it is marked for collector auth (only those are cached).
 fn marked_secret(stores: &Stores, touchpoint: &Touchpoint) -> Option<Arc<Secret>> {
@@ -511,6 +635,7 @@ pub fn plan_namespace_pool(
         .collect();
     let journeys = valid_in(&stores.journeys, namespace);
     let sources = theme_sources(&journeys);
+    let all_journeys: Vec<&CustomerJourney> = journeys.iter().collect();
     type Member = (Touchpoint, Channel, Option<String>, Vec<ThemeSpec>);
     let channels: Vec<Member> = touchpoints
         .into_iter()
@@ -519,6 +644,7 @@ pub fn plan_namespace_pool(
                 .and_then(|g| g.0.clone().ok())?;
             let digest = admit(&t, marked_secret(stores, &t).as_deref(), options).ok()?;
             let themes = themes_of(&t, Some(&channel), &sources);
+            let t = with_journey_export(&t, Some(&channel), &all_journeys);
             Some((t, channel, digest, themes))
         })
         .collect();
@@ -1112,13 +1238,12 @@ spec:
             config_hash: "h".into(),
             pool: Some("cx-collectors".into()),
             export: None,
+            export_health: None,
         };
         let options = PlanOptions {
             export: Some(ExportOptions {
                 endpoint: "https://otel.observability:4318/".into(),
-                timeout_millis: 5000,
-                token_secret: None,
-                pseudonym_key_secret: None,
+                ..ExportOptions::default()
             }),
             ..PlanOptions::default()
         };
@@ -1135,9 +1260,134 @@ spec:
         );
         assert_eq!(export_of(&touchpoint, &PlanOptions::default()), None);
         touchpoint.spec.export = Some(TouchpointExport {
-            enabled: false,
+            enabled: Some(false),
             ..TouchpointExport::default()
         });
         assert_eq!(export_of(&touchpoint, &options), None);
+    }
+
+    /// The `Exported` condition follows the namespace's export health, keeps its message (and
+    /// so the status) while the health holds, stays as it was while unknown, and goes away when
+    /// the touchpoint's events are no longer exported.
+    #[test]
+    fn the_exported_condition_follows_the_export_health() {
+        use crate::kpi::prometheus::Sample;
+        let sample = |reason: &str, value: f64| Sample {
+            labels: [("reason".to_string(), reason.to_string())].into(),
+            value,
+        };
+        assert_eq!(export_health(&[], &[]), None, "nothing scraped");
+        let healthy = export_health(
+            &[sample("unreachable", 0.0), sample("timeout", 0.0)],
+            &[sample("queue_full", 0.0)],
+        )
+        .expect("scraped");
+        assert_eq!(healthy, ExportHealth::default());
+        let failing = export_health(
+            &[
+                sample("timeout", 2.5),
+                sample("unreachable", 1.0),
+                sample("rejected", 0.0),
+                sample("throttled", f64::NAN),
+            ],
+            &[sample("queue_full", 40.0), sample("shutdown", 0.0)],
+        )
+        .expect("scraped");
+        assert_eq!(
+            failing,
+            ExportHealth {
+                failing: vec!["timeout".into(), "unreachable".into()],
+                dropping: vec!["queue_full".into()],
+            }
+        );
+        assert_eq!(
+            export_health_queries("shop"),
+            [
+                "sum by (reason) (increase(cx_export_failures_total{namespace=\"shop\"}[5m]))",
+                "sum by (reason) (increase(cx_export_dropped_events_total{namespace=\"shop\"}[5m]))",
+            ]
+        );
+
+        let touchpoint: Touchpoint = serde_yaml::from_str(
+            "apiVersion: cx.conductor.dev/v1alpha1\nkind: Touchpoint\n\
+             metadata: {name: checkout, namespace: shop, generation: 1}\n\
+             spec: {channel: web, stage: purchase, signals: {surveys: [{metric: nps}]}}\n",
+        )
+        .expect("a touchpoint");
+        let url = "https://otel.observability:4318/v1/logs";
+        let target = |health: Option<ExportHealth>, export: bool| Target {
+            endpoint: "http://cx-collectors.shop.svc/v1/touchpoints/checkout/events".into(),
+            config_hash: "h".into(),
+            pool: Some("cx-collectors".into()),
+            export: export.then(|| url.to_string()),
+            export_health: health,
+        };
+        let exported = |status: &TouchpointStatus| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == EXPORTED)
+                .cloned()
+        };
+        let at = |seconds: i64| {
+            Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("a time"))
+        };
+        let status_at = |touchpoint: &Touchpoint, target: &Target, now: i64| {
+            desired_status(touchpoint, true, None, Some(target), None, None, &at(now))
+        };
+
+        // Unknown health: no condition yet.
+        let first = status_at(&touchpoint, &target(None, true), 10);
+        assert_eq!(exported(&first), None);
+        // Failing: False, naming the reasons and where to look, never a count.
+        let mut touchpoint = touchpoint;
+        touchpoint.status = Some(first);
+        let failing_status = status_at(&touchpoint, &target(Some(failing.clone()), true), 20);
+        let condition = exported(&failing_status).expect("Exported");
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("False", "ExportFailing")
+        );
+        assert_eq!(
+            condition.message,
+            "in the last 5m the namespace's collectors exporting to \
+             https://otel.observability:4318/v1/logs: export requests failed (timeout, \
+             unreachable); bestEffort events were dropped (queue_full); see \
+             cx_export_failures_total and the Collectors dashboard's export row"
+        );
+        assert_eq!(condition.last_transition_time, at(20));
+        // Still failing for the same reasons later, then unknown: the same status, nothing to
+        // write.
+        touchpoint.status = Some(failing_status.clone());
+        assert_eq!(
+            status_at(&touchpoint, &target(Some(failing), true), 30),
+            failing_status
+        );
+        assert_eq!(
+            status_at(&touchpoint, &target(None, true), 40),
+            failing_status
+        );
+        // Healthy again: True, with a new transition time.
+        let healthy_status = status_at(&touchpoint, &target(Some(healthy), true), 50);
+        let condition = exported(&healthy_status).expect("Exported");
+        assert_eq!(
+            (
+                condition.status.as_str(),
+                condition.reason.as_str(),
+                condition.message.as_str()
+            ),
+            (
+                "True",
+                "Exporting",
+                "events go to https://otel.observability:4318/v1/logs; no export request failed \
+                 in the last 5m"
+            )
+        );
+        assert_eq!(condition.last_transition_time, at(50));
+        // No longer exported: the condition goes.
+        touchpoint.status = Some(healthy_status);
+        let gone = status_at(&touchpoint, &target(None, false), 60);
+        assert_eq!(exported(&gone), None);
+        assert!(gone.conditions.iter().any(|c| c.type_ == "Ready"));
     }
 }

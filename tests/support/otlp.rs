@@ -52,6 +52,7 @@ impl Seen {
 
 pub struct Endpoint {
     pub addr: SocketAddr,
+    #[allow(dead_code)]
     pub mode: Arc<Mutex<Mode>>,
     /// Requests the endpoint accepted (the others are dropped).
     pub accepted: Arc<Mutex<Seen>>,
@@ -59,9 +60,12 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub async fn start(mode: Mode) -> Endpoint {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_at("127.0.0.1:0".parse().expect("address"), mode).await
+    }
+
+    /// An endpoint on `addr` (one that was down until now, say).
+    pub async fn start_at(addr: SocketAddr, mode: Mode) -> Endpoint {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let mode = Arc::new(Mutex::new(mode));
         let accepted = Arc::new(Mutex::new(Seen::default()));
@@ -88,6 +92,7 @@ impl Endpoint {
         }
     }
 
+    #[allow(dead_code)]
     pub fn set(&self, mode: Mode) {
         *self.mode.lock().expect("mode") = mode;
     }

@@ -16,8 +16,14 @@
 //! the producer retries with the same `eventId` (so the pipeline may see an event twice, never
 //! zero times). A crash, an OOM-kill or a rollout loses no acknowledged event, since none is
 //! acknowledged before it left; shutdown waits for in-flight requests, hence for their exports.
+//!
+//! # Delivery `bestEffort`
+//!
+//! The producer is answered before the export; the events wait in a bounded queue, retried while
+//! the endpoint is down, and every one dropped is counted ([`queue`]).
 
 pub mod encode;
+pub mod queue;
 pub mod response;
 
 use std::collections::HashMap;
@@ -25,7 +31,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Request, Uri, header};
+use std::path::Path;
+
+use http::{HeaderName, HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::ConfigBuilderExt;
 use hyper_util::client::legacy::Client;
@@ -38,11 +46,16 @@ use prometheus::{
     proto::MetricFamily,
 };
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::config::ExportConfig;
+use super::config::{DEFAULT_QUEUE_EVENTS, Delivery, ExportConfig};
 use super::event::InvalidConfig;
+pub use queue::DropReason;
+use queue::Queue;
 pub use response::{Failure, FailureReason};
 
 /// Export requests in flight at once, per exporter.
@@ -65,6 +78,13 @@ pub struct ExporterKey {
     linger_millis: u32,
     max_batch_events: u32,
     token_file: Option<String>,
+    ca_file: Option<String>,
+    client_cert_file: Option<String>,
+    client_key_file: Option<String>,
+    headers_dir: Option<String>,
+    delivery: Delivery,
+    /// The `bestEffort` queue's capacity, in events.
+    queue_events: u32,
 }
 
 impl ExporterKey {
@@ -76,8 +96,164 @@ impl ExporterKey {
             linger_millis: config.linger_millis,
             max_batch_events: config.max_batch_events,
             token_file: config.token_file.clone(),
+            ca_file: config.ca_file.clone(),
+            client_cert_file: config.client_cert_file.clone(),
+            client_key_file: config.client_key_file.clone(),
+            headers_dir: config.headers_dir.clone(),
+            delivery: config.delivery,
+            queue_events: config.queue_events.unwrap_or(DEFAULT_QUEUE_EVENTS),
         }
     }
+}
+
+/// The TLS settings of `key`: its CA bundle (else the system's roots) and client certificate.
+/// `https`: whether the endpoint needs them (an image without a CA bundle still exports in clear
+/// text inside the cluster).
+fn tls_config(key: &ExporterKey, https: bool) -> Result<rustls::ClientConfig, InvalidConfig> {
+    if !https
+        && let Some(field) = [
+            (&key.ca_file, "caFile"),
+            (&key.client_cert_file, "clientCertFile"),
+            (&key.client_key_file, "clientKeyFile"),
+        ]
+        .into_iter()
+        .find_map(|(file, field)| file.as_ref().map(|_| field))
+    {
+        return Err(InvalidConfig(format!(
+            "export.{field} is set but export.endpoint is not https://: TLS settings need an \
+             https endpoint"
+        )));
+    }
+    let builder = match &key.ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in read_certificates("caFile", path)? {
+                roots.add(certificate).map_err(|error| {
+                    InvalidConfig(format!(
+                        "export.caFile {path}: a certificate is not a usable CA: {error}"
+                    ))
+                })?;
+            }
+            rustls::ClientConfig::builder().with_root_certificates(roots)
+        }
+        None => match rustls::ClientConfig::builder().with_native_roots() {
+            Ok(builder) => builder,
+            Err(error) if https => {
+                return Err(InvalidConfig(format!(
+                    "cannot load the system CA roots to verify the https export endpoint \
+                     (name a CA bundle with export.caFile): {error}"
+                )));
+            }
+            Err(_) => rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty()),
+        },
+    };
+    match (&key.client_cert_file, &key.client_key_file) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(private)) => {
+            let chain = read_certificates("clientCertFile", cert)?;
+            // The key's own error text is not echoed: it is about secret material.
+            let private = PrivateKeyDer::from_pem_file(private).map_err(|_| {
+                InvalidConfig(format!(
+                    "export.clientKeyFile {private}: no readable PEM private key (PKCS#8, PKCS#1 \
+                     or SEC1)"
+                ))
+            })?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|error| {
+                    InvalidConfig(format!(
+                        "export.clientCertFile and export.clientKeyFile do not make a usable \
+                         client certificate: {error}"
+                    ))
+                })
+        }
+        (Some(_), None) => Err(InvalidConfig(
+            "export.clientCertFile needs export.clientKeyFile".to_string(),
+        )),
+        (None, Some(_)) => Err(InvalidConfig(
+            "export.clientKeyFile needs export.clientCertFile".to_string(),
+        )),
+    }
+}
+
+/// The certificates of the PEM file `path` (the `field` of the configuration): at least one.
+fn read_certificates(
+    field: &str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, InvalidConfig> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| InvalidConfig(format!("cannot read export.{field} {path}: {error}")))?;
+    if certificates.is_empty() {
+        return Err(InvalidConfig(format!(
+            "export.{field} {path} holds no PEM certificate"
+        )));
+    }
+    Ok(certificates)
+}
+
+/// Headers a `headersDir` may not set: the request's framing and type are the exporter's.
+const RESERVED_HEADERS: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+];
+
+/// The headers of `dir`: one per file, named after it, its content (without the final line
+/// break) the value. `token`: whether a bearer token already sets `Authorization`. Errors name
+/// the file, never its content.
+fn read_headers(dir: &Path, token: bool) -> Result<Vec<(HeaderName, HeaderValue)>, InvalidConfig> {
+    let shown = dir.display();
+    let entries = std::fs::read_dir(dir).map_err(|error| {
+        InvalidConfig(format!("cannot read export.headersDir {shown}: {error}"))
+    })?;
+    let mut headers = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| {
+            InvalidConfig(format!("cannot read export.headersDir {shown}: {error}"))
+        })?;
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else {
+            return Err(InvalidConfig(format!(
+                "export.headersDir {shown}: a file name is not UTF-8"
+            )));
+        };
+        // A mounted Secret's bookkeeping (`..data`, timestamped directories).
+        if file.starts_with('.') {
+            continue;
+        }
+        let name = HeaderName::from_bytes(file.as_bytes()).map_err(|_| {
+            InvalidConfig(format!(
+                "export.headersDir {shown}: {file:?} is not an HTTP header name"
+            ))
+        })?;
+        if RESERVED_HEADERS.contains(&name) || (token && name == header::AUTHORIZATION) {
+            return Err(InvalidConfig(format!(
+                "export.headersDir {shown}: header {name} is set by the exporter{}",
+                if token { " (or its token file)" } else { "" }
+            )));
+        }
+        let path = entry.path();
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            InvalidConfig(format!(
+                "cannot read export.headersDir {shown}, header {name}: {error}"
+            ))
+        })?;
+        let mut value =
+            HeaderValue::from_str(text.trim_end_matches(['\r', '\n'])).map_err(|_| {
+                InvalidConfig(format!(
+                    "export.headersDir {shown}: the value of header {name} is not a valid header \
+                 value (visible ASCII, one line)"
+                ))
+            })?;
+        value.set_sensitive(true);
+        headers.push((name, value));
+    }
+    headers.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    Ok(headers)
 }
 
 /// The URL export requests go to: `<endpoint>/v1/logs`.
@@ -132,6 +308,8 @@ pub struct Exporter {
 struct Inner {
     url: Uri,
     authorization: Option<String>,
+    /// Headers of `headersDir`, sent with every request (values marked sensitive).
+    headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
     linger: Duration,
     max_batch_events: usize,
@@ -141,6 +319,27 @@ struct Inner {
     queue: mpsc::Sender<Submission>,
     /// Taken by the grouping task, started with the first event (inside the runtime).
     receiver: Mutex<Option<mpsc::Receiver<Submission>>>,
+    /// The queue of delivery `bestEffort`; `None`: `guaranteed`.
+    best_effort: Option<BestEffort>,
+}
+
+/// A `bestEffort` exporter's queue and the task sending from it.
+struct BestEffort {
+    capacity: usize,
+    queue: Mutex<Queue>,
+    /// Wakes the sending task: records arrived, or the shutdown flush began.
+    wake: Notify,
+    task: Mutex<Task>,
+    /// When dropped events were last logged, and how many were dropped since.
+    warned: Mutex<(Option<Instant>, u64)>,
+}
+
+/// The sending task of a `bestEffort` exporter.
+enum Task {
+    NotStarted,
+    Running(JoinHandle<()>),
+    /// Flushed at shutdown.
+    Stopped,
 }
 
 impl Exporter {
@@ -164,19 +363,11 @@ impl Exporter {
                 Some(format!("Bearer {token}"))
             }
         };
-        // The system's CA roots verify an https endpoint; an http one needs none (an image
-        // without a CA bundle still exports in clear text inside the cluster).
-        let tls = match rustls::ClientConfig::builder().with_native_roots() {
-            Ok(builder) => builder.with_no_client_auth(),
-            Err(error) if url.scheme_str() == Some("https") => {
-                return Err(InvalidConfig(format!(
-                    "cannot load the system CA roots to verify the https export endpoint: {error}"
-                )));
-            }
-            Err(_) => rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
+        let headers = match &key.headers_dir {
+            None => Vec::new(),
+            Some(dir) => read_headers(Path::new(dir), authorization.is_some())?,
         };
+        let tls = tls_config(key, url.scheme_str() == Some("https"))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -186,10 +377,27 @@ impl Exporter {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         let (queue, receiver) = mpsc::channel(MAX_QUEUED_REQUESTS);
+        let best_effort = match key.delivery {
+            Delivery::Guaranteed => None,
+            Delivery::BestEffort if key.queue_events == 0 => {
+                return Err(InvalidConfig(
+                    "export.queueEvents must be at least 1 (the bestEffort queue's capacity)"
+                        .to_string(),
+                ));
+            }
+            Delivery::BestEffort => Some(BestEffort {
+                capacity: key.queue_events as usize,
+                queue: Mutex::new(Queue::default()),
+                wake: Notify::new(),
+                task: Mutex::new(Task::NotStarted),
+                warned: Mutex::new((None, 0)),
+            }),
+        };
         Ok(Exporter {
             inner: Arc::new(Inner {
                 url,
                 authorization,
+                headers,
                 timeout: Duration::from_millis(u64::from(key.timeout_millis.max(1))),
                 linger: Duration::from_millis(u64::from(key.linger_millis)),
                 max_batch_events: key.max_batch_events.max(1) as usize,
@@ -198,6 +406,7 @@ impl Exporter {
                 metrics,
                 queue,
                 receiver: Mutex::new(Some(receiver)),
+                best_effort,
             }),
         })
     }
@@ -206,6 +415,10 @@ impl Exporter {
     /// inside a Tokio runtime.
     pub async fn export(&self, records: Vec<LogRecord>) -> Result<(), Failure> {
         if records.is_empty() {
+            return Ok(());
+        }
+        if let Some(best_effort) = &self.inner.best_effort {
+            self.enqueue(best_effort, records);
             return Ok(());
         }
         self.start();
@@ -226,6 +439,65 @@ impl Exporter {
             .unwrap_or(Err(Failure::transient(FailureReason::Unavailable)))
     }
 
+    /// Queues `records` (`bestEffort`), dropping and counting what does not fit.
+    fn enqueue(&self, best_effort: &BestEffort, records: Vec<LogRecord>) {
+        let offered = records.len();
+        let metrics = &self.inner.metrics;
+        let dropped = {
+            let mut task = lock(&best_effort.task);
+            match *task {
+                Task::NotStarted => {
+                    *task = Task::Running(tokio::spawn(send_queued(self.inner.clone())));
+                }
+                Task::Running(_) => {}
+                // Flushed already: nothing would send them.
+                Task::Stopped => {
+                    metrics.dropped(DropReason::Shutdown, offered as u64);
+                    best_effort.warn_dropped(DropReason::Shutdown, offered as u64);
+                    return;
+                }
+            }
+            lock(&best_effort.queue).push(records, best_effort.capacity)
+        };
+        metrics.queued.add((offered - dropped) as i64);
+        best_effort.wake.notify_one();
+        if dropped > 0 {
+            metrics.dropped(DropReason::QueueFull, dropped as u64);
+            best_effort.warn_dropped(DropReason::QueueFull, dropped as u64);
+        }
+    }
+
+    /// Sends what the `bestEffort` queue holds until it is empty or `deadline` passes, then stops
+    /// its task; what is left is dropped and counted (`shutdown`). Nothing for `guaranteed`,
+    /// whose events are in requests the server waits for. Call it once no request can add events.
+    pub async fn flush(&self, deadline: Instant) {
+        let Some(best_effort) = &self.inner.best_effort else {
+            return;
+        };
+        lock(&best_effort.queue).closing = true;
+        best_effort.wake.notify_one();
+        let task = std::mem::replace(&mut *lock(&best_effort.task), Task::Stopped);
+        if let Task::Running(mut handle) = task
+            && tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+        {
+            handle.abort();
+            let _ = handle.await;
+        }
+        let left = lock(&best_effort.queue).abandon();
+        if left > 0 {
+            self.inner.metrics.queued.sub(left as i64);
+            self.inner
+                .metrics
+                .dropped(DropReason::Shutdown, left as u64);
+            tracing::warn!(
+                events = left,
+                "grace period over before the export queue was sent; its events are dropped"
+            );
+        }
+    }
+
     /// Starts the grouping task once.
     fn start(&self) {
         let receiver = self
@@ -242,6 +514,98 @@ impl Exporter {
     /// The exporter's series.
     pub fn metrics(&self) -> &ExportMetrics {
         &self.inner.metrics
+    }
+}
+
+/// `m`'s guard, even if a thread panicked holding it (the data stay consistent: every update is
+/// one statement).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl BestEffort {
+    /// Logs drops at most every [`queue::DROP_WARNING_INTERVAL`], with how many since the last.
+    fn warn_dropped(&self, reason: DropReason, events: u64) {
+        let now = Instant::now();
+        let mut warned = lock(&self.warned);
+        warned.1 += events;
+        if warned
+            .0
+            .is_none_or(|last| now.duration_since(last) >= queue::DROP_WARNING_INTERVAL)
+        {
+            tracing::warn!(
+                reason = reason.as_str(),
+                events = warned.1,
+                "export events dropped (bestEffort delivery); see cx_export_dropped_events_total"
+            );
+            *warned = (Some(now), 0);
+        }
+    }
+}
+
+/// The task of a `bestEffort` exporter: sends the queue's records in batches, each retried until
+/// accepted or refused for good. Ends once the queue is empty and either the flush began or every
+/// [`Exporter`] handle is gone (a pool reload replaced it).
+async fn send_queued(inner: Arc<Inner>) {
+    let Some(best_effort) = &inner.best_effort else {
+        return;
+    };
+    loop {
+        // Records to send, or the end.
+        loop {
+            {
+                let queue = lock(&best_effort.queue);
+                if queue.waiting() > 0 {
+                    break;
+                }
+                if queue.closing {
+                    return;
+                }
+            }
+            if Arc::strong_count(&inner) == 1 {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), best_effort.wake.notified()).await;
+        }
+        let lingering = {
+            let queue = lock(&best_effort.queue);
+            !queue.closing && queue.waiting() < inner.max_batch_events
+        };
+        if lingering {
+            tokio::time::sleep(inner.linger).await;
+        }
+        let batch = lock(&best_effort.queue).take(inner.max_batch_events);
+        let events = batch.len();
+        let body = Bytes::from(encode::request(&inner.resource, batch).encode_to_vec());
+        loop {
+            match inner.send_body(body.clone()).await {
+                Ok(()) => {
+                    inner.metrics.exported(events as u64);
+                    break;
+                }
+                Err(failure) => {
+                    inner.metrics.failed(failure.reason, events as u64);
+                    if !failure.retryable {
+                        inner.metrics.dropped(DropReason::Rejected, events as u64);
+                        tracing::warn!(
+                            reason = failure.reason.as_str(),
+                            events,
+                            "export request refused for good; its events are dropped \
+                             (bestEffort delivery)"
+                        );
+                        break;
+                    }
+                    tracing::debug!(
+                        reason = failure.reason.as_str(),
+                        events,
+                        "export request failed; retrying"
+                    );
+                    tokio::time::sleep(queue::retry_delay(&failure)).await;
+                }
+            }
+        }
+        lock(&best_effort.queue).resolved(events);
+        inner.metrics.queued.sub(events as i64);
     }
 }
 
@@ -299,6 +663,11 @@ impl Inner {
     /// One export request and the meaning of its answer.
     async fn send(&self, records: Vec<LogRecord>) -> Result<(), Failure> {
         let body = encode::request(&self.resource, records).encode_to_vec();
+        self.send_body(Bytes::from(body)).await
+    }
+
+    /// One export request of an encoded body and the meaning of its answer.
+    async fn send_body(&self, body: Bytes) -> Result<(), Failure> {
         let mut request = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header(
@@ -308,7 +677,10 @@ impl Inner {
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
-        let Ok(request) = request.body(Full::new(Bytes::from(body))) else {
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let Ok(request) = request.body(Full::new(body)) else {
             return Err(Failure::transient(FailureReason::Unreachable));
         };
         let started = Instant::now();
@@ -358,6 +730,8 @@ pub struct ExportMetrics {
     failures: HashMap<FailureReason, IntCounter>,
     duration: Histogram,
     pending: IntGauge,
+    queued: IntGauge,
+    dropped: HashMap<DropReason, IntCounter>,
 }
 
 impl ExportMetrics {
@@ -370,7 +744,8 @@ impl ExportMetrics {
             opts(
                 "cx_export_batches_total",
                 "OTLP export requests, by result (exported: the endpoint accepted every record; \
-                 failed: their events were answered 503).",
+                 failed: under guaranteed delivery their events were answered 503, under bestEffort they are \
+                 retried or dropped).",
             ),
             &["result"],
         )?;
@@ -401,6 +776,21 @@ impl ExportMetrics {
             "cx_export_pending_events",
             "Events handed to the exporter and not yet in an export request.",
         ))?;
+        let queued = IntGauge::with_opts(opts(
+            "cx_export_queued_events",
+            "Events in bestEffort export queues (answered, not yet accepted by the endpoint), \
+             those being sent included.",
+        ))?;
+        let dropped = IntCounterVec::new(
+            opts(
+                "cx_export_dropped_events_total",
+                "Events answered 2xx under bestEffort delivery and never exported, by reason \
+                 (queue_full, rejected, shutdown).",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(queued.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(batches.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(failures.clone()))?;
@@ -422,7 +812,18 @@ impl ExportMetrics {
                 .collect(),
             duration,
             pending,
+            queued,
+            dropped: DropReason::ALL
+                .iter()
+                .map(|reason| (*reason, dropped.with_label_values(&[reason.as_str()])))
+                .collect(),
         })
+    }
+
+    fn dropped(&self, reason: DropReason, events: u64) {
+        if let Some(counter) = self.dropped.get(&reason) {
+            counter.inc_by(events);
+        }
     }
 
     fn exported(&self, events: u64) {
