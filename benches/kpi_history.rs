@@ -249,7 +249,7 @@ async fn bench() {
     let days = setting("CX_BENCH_DAYS", 56);
     let version = run(&promtool, &["--version"], &std::env::temp_dir());
     let increase = if version.contains("version 2.") {
-        Increase::LastValue
+        Increase::Differences
     } else {
         Increase::Anchored
     };

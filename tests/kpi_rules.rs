@@ -152,7 +152,7 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     let kpis = retail_kpis();
     let dir = temp_dir();
 
-    let rules = rule_file(&kpis, Increase::LastValue);
+    let rules = rule_file(&kpis, Increase::Differences);
     assert_eq!(
         rules.groups.len(),
         2,
@@ -179,7 +179,7 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     );
 
     // The PrometheusRule's spec is the same rule file.
-    let custom = prometheus_rules(&kpis, &Default::default(), Increase::LastValue);
+    let custom = prometheus_rules(&kpis, &Default::default(), Increase::Differences);
     assert_eq!(custom.len(), 1);
     assert_eq!(custom[0].spec, rules);
 
@@ -279,9 +279,9 @@ fn recorded_increments_sum_to_the_answers_received() {
     };
     let version = run(&promtool, &["--version"], &temp_dir());
     let forms: &[Increase] = if version.contains("version 2.") {
-        &[Increase::LastValue]
+        &[Increase::Differences]
     } else {
-        &[Increase::LastValue, Increase::Anchored]
+        &[Increase::Differences, Increase::Anchored]
     };
     let series = |pod: &str, values: &str| {
         json!({

@@ -319,7 +319,7 @@ pub fn check_inventory(inventory: &Inventory, options: &PlanOptions) -> CheckOut
     let rules = crate::kpi::rules::prometheus_rules(
         &inventory.kpis,
         &BTreeMap::new(),
-        crate::kpi::recording::Increase::LastValue,
+        crate::kpi::recording::Increase::Differences,
     )
     .iter()
     .filter_map(|rule| serde_json::to_value(rule).ok())

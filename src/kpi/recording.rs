@@ -7,15 +7,22 @@
 //!
 //! Consecutive evaluations of the group, [`STEP`] apart, each cover the [`STEP`] before them, so
 //! the recorded samples tile time: their sum over a window is the increase over it. Each step's
-//! increase, per raw series: its last value in the step minus its value at the step's start; its
-//! last value when it is new (counters start at zero); and, when it reset in the step or between
-//! the start value and the step's first sample (a collector restarted in place), the server's
-//! reset-aware increase of the step alone ([`Increase`]): `increase(x[5m] anchored)` on
-//! Prometheus 3.x (exact, never extrapolated), `increase(x[5m])` on 2.x (off by at most the
-//! extrapolation over one scrape interval of that step). The start value and resets are looked
-//! up over [`START_LOOKBACK`] before the step, not the 5-minute default lookback, so a scrape
-//! gap longer than 5 minutes is not mistaken for a new series: `anchored` alone takes its anchor
-//! from the 5-minute lookback and loses what a longer gap holds.
+//! increase, per raw series, in one of two exact forms ([`Increase`]):
+//! - Prometheus 3.x: its last value in the step minus its value at the step's start; its last
+//!   value when it is new (counters start at zero); and, when it reset in the step or between
+//!   the start value and the step's first sample (a collector restarted in place),
+//!   `increase(x[5m] anchored)` (exact, never extrapolated);
+//! - any Prometheus (2.x has no `anchored`): the sum over the step of its [`DIFFERENCE`]-apart
+//!   differences, `sum_over_time(((x - last_over_time(x[1h] offset 30s)) >= 0 or x + 0)[299999ms:30s])`
+//!   (`+ 0` drops the name, so both sides are one series):
+//!   each difference is the value minus the last value before it, or the whole value after a
+//!   reset (a negative difference) or for a new series. The subquery's points are fixed in time,
+//!   so consecutive steps share none.
+//!
+//! The start value (and resets) are looked up over [`START_LOOKBACK`] before, not the 5-minute
+//! default lookback, so a scrape gap longer than 5 minutes is not mistaken for a new series:
+//! `anchored` alone takes its anchor from the 5-minute lookback and loses what a longer gap
+//! holds.
 //!
 //! Each evaluation also records [`STEPS_RECORDED`] for the namespace, so that how many steps of
 //! a window are recorded can be counted: the KPIs read the recorded increments only over a
@@ -80,14 +87,27 @@ pub const RECORDED: [RecordedCounter; 8] = [
     },
 ];
 
-/// How the server computes the increase of a step where a counter reset.
+/// How the server computes a step's exact increase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Increase {
-    /// `increase(x[5m] anchored)`: Prometheus 3.x.
+    /// The last value minus the start value, `increase(x[5m] anchored)` for a series that
+    /// reset: Prometheus 3.x.
     Anchored,
-    /// `increase(x[5m])`: any Prometheus.
-    LastValue,
+    /// The sum of the step's [`DIFFERENCE`]-apart differences, each a series' value minus its
+    /// last value before (up to an hour back), its whole value after a reset or when new: a
+    /// subquery any Prometheus evaluates.
+    Differences,
 }
+
+/// The resolution of the [`Increase::Differences`] form: a counter that reset and climbed back
+/// above its old value within it would be undercounted (a collector restarted and answering
+/// more than it had counted in 30 seconds).
+pub const DIFFERENCE: &str = "30s";
+/// The range of the [`Increase::Differences`] subquery: [`STEP`] less a millisecond. Prometheus
+/// 2.x ranges include both ends, so a 5-minute range evaluated on a multiple of 30 seconds would
+/// hold the point its previous step ended on too; a millisecond less, consecutive steps (5
+/// minutes apart, millisecond timestamps) share no point and miss none.
+pub const DIFFERENCES_RANGE: &str = "299999ms";
 
 /// The series each evaluation of a namespace's group records (label `namespace`, value the
 /// evaluation's time): `count_over_time` of it over a window is the number of steps recorded in
@@ -140,14 +160,17 @@ pub fn step_increase(counter: &RecordedCounter, namespace: &str, increase: Incre
         string_literal(namespace)
     );
     let range = format!("{series}[{STEP}]");
-    let reset_step = match increase {
-        Increase::Anchored => format!("increase({range} anchored)"),
-        Increase::LastValue => format!("increase({range})"),
+    let per_series = match increase {
+        Increase::Anchored => format!(
+            "((last_over_time({range}) - last_over_time({series}[1h] offset {STEP})) \
+             or last_over_time({range})) unless resets({series}[{STEP_RESETS_RANGE}]) > 0 \
+             or increase({range} anchored)"
+        ),
+        Increase::Differences => format!(
+            "sum_over_time((({series} - last_over_time({series}[1h] offset {DIFFERENCE})) >= 0 \
+             or {series} + 0)[{DIFFERENCES_RANGE}:{DIFFERENCE}])"
+        ),
     };
-    let per_series = format!(
-        "((last_over_time({range}) - last_over_time({series}[1h] offset {STEP})) \
-         or last_over_time({range})) unless resets({series}[{STEP_RESETS_RANGE}]) > 0 or {reset_step}"
-    );
     let by: Vec<&str> = IDENTITY_LABELS
         .iter()
         .chain(counter.labels.iter())
@@ -211,15 +234,15 @@ mod tests {
                 r#"label_replace(vector(time()), "namespace", "retail", "", "")"#
             )
         );
-        let last_value = step_increase(&RECORDED[5], "retail", Increase::LastValue);
+        let differences = step_increase(&RECORDED[5], "retail", Increase::Differences);
         assert_eq!(
-            last_value,
-            r#"sum by (namespace, channel, stage, touchpoint) (((last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m]) - last_over_time(cx_first_response_seconds_count{namespace="retail"}[1h] offset 5m)) or last_over_time(cx_first_response_seconds_count{namespace="retail"}[5m])) unless resets(cx_first_response_seconds_count{namespace="retail"}[65m]) > 0 or increase(cx_first_response_seconds_count{namespace="retail"}[5m]))"#
+            differences,
+            r#"sum by (namespace, channel, stage, touchpoint) (sum_over_time(((cx_first_response_seconds_count{namespace="retail"} - last_over_time(cx_first_response_seconds_count{namespace="retail"}[1h] offset 30s)) >= 0 or cx_first_response_seconds_count{namespace="retail"} + 0)[299999ms:30s]))"#
         );
         // The 2.x form parses with the same parser the KPI queries are checked with.
         promql_parser::parser::parse(&steps.expr).expect("the marker parses");
         for counter in &RECORDED {
-            let expr = step_increase(counter, "retail", Increase::LastValue);
+            let expr = step_increase(counter, "retail", Increase::Differences);
             promql_parser::parser::parse(&expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
         }
     }

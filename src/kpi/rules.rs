@@ -346,7 +346,7 @@ spec:
         let rules = prometheus_rules(
             &kpis,
             &BTreeMap::from([("release".to_owned(), "prometheus".to_owned())]),
-            Increase::LastValue,
+            Increase::Differences,
         );
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].metadata.namespace.as_deref(), Some("b2b"));
@@ -369,7 +369,7 @@ spec:
         assert_eq!(json["metadata"]["labels"]["release"], "prometheus");
         assert_eq!(json["spec"]["groups"][0]["name"], "cx-kpis.retail");
         assert_eq!(json["spec"]["groups"][0]["rules"][0]["for"], "5m");
-        let file = rule_file(&kpis, Increase::LastValue);
+        let file = rule_file(&kpis, Increase::Differences);
         let names: Vec<&str> = file.groups.iter().map(|g| g.name.as_str()).collect();
         assert_eq!(
             names,

@@ -439,7 +439,7 @@ async fn probe_increase(prometheus: &crate::kpi::PrometheusClient) -> Option<Inc
     {
         Ok(_) => Some(Increase::Anchored),
         Err(KpiError::QueryFailed { error_type, .. }) if error_type == "bad_data" => {
-            Some(Increase::LastValue)
+            Some(Increase::Differences)
         }
         Err(error) => {
             tracing::warn!(%error, "cannot ask Prometheus which increase it supports");
@@ -472,7 +472,7 @@ impl RuleTracker {
                 tracing::info!(?increase, "recorded increments use this form");
             }
         }
-        let increase = self.increase.unwrap_or(Increase::LastValue);
+        let increase = self.increase.unwrap_or(Increase::Differences);
         for rule in prometheus_rules(&kpis, labels, increase) {
             let namespace = rule.metadata.namespace.clone().unwrap_or_default();
             wanted.insert(namespace.clone());
