@@ -25,8 +25,8 @@ use super::evaluate::{Measurement, Reading, SampleCount};
 use super::prometheus::Sample;
 use super::promql::{
     COMMENTS, CONTACT_OUTCOMES, Counting, DURATIONS, FIRST_RESPONSE_QUANTILE, FIRST_RESPONSES,
-    INTERACTIONS, NPS_DETRACTORS, NPS_PROMOTERS, SURVEY_RESPONSES, THEMES, common_bounds, count,
-    label_in,
+    INTERACTIONS, NPS_DETRACTORS, NPS_PROMOTERS, RangeEnds, SURVEY_RESPONSES, THEMES,
+    common_bounds, count, label_in,
 };
 use super::scope::{QueryScope, TouchpointScope};
 use super::window::Span;
@@ -123,7 +123,10 @@ impl Family {
             .filter_map(|(cycle, read)| Some((cycle, read?)))
         {
             for (namespaces, how) in [
-                (&counting.recorded, Counting::Recorded),
+                (
+                    &counting.recorded,
+                    counting.ends.map_or(Counting::Recorded, Counting::Hourly),
+                ),
                 (&counting.raw, Counting::Raw),
             ] {
                 if namespaces.is_empty() {
@@ -232,6 +235,9 @@ pub struct CycleCounting {
     pub recorded: Vec<String>,
     /// The others.
     pub raw: Vec<String>,
+    /// The server's range ends, when known: the recorded namespaces are then read from the
+    /// hourly sums ([`Counting::Hourly`]), otherwise from the 5-minute steps.
+    pub ends: Option<RangeEnds>,
 }
 
 /// One row of the comments family, from its key (`count/theme/metric/segment`, the labels a
@@ -677,6 +683,7 @@ mod tests {
         let raw = CycleCounting {
             recorded: vec![],
             raw: vec!["b2b".into(), "retail".into()],
+            ends: None,
         };
         let none: [&str; 0] = [];
         assert_eq!(
@@ -730,10 +737,12 @@ mod tests {
         let split = CycleCounting {
             recorded: vec!["retail".into()],
             raw: vec!["b2b".into()],
+            ends: None,
         };
         let recorded = CycleCounting {
             recorded: vec!["b2b".into(), "retail".into()],
             raw: vec![],
+            ends: None,
         };
         assert_eq!(
             Family::Interactions.query(
@@ -752,13 +761,36 @@ mod tests {
                 )
             )
         );
+        // Where the server's range ends are known, from the hourly sums.
+        let hourly = CycleCounting {
+            ends: Some(RangeEnds::Closed),
+            ..recorded.clone()
+        };
+        let query = Family::Interactions.query(&none, false, &none, (&current, &hourly), None);
+        assert!(
+            query.starts_with(&format!(
+                "label_replace(sum by (namespace, touchpoint, outcome) ({}), ",
+                crate::kpi::promql::hourly(
+                    "cx_interactions_total",
+                    r#"namespace=~"b2b|retail""#,
+                    &current,
+                    RangeEnds::Closed
+                )
+            )),
+            "{query}"
+        );
         for family in [
             Family::Survey(SurveyMetric::Ces),
             Family::Interactions,
             Family::Waits,
             Family::Comments,
         ] {
-            for (counting, answers) in [(&raw, true), (&split, false), (&recorded, true)] {
+            for (counting, answers) in [
+                (&raw, true),
+                (&split, false),
+                (&recorded, true),
+                (&hourly, true),
+            ] {
                 promql_parser::parser::parse(&family.query(
                     &["delivery"],
                     answers,

@@ -31,8 +31,8 @@ use super::KpiError;
 use super::batch::{CycleCounting, Family, FamilyTable, measure_builtin};
 use super::evaluate::{CountSource, CountSources, Measurement, Reading, SampleCount};
 use super::prometheus::{PrometheusClient, QueryResult, Sample};
-use super::promql::{CompiledKpi, Counting, PART_LABEL, compile};
-use super::recording::{SPAN_LABEL, coverage_query, steps_in};
+use super::promql::{CompiledKpi, Counting, PART_LABEL, RangeEnds, compile};
+use super::recording::{RANGE_ENDS_ROW, SPAN_LABEL, coverage_query, range_ends, steps_in};
 use super::scope::QueryScope;
 use super::window::{Span, WindowSpec};
 use crate::api::{BuiltinIndicator, ExperienceKPISpec};
@@ -69,6 +69,9 @@ pub struct CycleReport {
     pub compiled: Vec<Option<CompiledKpi>>,
     /// HTTP queries sent to Prometheus.
     pub http_queries: usize,
+    /// The family queries sent, in the order of their groups: what the builtin KPIs cost
+    /// Prometheus, for debugging and for the benchmarks.
+    pub family_queries: Vec<String>,
     /// Family query parts whose previous cycle, a finished calendar period, was kept from an
     /// earlier cycle instead of read again.
     pub finished_periods_reused: usize,
@@ -232,6 +235,7 @@ pub async fn measure_cycle_keeping(
     let mut jobs: Vec<BoxFuture<'_, Done>> = Vec::new();
     let mut kept: BTreeMap<PeriodKey, FamilyTable> = BTreeMap::new();
     let mut reused = 0;
+    let mut family_queries = Vec::new();
     for (&key, group) in &groups {
         let themes: Vec<&str> = group.themes.iter().map(String::as_str).collect();
         for (namespaces, touchpoints) in split(&group.touchpoints, MAX_TOUCHPOINTS_PER_QUERY) {
@@ -258,6 +262,7 @@ pub async fn measure_cycle_keeping(
                 known.is_none().then_some((&group.previous, &previous)),
             );
             http_queries += 1;
+            family_queries.push(query.clone());
             jobs.push(
                 async move {
                     let table = match client.query(&query, now).await {
@@ -360,6 +365,7 @@ pub async fn measure_cycle_keeping(
             .collect(),
         compiled,
         http_queries,
+        family_queries,
         finished_periods_reused: reused,
         elapsed: started.elapsed(),
     }
@@ -420,6 +426,9 @@ struct Coverage {
     /// Steps recorded, by window (length, offset) and namespace; `None` when Prometheus did not
     /// answer the coverage query.
     steps: Option<BTreeMap<(SpanKey, String), f64>>,
+    /// Which ends of a range the server includes (the hourly sums are read on ranges that
+    /// meet), from the same query.
+    ends: Option<RangeEnds>,
 }
 
 impl Coverage {
@@ -440,26 +449,31 @@ impl Coverage {
         let keys: Vec<SpanKey> = spans.keys().copied().collect();
         let spans: Vec<Span> = spans.into_values().cloned().collect();
         let namespaces: Vec<&str> = namespaces.into_iter().collect();
-        let steps = match client
+        let rows = match client
             .query(&coverage_query(&namespaces, &spans), now)
             .await
         {
-            Ok(QueryResult::Vector(rows)) => Some(
-                rows.into_iter()
-                    .filter_map(|row| {
-                        let span = row.labels.get(SPAN_LABEL)?.parse::<usize>().ok()?;
-                        let key = *keys.get(span)?;
-                        Some(((key, row.labels.get("namespace")?.clone()), row.value))
-                    })
-                    .collect(),
-            ),
-            Ok(QueryResult::Scalar(_)) => None,
+            Ok(QueryResult::Vector(rows)) => rows,
+            Ok(QueryResult::Scalar(_)) => return Coverage::default(),
             Err(error) => {
                 tracing::debug!(%error, "cannot count the recorded steps; counting from raw counters");
-                None
+                return Coverage::default();
             }
         };
-        Coverage { steps }
+        let ends = rows
+            .iter()
+            .find(|row| row.labels.get(SPAN_LABEL).map(String::as_str) == Some(RANGE_ENDS_ROW))
+            .and_then(|row| range_ends(row.value));
+        let steps = Some(
+            rows.into_iter()
+                .filter_map(|row| {
+                    let span = row.labels.get(SPAN_LABEL)?.parse::<usize>().ok()?;
+                    let key = *keys.get(span)?;
+                    Some(((key, row.labels.get("namespace")?.clone()), row.value))
+                })
+                .collect(),
+        );
+        Coverage { steps, ends }
     }
 
     /// Where `namespace`'s counts over `span` come from.
@@ -478,7 +492,10 @@ impl Coverage {
 
     /// Which of `namespaces` read recorded increments over `span`.
     fn counting(&self, span: &Span, namespaces: &BTreeSet<String>) -> CycleCounting {
-        let mut counting = CycleCounting::default();
+        let mut counting = CycleCounting {
+            ends: self.ends,
+            ..CycleCounting::default()
+        };
         for namespace in namespaces {
             match self.source(span, namespace) {
                 CountSource::Recorded => counting.recorded.push(namespace.clone()),

@@ -124,9 +124,15 @@ pub fn steps_in(length: std::time::Duration) -> u64 {
 /// [`STEP`] in seconds.
 pub const STEP_SECONDS: u64 = 300;
 
+/// The [`SPAN_LABEL`] of the [`coverage_query`] row telling which ends of a range the server
+/// includes: value 1 on left-open ranges (3.x), 2 on closed ones (2.x).
+pub const RANGE_ENDS_ROW: &str = "ends";
+
 /// The steps recorded in each of `spans`, per namespace of `namespaces`: one query, rows
 /// labelled `namespace` and [`SPAN_LABEL`] (the span's index), value the step count (`max`: a
-/// namespace's marker recorded twice, by two Prometheus replicas behind one URL, is one).
+/// namespace's marker recorded twice, by two Prometheus replicas behind one URL, is one). And
+/// one row ([`RANGE_ENDS_ROW`]) counting the whole minutes in the minute up to `@ 60`: 1 where
+/// ranges are left-open, 2 where they are closed.
 pub fn coverage_query<S: AsRef<str>>(namespaces: &[S], spans: &[super::window::Span]) -> String {
     let selector = format!(
         "{STEPS_RECORDED}{{{}}}",
@@ -142,13 +148,44 @@ pub fn coverage_query<S: AsRef<str>>(namespaces: &[S], spans: &[super::window::S
                 span.offset_modifier()
             )
         })
+        .chain([format!(
+            "label_replace(count_over_time(vector(1)[1m:1m] @ 60), \"{SPAN_LABEL}\", \"{RANGE_ENDS_ROW}\", \"\", \"\")"
+        )])
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// The range ends the [`RANGE_ENDS_ROW`] value says.
+pub fn range_ends(value: f64) -> Option<super::promql::RangeEnds> {
+    match value {
+        1.0 => Some(super::promql::RangeEnds::LeftOpen),
+        2.0 => Some(super::promql::RangeEnds::Closed),
+        _ => None,
+    }
 }
 
 /// The recorded series of `metric`: `touchpoint:<metric>:increase5m`.
 pub fn recorded_name(metric: &str) -> String {
     format!("touchpoint:{metric}:increase{STEP}")
+}
+
+/// The hourly sums of `metric`'s recorded steps: `touchpoint:<metric>:increase1h`.
+pub fn hourly_name(metric: &str) -> String {
+    format!("touchpoint:{metric}:increase1h")
+}
+
+/// The range an hourly sum adds the steps of: an hour less a millisecond, so that on either
+/// range semantics (2.x includes both ends) it holds the 12 steps of `(t - 1h, t]`.
+pub const HOURLY_RANGE: &str = "3599999ms";
+
+/// The sum of the steps recorded in the hour before each step, per touchpoint: read on whole
+/// hours of the clock, a month-long window adds 12 times fewer samples.
+pub fn hourly_sum(counter: &RecordedCounter, namespace: &str) -> String {
+    format!(
+        "sum_over_time({}{{namespace={}}}[{HOURLY_RANGE}])",
+        recorded_name(counter.metric),
+        string_literal(namespace)
+    )
 }
 
 /// One step's increase of each raw series of `counter` in `namespace`, summed by touchpoint
@@ -192,6 +229,14 @@ pub fn recording_group(namespace: &str, increase: Increase) -> RuleGroup {
                     expr: step_increase(counter, namespace, increase),
                 })
             })
+            // After the steps: a group's rules run in order, each seeing what the ones before
+            // it recorded at the same evaluation time.
+            .chain(RECORDED.iter().map(|counter| {
+                Rule::Record(RecordingRule {
+                    record: hourly_name(counter.metric),
+                    expr: hourly_sum(counter, namespace),
+                })
+            }))
             .chain([Rule::Record(RecordingRule {
                 record: STEPS_RECORDED.into(),
                 expr: format!(
@@ -212,7 +257,17 @@ mod tests {
         let group = recording_group("retail", Increase::Anchored);
         assert_eq!(group.name, "cx-increments.retail");
         assert_eq!(group.interval.as_deref(), Some("5m"));
-        assert_eq!(group.rules.len(), RECORDED.len() + 1);
+        assert_eq!(group.rules.len(), 2 * RECORDED.len() + 1);
+        let Rule::Record(hourly) = &group.rules[RECORDED.len()] else {
+            panic!("a recording rule");
+        };
+        assert_eq!(
+            (hourly.record.as_str(), hourly.expr.as_str()),
+            (
+                "touchpoint:cx_survey_responses_total:increase1h",
+                r#"sum_over_time(touchpoint:cx_survey_responses_total:increase5m{namespace="retail"}[3599999ms])"#
+            )
+        );
         let Rule::Record(survey) = &group.rules[0] else {
             panic!("a recording rule");
         };
@@ -255,7 +310,7 @@ mod tests {
         let query = coverage_query(&["retail", "b2b"], &spans);
         assert_eq!(
             query,
-            r#"label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d])), "cx_conductor_span", "0", "", "") or label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d] offset 28d)), "cx_conductor_span", "1", "", "")"#
+            r#"label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d])), "cx_conductor_span", "0", "", "") or label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d] offset 28d)), "cx_conductor_span", "1", "", "") or label_replace(count_over_time(vector(1)[1m:1m] @ 60), "cx_conductor_span", "ends", "", "")"#
         );
         promql_parser::parser::parse(&query).expect("parses");
         assert_eq!(steps_in(spans[0].length), 8064);
