@@ -11,6 +11,8 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use cluster_support::{cluster, repo_path};
+#[path = "support/prometheus.rs"]
+mod prometheus_support;
 #[path = "support/svg_text.rs"]
 mod svg_text;
 use cx_conductor::api::{ExperienceKPI, Touchpoint};
@@ -200,6 +202,160 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
         "{all:?}"
     );
     assert!(all.contains(&format!("Journey {ns}/retail")));
+
+    // With the Prometheus that scrapes the collectors: each stage's top themes and their share
+    // of its comments over the window. Two hours of the collectors' comment and theme counters,
+    // backfilled (web-checkout, purchase: 20 comments, 8 on delivery and 5 on price;
+    // app-delivery-tracking, delivery: 6 comments, 3 on app crashes), and another namespace's
+    // same-named touchpoint that must count nowhere here.
+    if let (Some(prometheus), Some(promtool)) = (
+        prometheus_support::prometheus_binary(),
+        prometheus_support::promtool_binary(),
+    ) {
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let mut history = String::from(
+            "# TYPE cx_feedback_comments counter\n# TYPE cx_feedback_themes counter\n",
+        );
+        let series = [
+            (
+                "cx_feedback_comments_total",
+                ns.as_str(),
+                "web-checkout",
+                "",
+                20,
+            ),
+            (
+                "cx_feedback_comments_total",
+                ns.as_str(),
+                "app-delivery-tracking",
+                "",
+                6,
+            ),
+            (
+                "cx_feedback_comments_total",
+                "elsewhere",
+                "web-checkout",
+                "",
+                100,
+            ),
+            (
+                "cx_feedback_themes_total",
+                ns.as_str(),
+                "web-checkout",
+                "delivery",
+                8,
+            ),
+            (
+                "cx_feedback_themes_total",
+                ns.as_str(),
+                "web-checkout",
+                "price",
+                5,
+            ),
+            (
+                "cx_feedback_themes_total",
+                ns.as_str(),
+                "app-delivery-tracking",
+                "app-crashes",
+                3,
+            ),
+            (
+                "cx_feedback_themes_total",
+                "elsewhere",
+                "web-checkout",
+                "staff",
+                90,
+            ),
+        ];
+        let mut lines: Vec<(i64, String)> = Vec::new();
+        for (metric, namespace, touchpoint, theme, last) in series {
+            let theme = if theme.is_empty() {
+                String::new()
+            } else {
+                format!(r#",theme="{theme}""#)
+            };
+            // A sample a minute, from zero two hours ago to `last` ten minutes ago.
+            for minute in 0..=110_i64 {
+                let value = last * minute / 110;
+                lines.push((
+                    now - 7200 + 60 * minute,
+                    format!(
+                        r#"{metric}{{namespace="{namespace}",touchpoint="{touchpoint}",metric="nps",segment="detractor"{theme}}} {value} "#
+                    ),
+                ));
+            }
+        }
+        // OpenMetrics wants each family's samples together; within a series, in time order.
+        let mut families: Vec<&(i64, String)> = lines.iter().collect();
+        families.sort_by_key(|(t, line)| (!line.starts_with("cx_feedback_comments"), *t));
+        for (t, line) in families {
+            history.push_str(&format!("{line}{t}\n"));
+        }
+        history.push_str("# EOF\n");
+        std::fs::write(dir.join("themes.om"), history).unwrap();
+        let server = prometheus_support::Prometheus::start_on_history(prometheus, |data| {
+            let out = Command::new(&promtool)
+                .args(["tsdb", "create-blocks-from", "openmetrics", "themes.om"])
+                .arg(data)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+        .await;
+        let themed = dir.join("themes.svg");
+        let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+            .args(["map", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["-n", &ns, "--prometheus-url", &server.url])
+            .args(["--themes-window", "1d", "-o"])
+            .arg(&themed)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+        let shown = texts(&std::fs::read_to_string(&themed).unwrap());
+        for expected in [
+            "Themes",
+            "top themes, share of comments, last 1d",
+            "delivery 40%",
+            "price 25%",
+            "of 20 comments",
+            "app-crashes 50%",
+            "of 6 comments",
+        ] {
+            assert!(shown.iter().any(|t| t == expected), "{expected}: {shown:?}");
+        }
+        assert!(
+            !shown.iter().any(|t| t.starts_with("staff")),
+            "another namespace's mentions: {shown:?}"
+        );
+        // Prometheus unreachable: the map is still drawn, the themes row left out and said so.
+        drop(server);
+        let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+            .args(["map", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["-n", &ns, "--prometheus-url", "http://127.0.0.1:9", "-o"])
+            .arg(&themed)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.starts_with("warning: themes not shown: "),
+            "{stderr}"
+        );
+        let shown = texts(&std::fs::read_to_string(&themed).unwrap());
+        assert!(!shown.iter().any(|t| t == "Themes"), "{shown:?}");
+        assert!(shown.contains(&format!("Journey {ns}/retail")), "{shown:?}");
+    }
 
     // The live map in a real browser: no text leaves its box.
     let chromium = std::path::Path::new("/usr/bin/chromium");
