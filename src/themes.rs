@@ -182,6 +182,9 @@ fn check_keyword(keyword: &str, words: &mut Folded) -> Result<(), String> {
 pub struct Folded {
     text: String,
     words: Vec<(usize, usize)>,
+    /// Patterns whose first word matched while folding: (pattern, word index), checked once
+    /// every word is folded (a phrase reads the words after its first).
+    hits: Vec<(u32, u32)>,
 }
 
 impl Folded {
@@ -440,6 +443,47 @@ pub struct ThemeMatcher {
 /// Nodes with at least this many children get a dense child table.
 const DENSE_CHILDREN: usize = 6;
 
+/// A word being walked through the trie while it is folded.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Where the current word starts in the folded text; `None` between words.
+    word: Option<usize>,
+    /// The trie node the word so far leads to.
+    node: usize,
+    /// Whether the word so far is a path of the trie.
+    alive: bool,
+}
+
+impl Walk {
+    /// Starts a word at the end of `folded`'s text unless one is under way.
+    #[inline]
+    fn start(&mut self, folded: &Folded) {
+        if self.word.is_none() {
+            self.word = Some(folded.text.len());
+            self.node = 0;
+            self.alive = true;
+        }
+    }
+}
+
+/// Each ASCII byte folded: letters lower-cased, digits kept, anything else 0 (a separator).
+const ASCII_FOLD: [u8; 128] = {
+    let mut table = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_uppercase() {
+            c + 32
+        } else if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+};
+
 thread_local! {
     static SCRATCH: RefCell<Folded> = RefCell::new(Folded::default());
 }
@@ -575,41 +619,123 @@ impl ThemeMatcher {
         })
     }
 
+    /// Folds `comment` and walks the trie in the same pass: each folded byte of a word advances
+    /// the walk while the word so far is a path of the trie (stems ending along it are hits),
+    /// and a word's end records the words ending there. Then the hits are checked, phrases
+    /// against the words that follow.
     fn matches_in(&self, comment: &str, folded: &mut Folded) -> ThemeSet {
-        folded.fold(comment);
+        folded.text.clear();
+        folded.words.clear();
+        folded.hits.clear();
+        let bytes = comment.as_bytes();
+        let latin = latin_folds();
+        let mut walk = Walk::default();
+        let mut i = 0;
+        while let Some(&byte) = bytes.get(i) {
+            if byte < 0x80 {
+                let lower = ASCII_FOLD[usize::from(byte)];
+                if lower != 0 {
+                    walk.start(folded);
+                    folded.text.push(char::from(lower));
+                    self.step(&mut walk, lower, folded);
+                } else {
+                    self.end_word(&mut walk, folded);
+                }
+                i += 1;
+                continue;
+            }
+            let Some(c) = comment.get(i..).and_then(|rest| rest.chars().next()) else {
+                break;
+            };
+            i += c.len_utf8();
+            let simple = (c as usize)
+                .checked_sub(LATIN_FIRST)
+                .and_then(|index| latin.get(index))
+                .copied()
+                .unwrap_or(0);
+            if simple != 0 {
+                walk.start(folded);
+                folded.text.push(char::from(simple));
+                self.step(&mut walk, simple, folded);
+            } else if is_ideograph(c) {
+                self.end_word(&mut walk, folded);
+                walk.start(folded);
+                self.push_and_step(&mut walk, c, folded);
+                self.end_word(&mut walk, folded);
+            } else if c.is_alphanumeric() || is_combining_mark(c) {
+                walk.start(folded);
+                self.push_and_step(&mut walk, c, folded);
+            } else {
+                self.end_word(&mut walk, folded);
+            }
+        }
+        self.end_word(&mut walk, folded);
         let mut found = ThemeSet::default();
         let mut excluded = ThemeSet::default();
-        for i in 0..folded.len() {
-            let Some(word) = folded.word(i) else { continue };
-            let mut node = 0usize;
-            let mut whole = true;
-            for &byte in word.as_bytes() {
-                let Some(next) = self.child(node, byte) else {
-                    whole = false;
-                    break;
-                };
-                node = next;
-                let Some(n) = self.nodes.get(node) else { break };
-                if n.stem_count > 0 {
-                    for &id in self.ids(n).0 {
-                        self.hit(id, folded, i, &mut found, &mut excluded);
-                    }
-                }
-            }
-            if whole
-                && node != 0
-                && let Some(n) = self.nodes.get(node)
-                && n.exact_count > 0
-            {
-                for &id in self.ids(n).1 {
-                    self.hit(id, folded, i, &mut found, &mut excluded);
-                }
+        for k in 0..folded.hits.len() {
+            if let Some(&(id, at)) = folded.hits.get(k) {
+                self.hit(id, folded, at as usize, &mut found, &mut excluded);
             }
         }
         for (kept, dropped) in found.0.iter_mut().zip(excluded.0) {
             *kept &= !dropped;
         }
         found
+    }
+
+    /// Folds `c` onto the text (general path) and walks its bytes.
+    fn push_and_step(&self, walk: &mut Walk, c: char, folded: &mut Folded) {
+        let before = folded.text.len();
+        folded.push_folded(c);
+        let after = folded.text.len();
+        for at in before..after {
+            if let Some(&byte) = folded.text.as_bytes().get(at) {
+                self.step(walk, byte, folded);
+            }
+        }
+    }
+
+    /// One folded byte of the current word.
+    #[inline]
+    fn step(&self, walk: &mut Walk, byte: u8, folded: &mut Folded) {
+        if !walk.alive {
+            return;
+        }
+        let Some(next) = self.child(walk.node, byte) else {
+            walk.alive = false;
+            return;
+        };
+        walk.node = next;
+        if let Some(n) = self.nodes.get(next)
+            && n.stem_count > 0
+        {
+            let word = folded.words.len() as u32;
+            folded
+                .hits
+                .extend(self.ids(n).0.iter().map(|&id| (id, word)));
+        }
+    }
+
+    /// Ends the current word, if any: records it and the words of the trie ending with it.
+    #[inline]
+    fn end_word(&self, walk: &mut Walk, folded: &mut Folded) {
+        let Some(start) = walk.word.take() else {
+            return;
+        };
+        if start >= folded.text.len() {
+            return;
+        }
+        if walk.alive
+            && walk.node != 0
+            && let Some(n) = self.nodes.get(walk.node)
+            && n.exact_count > 0
+        {
+            let word = folded.words.len() as u32;
+            folded
+                .hits
+                .extend(self.ids(n).1.iter().map(|&id| (id, word)));
+        }
+        folded.words.push((start, folded.text.len()));
     }
 
     /// Pattern `id` whose first word is word `at` of `folded`: records it if the rest follows.

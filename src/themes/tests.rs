@@ -220,3 +220,124 @@ fn the_latin_table_folds_like_the_general_path() {
         assert_eq!(got, expected, "{c} U+{:04X}", c as u32);
     }
 }
+
+/// The matcher as it was before folding and walking were one pass: fold the whole comment,
+/// then walk each word from the root. The reference the one-pass matcher is compared with.
+fn two_pass(m: &ThemeMatcher, comment: &str) -> ThemeSet {
+    let mut folded = Folded::default();
+    folded.fold(comment);
+    let mut found = ThemeSet::default();
+    let mut excluded = ThemeSet::default();
+    for i in 0..folded.len() {
+        let word = folded.word(i).expect("a word").to_owned();
+        let mut node = 0usize;
+        let mut whole = true;
+        for &byte in word.as_bytes() {
+            let Some(next) = m.child(node, byte) else {
+                whole = false;
+                break;
+            };
+            node = next;
+            for &id in m.ids(&m.nodes[node]).0 {
+                m.hit(id, &folded, i, &mut found, &mut excluded);
+            }
+        }
+        if whole && node != 0 {
+            for &id in m.ids(&m.nodes[node]).1 {
+                m.hit(id, &folded, i, &mut found, &mut excluded);
+            }
+        }
+    }
+    for (kept, dropped) in found.0.iter_mut().zip(excluded.0) {
+        *kept &= !dropped;
+    }
+    found
+}
+
+#[test]
+fn one_pass_matching_equals_folding_then_walking() {
+    let themes = vec![
+        theme(
+            "delivery",
+            &[
+                "consegn*",
+                "in ritardo",
+                "corriere",
+                "late delivery",
+                "配送",
+            ],
+            &["non in ritardo"],
+        ),
+        theme("price", &["prezz*", "caro", "expensive", "too much"], &[]),
+        theme(
+            "staff",
+            &["personale", "staff", "commess*", "ß*", "ǅx"],
+            &[],
+        ),
+        theme(
+            "crash",
+            &["crash*", "si blocca", "app crash*"],
+            &["no crash"],
+        ),
+    ];
+    let m = ThemeMatcher::new(&themes).expect("valid");
+    let pieces = [
+        "consegna",
+        "CONSEGNATO",
+        "in",
+        "ritardo",
+        "non",
+        "corriere",
+        "late",
+        "delivery",
+        "配",
+        "送",
+        "prezzo",
+        "Prézzi",
+        "caro",
+        "too",
+        "much",
+        "personale",
+        "staff",
+        "commessa",
+        "ß",
+        "ǅx",
+        "crash",
+        "crashes",
+        "si",
+        "blocca",
+        "app",
+        "no",
+        "perché",
+        "e\u{301}",
+        "\u{301}",
+        "l'app",
+        "x",
+        "12",
+        "🙂",
+        "ﬁ",
+        "İ",
+        "ritardò",
+    ];
+    let separators = [" ", ", ", ".", "-", "", "\n", "'", "\u{3000}"];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize % n
+    };
+    let mut matched = 0;
+    for _ in 0..20_000 {
+        let mut comment = String::new();
+        for _ in 0..1 + next(12) {
+            comment.push_str(pieces[next(pieces.len())]);
+            comment.push_str(separators[next(separators.len())]);
+        }
+        let expected = two_pass(&m, &comment);
+        matched += usize::from(!expected.is_empty());
+        assert_eq!(m.matches(&comment), expected, "{comment:?}");
+    }
+    // The comments are varied enough to match, and not to match.
+    assert!((5_000..19_000).contains(&matched), "{matched} matched");
+}
