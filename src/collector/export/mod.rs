@@ -303,6 +303,10 @@ struct Submission {
 #[derive(Clone)]
 pub struct Exporter {
     inner: Arc<Inner>,
+    /// Held by the handles only, not by [`Inner`] (which the grouping task holds): once every
+    /// handle is gone (a pool reload replaced the exporter) the channel closes and the grouping
+    /// task ends.
+    queue: mpsc::Sender<Submission>,
 }
 
 struct Inner {
@@ -316,7 +320,6 @@ struct Inner {
     resource: Resource,
     client: Client<Connector, Full<Bytes>>,
     metrics: ExportMetrics,
-    queue: mpsc::Sender<Submission>,
     /// Taken by the grouping task, started with the first event (inside the runtime).
     receiver: Mutex<Option<mpsc::Receiver<Submission>>>,
     /// The queue of delivery `bestEffort`; `None`: `guaranteed`.
@@ -404,10 +407,10 @@ impl Exporter {
                 resource,
                 client,
                 metrics,
-                queue,
                 receiver: Mutex::new(Some(receiver)),
                 best_effort,
             }),
+            queue,
         })
     }
 
@@ -427,7 +430,7 @@ impl Exporter {
         let (done, answer) = oneshot::channel();
         // Counted before the grouping task can take them out.
         inner.metrics.pending.add(count);
-        if inner.queue.try_send(Submission { records, done }).is_err() {
+        if self.queue.try_send(Submission { records, done }).is_err() {
             inner.metrics.pending.sub(count);
             let failure = Failure::transient(FailureReason::QueueFull);
             inner.metrics.failed(failure.reason, count as u64);
@@ -892,5 +895,45 @@ mod tests {
             );
             assert_eq!(shown_logs_url(refused), None);
         }
+    }
+
+    /// A pool reload replaces an exporter: once its handles are dropped, its grouping task ends
+    /// and releases it (before, the task held the channel's sender through the exporter's state
+    /// and waited on it forever, one task and one HTTP client leaked per reload).
+    #[tokio::test]
+    async fn a_replaced_exporter_ends_its_grouping_task() {
+        let config: crate::collector::config::ExportConfig =
+            serde_json::from_value(serde_json::json!({
+                "endpoint": "http://127.0.0.1:9",
+                "timeoutMillis": 200,
+                "lingerMillis": 1,
+                "maxBatchEvents": 10,
+            }))
+            .expect("config");
+        let exporter = Exporter::new(
+            &ExporterKey::of(&config),
+            encode::resource("retail", "pod-0", true),
+            ExportMetrics::new("retail").expect("metrics"),
+        )
+        .expect("exporter");
+        // Nothing listens: the export fails, but the grouping task has started and holds it.
+        let answer = exporter.export(vec![LogRecord::default()]).await;
+        assert!(answer.is_err(), "{answer:?}");
+        let state = Arc::downgrade(&exporter.inner);
+        let copy = exporter.clone();
+        drop(exporter);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(state.upgrade().is_some(), "a handle is left");
+        drop(copy);
+        let released = tokio::time::timeout(Duration::from_secs(5), async {
+            while state.upgrade().is_some() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            released.is_ok(),
+            "the grouping task still holds the exporter"
+        );
     }
 }
