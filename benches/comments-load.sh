@@ -32,6 +32,12 @@
 # benches/wrk-comments-single.lua) and NDJSON events/s (POST /v1/events:batch,
 # EVENTS_PER_BATCH events a request, benches/wrk-comments-batch.lua), the with/without ratios,
 # the peak RSS of each collector, and a Markdown summary with the command that reproduces it.
+# Also, per workload, the collector's CPU time per event (utime + stime from /proc/PID/stat over
+# each run, divided by the events it received): on a shared machine the rates move with whatever
+# else runs on the server's core, the CPU per event much less. wrk's own CPU share is taken with
+# /usr/bin/time when present: a run where wrk used more than 90 % of its core is reported, its
+# rate may be wrk's limit. Both workloads go through the same Lua request() path, so wrk does
+# the same work per request either way.
 #
 # Needs wrk (apt-get install -y wrk) and curl. Tunables (environment): ROUNDS=5 DURATION=10s
 # CONNECTIONS=64 THREADS=1 EVENTS_PER_BATCH=1000 BATCH_CONNECTIONS=4 SERVER_CPUS=0 WRK_CPUS=1
@@ -173,8 +179,9 @@ theme_counts() {
 median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 field() { awk -v k="$1:" '$1 == k {print $2; exit}'; } # field NAME: value of "NAME: value" in wrk's output
 requests_per_second() { awk '/^Requests\/sec:/ {print $2}'; }
+TIME=(); [ -x /usr/bin/time ] && TIME=(/usr/bin/time -f 'wrk_cpu: %U %S %e')
 run_wrk() { # run_wrk COMMENTS CONNECTIONS SCRIPT URL -> wrk output (called in $(...), a subshell)
-  pin "$WRK_CPUS" env COMMENTS="$1" wrk -t"$THREADS" -c"$2" -d"$DURATION" -s "$3" "$4"
+  pin "$WRK_CPUS" "${TIME[@]}" env COMMENTS="$1" wrk -t"$THREADS" -c"$2" -d"$DURATION" -s "$3" "$4" 2>&1
 }
 thousands() { awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); o = ""
   while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
@@ -224,7 +231,7 @@ declare -A FLAG=([plain]=0 [comments]=1)
 declare -A LABEL=([plain]="without comments" [comments]="with comments   ")
 declare -A ACKED=([plain]=0 [comments]=0)
 for mode in plain comments; do
-  : >"$WORK/single_$mode"; : >"$WORK/ndjson_$mode"; : >"$WORK/ndjson_metrics_$mode"
+  for kind in single ndjson; do : >"$WORK/${kind}_$mode"; : >"$WORK/${kind}_metrics_$mode"; : >"$WORK/${kind}_cpu_$mode"; done
 done
 
 check_wrk() { # check_wrk WHAT OUTPUT: exits on any failed answer; warns on socket errors
@@ -238,37 +245,52 @@ check_wrk() { # check_wrk WHAT OUTPUT: exits on any failed answer; warns on sock
   fi
 }
 
-run_single() { # run_single MODE
-  local mode=$1 out rps
-  out=$(run_wrk "${FLAG[$mode]}" "$CONNECTIONS" benches/wrk-comments-single.lua "http://${ADDR[$mode]}")
-  check_wrk "single events ($mode)" "$out"
-  ACKED[$mode]=$((ACKED[$mode] + $(echo "$out" | field responses_2xx)))
-  rps=$(echo "$out" | requests_per_second)
-  echo "$rps" >>"$WORK/single_$mode"
-  echo "  ${LABEL[$mode]}: single req/s $rps"
-}
+declare -A PID_OF=([plain]=$PLAIN_PID [comments]=$COMMENTS_PID)
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time of all its threads
+WRK_BUSY=()
 
-run_batch() { # run_batch MODE
-  local mode=$1 out before after start end rps events
-  before=$(metrics "${ADDR[$mode]}" | family_sum cx_events_received_total); start=$(date +%s.%N)
-  out=$(run_wrk "${FLAG[$mode]}" "$BATCH_CONNECTIONS" benches/wrk-comments-batch.lua "http://${ADDR[$mode]}")
-  end=$(date +%s.%N); after=$(metrics "${ADDR[$mode]}" | family_sum cx_events_received_total)
-  check_wrk "NDJSON batches ($mode)" "$out"
-  [ "$(echo "$out" | field events_rejected)" = 0 ] || { echo "batch events rejected:"; echo "$out"; exit 1; }
-  ACKED[$mode]=$((ACKED[$mode] + $(echo "$out" | field events_accepted)))
-  rps=$(echo "$out" | requests_per_second)
-  events=$(echo "$rps $EVENTS_PER_BATCH" | awk '{printf "%.0f\n", $1 * $2}')
-  echo "$events" >>"$WORK/ndjson_$mode"
-  echo "$before $after $start $end" | awk '{printf "%.0f\n", ($2 - $1) / ($4 - $3)}' >>"$WORK/ndjson_metrics_$mode"
-  echo "  ${LABEL[$mode]}: NDJSON events/s $events (cx_events_received_total, incl. wrk start-up:" \
-    "$(tail -1 "$WORK/ndjson_metrics_$mode"); $(echo "$out" | field batch_bytes) bytes a batch)"
+# run KIND MODE: one wrk run of KIND (single or ndjson) against the collector of MODE. Records
+# the wrk rate, the rate from cx_events_received_total, and the collector's CPU time per event
+# (from /proc: what the event costs on a core of its own, whatever else the machine runs).
+run() {
+  local kind=$1 mode=$2 out before after start end ticks_before ticks_after rate events cpu
+  local script=benches/wrk-comments-single.lua connections=$CONNECTIONS
+  [ "$kind" = ndjson ] && script=benches/wrk-comments-batch.lua && connections=$BATCH_CONNECTIONS
+  before=$(metrics "${ADDR[$mode]}" | family_sum cx_events_received_total)
+  ticks_before=$(cpu_ticks "${PID_OF[$mode]}"); start=$(date +%s.%N)
+  out=$(run_wrk "${FLAG[$mode]}" "$connections" "$script" "http://${ADDR[$mode]}")
+  end=$(date +%s.%N); ticks_after=$(cpu_ticks "${PID_OF[$mode]}")
+  after=$(metrics "${ADDR[$mode]}" | family_sum cx_events_received_total)
+  check_wrk "$kind ($mode)" "$out"
+  if [ "$kind" = ndjson ]; then
+    [ "$(echo "$out" | field events_rejected)" = 0 ] || { echo "batch events rejected:"; echo "$out"; exit 1; }
+    ACKED[$mode]=$((ACKED[$mode] + $(echo "$out" | field events_accepted)))
+    rate=$(echo "$out" | requests_per_second | awk -v n="$EVENTS_PER_BATCH" '{printf "%.0f\n", $1 * n}')
+  else
+    ACKED[$mode]=$((ACKED[$mode] + $(echo "$out" | field responses_2xx)))
+    rate=$(echo "$out" | requests_per_second)
+  fi
+  echo "$rate" >>"$WORK/${kind}_$mode"
+  events=$((after - before))
+  echo "$before $after $start $end" | awk '{printf "%.0f\n", ($2 - $1) / ($4 - $3)}' >>"$WORK/${kind}_metrics_$mode"
+  cpu=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$CLK_TCK" -v n="$events" \
+    'BEGIN {if (n > 0) printf "%.3f", t * 1e6 / hz / n; else print 0}')
+  echo "$cpu" >>"$WORK/${kind}_cpu_$mode"
+  local unit="req/s" extra="" busy
+  # The share of its core wrk used (from /usr/bin/time): above 90 %, the rate may be wrk's limit
+  # rather than the collector's.
+  busy=$(echo "$out" | awk '$1 == "wrk_cpu:" && $4 > 0 {printf "%.0f", 100 * ($2 + $3) / $4}')
+  [ -n "$busy" ] && [ "$busy" -gt 90 ] && WRK_BUSY+=("$kind $mode: $busy %")
+  [ "$kind" = ndjson ] && unit="events/s" && extra=", $(echo "$out" | field batch_bytes) bytes a batch"
+  echo "  ${LABEL[$mode]}: $kind $unit $rate (cx_events_received_total, incl. wrk start-up:" \
+    "$(tail -1 "$WORK/${kind}_metrics_$mode"); collector CPU $cpu µs/event$extra; wrk ${busy:-?} % of its core)"
 }
-
 for round in $(seq "$ROUNDS"); do
   order="plain comments"; [ $((round % 2)) = 0 ] && order="comments plain"
   echo "==> round $round/$ROUNDS ($order)"
-  for mode in $order; do run_single "$mode"; done
-  for mode in $order; do run_batch "$mode"; done
+  for mode in $order; do run single "$mode"; done
+  for mode in $order; do run ndjson "$mode"; done
 done
 
 kill "$SAMPLER_PID" 2>/dev/null || true
@@ -331,6 +353,11 @@ ndjson_metrics_comments=$(median <"$WORK/ndjson_metrics_comments")
 single_ratio=$(percent "$single_comments" "$single_plain")
 ndjson_ratio=$(percent "$ndjson_comments" "$ndjson_plain")
 ndjson_metrics_ratio=$(percent "$ndjson_metrics_comments" "$ndjson_metrics_plain")
+cpu_single_plain=$(median <"$WORK/single_cpu_plain"); cpu_single_comments=$(median <"$WORK/single_cpu_comments")
+cpu_ndjson_plain=$(median <"$WORK/ndjson_cpu_plain"); cpu_ndjson_comments=$(median <"$WORK/ndjson_cpu_comments")
+# Without / with CPU per event: the throughput ratio a core of its own would give.
+cpu_single_ratio=$(percent "$cpu_single_plain" "$cpu_single_comments")
+cpu_ndjson_ratio=$(percent "$cpu_ndjson_plain" "$cpu_ndjson_comments")
 hwm_ratio=$(percent "$HWM_COMMENTS" "$HWM_PLAIN")
 rss_ratio=$(percent "$RSS_COMMENTS" "$RSS_PLAIN")
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
@@ -347,14 +374,20 @@ echo "|---|---|---|---|---|"
 echo "| Single events, \`-c$CONNECTIONS\`, req/s | $(thousands "$single_plain") | $(thousands "$single_comments") | **$single_ratio %** | ≥ 85 %: $(verdict "$single_ratio" 85) |"
 echo "| NDJSON batches of $(thousands "$EVENTS_PER_BATCH"), \`-c$BATCH_CONNECTIONS\`, events/s | $(thousands "$ndjson_plain") | $(thousands "$ndjson_comments") | **$ndjson_ratio %** | ≥ 70 %: $(verdict "$ndjson_ratio" 70) |"
 echo "| NDJSON events/s from \`cx_events_received_total\` (incl. wrk start-up) | $(thousands "$ndjson_metrics_plain") | $(thousands "$ndjson_metrics_comments") | $ndjson_metrics_ratio % | |"
+echo "| Collector CPU per single event, µs (from /proc; the ratio is without / with) | $cpu_single_plain | $cpu_single_comments | $cpu_single_ratio % | |"
+echo "| Collector CPU per NDJSON event, µs (idem) | $cpu_ndjson_plain | $cpu_ndjson_comments | $cpu_ndjson_ratio % | |"
 echo "| Peak RSS (VmHWM), MiB | $(mib "$HWM_PLAIN") | $(mib "$HWM_COMMENTS") | **$hwm_ratio %** | within 10 %: $(verdict "$hwm_ratio" 90 110) |"
 echo "| Peak VmRSS sampled every 100 ms, MiB | $(mib "$RSS_PLAIN") | $(mib "$RSS_COMMENTS") | $rss_ratio % | |"
 echo
 echo "| What | Command | Result |"
 echo "|---|---|---|"
-echo "| Collector with comments and themes (~300-byte Italian/English comments on every event, $(grep -c '^  - name:' "$WORK/themes.yaml") themes, ~$TABLE_THEMES_PER_COMMENT matched a comment) vs the same binary without (configuration: $baseline_config; events without comments), same \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION\` (NDJSON: \`-c$BATCH_CONNECTIONS\`, $(thousands "$EVENTS_PER_BATCH") events per batch), each collector a fresh process pinned to one core, median of $ROUNDS interleaved runs | \`$COMMAND\` (needs \`apt-get install wrk\`) | single events $(thousands "$single_plain") vs $(thousands "$single_comments") req/s: **$single_ratio %** (target ≥ 85 %: $(verdict "$single_ratio" 85)); NDJSON $(thousands "$ndjson_plain") vs $(thousands "$ndjson_comments") events/s: **$ndjson_ratio %** (target ≥ 70 %: $(verdict "$ndjson_ratio" 70)); peak RSS (VmHWM) $(mib "$HWM_PLAIN") vs $(mib "$HWM_COMMENTS") MiB: **$hwm_ratio %** (target within 10 %: $(verdict "$hwm_ratio" 90 110)); $(thousands "$COMMENTS_COUNTED") comments and $(thousands "$THEMES_COUNTED") theme matches counted |"
+echo "| Collector with comments and themes (~300-byte Italian/English comments on every event, $(grep -c '^  - name:' "$WORK/themes.yaml") themes, ~$TABLE_THEMES_PER_COMMENT matched a comment) vs the same binary without (configuration: $baseline_config; events without comments), same \`wrk -t$THREADS -c$CONNECTIONS -d$DURATION\` (NDJSON: \`-c$BATCH_CONNECTIONS\`, $(thousands "$EVENTS_PER_BATCH") events per batch), each collector a fresh process pinned to one core, median of $ROUNDS interleaved runs | \`$COMMAND\` (needs \`apt-get install wrk\`) | single events $(thousands "$single_plain") vs $(thousands "$single_comments") req/s: **$single_ratio %** (target ≥ 85 %: $(verdict "$single_ratio" 85)); NDJSON $(thousands "$ndjson_plain") vs $(thousands "$ndjson_comments") events/s: **$ndjson_ratio %** (target ≥ 70 %: $(verdict "$ndjson_ratio" 70)); collector CPU per event without / with: single $cpu_single_ratio %, NDJSON $cpu_ndjson_ratio %; peak RSS (VmHWM) $(mib "$HWM_PLAIN") vs $(mib "$HWM_COMMENTS") MiB: **$hwm_ratio %** (target within 10 %: $(verdict "$hwm_ratio" 90 110)); $(thousands "$COMMENTS_COUNTED") comments and $(thousands "$THEMES_COUNTED") theme matches counted |"
 echo
 echo "Reproduce: $COMMAND"
+[ "${#WRK_BUSY[@]}" = 0 ] ||
+  echo "note: wrk used more than 90 % of its core in some runs (${WRK_BUSY[*]}): those rates may be wrk's limit"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average at the end: $LOAD on $(nproc) CPUs (other work on CPU $SERVER_CPUS lowers both rates; the CPU per event is less sensitive to it)"
 [ "$PREFLIGHT_MISMATCHES" = 0 ] ||
   echo "note: $PREFLIGHT_MISMATCHES of the table's $TABLE_COMMENTS comments were counted for other themes than the table expects (see the pre-flight above)"
 if [ "${#FAILED[@]}" -gt 0 ]; then

@@ -25,7 +25,9 @@ use std::process::Command;
 
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
 use cx_conductor::core::World;
-use cx_conductor::kpi::cycle::{FINISHED_AFTER, FinishedPeriods, measure_cycle_keeping};
+use cx_conductor::kpi::cycle::{
+    FINISHED_AFTER, FinishedPeriods, MAX_TOUCHPOINTS_PER_QUERY, measure_cycle_keeping,
+};
 use cx_conductor::kpi::evaluate::{CountSource, CountSources};
 use cx_conductor::kpi::recording::{Increase, STEPS_RECORDED, recording_group};
 use cx_conductor::kpi::rules::{Rule, RuleFile};
@@ -614,6 +616,113 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     assert_eq!(
         second.results[0].as_ref().expect("measured").previous,
         first.results[0].as_ref().expect("measured").previous
+    );
+    drop(prometheus);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A namespace of more touchpoints than one family query may read ([`MAX_TOUCHPOINTS_PER_QUERY`]):
+/// the survey family is split by touchpoint name into parts, each read separately, and their rows
+/// merged give the namespace's KPI exactly, in both cycles. Three hours of 130 touchpoints'
+/// counters, backfilled; one NPS KPI over the whole namespace, an hour long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_wider_than_one_query_is_read_in_parts_and_counted_exactly() {
+    let (Some(prometheus_bin), Some(promtool)) = (prometheus_binary(), promtool_binary()) else {
+        return;
+    };
+    const TOUCHPOINTS: usize = 130;
+    let now = Timestamp::now().as_second().div_euclid(60) * 60 - 120;
+    let names: Vec<&'static str> = (0..TOUCHPOINTS)
+        .map(|i| &*Box::leak(format!("tp-{i:03}").into_boxed_str()))
+        .collect();
+    let mut series = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        for score in [10, 8, 3] {
+            let mut value = 0;
+            let samples = (now - 3 * 3600..=now)
+                .step_by(60)
+                .map(|t| {
+                    value += answers_at(i as u64, t, score);
+                    (t, value)
+                })
+                .collect();
+            series.push(Series {
+                namespace: "wide",
+                touchpoint: name,
+                channel: "web",
+                pod: "pool-0",
+                score,
+                samples,
+            });
+        }
+    }
+    let work = std::env::temp_dir().join(format!("cx-kpi-wide-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("a folder");
+    std::fs::write(work.join("wide.om"), openmetrics(&series)).expect("history written");
+    let prometheus = Prometheus::start_on_history(prometheus_bin, |data| {
+        run(
+            &promtool,
+            &[
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "wide.om",
+                &data.display().to_string(),
+            ],
+            &work,
+        );
+    })
+    .await;
+
+    let channels: Vec<Channel> = documents(
+        "apiVersion: cx.conductor.dev/v1alpha1\nkind: Channel\nmetadata: { name: web, namespace: wide }\nspec: { type: web }",
+    );
+    let touchpoints: Vec<Touchpoint> = names
+        .iter()
+        .map(|name| serde_yaml::from_str(&touchpoint("wide", name, "web")).expect("tp"))
+        .collect();
+    let kpis: Vec<ExperienceKPI> = vec![
+        serde_yaml::from_str(&kpi("wide", "wide-nps", None).replace("window: 1d", "window: 1h"))
+            .expect("kpi"),
+    ];
+    let journeys: &[CustomerJourney] = &[];
+    let world = World::new(&channels, &touchpoints, &kpis, journeys);
+    let requests = KpiRequest::all(&world);
+    let report = measure_cycle(
+        &prometheus.client,
+        &requests,
+        Timestamp::from_second(now).expect("now"),
+    )
+    .await;
+    assert!(TOUCHPOINTS > MAX_TOUCHPOINTS_PER_QUERY);
+    assert_eq!(
+        report.family_queries.len(),
+        TOUCHPOINTS.div_ceil(MAX_TOUCHPOINTS_PER_QUERY),
+        "{:?}",
+        report.family_queries
+    );
+    for (part, query) in report.family_queries.iter().enumerate() {
+        // Each part names its touchpoints: the first 100 in name order, then the rest.
+        let first = names[part * MAX_TOUCHPOINTS_PER_QUERY];
+        assert!(
+            query.contains(&format!("touchpoint=~\"{first}|")),
+            "{query}"
+        );
+    }
+    let measured = report.results[0].as_ref().expect("measured");
+    assert_eq!(
+        measured.sources,
+        Some(CountSources {
+            current: CountSource::NotRecorded,
+            previous: CountSource::NotRecorded,
+        })
+    );
+    let all = |_: &Series| true;
+    assert_reads(
+        "wide-nps",
+        measured,
+        truth(&series, all, now - 3600, now),
+        truth(&series, all, now - 7200, now - 3600),
     );
     drop(prometheus);
     let _ = std::fs::remove_dir_all(&work);
