@@ -694,7 +694,7 @@ async fn a_namespace_wider_than_one_query_is_read_in_parts_and_counted_exactly()
         Timestamp::from_second(now).expect("now"),
     )
     .await;
-    assert!(TOUCHPOINTS > MAX_TOUCHPOINTS_PER_QUERY);
+    const { assert!(TOUCHPOINTS > MAX_TOUCHPOINTS_PER_QUERY) };
     assert_eq!(
         report.family_queries.len(),
         TOUCHPOINTS.div_ceil(MAX_TOUCHPOINTS_PER_QUERY),
