@@ -64,6 +64,10 @@ pub(crate) struct Routes {
     pub(crate) by_name: HashMap<String, Arc<Served>>,
     /// One exporter per distinct export endpoint, shared by the touchpoints sending there.
     pub(crate) exporters: HashMap<ExporterKey, Exporter>,
+    /// Exporters a reload stopped using whose `bestEffort` queues still held events then: still
+    /// sending them, and flushed with the others at shutdown. Dropped at a later reload once
+    /// empty.
+    pub(crate) retired: Vec<Exporter>,
     /// The `cx_export_*` series of every exporter of the process.
     pub(crate) export_metrics: ExportMetrics,
 }
@@ -119,12 +123,31 @@ impl Routes {
                 .into());
             }
         }
+        let retired = previous
+            .map(|previous| {
+                previous
+                    .exporters
+                    .iter()
+                    .filter(|(key, _)| !exporters.contains_key(*key))
+                    .map(|(_, exporter)| exporter)
+                    .chain(&previous.retired)
+                    .filter(|exporter| exporter.holds_events())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Routes {
             pooled,
             by_name,
             exporters,
+            retired,
             export_metrics,
         })
+    }
+
+    /// Every exporter to flush at shutdown: those in use and the retired ones still sending.
+    pub(crate) fn flushed_at_shutdown(&self) -> impl Iterator<Item = &Exporter> {
+        self.exporters.values().chain(&self.retired)
     }
 
     /// The touchpoint of a dedicated collector.
@@ -347,6 +370,58 @@ impl PoolMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reload that stops using a `bestEffort` exporter while its queue holds events keeps it,
+    /// so that the shutdown flush reaches those events too (sent, or dropped and counted); once
+    /// empty, a later reload lets it go.
+    #[tokio::test]
+    async fn a_retired_best_effort_exporter_is_flushed_at_shutdown() {
+        let pool = |export: &str| {
+            CollectorSetup::from_yaml(&format!(
+                "namespace: retail\ntouchpoints:\n  - namespace: retail\n    touchpoint: web\n    channel: web\n    stage: purchase\n    surveys: [{{ metric: nps }}]\n    maxEventBytes: 4096\n{export}"
+            ))
+            .expect("pool")
+        };
+        // Nothing listens on port 9: the queue keeps its events, retrying.
+        let exporting = pool(
+            "    export: { endpoint: \"http://127.0.0.1:9\", delivery: bestEffort, timeoutMillis: 100 }\n",
+        );
+        let first = Routes::build(&exporting, None).expect("routes");
+        let exporter = first
+            .exporters
+            .values()
+            .next()
+            .expect("an exporter")
+            .clone();
+        exporter
+            .export(vec![LogRecord::default(), LogRecord::default()])
+            .await
+            .expect("queued");
+        assert!(exporter.holds_events());
+        let reloaded = Routes::build(&pool(""), Some(&first)).expect("routes");
+        assert!(reloaded.exporters.is_empty());
+        assert_eq!(reloaded.retired.len(), 1);
+        assert_eq!(reloaded.flushed_at_shutdown().count(), 1);
+        // Still holding events at the next reload: still kept.
+        let again = Routes::build(&pool(""), Some(&reloaded)).expect("routes");
+        assert_eq!(again.retired.len(), 1);
+        let dropped = || {
+            let text = render_families(again.export_metrics.gather()).expect("rendered");
+            text.lines()
+                .find(|l| l.starts_with("cx_export_dropped_events_total") && l.contains("shutdown"))
+                .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+        };
+        for exporter in again.flushed_at_shutdown() {
+            exporter
+                .flush(tokio::time::Instant::now() + std::time::Duration::from_millis(50))
+                .await;
+        }
+        assert!(!exporter.holds_events());
+        assert_eq!(dropped().as_deref(), Some("2"));
+        // Empty: the next reload lets it go.
+        let last = Routes::build(&pool(""), Some(&again)).expect("routes");
+        assert!(last.retired.is_empty());
+    }
 
     #[test]
     fn digests_are_64_hex_digits() {

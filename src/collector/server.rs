@@ -389,7 +389,7 @@ impl Collector {
                     // left of the grace period to reach the endpoint.
                     let routes = app.routes();
                     futures::future::join_all(
-                        routes.exporters.values().map(|e| e.flush(step_ends)),
+                        routes.flushed_at_shutdown().map(|e| e.flush(step_ends)),
                     )
                     .await;
                     step = Step::FinalScrape;

@@ -501,6 +501,16 @@ impl Exporter {
         }
     }
 
+    /// Whether a `bestEffort` queue still holds events (waiting or being sent): a pool reload
+    /// that stops using this exporter keeps it until they are sent, so that the shutdown flush
+    /// reaches them too.
+    pub fn holds_events(&self) -> bool {
+        self.inner
+            .best_effort
+            .as_ref()
+            .is_some_and(|best_effort| lock(&best_effort.queue).held() > 0)
+    }
+
     /// Starts the grouping task once.
     fn start(&self) {
         let receiver = self

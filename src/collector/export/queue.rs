@@ -91,6 +91,11 @@ impl Queue {
         self.waiting.len()
     }
 
+    /// Events waiting or being sent.
+    pub fn held(&self) -> usize {
+        self.waiting.len() + self.sending
+    }
+
     /// Everything still in the queue (waiting and sending), emptied: what a shutdown drops.
     pub fn abandon(&mut self) -> usize {
         let left = self.waiting.len() + self.sending;
