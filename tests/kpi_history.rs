@@ -30,7 +30,7 @@ use cx_conductor::kpi::cycle::{
 };
 use cx_conductor::kpi::evaluate::{CountSource, CountSources};
 use cx_conductor::kpi::recording::{Increase, STEPS_RECORDED, recording_group};
-use cx_conductor::kpi::rules::{Rule, RuleFile};
+use cx_conductor::kpi::rules::RuleFile;
 use cx_conductor::kpi::{KpiRequest, Measurement, SampleCount, WindowSpec, measure_cycle};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -388,50 +388,39 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     let mut runs = vec![("retail", recorded_from, end)];
     runs.push(("b2b", recorded_from, missed.0));
     runs.push(("b2b", missed.1, end));
-    // `create-blocks-from rules` evaluates each rule over the data already stored, so the
-    // hourly sums, which read the steps, are backfilled once the steps are in the storage.
-    for hourly in [false, true] {
-        for (i, (namespace, from, to)) in runs.iter().enumerate() {
-            let mut group = recording_group(namespace, increase);
-            group.rules.retain(|rule| {
-                matches!(rule, Rule::Record(r) if r.record.ends_with(":increase1h")) == hourly
-            });
-            let file = RuleFile {
-                groups: vec![group],
-            };
-            // The same file for both passes: promtool places a group's evaluations, as
-            // Prometheus does, at an offset hashed from its name and file, and the sums must be
-            // recorded at the steps' instants, as in the one group Prometheus evaluates.
-            let rules = work.join(format!("rules-{i}.yaml"));
-            std::fs::write(&rules, serde_yaml::to_string(&file).expect("yaml")).expect("rules");
-            let output = work.join(format!("recorded-{hourly}-{i}"));
-            run(
-                &promtool,
-                &[
-                    "tsdb",
-                    "create-blocks-from",
-                    "rules",
-                    &format!("--url={}", prometheus.url),
-                    &format!("--start={from}"),
-                    &format!("--end={to}"),
-                    &format!("--output-dir={}", output.display()),
-                    &rules.display().to_string(),
-                ],
-                &work,
-            );
-            for block in std::fs::read_dir(&output).expect("blocks") {
-                let block = block.expect("a block").path();
-                std::fs::rename(
-                    &block,
-                    prometheus
-                        .data_dir()
-                        .join(block.file_name().expect("a name")),
-                )
-                .expect("block moved into the storage");
-            }
+    for (i, (namespace, from, to)) in runs.iter().enumerate() {
+        let file = RuleFile {
+            groups: vec![recording_group(namespace, increase)],
+        };
+        let rules = work.join(format!("rules-{i}.yaml"));
+        std::fs::write(&rules, serde_yaml::to_string(&file).expect("yaml")).expect("rules");
+        let output = work.join(format!("recorded-{i}"));
+        run(
+            &promtool,
+            &[
+                "tsdb",
+                "create-blocks-from",
+                "rules",
+                &format!("--url={}", prometheus.url),
+                &format!("--start={from}"),
+                &format!("--end={to}"),
+                &format!("--output-dir={}", output.display()),
+                &rules.display().to_string(),
+            ],
+            &work,
+        );
+        for block in std::fs::read_dir(&output).expect("blocks") {
+            let block = block.expect("a block").path();
+            std::fs::rename(
+                &block,
+                prometheus
+                    .data_dir()
+                    .join(block.file_name().expect("a name")),
+            )
+            .expect("block moved into the storage");
         }
-        prometheus.restart().await;
     }
+    prometheus.restart().await;
 
     let mut yaml = vec![ORGANISATION.trim().to_string()];
     for (ns, tp, channel) in [
@@ -464,12 +453,12 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     let requests = KpiRequest::all(&world);
     let at = Timestamp::from_second(now).expect("now");
     let report = measure_cycle(&prometheus.client, &requests, at).await;
-    // One survey family query: retail's cycles from the hourly sums, b2b's current cycle from
+    // One survey family query: retail's cycles from the recorded steps, b2b's current cycle from
     // its raw counters.
     assert_eq!(report.family_queries.len(), 1);
     let query = &report.family_queries[0];
     assert!(
-        query.contains(r#"increase1h{namespace="retail", metric="nps"}"#)
+        query.contains(r#"increase5m{namespace="retail", metric="nps"}"#)
             && query.contains(r#"cx_survey_responses_total{namespace="b2b", metric="nps"}"#),
         "{query}"
     );

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use cx_conductor::api::{Direction, ExperienceKPI};
 use cx_conductor::kpi::metrics::{KpiLabels, STATES};
-use cx_conductor::kpi::promql::{RangeEnds, counted, hourly, recorded};
+use cx_conductor::kpi::promql::{RangeEnds, counted, steps};
 use cx_conductor::kpi::recording::{Increase, RECORDED, recording_group};
 use cx_conductor::kpi::rules::{
-    AT_RISK_ALERT, BREACHED_ALERT, Rule, RuleFile, prometheus_rules, rule_file,
+    AT_RISK_ALERT, BREACHED_ALERT, RuleFile, prometheus_rules, rule_file,
 };
 use cx_conductor::kpi::window::{Span, WindowSpec};
 use cx_conductor::manifest::{Inventory, load_paths};
@@ -162,8 +162,8 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     assert_eq!(rules.groups[0].rules.len(), 2 * kpis.len());
     assert_eq!(
         rules.groups[1].rules.len(),
-        2 * RECORDED.len() + 1,
-        "the steps, their hourly sums and the steps marker"
+        RECORDED.len() + 1,
+        "and the steps marker"
     );
     std::fs::write(
         dir.join("kpi-rules.yaml"),
@@ -174,7 +174,7 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     assert!(
         checked.contains(&format!(
             "SUCCESS: {} rules found",
-            2 * kpis.len() + 2 * RECORDED.len() + 1
+            2 * kpis.len() + RECORDED.len() + 1
         )),
         "{checked}"
     );
@@ -343,13 +343,14 @@ fn recorded_increments_sum_to_the_answers_received() {
     }
 }
 
-/// The hourly sums meet the 5-minute steps exactly where steps fall on whole hours of the clock
-/// (the case where a range's ends matter: 3.x ranges exclude their start, 2.x ranges include
-/// it): `promtool test rules` records the sums every 5 minutes from zero, so every whole hour is
-/// a step, and the long-window count from the hourly sums ([`hourly`]) must equal the sum of the
-/// steps of the window, for windows ending on, just after and between whole hours.
+/// The recorded steps of consecutive windows are each counted once where a step falls exactly
+/// on a window's start (the case where a range's ends matter: 3.x ranges exclude their start,
+/// 2.x ranges include it). Steps every 5 minutes from zero, step k recording k + 1 answers (a
+/// step counted twice or missed changes the sum); windows whose start is a step, and one whose
+/// start is not, summed as the operator sums them ([`steps`], fitted to the server's ends),
+/// must equal the steps of `(end - w, end]`.
 #[test]
-fn hourly_sums_count_the_steps_of_the_window_once() {
+fn recorded_steps_are_counted_once_on_window_boundaries() {
     let Some(promtool) = promtool_binary() else {
         return;
     };
@@ -359,30 +360,15 @@ fn hourly_sums_count_the_steps_of_the_window_once() {
     } else {
         RangeEnds::LeftOpen
     };
-    let dir = temp_dir().join("hourly");
+    let dir = temp_dir().join("steps");
     std::fs::create_dir_all(&dir).expect("a folder");
-    let mut group = recording_group("retail", Increase::Differences);
-    group
-        .rules
-        .retain(|rule| matches!(rule, Rule::Record(r) if r.record.ends_with(":increase1h")));
-    let file = RuleFile {
-        groups: vec![group],
-    };
-    std::fs::write(
-        dir.join("hourly.yaml"),
-        serde_yaml::to_string(&file).expect("yaml"),
-    )
-    .expect("rules written");
-    // Step k (at 5k minutes) recorded k + 1 interactions: a step counted twice or missed
-    // changes the sum.
-    let steps = "touchpoint:cx_interactions_total:increase5m";
+    let recorded_steps = "touchpoint:cx_interactions_total:increase5m";
     let matchers = r#"namespace="retail""#;
     let mut cases = Vec::new();
     for (end, window) in [
         (10 * 3600 + 15 * 60, "3h"),
-        (10 * 3600, "3h"),
+        (10 * 3600, "150m"),
         (10 * 3600 + 120, "150m"),
-        (20 * 3600 + 5 * 60, "19h"),
     ] {
         let span = WindowSpec::parse(window)
             .expect("window")
@@ -392,37 +378,30 @@ fn hourly_sums_count_the_steps_of_the_window_once() {
             .filter(|k| (start + 1..=end).contains(&(k * 300)))
             .map(|k| k + 1)
             .sum();
-        // (The steps summed over the window, as `check` prints it, hold the step on the
-        // window's start too on 2.x: a boundary the operator's hourly form keeps to one side.)
-        let steps_alone = recorded("cx_interactions_total", matchers, &span);
-        for query in std::iter::once(hourly("cx_interactions_total", matchers, &span, ends))
-            .chain((ends == RangeEnds::LeftOpen).then_some(steps_alone))
-        {
-            cases.push(json!({
-                "expr": format!("sum({query})"),
-                "eval_time": format!("{end}s"),
-                "exp_samples": [{"labels": "{}", "value": expected}],
-            }));
-        }
+        cases.push(json!({
+            "expr": format!("sum({})", steps("cx_interactions_total", matchers, &span, ends)),
+            "eval_time": format!("{end}s"),
+            "exp_samples": [{"labels": "{}", "value": expected}],
+        }));
     }
     let tests = json!({
-        "rule_files": ["hourly.yaml"],
+        "rule_files": [],
         "evaluation_interval": "5m",
         "tests": [{
             "interval": "5m",
             "input_series": [{
-                "series": format!(r#"{steps}{{namespace="retail", touchpoint="checkout", outcome="resolved"}}"#),
+                "series": format!(r#"{recorded_steps}{{namespace="retail", touchpoint="checkout", outcome="resolved"}}"#),
                 "values": "1+1x300",
             }],
             "promql_expr_test": cases,
         }],
     });
     std::fs::write(
-        dir.join("hourly-test.yaml"),
+        dir.join("steps-test.yaml"),
         serde_yaml::to_string(&tests).expect("yaml"),
     )
     .expect("tests written");
-    let out = run(&promtool, &["test", "rules", "hourly-test.yaml"], &dir);
+    let out = run(&promtool, &["test", "rules", "steps-test.yaml"], &dir);
     assert!(out.contains("SUCCESS"), "{ends:?}: {out}");
 }
 
@@ -451,7 +430,6 @@ fn counts_are_exact_when_a_window_starts_inside_a_scrape_gap() {
         range: "12m".into(),
         length: Duration::from_secs(12 * 60),
         offset: Duration::ZERO,
-        end: Timestamp::UNIX_EPOCH,
     };
     let count = format!(
         "sum by (score) ({})",

@@ -125,7 +125,7 @@ impl Family {
             for (namespaces, how) in [
                 (
                     &counting.recorded,
-                    counting.ends.map_or(Counting::Recorded, Counting::Hourly),
+                    counting.ends.map_or(Counting::Recorded, Counting::Steps),
                 ),
                 (&counting.raw, Counting::Raw),
             ] {
@@ -235,8 +235,8 @@ pub struct CycleCounting {
     pub recorded: Vec<String>,
     /// The others.
     pub raw: Vec<String>,
-    /// The server's range ends, when known: the recorded namespaces are then read from the
-    /// hourly sums ([`Counting::Hourly`]), otherwise from the 5-minute steps.
+    /// The server's range ends, when known: the recorded steps are then summed over ranges that
+    /// hold each step once ([`Counting::Steps`]).
     pub ends: Option<RangeEnds>,
 }
 
@@ -761,22 +761,14 @@ mod tests {
                 )
             )
         );
-        // Where the server's range ends are known, from the hourly sums.
-        let hourly = CycleCounting {
+        // Where the server's range ends are known (2.x: closed), a millisecond less.
+        let closed = CycleCounting {
             ends: Some(RangeEnds::Closed),
             ..recorded.clone()
         };
-        let query = Family::Interactions.query(&none, false, &none, (&current, &hourly), None);
+        let query = Family::Interactions.query(&none, false, &none, (&current, &closed), None);
         assert!(
-            query.starts_with(&format!(
-                "label_replace(sum by (namespace, touchpoint, outcome) ({}), ",
-                crate::kpi::promql::hourly(
-                    "cx_interactions_total",
-                    r#"namespace=~"b2b|retail""#,
-                    &current,
-                    RangeEnds::Closed
-                )
-            )),
+            query.contains(r#"increase5m{namespace=~"b2b|retail"}[604799999ms])"#),
             "{query}"
         );
         for family in [
@@ -789,7 +781,7 @@ mod tests {
                 (&raw, true),
                 (&split, false),
                 (&recorded, true),
-                (&hourly, true),
+                (&closed, true),
             ] {
                 promql_parser::parser::parse(&family.query(
                     &["delivery"],

@@ -426,8 +426,8 @@ struct Coverage {
     /// Steps recorded, by window (length, offset) and namespace; `None` when Prometheus did not
     /// answer the coverage query.
     steps: Option<BTreeMap<(SpanKey, String), f64>>,
-    /// Which ends of a range the server includes (the hourly sums are read on ranges that
-    /// meet), from the same query.
+    /// Which ends of a range the server includes (the recorded steps of consecutive windows
+    /// must each be counted once), from the same query.
     ends: Option<RangeEnds>,
 }
 

@@ -104,17 +104,15 @@ pub enum Counting {
     Raw,
     /// The recorded 5-minute increments ([`super::recording`]), summed over the window
     /// ([`recorded`]): one sample per touchpoint and step, once the rules have covered the
-    /// window. What `check` prints: the same count as [`Counting::Hourly`], simpler to read.
+    /// window. What `check` prints: `[w]` holds a step recorded exactly on the window's start
+    /// too on 2.x, whose ranges include both ends.
     Recorded,
-    /// The recorded hourly sums, one per whole hour of the window, and the 5-minute increments
-    /// before the first and after the last ([`hourly`]): about 12 times fewer samples than
-    /// [`Counting::Recorded`] for the same count. What the operator reads on a server whose
-    /// range ends it knows.
-    Hourly(RangeEnds),
+    /// [`Counting::Recorded`] on ranges fitted to the server's range ends ([`steps`]), so that
+    /// consecutive windows share no step: what the operator reads.
+    Steps(RangeEnds),
 }
 
-/// Which ends of a range `[d]` Prometheus includes: the hourly sums are read on ranges that
-/// meet exactly, so a step recorded on a boundary must be counted on one side only.
+/// Which ends of a range `[d]` Prometheus includes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RangeEnds {
     /// `(t - d, t]`: Prometheus 3.x.
@@ -126,7 +124,7 @@ pub enum RangeEnds {
 impl RangeEnds {
     /// A range of `length` that holds the samples of `(t - length, t]` on this server: `length`
     /// less a millisecond on closed ranges (timestamps are whole milliseconds).
-    fn range(self, length: Duration) -> Duration {
+    pub fn range(self, length: Duration) -> Duration {
         match self {
             RangeEnds::LeftOpen => length,
             RangeEnds::Closed => length.saturating_sub(Duration::from_millis(1)),
@@ -139,7 +137,7 @@ pub fn count(metric: &str, matchers: &str, span: &Span, counting: Counting) -> S
     match counting {
         Counting::Raw => counted(metric, matchers, span),
         Counting::Recorded => recorded(metric, matchers, span),
-        Counting::Hourly(ends) => hourly(metric, matchers, span, ends),
+        Counting::Steps(ends) => steps(metric, matchers, span, ends),
     }
 }
 
@@ -157,63 +155,19 @@ pub fn recorded(metric: &str, matchers: &str, span: &Span) -> String {
     )
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
-
-/// The same count as [`recorded`], from the hourly sums: with `F` the last whole hour of the
-/// clock at or before the span's end `e` and `n` the whole hours between the span's start `s`
-/// and `F`,
-/// - the hourly sums at `F - (n-1)h, …, F` (a subquery on whole hours of the clock, each point
-///   the last sum recorded at or before it, which covers the hour before that step: the steps
-///   of `(F - nh, F]`),
-/// - the steps of `(F, e]` (the tail) and of `(s, F - nh]` (the head), from the 5-minute
-///   increments.
-///
-/// The three parts are told apart by a label (`cx_conductor_sum`) so that the caller's
-/// `sum` adds them (in parentheses, an operand like any selector). A span shorter than an hour
-/// reads [`recorded`].
-pub fn hourly(metric: &str, matchers: &str, span: &Span, ends: RangeEnds) -> String {
-    let end = span.end.as_millisecond();
-    let hour = HOUR.as_millis() as i64;
-    let last_hour = end.div_euclid(hour) * hour;
-    let start = end - span.length.as_millis() as i64;
-    let hours = (last_hour - start).div_euclid(hour);
-    if hours <= 0 {
-        return recorded(metric, matchers, span);
-    }
-    let millis = |ms: i64| Duration::from_millis(ms.max(0) as u64);
-    let tail = millis(end - last_hour);
-    let head = millis(last_hour - hours * hour - start);
-    let steps = super::recording::recorded_name(metric);
-    let sums = super::recording::hourly_name(metric);
-    let offset = |before: Duration| super::window::offset_modifier(span.offset + before);
-    let part = |name: &str, query: String| {
-        format!("label_replace({query}, \"cx_conductor_sum\", \"{name}\", \"\", \"\")")
-    };
-    let mut parts = vec![part(
-        "hours",
-        format!(
-            "sum_over_time({sums}{{{matchers}}}[{}:1h]{})",
-            promql_duration(millis(hours * hour - 1)),
-            offset(tail)
+/// [`recorded`] on a range that holds the steps of `(end - w, end]` on a server with `ends`: on
+/// 2.x (closed ranges) a step recorded exactly on the window's start belongs to the window
+/// before, a millisecond less.
+pub fn steps(metric: &str, matchers: &str, span: &Span, ends: RangeEnds) -> String {
+    match ends {
+        RangeEnds::LeftOpen => recorded(metric, matchers, span),
+        RangeEnds::Closed => format!(
+            "sum_over_time({}{{{matchers}}}[{}]{})",
+            super::recording::recorded_name(metric),
+            promql_duration(ends.range(span.length)),
+            span.offset_modifier()
         ),
-    )];
-    for (name, length, before) in [
-        ("tail", tail, Duration::ZERO),
-        ("head", head, tail + millis(hours * hour)),
-    ] {
-        let range = ends.range(length);
-        if !range.is_zero() {
-            parts.push(part(
-                name,
-                format!(
-                    "sum_over_time({steps}{{{matchers}}}[{}]{})",
-                    promql_duration(range),
-                    offset(before)
-                ),
-            ));
-        }
     }
-    format!("({})", parts.join(" or "))
 }
 
 /// Compiles a KPI into its value and samples queries, for `window` resolved at `now` (calendar
@@ -650,7 +604,6 @@ pub fn displayed_queries(
             range: format!("{SYMBOLIC_SECONDS}s"),
             length: Duration::from_secs(SYMBOLIC_SECONDS),
             offset: Duration::ZERO,
-            end: Timestamp::UNIX_EPOCH,
         },
     };
     let symbolic = |q: String| q.replace(&format!("{SYMBOLIC_SECONDS}s"), "$window");
@@ -1054,56 +1007,6 @@ mod tests {
 
     fn span(window: &str) -> Span {
         WindowSpec::parse(window).expect("window").current(now())
-    }
-
-    #[test]
-    fn hourly_sums_cover_whole_hours_and_steps_count_the_head_and_tail() {
-        // 10:15 on the 3rd, one day back: the hours ending 11:00 on the 2nd … 10:00 on the 3rd,
-        // the steps of (10:00, 10:15] and of (10:15 on the 2nd, 11:00 on the 2nd].
-        let day = span("1d");
-        let m = r#"namespace="retail""#;
-        let open = hourly("cx_interactions_total", m, &day, RangeEnds::LeftOpen);
-        assert_eq!(
-            open,
-            r#"(label_replace(sum_over_time(touchpoint:cx_interactions_total:increase1h{namespace="retail"}[82799999ms:1h] offset 15m), "cx_conductor_sum", "hours", "", "") or label_replace(sum_over_time(touchpoint:cx_interactions_total:increase5m{namespace="retail"}[15m]), "cx_conductor_sum", "tail", "", "") or label_replace(sum_over_time(touchpoint:cx_interactions_total:increase5m{namespace="retail"}[45m] offset 1395m), "cx_conductor_sum", "head", "", ""))"#
-        );
-        // Closed ranges (2.x) hold their start too: a millisecond less on the steps' ranges.
-        let closed = hourly("cx_interactions_total", m, &day, RangeEnds::Closed);
-        assert!(closed.contains("[899999ms])"), "{closed}");
-        assert!(closed.contains("[2699999ms] offset 1395m"), "{closed}");
-        // The previous day: the same shape, everything a day earlier.
-        let window = WindowSpec::parse("1d").expect("window");
-        let before = hourly(
-            "cx_interactions_total",
-            m,
-            &window.previous(now()),
-            RangeEnds::LeftOpen,
-        );
-        assert!(before.contains("[82799999ms:1h] offset 1455m)"), "{before}");
-        assert!(before.contains("[15m] offset 1d)"), "{before}");
-        assert!(before.contains("[45m] offset 2835m)"), "{before}");
-        // On a whole hour, no tail; a window of whole hours from a whole hour, no head either.
-        let on_hour = WindowSpec::parse("2h")
-            .expect("window")
-            .current("2026-11-03T10:00:00Z".parse().expect("t"));
-        assert_eq!(
-            hourly("cx_interactions_total", m, &on_hour, RangeEnds::Closed),
-            r#"(label_replace(sum_over_time(touchpoint:cx_interactions_total:increase1h{namespace="retail"}[7199999ms:1h]), "cx_conductor_sum", "hours", "", ""))"#
-        );
-        // Shorter than an hour past the last whole one: the steps alone.
-        assert_eq!(
-            hourly(
-                "cx_interactions_total",
-                m,
-                &span("30m"),
-                RangeEnds::LeftOpen
-            ),
-            recorded("cx_interactions_total", m, &span("30m"))
-        );
-        for query in [open, closed, before] {
-            parser::parse(&format!("sum by (outcome) ({query})"))
-                .unwrap_or_else(|e| panic!("{query}: {e}"));
-        }
     }
 
     #[test]

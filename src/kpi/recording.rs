@@ -169,25 +169,6 @@ pub fn recorded_name(metric: &str) -> String {
     format!("touchpoint:{metric}:increase{STEP}")
 }
 
-/// The hourly sums of `metric`'s recorded steps: `touchpoint:<metric>:increase1h`.
-pub fn hourly_name(metric: &str) -> String {
-    format!("touchpoint:{metric}:increase1h")
-}
-
-/// The range an hourly sum adds the steps of: an hour less a millisecond, so that on either
-/// range semantics (2.x includes both ends) it holds the 12 steps of `(t - 1h, t]`.
-pub const HOURLY_RANGE: &str = "3599999ms";
-
-/// The sum of the steps recorded in the hour before each step, per touchpoint: read on whole
-/// hours of the clock, a month-long window adds 12 times fewer samples.
-pub fn hourly_sum(counter: &RecordedCounter, namespace: &str) -> String {
-    format!(
-        "sum_over_time({}{{namespace={}}}[{HOURLY_RANGE}])",
-        recorded_name(counter.metric),
-        string_literal(namespace)
-    )
-}
-
 /// One step's increase of each raw series of `counter` in `namespace`, summed by touchpoint
 /// and the counter's own labels.
 pub fn step_increase(counter: &RecordedCounter, namespace: &str, increase: Increase) -> String {
@@ -229,14 +210,6 @@ pub fn recording_group(namespace: &str, increase: Increase) -> RuleGroup {
                     expr: step_increase(counter, namespace, increase),
                 })
             })
-            // After the steps: a group's rules run in order, each seeing what the ones before
-            // it recorded at the same evaluation time.
-            .chain(RECORDED.iter().map(|counter| {
-                Rule::Record(RecordingRule {
-                    record: hourly_name(counter.metric),
-                    expr: hourly_sum(counter, namespace),
-                })
-            }))
             .chain([Rule::Record(RecordingRule {
                 record: STEPS_RECORDED.into(),
                 expr: format!(
@@ -257,17 +230,7 @@ mod tests {
         let group = recording_group("retail", Increase::Anchored);
         assert_eq!(group.name, "cx-increments.retail");
         assert_eq!(group.interval.as_deref(), Some("5m"));
-        assert_eq!(group.rules.len(), 2 * RECORDED.len() + 1);
-        let Rule::Record(hourly) = &group.rules[RECORDED.len()] else {
-            panic!("a recording rule");
-        };
-        assert_eq!(
-            (hourly.record.as_str(), hourly.expr.as_str()),
-            (
-                "touchpoint:cx_survey_responses_total:increase1h",
-                r#"sum_over_time(touchpoint:cx_survey_responses_total:increase5m{namespace="retail"}[3599999ms])"#
-            )
-        );
+        assert_eq!(group.rules.len(), RECORDED.len() + 1);
         let Rule::Record(survey) = &group.rules[0] else {
             panic!("a recording rule");
         };

@@ -45,9 +45,6 @@ pub struct Span {
     pub length: Duration,
     /// How long before the evaluation time the range ends.
     pub offset: Duration,
-    /// When the range ends (the evaluation time less `offset`): the hourly sums of the
-    /// recorded increments are read on whole hours of the clock.
-    pub end: Timestamp,
 }
 
 impl Span {
@@ -63,7 +60,7 @@ impl Span {
 }
 
 /// ` offset <d>`, or nothing for zero.
-pub fn offset_modifier(offset: Duration) -> String {
+fn offset_modifier(offset: Duration) -> String {
     if offset.is_zero() {
         String::new()
     } else {
@@ -93,7 +90,6 @@ impl WindowSpec {
             range: self.range(now),
             length: self.duration(now),
             offset: Duration::ZERO,
-            end: now,
         }
     }
 
@@ -106,7 +102,6 @@ impl WindowSpec {
                     range: text.clone(),
                     length: *duration,
                     offset: *duration,
-                    end: now.checked_sub(*duration).unwrap_or(now),
                 };
             }
             WindowSpec::CalendarMonth(zone) => (1, zone),
@@ -117,12 +112,10 @@ impl WindowSpec {
         let previous_start = calendar_start(start - 1, months, zone);
         let length = Duration::from_secs((start - previous_start).unsigned_abs());
         let elapsed = now.as_second().saturating_sub(start).max(0);
-        let offset = Duration::from_secs(elapsed.unsigned_abs());
         Span {
             range: format!("{}s", length.as_secs()),
             length,
-            offset,
-            end: now.checked_sub(offset).unwrap_or(now),
+            offset: Duration::from_secs(elapsed.unsigned_abs()),
         }
     }
 
@@ -409,8 +402,7 @@ mod tests {
             Span {
                 range: "7d".into(),
                 length: Duration::from_secs(7 * 86_400),
-                offset: Duration::ZERO,
-                end: now,
+                offset: Duration::ZERO
             }
         );
         let previous = rolling.previous(now);
