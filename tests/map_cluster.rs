@@ -112,15 +112,21 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
     let token = cluster.service_account_token(&ns, "map-reader").await;
     let kubeconfig = cluster.kubeconfig_for(&cluster.server, &token, "map-reader");
 
+    // `cx-conductor map` of the namespace as the reader, with `extra` arguments, to `output`.
+    let map_of_namespace = |extra: &[&str], output: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
+            .args(["map", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["-n", &ns])
+            .args(extra)
+            .arg("-o")
+            .arg(output)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
     let page = dir.join("live.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
-        .args(["map", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .args(["-n", &ns, "-o"])
-        .arg(&page)
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap();
+    let out = map_of_namespace(&[], &page);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The journey is not ready (KPIs not met, collectors not ready): that is drawn, not an error.
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -308,15 +314,10 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
         })
         .await;
         let themed = dir.join("themes.svg");
-        let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
-            .args(["map", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args(["-n", &ns, "--prometheus-url", &server.url])
-            .args(["--themes-window", "1d", "-o"])
-            .arg(&themed)
-            .env_remove("KUBECONFIG")
-            .output()
-            .unwrap();
+        let out = map_of_namespace(
+            &["--prometheus-url", &server.url, "--themes-window", "1d"],
+            &themed,
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         assert!(!stderr.contains("warning"), "{stderr}");
@@ -338,14 +339,7 @@ async fn the_map_of_a_namespace_shows_kpi_states_and_collector_readiness_from_st
         );
         // Prometheus unreachable: the map is still drawn, the themes row left out and said so.
         drop(server);
-        let out = Command::new(env!("CARGO_BIN_EXE_cx-conductor"))
-            .args(["map", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args(["-n", &ns, "--prometheus-url", "http://127.0.0.1:9", "-o"])
-            .arg(&themed)
-            .env_remove("KUBECONFIG")
-            .output()
-            .unwrap();
+        let out = map_of_namespace(&["--prometheus-url", "http://127.0.0.1:9"], &themed);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         assert!(
