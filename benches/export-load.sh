@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Load test of the OTLP export (guaranteed delivery) on loopback, against the real pipeline of
-# scripts/pipeline.sh (OpenTelemetry Collector -> Kafka, and its file exporter):
-#   1. single-event POST /v1/events requests/s, the same release binary without export and with
-#      export, runs interleaved, and the latency wrk reports for each;
-#   2. NDJSON batch events/s with export (EVENTS_PER_BATCH events per request);
+# Load test of the OTLP export (guaranteed delivery) on loopback, against two real
+# OpenTelemetry Collectors: one writing each request to its file exporter alone (the issue's
+# target), and the pipeline of scripts/pipeline.sh (-> Kafka, acks from all replicas, and its file
+# exporter), reported separately:
+#   1. single-event POST /v1/events requests/s, the same release binary without export, with
+#      export to the file-only collector and with export to the Kafka pipeline, runs interleaved,
+#      and the latency wrk reports for each;
+#   2. NDJSON batch events/s with export (EVENTS_PER_BATCH events per request), to each;
 #   3. CPU seconds per exported event of the collector and of the OpenTelemetry Collector (from
-#      /proc, over the export runs).
-# The collectors are pinned to SERVER_CPUS, wrk, the OpenTelemetry Collector and Kafka to
+#      /proc, over the export runs), for each;
+#   4. the p99 latency at about PACED_RATE requests/s (default 1,000), without export and with
+#      export to the file-only collector: what group commit adds.
+# The collectors are pinned to SERVER_CPUS, wrk, the OpenTelemetry Collectors and Kafka to
 # OTHER_CPUS. Stops the pipeline at the end (its Kafka log and file export can be gigabytes).
 #
 # Needs wrk (apt-get install -y wrk), curl and what scripts/pipeline.sh needs. Tunables
 # (environment): ROUNDS=3 DURATION=10s CONNECTIONS=64 BATCH_DURATION=5s EVENTS_PER_BATCH=1000
-# BATCH_CONNECTIONS=4 SERVER_CPUS=0 OTHER_CPUS=1.
+# BATCH_CONNECTIONS=4 SERVER_CPUS=0 OTHER_CPUS=1 LINGER_MILLIS=0 (the exporting collectors'
+# lingerMillis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,10 +27,13 @@ CONNECTIONS=${CONNECTIONS:-64}
 BATCH_DURATION=${BATCH_DURATION:-5s}
 EVENTS_PER_BATCH=${EVENTS_PER_BATCH:-1000}
 BATCH_CONNECTIONS=${BATCH_CONNECTIONS:-4}
+LINGER_MILLIS=${LINGER_MILLIS:-0}
 SERVER_CPUS=${SERVER_CPUS:-0}
 OTHER_CPUS=${OTHER_CPUS:-1}
 PLAIN_ADDR=127.0.0.1:18180
 EXPORT_ADDR=127.0.0.1:18181
+KAFKA_ADDR=127.0.0.1:18184
+FILE_OTLP=127.0.0.1:18190
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export EVENTS_PER_BATCH
 
@@ -60,10 +69,40 @@ surveys: [{ metric: nps }, { metric: csat, scale: 5 }]
 interactions: { outcomes: [completed, abandoned, error], timings: [wait, handle] }
 maxEventBytes: 65536
 YAML
-  if [ -n "${1:-}" ]; then echo "export: { endpoint: \"$1\" }"; fi
+  if [ -n "${1:-}" ]; then echo "export: { endpoint: \"$1\", lingerMillis: $LINGER_MILLIS }"; fi
 }
 config >"$WORK/plain.yaml"
-config "$ENDPOINT" >"$WORK/export.yaml"
+config "http://$FILE_OTLP" >"$WORK/export.yaml"
+config "$ENDPOINT" >"$WORK/kafka.yaml"
+
+# The file-only OpenTelemetry Collector: the same binary, the lossless path (no batch processor,
+# no sending queue), each request written to a file.
+cat >"$WORK/otelcol-file.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: $FILE_OTLP
+exporters:
+  file:
+    path: $WORK/otelcol-file.jsonl
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [file]
+YAML
+taskset -c "$OTHER_CPUS" "$CX_PIPELINE_OTELCOL_BIN" --config "file:$WORK/otelcol-file.yaml" \
+  >"$WORK/otelcol-file.log" 2>&1 &
+PIDS+=("$!")
+FILE_OTELCOL_PID=$!
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://$FILE_OTLP/v1/logs" && break
+  sleep 0.1
+done
 
 start() { # start NAME ADDR HEALTH_PORT
   RUST_LOG=warn taskset -c "$SERVER_CPUS" "$BIN" collector --config "$WORK/$1.yaml" \
@@ -80,13 +119,15 @@ start() { # start NAME ADDR HEALTH_PORT
 }
 start plain "$PLAIN_ADDR" 18182
 start export "$EXPORT_ADDR" 18183
+start kafka "$KAFKA_ADDR" 18185
 EXPORT_PID=$(cat "$WORK/export.pid")
+KAFKA_EXPORT_PID=$(cat "$WORK/kafka.pid")
 
 cpu_seconds() { # cpu_seconds PID: user + system CPU time of a process, in seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
-exported() {
-  curl -sf "http://$EXPORT_ADDR/metrics" | awk '/^cx_export_events_total\{.*result="exported"/ {print $2}'
+exported() { # exported ADDR
+  curl -sf "http://$1/metrics" | awk '/^cx_export_events_total\{.*result="exported"/ {print $2}'
 }
 requests_per_second() { awk '/^Requests\/sec:/ {print $2}'; }
 p99() { awk '$1 == "99%" {print $2}'; }
@@ -102,40 +143,81 @@ no_errors() {
   fi
 }
 
-: >"$WORK/plain_rps"; : >"$WORK/export_rps"; : >"$WORK/plain_p99"; : >"$WORK/export_p99"
-exported_cpu_ours=0; exported_cpu_theirs=0; exported_events=0
+: >"$WORK/plain_rps"; : >"$WORK/plain_p99"
+declare -A cpu_ours cpu_theirs events
+for to in file kafka; do
+  : >"$WORK/${to}_rps"; : >"$WORK/${to}_p99"
+  cpu_ours[$to]=0; cpu_theirs[$to]=0; events[$to]=0
+done
+addr_of() { if [ "$1" = file ]; then echo "$EXPORT_ADDR"; else echo "$KAFKA_ADDR"; fi; }
+ours_of() { if [ "$1" = file ]; then echo "$EXPORT_PID"; else echo "$KAFKA_EXPORT_PID"; fi; }
+theirs_of() { if [ "$1" = file ]; then echo "$FILE_OTELCOL_PID"; else echo "$OTELCOL_PID"; fi; }
+add() { echo "$1 $2 $3" | awk '{print $1 + $3 - $2}'; }
 for round in $(seq "$ROUNDS"); do
   echo "==> round $round/$ROUNDS"
   out=$(run_wrk "$CONNECTIONS" "$DURATION" benches/wrk-single-event.lua "http://$PLAIN_ADDR")
   no_errors "$out"
   echo "$out" | requests_per_second | tee -a "$WORK/plain_rps" | sed 's/^/  without export, req\/s: /'
   echo "$out" | p99 | tee -a "$WORK/plain_p99" | sed 's/^/  without export, p99: /'
-  before=$(exported); ours=$(cpu_seconds "$EXPORT_PID"); theirs=$(cpu_seconds "$OTELCOL_PID")
-  out=$(run_wrk "$CONNECTIONS" "$DURATION" benches/wrk-single-event.lua "http://$EXPORT_ADDR")
-  no_errors "$out"
-  after=$(exported)
-  exported_events=$(echo "$exported_events $before $after" | awk '{print $1 + $3 - $2}')
-  exported_cpu_ours=$(echo "$exported_cpu_ours $ours $(cpu_seconds "$EXPORT_PID")" | awk '{print $1 + $3 - $2}')
-  exported_cpu_theirs=$(echo "$exported_cpu_theirs $theirs $(cpu_seconds "$OTELCOL_PID")" | awk '{print $1 + $3 - $2}')
-  echo "$out" | requests_per_second | tee -a "$WORK/export_rps" | sed 's/^/  with export, req\/s: /'
-  echo "$out" | p99 | tee -a "$WORK/export_p99" | sed 's/^/  with export, p99: /'
+  for to in file kafka; do
+    addr=$(addr_of $to); ours=$(ours_of $to); theirs=$(theirs_of $to)
+    before=$(exported "$addr"); ours0=$(cpu_seconds "$ours"); theirs0=$(cpu_seconds "$theirs")
+    out=$(run_wrk "$CONNECTIONS" "$DURATION" benches/wrk-single-event.lua "http://$addr")
+    no_errors "$out"
+    events[$to]=$(add "${events[$to]}" "$before" "$(exported "$addr")")
+    cpu_ours[$to]=$(add "${cpu_ours[$to]}" "$ours0" "$(cpu_seconds "$ours")")
+    cpu_theirs[$to]=$(add "${cpu_theirs[$to]}" "$theirs0" "$(cpu_seconds "$theirs")")
+    echo "$out" | requests_per_second | tee -a "$WORK/${to}_rps" | sed "s/^/  export to $to, req\/s: /"
+    echo "$out" | p99 | tee -a "$WORK/${to}_p99" | sed "s/^/  export to $to, p99: /"
+  done
 done
-before=$(exported); start_time=$(date +%s.%N)
-out=$(run_wrk "$BATCH_CONNECTIONS" "$BATCH_DURATION" benches/wrk-ndjson-batch.lua "http://$EXPORT_ADDR")
-end_time=$(date +%s.%N); after=$(exported)
-no_errors "$out"
-batch_rate=$(echo "$before $after $start_time $end_time" | awk '{printf "%.0f", ($2 - $1) / ($4 - $3)}')
+# Paced: about PACED_RATE requests/s (PACED_CONNECTIONS connections, each waiting between its
+# requests), the latency group commit adds at that rate.
+PACED_CONNECTIONS=${PACED_CONNECTIONS:-10}
+PACED_RATE=${PACED_RATE:-1000}
+delay_ms=$((1000 * PACED_CONNECTIONS / PACED_RATE))
+: >"$WORK/paced_plain_p99"; : >"$WORK/paced_file_p99"; : >"$WORK/paced_plain_rps"; : >"$WORK/paced_file_rps"
+for round in $(seq "$ROUNDS"); do
+  for which in plain file; do
+    if [ "$which" = plain ]; then addr=$PLAIN_ADDR; else addr=$EXPORT_ADDR; fi
+    out=$(export WRK_DELAY_MS=$delay_ms; run_wrk "$PACED_CONNECTIONS" "$DURATION" benches/wrk-single-event.lua "http://$addr")
+    no_errors "$out"
+    echo "$out" | requests_per_second >>"$WORK/paced_${which}_rps"
+    echo "$out" | p99 >>"$WORK/paced_${which}_p99"
+  done
+done
+ms() { sed -E 's/([0-9.]+)us$/\1 0.001/; s/([0-9.]+)ms$/\1 1/; s/([0-9.]+)s$/\1 1000/' | awk '{print $1 * $2}'; }
+declare -A batch_rate
+for to in file kafka; do
+  addr=$(addr_of $to)
+  before=$(exported "$addr"); start_time=$(date +%s.%N)
+  out=$(run_wrk "$BATCH_CONNECTIONS" "$BATCH_DURATION" benches/wrk-ndjson-batch.lua "http://$addr")
+  end_time=$(date +%s.%N); after=$(exported "$addr")
+  no_errors "$out"
+  batch_rate[$to]=$(echo "$before $after $start_time $end_time" | awk '{printf "%.0f", ($2 - $1) / ($4 - $3)}')
+done
 
 plain=$(median <"$WORK/plain_rps")
-export=$(median <"$WORK/export_rps")
 echo
-echo "==> results: median of $ROUNDS runs, wrk -t1 -c$CONNECTIONS -d$DURATION, collectors on CPU $SERVER_CPUS," \
-  "wrk, the OpenTelemetry Collector and Kafka on CPU $OTHER_CPUS"
-printf '  single event without export : %10.0f req/s, p99 %s\n' "$plain" "$(median <"$WORK/plain_p99")"
-printf '  single event with export    : %10.0f req/s, p99 %s (%s %% of without; target >= 50 %%)\n' \
-  "$export" "$(median <"$WORK/export_p99")" "$(echo "$export $plain" | awk '{printf "%.1f", 100 * $1 / $2}')"
-printf '  NDJSON batches of %s with export, from cx_export_events_total: %s events/s (-c%s -d%s)\n' \
-  "$EVENTS_PER_BATCH" "$batch_rate" "$BATCH_CONNECTIONS" "$BATCH_DURATION"
-printf '  CPU per exported single event: collector %.2f µs, OpenTelemetry Collector %.2f µs (%s events)\n' \
-  "$(echo "$exported_cpu_ours $exported_events" | awk '{print 1e6 * $1 / $2}')" \
-  "$(echo "$exported_cpu_theirs $exported_events" | awk '{print 1e6 * $1 / $2}')" "$exported_events"
+echo "==> results: median of $ROUNDS runs, wrk -t1 -c$CONNECTIONS -d$DURATION, lingerMillis $LINGER_MILLIS," \
+  "collectors on CPU $SERVER_CPUS, wrk, the OpenTelemetry Collectors and Kafka on CPU $OTHER_CPUS"
+printf '  single event without export        : %10.0f req/s, p99 %s\n' "$plain" "$(median <"$WORK/plain_p99")"
+for to in file kafka; do
+  rate=$(median <"$WORK/${to}_rps")
+  printf '  single event, export to %-5s      : %10.0f req/s, p99 %s (%s %% of without; target >= 50 %%)\n' \
+    "$to" "$rate" "$(median <"$WORK/${to}_p99")" "$(echo "$rate $plain" | awk '{printf "%.1f", 100 * $1 / $2}')"
+done
+paced_plain=$(ms <"$WORK/paced_plain_p99" | median)
+paced_file=$(ms <"$WORK/paced_file_p99" | median)
+printf '  paced, about %s req/s (-c%s, %s ms between requests): %s and %s req/s; p99 %.2f ms without export, %.2f ms with export to the file: %.2f ms added (target < 10 ms)\n' \
+  "$PACED_RATE" "$PACED_CONNECTIONS" "$delay_ms" "$(median <"$WORK/paced_plain_rps")" "$(median <"$WORK/paced_file_rps")" \
+  "$paced_plain" "$paced_file" "$(echo "$paced_file $paced_plain" | awk '{print $1 - $2}')"
+for to in file kafka; do
+  printf '  NDJSON batches of %s, export to %-5s, from cx_export_events_total: %s events/s (-c%s -d%s)\n' \
+    "$EVENTS_PER_BATCH" "$to" "${batch_rate[$to]}" "$BATCH_CONNECTIONS" "$BATCH_DURATION"
+done
+for to in file kafka; do
+  printf '  CPU per exported single event, export to %-5s: collector %.2f µs, OpenTelemetry Collector %.2f µs (%s events)\n' \
+    "$to" "$(echo "${cpu_ours[$to]} ${events[$to]}" | awk '{print 1e6 * $1 / $2}')" \
+    "$(echo "${cpu_theirs[$to]} ${events[$to]}" | awk '{print 1e6 * $1 / $2}')" "${events[$to]}"
+done

@@ -336,6 +336,7 @@ cmd_env() {
   echo "CX_PIPELINE_FILE=$STATE/otelcol/logs.jsonl"
   echo "CX_PIPELINE_OTELCOL_METRICS=http://127.0.0.1:$TELEMETRY_PORT/metrics"
   echo "CX_PIPELINE_STATE=$STATE"
+  echo "CX_PIPELINE_OTELCOL_BIN=$ROOT/otelcol"
 }
 
 cmd_consume() {

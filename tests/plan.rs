@@ -613,7 +613,7 @@ fn export_settings_reach_the_collector_configuration_and_pods() {
         export.queue_events, None,
         "no queue under guaranteed delivery"
     );
-    assert_eq!((export.linger_millis, export.max_batch_events), (2, 512));
+    assert_eq!((export.linger_millis, export.max_batch_events), (0, 512));
     assert!(export.comments);
     assert!(!export.raw_identifiers);
     assert_eq!(

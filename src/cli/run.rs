@@ -152,7 +152,7 @@ pub struct RunArgs {
     #[arg(long, env = "CX_EXPORT_HEADERS_SECRET")]
     pub export_headers_secret: Option<String>,
     /// How long the first event of an export group waits for others, in milliseconds.
-    #[arg(long, env = "CX_EXPORT_LINGER_MILLIS", default_value_t = 2,
+    #[arg(long, env = "CX_EXPORT_LINGER_MILLIS", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub export_linger_millis: u32,
     /// Most log records in one export request.

@@ -84,8 +84,9 @@ pub struct ExportConfig {
     /// Longest wait for the endpoint's answer to one export request, in milliseconds.
     #[serde(default = "default_export_timeout_millis")]
     pub timeout_millis: u32,
-    /// How long the first event of a group waits for others before the group is sent, in
-    /// milliseconds (group commit).
+    /// How long the first event of a group also waits for others before the group is sent, in
+    /// milliseconds (group commit; 0: a group holds what waited while the export slots were
+    /// busy, and goes as soon as one is free).
     #[serde(default = "default_linger_millis")]
     pub linger_millis: u32,
     /// Most log records in one export request: a full group is sent at once.
@@ -142,7 +143,7 @@ fn default_export_timeout_millis() -> u32 {
 }
 
 fn default_linger_millis() -> u32 {
-    2
+    0
 }
 
 fn default_max_batch_events() -> u32 {

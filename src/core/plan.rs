@@ -115,7 +115,7 @@ impl Default for ExportOptions {
             pseudonym_key_secret: None,
             delivery: Delivery::Guaranteed,
             queue_events: DEFAULT_QUEUE_EVENTS,
-            linger_millis: 2,
+            linger_millis: 0,
             max_batch_events: 512,
             ca_secret: None,
             client_cert_secret: None,

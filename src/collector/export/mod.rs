@@ -9,9 +9,10 @@
 //!
 //! A request's events are handed to the exporter and the HTTP handler waits: it answers 2xx only
 //! once the endpoint accepted the export request holding them, and counts them only then. Events
-//! of concurrent requests share one export request (group commit): the first waits at most
-//! `lingerMillis` for others, and a group of `maxBatchEvents` goes at once; up to
-//! [`MAX_IN_FLIGHT`] export requests are in flight. When the endpoint is down, slow or refuses,
+//! of concurrent requests share one export request (group commit): up to [`MAX_IN_FLIGHT`]
+//! export requests are in flight, and the next holds every event that waited meanwhile (up to
+//! `maxBatchEvents`), so groups grow with the load and an idle collector sends at once; with a
+//! `lingerMillis`, the first event of a group also waits that long for others. When the endpoint is down, slow or refuses,
 //! every request of the group is answered 503 with `Retry-After` and nothing of it is counted:
 //! the producer retries with the same `eventId` (so the pipeline may see an event twice, never
 //! zero times). A crash, an OOM-kill or a rollout loses no acknowledged event, since none is
@@ -622,25 +623,37 @@ async fn send_queued(inner: Arc<Inner>) {
     }
 }
 
-/// Groups submissions and sends each group as one export request.
+/// Groups submissions and sends each group as one export request: a group holds what waited
+/// while the previous requests were in flight (and, with a linger, what came during it), so it
+/// grows with the load and an idle collector sends at once.
 async fn group_commit(inner: Arc<Inner>, mut receiver: mpsc::Receiver<Submission>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = receiver.recv().await {
         let mut events = first.records.len();
         let mut group = vec![first];
-        let deadline = Instant::now() + inner.linger;
-        while events < inner.max_batch_events {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(next)) => {
-                    events += next.records.len();
-                    group.push(next);
+        if !inner.linger.is_zero() {
+            let deadline = Instant::now() + inner.linger;
+            while events < inner.max_batch_events {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(next)) => {
+                        events += next.records.len();
+                        group.push(next);
+                    }
+                    Ok(None) | Err(_) => break,
                 }
-                Ok(None) | Err(_) => break,
             }
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
+        // What came while every request was in flight joins this one.
+        while events < inner.max_batch_events {
+            let Ok(next) = receiver.try_recv() else {
+                break;
+            };
+            events += next.records.len();
+            group.push(next);
+        }
         let inner = inner.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -907,25 +920,132 @@ mod tests {
         }
     }
 
+    /// An exporter of the collector's export `config` (JSON), for namespace `retail`.
+    fn exporter_of(config: serde_json::Value) -> Exporter {
+        let config: crate::collector::config::ExportConfig =
+            serde_json::from_value(config).expect("config");
+        Exporter::new(
+            &ExporterKey::of(&config),
+            encode::resource("retail", "pod-0", true),
+            ExportMetrics::new("retail").expect("metrics"),
+        )
+        .expect("exporter")
+    }
+
+    /// An endpoint on loopback that holds every export request until `release` is notified,
+    /// and reports each request's record count as it arrives.
+    async fn holding_endpoint() -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<usize>,
+        Arc<tokio::sync::Semaphore>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("address");
+        let (arrived, requests) = tokio::sync::mpsc::unbounded_channel();
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate = release.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (arrived, gate) = (arrived.clone(), gate.clone());
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    loop {
+                        let mut chunk = [0_u8; 4096];
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buffer).to_lowercase();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buffer.len() < end + 4 + length {
+                            continue;
+                        }
+                        let body = &buffer[end + 4..end + 4 + length];
+                        let request = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(body)
+                            .expect("an OTLP request");
+                        let records = request.resource_logs[0].scope_logs[0].log_records.len();
+                        let _ = arrived.send(records);
+                        gate.acquire().await.expect("gate").forget();
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        buffer.drain(..end + 4 + length);
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), requests, release)
+    }
+
+    /// Group commit without a linger: a request goes as soon as an export slot is free, and what
+    /// waited while every slot was busy goes as one request (before, the request waiting for a
+    /// slot held only the events there when it was formed, and those arriving after it waited
+    /// for the next).
+    #[tokio::test]
+    async fn what_waits_for_a_busy_export_slot_goes_in_one_request() {
+        let (endpoint, mut requests, release) = holding_endpoint().await;
+        let exporter = exporter_of(serde_json::json!({
+            "endpoint": endpoint,
+            "timeoutMillis": 10_000,
+            "lingerMillis": 0,
+            "maxBatchEvents": 512,
+        }));
+        let mut answers = Vec::new();
+        // One event at a time, each sent at once while a slot is free: every slot busy.
+        for _ in 0..MAX_IN_FLIGHT {
+            let exporter = exporter.clone();
+            answers.push(tokio::spawn(async move {
+                exporter.export(vec![LogRecord::default()]).await
+            }));
+            assert_eq!(requests.recv().await, Some(1));
+        }
+        for _ in 0..10 {
+            let exporter = exporter.clone();
+            answers.push(tokio::spawn(async move {
+                exporter.export(vec![LogRecord::default()]).await
+            }));
+        }
+        while exporter.inner.metrics.pending.get() < 10 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        release.add_permits(1);
+        assert_eq!(
+            requests.recv().await,
+            Some(10),
+            "the ten waiting, in one request"
+        );
+        release.add_permits(MAX_IN_FLIGHT);
+        for answer in answers {
+            assert!(answer.await.expect("joined").is_ok());
+        }
+        assert_eq!(exporter.inner.metrics.exported_events(), 14);
+    }
+
     /// A pool reload replaces an exporter: once its handles are dropped, its grouping task ends
     /// and releases it (before, the task held the channel's sender through the exporter's state
     /// and waited on it forever, one task and one HTTP client leaked per reload).
     #[tokio::test]
     async fn a_replaced_exporter_ends_its_grouping_task() {
-        let config: crate::collector::config::ExportConfig =
-            serde_json::from_value(serde_json::json!({
-                "endpoint": "http://127.0.0.1:9",
-                "timeoutMillis": 200,
-                "lingerMillis": 1,
-                "maxBatchEvents": 10,
-            }))
-            .expect("config");
-        let exporter = Exporter::new(
-            &ExporterKey::of(&config),
-            encode::resource("retail", "pod-0", true),
-            ExportMetrics::new("retail").expect("metrics"),
-        )
-        .expect("exporter");
+        let exporter = exporter_of(serde_json::json!({
+            "endpoint": "http://127.0.0.1:9",
+            "timeoutMillis": 200,
+            "lingerMillis": 1,
+            "maxBatchEvents": 10,
+        }));
         // Nothing listens: the export fails, but the grouping task has started and holds it.
         let answer = exporter.export(vec![LogRecord::default()]).await;
         assert!(answer.is_err(), "{answer:?}");
