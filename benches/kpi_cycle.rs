@@ -327,9 +327,8 @@ async fn bench() {
             let spec = WindowSpec::parse(window).expect("window");
             // The raw counters: the bench's history is too short for recorded increments.
             let raw = CycleCounting {
-                ends: None,
-                recorded: Vec::new(),
                 raw: namespaces.clone(),
+                ..CycleCounting::default()
             };
             let answer = client
                 .query(

@@ -1,5 +1,6 @@
 //! What a 28-day KPI cycle costs Prometheus, on backfilled history with the collectors' real
-//! series: the raw counters' exact formula against the recorded 5-minute increments.
+//! series: the raw counters' exact formula, the recorded 5-minute increments, and their hourly
+//! sums with the steps at the window's ends (what the operator reads).
 //!
 //! `cargo bench --bench kpi_history` (env `CX_BENCH_TOUCHPOINTS`, default 20;
 //! `CX_BENCH_DAYS`, default 56: a 28-day window and its previous cycle):
@@ -11,14 +12,16 @@
 //!    restarted once at a random instant (its counters reset), day by day with `promtool tsdb
 //!    create-blocks-from openmetrics` (one-day blocks);
 //! 3. starts Prometheus on them and records the namespace's increments over the whole history
-//!    with `promtool tsdb create-blocks-from rules` (the operator's recording group);
+//!    with `promtool tsdb create-blocks-from rules` (the operator's recording group), then their
+//!    hourly sums the same way (its hours group);
 //! 4. runs the builtin KPIs' family queries for a 28-day window (current and previous cycle in
-//!    one query each, as the operator batches them) over the raw counters and over the recorded
-//!    increments, three times each, and reports per cycle Prometheus' CPU (from
+//!    one query each, as the operator batches them) over the raw counters, the recorded steps
+//!    and the hourly sums, three times each, and reports per cycle Prometheus' CPU (from
 //!    `/proc/<pid>/stat`), the samples it read (`stats=all`: `totalQueryableSamples`) and the
 //!    slowest query, per series and extrapolated to 1,000 touchpoints; plus one evaluation of
-//!    the recording group (every 5 minutes in production);
-//! 5. checks the NPS answers counted from the recorded increments against the answers written.
+//!    each rule group (every 5 minutes and every hour in production);
+//! 5. checks the NPS answers counted from the recorded increments against the answers written,
+//!    and from the hourly sums against the steps (both cycles).
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it only prints how to run it.
 
@@ -36,11 +39,12 @@ use cx_conductor::core::plan::collector_config;
 use cx_conductor::kpi::batch::{CycleCounting, Family};
 use cx_conductor::kpi::cycle::MAX_TOUCHPOINTS_PER_QUERY;
 use cx_conductor::kpi::prometheus::form_encode;
-use cx_conductor::kpi::promql::RangeEnds;
+use cx_conductor::kpi::promql::{HourParts, RangeEnds, at_modifier};
 use cx_conductor::kpi::recording::{
-    Increase, RECORDED, STEPS_RECORDED, recording_group, step_increase,
+    HOURS_RECORDED, Increase, RECORDED, STEPS_RECORDED, hour_sum, hours_group, recording_group,
+    step_increase,
 };
-use cx_conductor::kpi::rules::RuleFile;
+use cx_conductor::kpi::rules::{RuleFile, RuleGroup};
 use cx_conductor::kpi::{Span, WindowSpec};
 use k8s_openapi::jiff::Timestamp;
 use support::{
@@ -371,75 +375,60 @@ async fn bench() {
     println!("  history written in {:.0?}", generated.elapsed());
 
     let rules_started = Instant::now();
-    let file = RuleFile {
-        groups: vec![recording_group(NAMESPACE, increase)],
-    };
-    std::fs::write(
-        work.join("rules.yaml"),
-        serde_yaml::to_string(&file).expect("yaml"),
-    )
-    .expect("rules");
     // Two halves at once (two cores); the group's evaluation instants are the same in both.
     let middle = start + 3600 + (end - start - 3600) / 2;
-    let halves: Vec<std::process::Child> = [(start + 3600, middle), (middle, end)]
-        .iter()
-        .enumerate()
-        .map(|(i, (from, to))| {
-            Command::new(&promtool)
-                .args(["tsdb", "create-blocks-from", "rules"])
-                .arg(format!("--url={}", prometheus.url))
-                .arg(format!("--start={from}"))
-                .arg(format!("--end={to}"))
-                .arg(format!(
-                    "--output-dir={}",
-                    work.join(format!("recorded-{i}")).display()
-                ))
-                .arg("rules.yaml")
-                .current_dir(&work)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("promtool")
-        })
-        .collect();
-    for (i, child) in halves.into_iter().enumerate() {
-        let output = child.wait_with_output().expect("promtool");
-        assert!(
-            output.status.success(),
-            "promtool create-blocks-from rules: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        for block in std::fs::read_dir(work.join(format!("recorded-{i}"))).expect("blocks") {
-            let block = block.expect("a block").path();
-            std::fs::rename(
-                &block,
-                prometheus.data_dir().join(block.file_name().expect("name")),
-            )
-            .expect("block moved");
-        }
-    }
+    backfill_in_halves(
+        &promtool,
+        &prometheus,
+        &work,
+        "rules",
+        recording_group(NAMESPACE, increase),
+        [(start + 3600, middle), (middle, end)],
+    );
+    prometheus.restart().await;
+    // Then their hourly sums, over the recorded steps, from the first whole 2-hour block after
+    // the first steps (`create-blocks-from rules` stops at a block whose part after the start
+    // holds no evaluation).
+    let block = |t: i64| (t + 7199).div_euclid(7200) * 7200;
+    let middle = block(middle);
+    backfill_in_halves(
+        &promtool,
+        &prometheus,
+        &work,
+        "hours",
+        hours_group(NAMESPACE, increase),
+        [(block(start + 3 * 3600), middle), (middle, end)],
+    );
     prometheus.restart().await;
     println!(
         "  recording rules backfilled in {:.0?}",
         rules_started.elapsed()
     );
-    // Let the storage settle before measuring CPU: the backfilled rule blocks (two hours each)
-    // are compacted after the restart, which takes minutes of CPU that would otherwise be
-    // counted against whichever queries run meanwhile. Settled: under 0.2 s of CPU in 10 s.
+    // Let the storage settle before measuring CPU: the backfilled blocks (two hours each, one
+    // per rule: thousands) are compacted after the restart, from the first compaction tick (a
+    // minute), which takes minutes of CPU that would otherwise be counted against whichever
+    // queries run meanwhile. Settled: past two minutes, the number of blocks unchanged over the
+    // last 30 seconds and under 0.2 s of CPU in the last 15.
     let pid = prometheus.pid().expect("running");
     let settling = Instant::now();
+    let mut blocks = vec![blocks_loaded(&prometheus)];
     loop {
         let before = cpu_of(pid);
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        if cpu_of(pid) - before < Duration::from_millis(200)
-            || settling.elapsed() > Duration::from_secs(1800)
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let idle = cpu_of(pid) - before < Duration::from_millis(200);
+        blocks.push(blocks_loaded(&prometheus));
+        let steady =
+            blocks.len() >= 3 && blocks[blocks.len() - 3..].windows(2).all(|w| w[0] == w[1]);
+        if (settling.elapsed() > Duration::from_secs(120) && idle && steady)
+            || settling.elapsed() > Duration::from_secs(3600)
         {
             break;
         }
     }
     println!(
-        "  storage settled (compaction done) in {:.0?}",
-        settling.elapsed()
+        "  storage settled (compaction done) in {:.0?}, {} blocks loaded",
+        settling.elapsed(),
+        blocks_loaded(&prometheus)
     );
 
     // A window of half the history: 28 days by default, its previous cycle the other half.
@@ -456,7 +445,7 @@ async fn bench() {
         Family::Waits,
         Family::Comments,
     ];
-    let queries = |counting: &CycleCounting| -> Vec<String> {
+    let queries = |counting: &(CycleCounting, CycleCounting)| -> Vec<String> {
         families
             .iter()
             .map(|f| {
@@ -464,27 +453,54 @@ async fn bench() {
                     &themes,
                     true,
                     &[] as &[&str],
-                    (&current, counting),
-                    Some((&previous, counting)),
+                    (&current, &counting.0),
+                    Some((&previous, &counting.1)),
                 )
             })
             .collect()
     };
     let raw = CycleCounting {
-        recorded: vec![],
         raw: vec![NAMESPACE.into()],
-        ends: None,
+        ..CycleCounting::default()
     };
+    let raw = (raw.clone(), raw);
     // As the operator reads them: ranges fitted to the server's ends.
-    let recorded = CycleCounting {
-        recorded: vec![NAMESPACE.into()],
-        raw: vec![],
-        ends: Some(if increase == Increase::Anchored {
-            RangeEnds::LeftOpen
-        } else {
-            RangeEnds::Closed
-        }),
+    let ends = if increase == Increase::Anchored {
+        RangeEnds::LeftOpen
+    } else {
+        RangeEnds::Closed
     };
+    let steps = CycleCounting {
+        recorded: vec![NAMESPACE.into()],
+        ends: Some(ends),
+        ..CycleCounting::default()
+    };
+    let recorded = (steps.clone(), steps);
+    let hourly = |span: &Span| CycleCounting {
+        hours: vec![NAMESPACE.into()],
+        hour_parts: Some(HourParts::of(span, now * 1000).expect("hours in the window")),
+        ends: Some(ends),
+        ..CycleCounting::default()
+    };
+    let hours = (hourly(&current), hourly(&previous));
+    for (cycle, span) in [("current", &current), ("previous", &previous)] {
+        let parts = HourParts::of(span, now * 1000).expect("hours");
+        let (length, at) = parts.selection(ends);
+        let recorded_hours = client_number(
+            &prometheus,
+            &format!(
+                "count_over_time({HOURS_RECORDED}{{namespace=\"{NAMESPACE}\"}}[{}ms]{})",
+                length.as_millis(),
+                at_modifier(at)
+            ),
+            now,
+        )
+        .await;
+        println!(
+            "  hourly sums recorded in the {cycle} window: {recorded_hours} of {}",
+            parts.hours()
+        );
+    }
     let coverage = client_number(
         &prometheus,
         &format!("count_over_time({STEPS_RECORDED}{{namespace=\"{NAMESPACE}\"}}[{window_days}d] offset {window_days}d)"),
@@ -496,9 +512,45 @@ async fn bench() {
         window_days * 288
     );
 
+    if std::env::var_os("CX_BENCH_DIAGNOSE").is_some() {
+        // Each family query alone, steps then hours, and the hourly selector alone.
+        let parts = HourParts::of(&current, now * 1000).expect("hours");
+        let (length, at) = parts.selection(ends);
+        let bare = format!(
+            "sum by (namespace, touchpoint, score) (sum_over_time(touchpoint:cx_survey_responses_total:increase1h{{namespace=\"{NAMESPACE}\", metric=\"nps\"}}[{}ms]{}))",
+            length.as_millis(),
+            at_modifier(at)
+        );
+        let bare_steps = format!(
+            "sum by (namespace, touchpoint, score) (sum_over_time(touchpoint:cx_survey_responses_total:increase5m{{namespace=\"{NAMESPACE}\", metric=\"nps\"}}[{window_days}d]))"
+        );
+        for (name, query) in queries(&recorded)
+            .into_iter()
+            .map(|q| ("steps", q))
+            .chain(queries(&hours).into_iter().map(|q| ("hours", q)))
+            .chain([("bare hours", bare), ("bare steps", bare_steps)])
+        {
+            let (cpu, samples, _) =
+                cycle_cost(&prometheus, std::slice::from_ref(&query), now).await;
+            println!(
+                "  {name}: {:.3} s, {samples:.0} samples: {:.120}",
+                cpu.as_secs_f64(),
+                query
+            );
+        }
+    }
     let (raw_cpu, raw_samples, raw_slowest) = cycle_cost(&prometheus, &queries(&raw), now).await;
     let (rec_cpu, rec_samples, rec_slowest) =
         cycle_cost(&prometheus, &queries(&recorded), now).await;
+    let (hours_cpu, hours_samples, hours_slowest) =
+        cycle_cost(&prometheus, &queries(&hours), now).await;
+    // The hourly group's own cost, every hour.
+    let hour_rules: Vec<String> = RECORDED
+        .iter()
+        .map(|c| hour_sum(c, NAMESPACE, increase))
+        .collect();
+    let (hour_rule_cpu, hour_rule_samples, hour_rule_slowest) =
+        cycle_cost(&prometheus, &hour_rules, now).await;
     // The recording group's own cost, every 5 minutes: one evaluation of each rule.
     let rules: Vec<String> = RECORDED
         .iter()
@@ -523,12 +575,24 @@ async fn bench() {
             raw_samples,
             raw_slowest,
         ),
-        ("recorded increments", rec_cpu, rec_samples, rec_slowest),
+        ("recorded 5-minute steps", rec_cpu, rec_samples, rec_slowest),
         (
-            "recording group, one evaluation",
+            "hourly sums + the steps at the ends",
+            hours_cpu,
+            hours_samples,
+            hours_slowest,
+        ),
+        (
+            "steps group, one evaluation (every 5 min)",
             rule_cpu,
             rule_samples,
             rule_slowest,
+        ),
+        (
+            "hours group, one evaluation (every hour)",
+            hour_rule_cpu,
+            hour_rule_samples,
+            hour_rule_slowest,
         ),
     ] {
         let at_scale = cpu.as_secs_f64() * scale;
@@ -542,9 +606,24 @@ async fn bench() {
         );
     }
     println!(
-        "  recorded ÷ raw: CPU {:.3}, samples {:.4}",
+        "  steps ÷ raw: CPU {:.3}, samples {:.4}; hours ÷ raw: CPU {:.3}, samples {:.4}; hours ÷ steps: CPU {:.3}, samples {:.4}",
         rec_cpu.as_secs_f64() / raw_cpu.as_secs_f64().max(1e-9),
-        rec_samples / raw_samples.max(1.0)
+        rec_samples / raw_samples.max(1.0),
+        hours_cpu.as_secs_f64() / raw_cpu.as_secs_f64().max(1e-9),
+        hours_samples / raw_samples.max(1.0),
+        hours_cpu.as_secs_f64() / rec_cpu.as_secs_f64().max(1e-9),
+        hours_samples / rec_samples.max(1.0)
+    );
+    // Per 5-minute cycle at 1,000 touchpoints, with the rules' own cost: the KPI cycle, one
+    // steps evaluation, and a twelfth of an hours evaluation.
+    let total = |cycle: Duration| {
+        (cycle.as_secs_f64() + rule_cpu.as_secs_f64() + hour_rule_cpu.as_secs_f64() / 12.0) * scale
+            / 300.0
+    };
+    println!(
+        "  Prometheus at 1,000 touchpoints, KPI cycle + rules: steps {:.2} core, hourly sums {:.2} core",
+        total(rec_cpu),
+        total(hours_cpu)
     );
 
     // Ground truth: the NPS answers of the recorded steps' span against the answers written.
@@ -575,10 +654,22 @@ async fn bench() {
         &[] as &[&str],
         false,
         &[] as &[&str],
-        (&current, &raw),
-        Some((&previous, &raw)),
+        (&current, &raw.0),
+        Some((&previous, &raw.1)),
     );
     let raw_answers = sum_rows(&prometheus, &raw_query, now, "current").await;
+    let (mut from_steps, mut from_hours) = (Vec::new(), Vec::new());
+    for cycle in ["current", "previous"] {
+        from_steps.push(sum_rows(&prometheus, &queries(&recorded)[0], now, cycle).await);
+        from_hours.push(sum_rows(&prometheus, &queries(&hours)[0], now, cycle).await);
+    }
+    println!(
+        "  NPS answers (current, previous) from the steps {from_steps:?}, from the hourly sums {from_hours:?}"
+    );
+    assert_eq!(
+        from_hours, from_steps,
+        "the hourly sums count every step once"
+    );
     println!(
         "\n  NPS answers, {window_days} days: recorded increments {recorded_answers:.0}, written {truth} (over the recorded steps); raw counters {raw_answers:.0}, written {raw_truth} (over the window)"
     );
@@ -590,6 +681,77 @@ async fn bench() {
     }
     drop(prometheus);
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Evaluates `group` (written to `<name>.yaml`) with `promtool tsdb create-blocks-from rules`
+/// over each of `halves` at once (two cores), and moves the blocks into `prometheus`' storage
+/// (read after a restart).
+fn backfill_in_halves(
+    promtool: &Path,
+    prometheus: &Prometheus,
+    work: &Path,
+    name: &str,
+    group: RuleGroup,
+    halves: [(i64, i64); 2],
+) {
+    let file = RuleFile {
+        groups: vec![group],
+    };
+    std::fs::write(
+        work.join(format!("{name}.yaml")),
+        serde_yaml::to_string(&file).expect("yaml"),
+    )
+    .expect("rules");
+    let children: Vec<std::process::Child> = halves
+        .iter()
+        .enumerate()
+        .map(|(i, (from, to))| {
+            Command::new(promtool)
+                .args(["tsdb", "create-blocks-from", "rules"])
+                .arg(format!("--url={}", prometheus.url))
+                .arg(format!("--start={from}"))
+                .arg(format!("--end={to}"))
+                .arg(format!(
+                    "--output-dir={}",
+                    work.join(format!("{name}-{i}")).display()
+                ))
+                .arg(format!("{name}.yaml"))
+                .current_dir(work)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("promtool")
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().expect("promtool");
+        assert!(
+            output.status.success(),
+            "promtool create-blocks-from rules: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for block in std::fs::read_dir(work.join(format!("{name}-{i}"))).expect("blocks") {
+            let block = block.expect("a block").path();
+            std::fs::rename(
+                &block,
+                prometheus.data_dir().join(block.file_name().expect("name")),
+            )
+            .expect("block moved");
+        }
+    }
+}
+
+/// Prometheus' own `prometheus_tsdb_blocks_loaded`, from its `/metrics`.
+fn blocks_loaded(prometheus: &Prometheus) -> String {
+    let output = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", prometheus.url)])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("prometheus_tsdb_blocks_loaded "))
+        .unwrap_or("?")
+        .to_owned()
 }
 
 async fn client_number(prometheus: &Prometheus, query: &str, at: i64) -> f64 {

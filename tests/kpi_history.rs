@@ -29,8 +29,8 @@ use cx_conductor::kpi::cycle::{
     FINISHED_AFTER, FinishedPeriods, MAX_TOUCHPOINTS_PER_QUERY, measure_cycle_keeping,
 };
 use cx_conductor::kpi::evaluate::{CountSource, CountSources};
-use cx_conductor::kpi::recording::{Increase, STEPS_RECORDED, recording_group};
-use cx_conductor::kpi::rules::RuleFile;
+use cx_conductor::kpi::recording::{Increase, STEPS_RECORDED, hours_group, recording_group};
+use cx_conductor::kpi::rules::{RuleFile, RuleGroup};
 use cx_conductor::kpi::{KpiRequest, Measurement, SampleCount, WindowSpec, measure_cycle};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -279,6 +279,49 @@ fn openmetrics(series: &[Series]) -> String {
     out
 }
 
+/// Evaluates `groups` over `[from, to]` with `promtool tsdb create-blocks-from rules` against
+/// `prometheus` (its evaluation offsets hashed from the group and file names, as a server's
+/// are) and moves the blocks into its storage (read after a restart). `name` names the files.
+fn backfill(
+    promtool: &Path,
+    prometheus: &Prometheus,
+    work: &Path,
+    name: &str,
+    groups: Vec<RuleGroup>,
+    from: i64,
+    to: i64,
+) {
+    let rules = work.join(format!("rules-{name}.yaml"));
+    let file = RuleFile { groups };
+    std::fs::write(&rules, serde_yaml::to_string(&file).expect("yaml")).expect("rules");
+    let output = work.join(format!("recorded-{name}"));
+    let said = run(
+        promtool,
+        &[
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            &format!("--url={}", prometheus.url),
+            &format!("--start={from}"),
+            &format!("--end={to}"),
+            &format!("--output-dir={}", output.display()),
+            &rules.display().to_string(),
+        ],
+        work,
+    );
+    let blocks = std::fs::read_dir(&output).unwrap_or_else(|e| panic!("{name}: {e}: {said}"));
+    for block in blocks {
+        let block = block.expect("a block").path();
+        std::fs::rename(
+            &block,
+            prometheus
+                .data_dir()
+                .join(block.file_name().expect("a name")),
+        )
+        .expect("block moved into the storage");
+    }
+}
+
 fn run(program: &Path, args: &[&str], dir: &Path) -> String {
     let output = Command::new(program)
         .args(args)
@@ -292,7 +335,11 @@ fn run(program: &Path, args: &[&str], dir: &Path) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// NPS and its answers from answers by score.
@@ -389,36 +436,43 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     runs.push(("b2b", recorded_from, missed.0));
     runs.push(("b2b", missed.1, end));
     for (i, (namespace, from, to)) in runs.iter().enumerate() {
-        let file = RuleFile {
-            groups: vec![recording_group(namespace, increase)],
-        };
-        let rules = work.join(format!("rules-{i}.yaml"));
-        std::fs::write(&rules, serde_yaml::to_string(&file).expect("yaml")).expect("rules");
-        let output = work.join(format!("recorded-{i}"));
-        run(
+        let groups = vec![recording_group(namespace, increase)];
+        backfill(
             &promtool,
-            &[
-                "tsdb",
-                "create-blocks-from",
-                "rules",
-                &format!("--url={}", prometheus.url),
-                &format!("--start={from}"),
-                &format!("--end={to}"),
-                &format!("--output-dir={}", output.display()),
-                &rules.display().to_string(),
-            ],
+            &prometheus,
             &work,
+            &format!("steps-{i}"),
+            groups,
+            *from,
+            *to,
         );
-        for block in std::fs::read_dir(&output).expect("blocks") {
-            let block = block.expect("a block").path();
-            std::fs::rename(
-                &block,
-                prometheus
-                    .data_dir()
-                    .join(block.file_name().expect("a name")),
-            )
-            .expect("block moved into the storage");
-        }
+    }
+    prometheus.restart().await;
+    // Then the hourly sums of the steps, every hour; retail's miss an hour of its previous
+    // cycle, whose steps it then reads whole.
+    // (`create-blocks-from rules` stops at a 2-hour block whose part after the start holds no
+    // evaluation: each run starts on a block's start.)
+    let block = |t: i64| (t + 7199).div_euclid(7200) * 7200;
+    let hours_from = block(recorded_from + 3600);
+    let missed_hour = block(now - DAY - 6 * 3600);
+    for (i, (namespace, from, to)) in [
+        ("retail", hours_from, missed_hour - 1),
+        ("retail", missed_hour + 7200, end),
+        ("b2b", hours_from, end),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let groups = vec![hours_group(namespace, increase)];
+        backfill(
+            &promtool,
+            &prometheus,
+            &work,
+            &format!("hours-{i}"),
+            groups,
+            from,
+            to,
+        );
     }
     prometheus.restart().await;
 
@@ -460,6 +514,15 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     assert!(
         query.contains(r#"increase5m{namespace="retail", metric="nps"}"#)
             && query.contains(r#"cx_survey_responses_total{namespace="b2b", metric="nps"}"#),
+        "{query}"
+    );
+    // retail's current cycle from its hourly sums, its previous one (an hour missed) from the
+    // steps alone.
+    assert_eq!(
+        query
+            .matches(r#"increase1h{namespace="retail", metric="nps"}"#)
+            .count(),
+        1,
         "{query}"
     );
 

@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use cx_conductor::api::{Direction, ExperienceKPI};
 use cx_conductor::kpi::metrics::{KpiLabels, STATES};
-use cx_conductor::kpi::promql::{RangeEnds, counted, steps};
-use cx_conductor::kpi::recording::{Increase, RECORDED, recording_group};
+use cx_conductor::kpi::promql::{HourParts, RangeEnds, at_modifier, counted, hours, steps};
+use cx_conductor::kpi::recording::{
+    HOURS_RECORDED, Increase, RECORDED, hours_group, recording_group,
+};
 use cx_conductor::kpi::rules::{
     AT_RISK_ALERT, BREACHED_ALERT, RuleFile, prometheus_rules, rule_file,
 };
@@ -44,6 +46,13 @@ fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cx-kpi-rules-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Writes `tests` (a `promtool test rules` file) to `dir`/`file` and runs them: promtool's output.
+fn promtool_test(promtool: &PathBuf, dir: &PathBuf, file: &str, tests: &Value) -> String {
+    std::fs::write(dir.join(file), serde_yaml::to_string(tests).expect("yaml"))
+        .expect("tests written");
+    run(promtool, &["test", "rules", file], dir)
 }
 
 fn run(promtool: &PathBuf, args: &[&str], dir: &PathBuf) -> String {
@@ -156,14 +165,19 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     let rules = rule_file(&kpis, Increase::Differences);
     assert_eq!(
         rules.groups.len(),
-        2,
-        "one namespace: its alerts and its increments"
+        3,
+        "one namespace: its alerts, its increments and their hourly sums"
     );
     assert_eq!(rules.groups[0].rules.len(), 2 * kpis.len());
     assert_eq!(
         rules.groups[1].rules.len(),
         RECORDED.len() + 1,
         "and the steps marker"
+    );
+    assert_eq!(
+        rules.groups[2].rules.len(),
+        RECORDED.len() + 1,
+        "and the hours marker"
     );
     std::fs::write(
         dir.join("kpi-rules.yaml"),
@@ -174,7 +188,7 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
     assert!(
         checked.contains(&format!(
             "SUCCESS: {} rules found",
-            2 * kpis.len() + RECORDED.len() + 1
+            2 * kpis.len() + 2 * (RECORDED.len() + 1)
         )),
         "{checked}"
     );
@@ -231,12 +245,7 @@ fn retail_rules_pass_promtool_check_and_unit_tests() {
         "evaluation_interval": "1m",
         "tests": tests,
     });
-    std::fs::write(
-        dir.join("kpi-rules-test.yaml"),
-        serde_yaml::to_string(&test_file).expect("yaml"),
-    )
-    .expect("write tests");
-    let tested = run(&promtool, &["test", "rules", "kpi-rules-test.yaml"], &dir);
+    let tested = promtool_test(&promtool, &dir, "kpi-rules-test.yaml", &test_file);
     assert!(tested.contains("SUCCESS"), "{tested}");
 
     // The harness itself must catch a wrong expectation: an alert expected on InsufficientData.
@@ -333,12 +342,7 @@ fn recorded_increments_sum_to_the_answers_received() {
                 ],
             }],
         });
-        std::fs::write(
-            dir.join("increments-test.yaml"),
-            serde_yaml::to_string(&tests).expect("yaml"),
-        )
-        .expect("tests written");
-        let out = run(&promtool, &["test", "rules", "increments-test.yaml"], &dir);
+        let out = promtool_test(&promtool, &dir, "increments-test.yaml", &tests);
         assert!(out.contains("SUCCESS"), "{form:?}: {out}");
     }
 }
@@ -396,12 +400,89 @@ fn recorded_steps_are_counted_once_on_window_boundaries() {
             "promql_expr_test": cases,
         }],
     });
+    let out = promtool_test(&promtool, &dir, "steps-test.yaml", &tests);
+    assert!(out.contains("SUCCESS"), "{ends:?}: {out}");
+}
+
+/// The hourly sums ([`hours_group`], evaluated by promtool every hour on the hour) read with the
+/// steps at a window's ends ([`hours`]) count each step of `(end - w, end]` once: steps every 5
+/// minutes from zero (on the hours' own boundaries, where a range's ends matter), step k
+/// recording k + 1 answers; current and previous windows, starts on and off the step grid. The
+/// hours recorded in a window ([`HOURS_RECORDED`]) are counted as the operator counts them.
+#[test]
+fn hourly_sums_and_the_steps_at_the_ends_count_each_step_once() {
+    let Some(promtool) = promtool_binary() else {
+        return;
+    };
+    let version = run(&promtool, &["--version"], &temp_dir());
+    let (ends, form) = if version.contains("version 2.") {
+        (RangeEnds::Closed, Increase::Differences)
+    } else {
+        (RangeEnds::LeftOpen, Increase::Anchored)
+    };
+    let dir = temp_dir().join("hours");
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let file = RuleFile {
+        groups: vec![hours_group("retail", form)],
+    };
     std::fs::write(
-        dir.join("steps-test.yaml"),
-        serde_yaml::to_string(&tests).expect("yaml"),
+        dir.join("hours.yaml"),
+        serde_yaml::to_string(&file).expect("yaml"),
     )
-    .expect("tests written");
-    let out = run(&promtool, &["test", "rules", "steps-test.yaml"], &dir);
+    .expect("rules written");
+    let matchers = r#"namespace="retail""#;
+    let mut cases = Vec::new();
+    for (now, window, previous) in [
+        (30 * 3600 + 15 * 60, "20h", false),
+        (30 * 3600, "20h", false),
+        (30 * 3600 + 120, "13h", true),
+        (31 * 3600 + 50 * 60, "6h", true),
+    ] {
+        let window = WindowSpec::parse(window).expect("window");
+        let at = Timestamp::from_second(now).expect("time");
+        let span = if previous {
+            window.previous(at)
+        } else {
+            window.current(at)
+        };
+        let parts = HourParts::of(&span, now * 1000).expect("hours in the window");
+        let (start, end) = (parts.start / 1000, parts.end / 1000);
+        let expected: i64 = (0..=400)
+            .filter(|k| (start + 1..=end).contains(&(k * 300)))
+            .map(|k| k + 1)
+            .sum();
+        cases.push(json!({
+            "expr": format!("sum({})", hours("cx_interactions_total", matchers, ends, &parts)),
+            "eval_time": format!("{now}s"),
+            "exp_samples": [{"labels": "{}", "value": expected}],
+        }));
+        let (length, at) = parts.selection(ends);
+        cases.push(json!({
+            "expr": format!(
+                "count_over_time({HOURS_RECORDED}{{{matchers}}}[{}ms]{})",
+                length.as_millis(),
+                at_modifier(at)
+            ),
+            "eval_time": format!("{now}s"),
+            "exp_samples": [{
+                "labels": format!("{{{matchers}}}"),
+                "value": parts.hours(),
+            }],
+        }));
+    }
+    let tests = json!({
+        "rule_files": ["hours.yaml"],
+        "evaluation_interval": "1h",
+        "tests": [{
+            "interval": "5m",
+            "input_series": [{
+                "series": r#"touchpoint:cx_interactions_total:increase5m{namespace="retail", touchpoint="checkout", outcome="resolved"}"#,
+                "values": "1+1x400",
+            }],
+            "promql_expr_test": cases,
+        }],
+    });
+    let out = promtool_test(&promtool, &dir, "hours-test.yaml", &tests);
     assert!(out.contains("SUCCESS"), "{ends:?}: {out}");
 }
 
@@ -460,11 +541,6 @@ fn counts_are_exact_when_a_window_starts_inside_a_scrape_gap() {
             }],
         }],
     });
-    std::fs::write(
-        dir.join("gaps-test.yaml"),
-        serde_yaml::to_string(&tests).expect("yaml"),
-    )
-    .expect("tests written");
-    let out = run(&promtool, &["test", "rules", "gaps-test.yaml"], &dir);
+    let out = promtool_test(&promtool, &dir, "gaps-test.yaml", &tests);
     assert!(out.contains("SUCCESS"), "{out}");
 }

@@ -25,7 +25,7 @@ use super::evaluate::{Measurement, Reading, SampleCount};
 use super::prometheus::Sample;
 use super::promql::{
     COMMENTS, CONTACT_OUTCOMES, Counting, DURATIONS, FIRST_RESPONSE_QUANTILE, FIRST_RESPONSES,
-    INTERACTIONS, NPS_DETRACTORS, NPS_PROMOTERS, RangeEnds, SURVEY_RESPONSES, THEMES,
+    HourParts, INTERACTIONS, NPS_DETRACTORS, NPS_PROMOTERS, RangeEnds, SURVEY_RESPONSES, THEMES,
     common_bounds, count, label_in,
 };
 use super::scope::{QueryScope, TouchpointScope};
@@ -122,16 +122,21 @@ impl Family {
             .into_iter()
             .filter_map(|(cycle, read)| Some((cycle, read?)))
         {
+            let hours = counting
+                .ends
+                .zip(counting.hour_parts)
+                .map(|(ends, parts)| Counting::Hours(ends, parts));
             for (namespaces, how) in [
+                (&counting.hours, hours),
                 (
                     &counting.recorded,
-                    counting.ends.map_or(Counting::Recorded, Counting::Steps),
+                    Some(counting.ends.map_or(Counting::Recorded, Counting::Steps)),
                 ),
-                (&counting.raw, Counting::Raw),
+                (&counting.raw, Some(Counting::Raw)),
             ] {
-                if namespaces.is_empty() {
+                let Some(how) = how.filter(|_| !namespaces.is_empty()) else {
                     continue;
-                }
+                };
                 parts.push(format!(
                     "label_replace({}, \"{CYCLE_LABEL}\", \"{}\", \"\", \"\")",
                     self.cycle_query(namespaces, touchpoints, themes, answers, span, how),
@@ -231,7 +236,12 @@ impl Family {
 /// for one cycle (each namespace in exactly one list, both sorted).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CycleCounting {
-    /// Namespaces whose recorded increments cover the cycle's window.
+    /// Namespaces whose recorded steps and hourly sums cover the cycle's window: read from
+    /// the hourly sums and the steps at the window's ends ([`Counting::Hours`]).
+    pub hours: Vec<String>,
+    /// The window's hourly sums: `hours` is empty without them.
+    pub hour_parts: Option<HourParts>,
+    /// Namespaces whose recorded steps cover the cycle's window (and their hourly sums do not).
     pub recorded: Vec<String>,
     /// The others.
     pub raw: Vec<String>,
@@ -683,7 +693,7 @@ mod tests {
         let raw = CycleCounting {
             recorded: vec![],
             raw: vec!["b2b".into(), "retail".into()],
-            ends: None,
+            ..CycleCounting::default()
         };
         let none: [&str; 0] = [];
         assert_eq!(
@@ -737,12 +747,11 @@ mod tests {
         let split = CycleCounting {
             recorded: vec!["retail".into()],
             raw: vec!["b2b".into()],
-            ends: None,
+            ..CycleCounting::default()
         };
         let recorded = CycleCounting {
             recorded: vec!["b2b".into(), "retail".into()],
-            raw: vec![],
-            ends: None,
+            ..CycleCounting::default()
         };
         assert_eq!(
             Family::Interactions.query(
@@ -771,6 +780,36 @@ mod tests {
             query.contains(r#"increase5m{namespace=~"b2b|retail"}[604799999ms])"#),
             "{query}"
         );
+        // Where the hourly sums cover it too, a cycle reads them and the steps at its ends: 7
+        // days from 2026-10-27T10:15 to 2026-11-03T10:15: the steps of (10:15, 10:55], the sums
+        // of the hours 12:00 (steps of (10:55, 11:55]) to 09:00 seven days later (the last one
+        // surely recorded by 10:15), their samples recorded up to 09:59:59.999, and the steps of
+        // (08:55, 10:15].
+        let parts = HourParts::of(&current, now.as_millisecond()).expect("hours");
+        assert_eq!(parts.hours(), 7 * 24 - 2);
+        let hourly = CycleCounting {
+            hours: vec!["retail".into()],
+            hour_parts: Some(parts),
+            recorded: vec!["b2b".into()],
+            ends: Some(RangeEnds::LeftOpen),
+            ..CycleCounting::default()
+        };
+        let query = Family::Interactions.cycle_query(
+            &["retail"],
+            &none,
+            &none,
+            false,
+            &current,
+            Counting::Hours(RangeEnds::LeftOpen, parts),
+        );
+        let steps = "touchpoint:cx_interactions_total:increase5m{namespace=\"retail\"}";
+        let hours = "touchpoint:cx_interactions_total:increase1h{namespace=\"retail\"}";
+        assert_eq!(
+            query,
+            format!(
+                r#"sum by (namespace, touchpoint, outcome) ((label_replace(sum_over_time({steps}[40m] @ 1793098500), "cx_conductor_hours_part", "head", "", "") or label_replace(sum_over_time({hours}[166h] @ 1793699999.999), "cx_conductor_hours_part", "hours", "", "") or label_replace(sum_over_time({steps}[80m] @ 1793700900), "cx_conductor_hours_part", "tail", "", "")))"#
+            )
+        );
         for family in [
             Family::Survey(SurveyMetric::Ces),
             Family::Interactions,
@@ -782,6 +821,7 @@ mod tests {
                 (&split, false),
                 (&recorded, true),
                 (&closed, true),
+                (&hourly, true),
             ] {
                 promql_parser::parser::parse(&family.query(
                     &["delivery"],

@@ -31,8 +31,10 @@ use super::KpiError;
 use super::batch::{CycleCounting, Family, FamilyTable, measure_builtin};
 use super::evaluate::{CountSource, CountSources, Measurement, Reading, SampleCount};
 use super::prometheus::{PrometheusClient, QueryResult, Sample};
-use super::promql::{CompiledKpi, Counting, PART_LABEL, RangeEnds, compile};
-use super::recording::{RANGE_ENDS_ROW, SPAN_LABEL, coverage_query, range_ends, steps_in};
+use super::promql::{CompiledKpi, Counting, HourParts, PART_LABEL, RangeEnds, compile};
+use super::recording::{
+    RANGE_ENDS_ROW, SPAN_LABEL, coverage_query, hours_row, range_ends, steps_in,
+};
 use super::scope::QueryScope;
 use super::window::{Span, WindowSpec};
 use crate::api::{BuiltinIndicator, ExperienceKPISpec};
@@ -429,6 +431,10 @@ struct Coverage {
     /// Which ends of a range the server includes (the recorded steps of consecutive windows
     /// must each be counted once), from the same query.
     ends: Option<RangeEnds>,
+    /// The hourly sums each window holds, by window.
+    hour_parts: BTreeMap<SpanKey, HourParts>,
+    /// Hourly sums recorded, by window and namespace, from the same query.
+    hours: BTreeMap<(SpanKey, String), f64>,
 }
 
 impl Coverage {
@@ -448,9 +454,13 @@ impl Coverage {
         }
         let keys: Vec<SpanKey> = spans.keys().copied().collect();
         let spans: Vec<Span> = spans.into_values().cloned().collect();
+        let parts: Vec<Option<HourParts>> = spans
+            .iter()
+            .map(|span| HourParts::of(span, now.as_millisecond()))
+            .collect();
         let namespaces: Vec<&str> = namespaces.into_iter().collect();
         let rows = match client
-            .query(&coverage_query(&namespaces, &spans), now)
+            .query(&coverage_query(&namespaces, &spans, &parts), now)
             .await
         {
             Ok(QueryResult::Vector(rows)) => rows,
@@ -464,6 +474,19 @@ impl Coverage {
             .iter()
             .find(|row| row.labels.get(SPAN_LABEL).map(String::as_str) == Some(RANGE_ENDS_ROW))
             .and_then(|row| range_ends(row.value));
+        let mut hours = BTreeMap::new();
+        if let Some(ends) = ends {
+            for (i, key) in keys.iter().enumerate() {
+                let row_name = hours_row(i, ends);
+                for row in &rows {
+                    if row.labels.get(SPAN_LABEL) == Some(&row_name)
+                        && let Some(namespace) = row.labels.get("namespace")
+                    {
+                        hours.insert((*key, namespace.clone()), row.value);
+                    }
+                }
+            }
+        }
         let steps = Some(
             rows.into_iter()
                 .filter_map(|row| {
@@ -473,7 +496,17 @@ impl Coverage {
                 })
                 .collect(),
         );
-        Coverage { steps, ends }
+        let hour_parts = keys
+            .into_iter()
+            .zip(parts)
+            .filter_map(|(key, parts)| Some((key, parts?)))
+            .collect();
+        Coverage {
+            steps,
+            ends,
+            hour_parts,
+            hours,
+        }
     }
 
     /// Where `namespace`'s counts over `span` come from.
@@ -492,12 +525,27 @@ impl Coverage {
 
     /// Which of `namespaces` read recorded increments over `span`.
     fn counting(&self, span: &Span, namespaces: &BTreeSet<String>) -> CycleCounting {
+        let key = (span.length, span.offset);
+        let hour_parts = self
+            .hour_parts
+            .get(&key)
+            .copied()
+            .filter(|_| self.ends.is_some());
         let mut counting = CycleCounting {
             ends: self.ends,
+            hour_parts,
             ..CycleCounting::default()
         };
         for namespace in namespaces {
+            let hours_whole = hour_parts.is_some_and(|parts| {
+                self.hours
+                    .get(&(key, namespace.clone()))
+                    // Not more either: an hour summed twice (the group's evaluation offset
+                    // moved, its file renamed) would be counted twice.
+                    .is_some_and(|&hours| hours == parts.hours() as f64)
+            });
             match self.source(span, namespace) {
+                CountSource::Recorded if hours_whole => counting.hours.push(namespace.clone()),
                 CountSource::Recorded => counting.recorded.push(namespace.clone()),
                 _ => counting.raw.push(namespace.clone()),
             }

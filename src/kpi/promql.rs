@@ -110,6 +110,116 @@ pub enum Counting {
     /// [`Counting::Recorded`] on ranges fitted to the server's range ends ([`steps`]), so that
     /// consecutive windows share no step: what the operator reads.
     Steps(RangeEnds),
+    /// The same steps, read mostly from their hourly sums ([`super::recording::hours_group`]):
+    /// the steps before the first hour summed in the window, the hourly sums, and the steps
+    /// after the last ([`hours`]), on ranges fitted to the server's range ends. A 28-day window
+    /// reads about 700 samples per series instead of 8,064.
+    Hours(RangeEnds, HourParts),
+}
+
+/// Where a window's hourly sums lie ([`Counting::Hours`]), in milliseconds since the epoch: the
+/// window `(start, end]`, and the first and the last whole hour `H` whose sum (the steps of
+/// `(H - 65m, H - 5m]`) it holds whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HourParts {
+    /// The window's start.
+    pub start: i64,
+    /// The window's end.
+    pub end: i64,
+    /// The first hour summed.
+    pub first_hour: i64,
+    /// The last hour summed.
+    pub last_hour: i64,
+}
+
+/// An hour in milliseconds.
+const HOUR_MS: i64 = super::recording::HOUR_SECONDS * 1000;
+/// A step in milliseconds.
+const STEP_MS: i64 = super::recording::STEP_SECONDS as i64 * 1000;
+
+impl HourParts {
+    /// The hourly sums of `span` evaluated at `now` (milliseconds): the hours whose steps lie in
+    /// the window, and whose sums are surely recorded by `now` (an hour's sum is recorded within
+    /// the hour after it); `None` when there is none.
+    pub fn of(span: &Span, now: i64) -> Option<HourParts> {
+        let end = now - span.offset.as_millis() as i64;
+        let start = end - span.length.as_millis() as i64;
+        // The first whole hour at or after the window's start plus 65 minutes.
+        let first_hour = (start + HOUR_MS + STEP_MS + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS;
+        let last_hour = ((end + STEP_MS).div_euclid(HOUR_MS) * HOUR_MS)
+            .min(now.div_euclid(HOUR_MS) * HOUR_MS - HOUR_MS);
+        (last_hour >= first_hour).then_some(HourParts {
+            start,
+            end,
+            first_hour,
+            last_hour,
+        })
+    }
+
+    /// How many hourly sums the window holds.
+    pub fn hours(&self) -> i64 {
+        (self.last_hour - self.first_hour) / HOUR_MS + 1
+    }
+
+    /// The range's length and its `@` time (milliseconds) holding the samples of the hourly
+    /// sums, on a server with `ends`: each is recorded in the hour after the hour it sums.
+    pub fn selection(&self, ends: RangeEnds) -> (Duration, i64) {
+        let length = (self.last_hour - self.first_hour + HOUR_MS) as u64;
+        (
+            ends.range(Duration::from_millis(length)),
+            self.last_hour + HOUR_MS - 1,
+        )
+    }
+}
+
+/// ` @ <seconds>` for a time in milliseconds (`@ 1764547200`, `@ 1764550799.999`).
+pub fn at_modifier(millis: i64) -> String {
+    let (seconds, rest) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+    if rest == 0 {
+        format!(" @ {seconds}")
+    } else {
+        format!(" @ {seconds}.{rest:03}")
+    }
+}
+
+/// The label telling the parts of an [`hours`] count apart (summed away by every caller).
+pub const HOURS_PART_LABEL: &str = "cx_conductor_hours_part";
+
+/// The increments of `metric{matchers}` during the window of `parts`, per series, from the
+/// recorded steps before its first hourly sum, the hourly sums, and the steps after its last:
+/// three ranges, each series' rows labelled with [`HOURS_PART_LABEL`].
+pub fn hours(metric: &str, matchers: &str, ends: RangeEnds, parts: &HourParts) -> String {
+    let tag = |part: &str, query: String| {
+        format!("label_replace({query}, \"{HOURS_PART_LABEL}\", \"{part}\", \"\", \"\")")
+    };
+    let steps = |from: i64, to: i64| {
+        format!(
+            "sum_over_time({}{{{matchers}}}[{}]{})",
+            super::recording::recorded_name(metric),
+            promql_duration(ends.range(Duration::from_millis((to - from) as u64))),
+            at_modifier(to)
+        )
+    };
+    let mut read = Vec::new();
+    let head_end = parts.first_hour - HOUR_MS - STEP_MS;
+    if head_end > parts.start {
+        read.push(tag("head", steps(parts.start, head_end)));
+    }
+    let (length, at) = parts.selection(ends);
+    read.push(tag(
+        "hours",
+        format!(
+            "sum_over_time({}{{{matchers}}}[{}]{})",
+            super::recording::hourly_name(metric),
+            promql_duration(length),
+            at_modifier(at)
+        ),
+    ));
+    let tail_start = parts.last_hour - STEP_MS;
+    if parts.end > tail_start {
+        read.push(tag("tail", steps(tail_start, parts.end)));
+    }
+    format!("({})", read.join(" or "))
 }
 
 /// Which ends of a range `[d]` Prometheus includes.
@@ -138,6 +248,7 @@ pub fn count(metric: &str, matchers: &str, span: &Span, counting: Counting) -> S
         Counting::Raw => counted(metric, matchers, span),
         Counting::Recorded => recorded(metric, matchers, span),
         Counting::Steps(ends) => steps(metric, matchers, span, ends),
+        Counting::Hours(ends, parts) => hours(metric, matchers, ends, &parts),
     }
 }
 

@@ -132,27 +132,64 @@ pub const RANGE_ENDS_ROW: &str = "ends";
 /// labelled `namespace` and [`SPAN_LABEL`] (the span's index), value the step count (`max`: a
 /// namespace's marker recorded twice, by two Prometheus replicas behind one URL, is one). And
 /// one row ([`RANGE_ENDS_ROW`]) counting the whole minutes in the minute up to `@ 60`: 1 where
-/// ranges are left-open, 2 where they are closed.
-pub fn coverage_query<S: AsRef<str>>(namespaces: &[S], spans: &[super::window::Span]) -> String {
-    let selector = format!(
-        "{STEPS_RECORDED}{{{}}}",
-        super::promql::label_in("namespace", namespaces)
-    );
-    spans
-        .iter()
-        .enumerate()
-        .map(|(i, span)| {
+/// ranges are left-open, 2 where they are closed. And, for each span with hourly sums
+/// (`hours[i]`), the hours recorded in it ([`HOURS_RECORDED`]) in rows [`hours_row`] for both
+/// range ends (which ones the server has is known only from the same answer).
+pub fn coverage_query<S: AsRef<str>>(
+    namespaces: &[S],
+    spans: &[super::window::Span],
+    hours: &[Option<super::promql::HourParts>],
+) -> String {
+    use super::promql::{RangeEnds, at_modifier};
+    let namespaces = super::promql::label_in("namespace", namespaces);
+    let selector = format!("{STEPS_RECORDED}{{{namespaces}}}");
+    let hours_selector = format!("{HOURS_RECORDED}{{{namespaces}}}");
+    let row = |count: String, span: String| {
+        format!(
+            "label_replace(max by (namespace) ({count}), \"{SPAN_LABEL}\", \"{span}\", \"\", \"\")"
+        )
+    };
+    let steps = spans.iter().enumerate().map(|(i, span)| {
+        row(
             format!(
-                "label_replace(max by (namespace) (count_over_time({selector}[{}]{})), \"{SPAN_LABEL}\", \"{i}\", \"\", \"\")",
+                "count_over_time({selector}[{}]{})",
                 span.range,
                 span.offset_modifier()
-            )
-        })
+            ),
+            i.to_string(),
+        )
+    });
+    let mut hour_rows = Vec::new();
+    for (i, parts) in hours.iter().enumerate() {
+        let Some(parts) = parts else { continue };
+        for ends in [RangeEnds::LeftOpen, RangeEnds::Closed] {
+            let (length, at) = parts.selection(ends);
+            hour_rows.push(row(
+                format!(
+                    "count_over_time({hours_selector}[{}]{})",
+                    super::window::promql_duration(length),
+                    at_modifier(at)
+                ),
+                hours_row(i, ends),
+            ));
+        }
+    }
+    steps
+        .chain(hour_rows)
         .chain([format!(
             "label_replace(count_over_time(vector(1)[1m:1m] @ 60), \"{SPAN_LABEL}\", \"{RANGE_ENDS_ROW}\", \"\", \"\")"
         )])
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// The [`SPAN_LABEL`] of the [`coverage_query`] row counting span `i`'s hourly sums on a server
+/// with `ends`.
+pub fn hours_row(i: usize, ends: super::promql::RangeEnds) -> String {
+    match ends {
+        super::promql::RangeEnds::LeftOpen => format!("h{i}-open"),
+        super::promql::RangeEnds::Closed => format!("h{i}-closed"),
+    }
 }
 
 /// The range ends the [`RANGE_ENDS_ROW`] value says.
@@ -221,6 +258,65 @@ pub fn recording_group(namespace: &str, increase: Increase) -> RuleGroup {
     }
 }
 
+/// How often the hourly sums are recorded, and the steps each sums.
+pub const HOUR: &str = "1h";
+/// [`HOUR`] in seconds.
+pub const HOUR_SECONDS: i64 = 3600;
+
+/// The series each evaluation of a namespace's [`hours_group`] records (label `namespace`, value
+/// the hour it summed): `count_over_time` of it over a range is the number of hours recorded.
+pub const HOURS_RECORDED: &str = "namespace:cx_increments:hours_recorded";
+
+/// The hourly sums of `metric`'s recorded steps: `touchpoint:<metric>:increase1h`.
+pub fn hourly_name(metric: &str) -> String {
+    format!("touchpoint:{metric}:increase{HOUR}")
+}
+
+/// The sum of `counter`'s recorded steps over the hour before the whole hour `H` at or before
+/// the evaluation, 5 minutes earlier: steps recorded in `(H - 65m, H - 5m]`. The subquery's one
+/// point is aligned on whole hours of the epoch whatever the group's evaluation offset, so the
+/// hourly sums of every namespace share one grid a query can name; the 5 minutes let the step
+/// recorded on `H - 5m` be written before the hour is summed. The range is fitted to the
+/// server's range ends ([`Increase::Anchored`] servers are 3.x, left-open; the others are taken
+/// for 2.x, closed), so consecutive hours share no step when steps fall on whole 5 minutes.
+pub fn hour_sum(counter: &RecordedCounter, namespace: &str, increase: Increase) -> String {
+    let range = match increase {
+        Increase::Anchored => HOUR,
+        Increase::Differences => "3599999ms",
+    };
+    format!(
+        "last_over_time(sum_over_time({}{{namespace={}}}[{range}] offset {STEP})[{HOUR}:{HOUR}])",
+        recorded_name(counter.metric),
+        string_literal(namespace)
+    )
+}
+
+/// The rule group summing `namespace`'s recorded steps by the hour ([`hour_sum`]), evaluated
+/// every [`HOUR`]: a 28-day window then reads 672 hourly sums per series and the few steps at
+/// its ends ([`super::promql::Counting::Hours`]) instead of 8,064 steps.
+pub fn hours_group(namespace: &str, increase: Increase) -> RuleGroup {
+    RuleGroup {
+        name: format!("cx-hours.{namespace}"),
+        interval: Some(HOUR.into()),
+        rules: RECORDED
+            .iter()
+            .map(|counter| {
+                Rule::Record(RecordingRule {
+                    record: hourly_name(counter.metric),
+                    expr: hour_sum(counter, namespace, increase),
+                })
+            })
+            .chain([Rule::Record(RecordingRule {
+                record: HOURS_RECORDED.into(),
+                expr: format!(
+                    "label_replace(last_over_time(vector(time())[{HOUR}:{HOUR}]), \"namespace\", {}, \"\", \"\")",
+                    string_literal(namespace)
+                ),
+            })])
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,11 +362,87 @@ mod tests {
     }
 
     #[test]
+    fn hourly_sums_read_the_steps_of_whole_hours_fitted_to_the_range_ends() {
+        let group = hours_group("retail", Increase::Anchored);
+        assert_eq!(group.name, "cx-hours.retail");
+        assert_eq!(group.interval.as_deref(), Some("1h"));
+        assert_eq!(group.rules.len(), RECORDED.len() + 1);
+        let Rule::Record(survey) = &group.rules[0] else {
+            panic!("a recording rule");
+        };
+        assert_eq!(
+            (survey.record.as_str(), survey.expr.as_str()),
+            (
+                "touchpoint:cx_survey_responses_total:increase1h",
+                r#"last_over_time(sum_over_time(touchpoint:cx_survey_responses_total:increase5m{namespace="retail"}[1h] offset 5m)[1h:1h])"#
+            )
+        );
+        assert_eq!(
+            hour_sum(&RECORDED[0], "retail", Increase::Differences),
+            r#"last_over_time(sum_over_time(touchpoint:cx_survey_responses_total:increase5m{namespace="retail"}[3599999ms] offset 5m)[1h:1h])"#
+        );
+        let Some(Rule::Record(hours)) = group.rules.last() else {
+            panic!("the hours marker last");
+        };
+        assert_eq!(
+            (hours.record.as_str(), hours.expr.as_str()),
+            (
+                HOURS_RECORDED,
+                r#"label_replace(last_over_time(vector(time())[1h:1h]), "namespace", "retail", "", "")"#
+            )
+        );
+        for rule in &hours_group("retail", Increase::Differences).rules {
+            let Rule::Record(rule) = rule else {
+                panic!("recording rules only");
+            };
+            promql_parser::parser::parse(&rule.expr)
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.expr));
+        }
+    }
+
+    #[test]
+    fn a_window_holds_the_hours_summed_whole_in_it_and_recorded_by_now() {
+        use crate::kpi::promql::HourParts;
+        let now: k8s_openapi::jiff::Timestamp = "2026-11-03T10:15:00Z".parse().expect("now");
+        let ms = |t: &str| {
+            t.parse::<k8s_openapi::jiff::Timestamp>()
+                .expect("a time")
+                .as_millisecond()
+        };
+        let at = now.as_millisecond();
+        // From 07:55: 09:00's sum (the steps of (07:55, 08:55]) is the only one in the window
+        // recorded by 10:15 (10:00's may not be yet).
+        let window = crate::kpi::WindowSpec::parse("140m").expect("window");
+        let parts = HourParts::of(&window.current(now), at).expect("an hour");
+        assert_eq!(
+            (parts.first_hour, parts.last_hour, parts.hours()),
+            (ms("2026-11-03T09:00:00Z"), ms("2026-11-03T09:00:00Z"), 1)
+        );
+        // From 08:00: none.
+        let window = crate::kpi::WindowSpec::parse("135m").expect("window");
+        assert_eq!(HourParts::of(&window.current(now), at), None);
+        // The previous cycle of a day: its last hour is the one whose steps end on its end.
+        let window = crate::kpi::WindowSpec::parse("1d").expect("window");
+        let parts = HourParts::of(&window.previous(now), at).expect("hours");
+        assert_eq!(
+            (parts.first_hour, parts.last_hour, parts.hours()),
+            (ms("2026-11-01T12:00:00Z"), ms("2026-11-02T10:00:00Z"), 23)
+        );
+        assert_eq!(
+            parts.selection(crate::kpi::promql::RangeEnds::Closed),
+            (
+                std::time::Duration::from_millis(23 * 3_600_000 - 1),
+                ms("2026-11-02T10:59:59.999Z")
+            )
+        );
+    }
+
+    #[test]
     fn coverage_counts_the_steps_recorded_per_window() {
         let now: k8s_openapi::jiff::Timestamp = "2026-11-03T10:15:00Z".parse().expect("now");
         let window = crate::kpi::WindowSpec::parse("28d").expect("window");
         let spans = [window.current(now), window.previous(now)];
-        let query = coverage_query(&["retail", "b2b"], &spans);
+        let query = coverage_query(&["retail", "b2b"], &spans, &[None, None]);
         assert_eq!(
             query,
             r#"label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d])), "cx_conductor_span", "0", "", "") or label_replace(max by (namespace) (count_over_time(namespace:cx_increments:recorded{namespace=~"b2b|retail"}[28d] offset 28d)), "cx_conductor_span", "1", "", "") or label_replace(count_over_time(vector(1)[1m:1m] @ 60), "cx_conductor_span", "ends", "", "")"#

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::KpiLabels;
 use super::promql::{number, string_literal};
-use super::recording::{Increase, recording_group};
+use super::recording::{Increase, hours_group, recording_group};
 use super::window::WindowSpec;
 use crate::api::{Direction, ExperienceKPI};
 
@@ -227,12 +227,19 @@ pub fn rule_group(namespace: &str, kpis: &[&ExperienceKPI]) -> RuleGroup {
 }
 
 /// Every KPI's rules in one file (for `promtool`): per namespace, its alerts and the group
-/// recording its touchpoints' increments ([`recording_group`]) in the `increase` form.
+/// recording its touchpoints' increments ([`recording_group`]) in the `increase` form, and the
+/// group summing them by the hour ([`hours_group`]).
 pub fn rule_file(kpis: &[ExperienceKPI], increase: Increase) -> RuleFile {
     RuleFile {
         groups: by_namespace(kpis)
             .into_iter()
-            .flat_map(|(ns, kpis)| [rule_group(ns, &kpis), recording_group(ns, increase)])
+            .flat_map(|(ns, kpis)| {
+                [
+                    rule_group(ns, &kpis),
+                    recording_group(ns, increase),
+                    hours_group(ns, increase),
+                ]
+            })
             .collect(),
     }
 }
@@ -263,6 +270,7 @@ pub fn prometheus_rules(
                     groups: vec![
                         rule_group(namespace, &kpis),
                         recording_group(namespace, increase),
+                        hours_group(namespace, increase),
                     ],
                 },
             }
@@ -376,11 +384,14 @@ spec:
             [
                 "cx-kpis.b2b",
                 "cx-increments.b2b",
+                "cx-hours.b2b",
                 "cx-kpis.retail",
-                "cx-increments.retail"
+                "cx-increments.retail",
+                "cx-hours.retail"
             ]
         );
-        assert_eq!(file.groups[2].rules.len(), 2);
+        assert_eq!(file.groups[3].rules.len(), 2);
+        assert_eq!(rules[0].spec.groups[2].interval.as_deref(), Some("1h"));
     }
 
     /// The Prometheus Operator's `Duration` pattern (monitoring.coreos.com_prometheusrules.yaml,
