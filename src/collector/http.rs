@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tower_http::timeout::TimeoutLayer;
 
-use super::event::{Event, Reason, Rejection, parse_event, parse_json_array, parse_ndjson};
+use super::event::{Event, NdjsonStream, Reason, Rejection, parse_event, parse_json_array};
 use super::export::{Failure, now_unix_nano};
 use super::pool::{PoolMetrics, Routes, Served};
 
@@ -48,7 +48,7 @@ pub fn batch_limit(max_event_bytes: usize) -> usize {
 /// Seconds a client is told to wait (`Retry-After`) before retrying a request refused because of
 /// the collector's state (overload, shutdown).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
-/// Longest wait for a batch parser once the body has arrived: parsing takes milliseconds, so a
+/// Longest wait for a batch parser once a body (or an NDJSON chunk) has arrived: parsing takes milliseconds, so a
 /// longer queue means overload, answered 503 rather than a stall.
 pub const PARSE_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
@@ -214,27 +214,11 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
         ));
     };
     let limit = batch_limit(app.schema.max_event_bytes());
-    // The body first, so a slow upload holds only the memory it has sent and never a parser;
-    // then a parser, which a queue of bodies already in memory gets within milliseconds.
-    let (bytes, _memory) = match read_body(body, &parts.headers, limit, deadline, pool).await {
-        Ok(read) => read,
-        Err(rejection) => return app.refuse(rejection),
-    };
-    let parse_deadline = deadline.min(Instant::now() + PARSE_QUEUE_WAIT);
-    let Ok(Ok(parser)) =
-        tokio::time::timeout_at(parse_deadline, pool.batch_permits.acquire()).await
-    else {
-        return app.refuse(Rejection::whole(
-            Reason::Overloaded,
-            "the collector is busy with other batches; retry later",
-        ));
-    };
-
     let mut tally = app.metrics.tally();
     let mut errors = Vec::new();
     let mut records = Vec::new();
     let observed = now_unix_nano();
-    let mut on_event = |index: usize, result: Result<Event, Rejection>| match result {
+    let mut on_event = |index: usize, result: Result<Event<'_>, Rejection>| match result {
         Ok(event) => {
             if let Some(record) = app.log_record(&event, observed) {
                 records.push(record);
@@ -248,15 +232,42 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
             }
         }
     };
-    if format == MediaType::Ndjson {
-        parse_ndjson(&bytes, &app.schema, &mut on_event);
-    } else if let Err(rejection) = parse_json_array(&bytes, &app.schema, &mut on_event) {
-        // Nothing of a broken array is counted but the refusal itself (the tally is dropped).
-        drop(tally);
-        return app.refuse(rejection);
-    }
-    // The parser is free for other batches while this one is exported.
-    drop(parser);
+    // A body and a parser are taken apart, so a slow upload holds only the memory it has sent and
+    // never a parser; a parser is then free within milliseconds. NDJSON is parsed chunk by chunk
+    // as it arrives (a chunk and an unfinished line held); a JSON array whole, as it must be
+    // refused whole when broken.
+    let parsed = if format == MediaType::Ndjson {
+        parse_ndjson_body(
+            pool,
+            app,
+            body,
+            &parts.headers,
+            limit,
+            deadline,
+            &mut on_event,
+        )
+        .await
+    } else {
+        parse_json_array_body(
+            pool,
+            app,
+            body,
+            &parts.headers,
+            limit,
+            deadline,
+            &mut on_event,
+        )
+        .await
+    };
+    // The body's memory stays reserved while its records are exported.
+    let _memory = match parsed {
+        Ok(memory) => memory,
+        Err(rejection) => {
+            // Nothing of a refused batch is counted but the refusal itself (the tally is dropped).
+            drop(tally);
+            return app.refuse(rejection);
+        }
+    };
     if let Some(export) = &app.export
         && let Err(failure) = export.exporter.export(records).await
     {
@@ -290,6 +301,61 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
         errors: &errors,
     };
     json_response(status, &report)
+}
+
+/// Waits for a batch parser, at most [`PARSE_QUEUE_WAIT`].
+async fn batch_parser(pool: &App, deadline: Instant) -> Result<SemaphorePermit<'_>, Rejection> {
+    let parse_deadline = deadline.min(Instant::now() + PARSE_QUEUE_WAIT);
+    match tokio::time::timeout_at(parse_deadline, pool.batch_permits.acquire()).await {
+        Ok(Ok(parser)) => Ok(parser),
+        _ => Err(Rejection::whole(
+            Reason::Overloaded,
+            "the collector is busy with other batches; retry later",
+        )),
+    }
+}
+
+/// Parses an NDJSON body as its chunks arrive, taking a parser for each chunk.
+async fn parse_ndjson_body<'a, F>(
+    pool: &'a App,
+    app: &Served,
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    deadline: Instant,
+    on_event: &mut F,
+) -> Result<SemaphorePermit<'a>, Rejection>
+where
+    F: for<'b> FnMut(usize, Result<Event<'b>, Rejection>),
+{
+    let mut chunks = BodyChunks::new(body, headers, limit, deadline, pool)?;
+    let mut lines = NdjsonStream::default();
+    while let Some(chunk) = chunks.next().await? {
+        let _parser = batch_parser(pool, deadline).await?;
+        lines.feed(&chunk, &app.schema, &mut *on_event);
+    }
+    let _parser = batch_parser(pool, deadline).await?;
+    lines.finish(&app.schema, on_event);
+    Ok(chunks.memory)
+}
+
+/// Reads a JSON-array body whole, then parses it.
+async fn parse_json_array_body<'a, F>(
+    pool: &'a App,
+    app: &Served,
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    deadline: Instant,
+    on_event: &mut F,
+) -> Result<SemaphorePermit<'a>, Rejection>
+where
+    F: for<'b> FnMut(usize, Result<Event<'b>, Rejection>),
+{
+    let (bytes, memory) = read_body(body, headers, limit, deadline, pool).await?;
+    let _parser = batch_parser(pool, deadline).await?;
+    parse_json_array(&bytes, &app.schema, on_event)?;
+    Ok(memory)
 }
 
 async fn get_metrics(State(app): State<Arc<App>>) -> Response {
@@ -670,56 +736,19 @@ fn no_memory() -> Rejection {
     )
 }
 
-/// Reads the whole body, refusing it as soon as it exceeds `limit` or misses `deadline`, holding
-/// one permit of `app.body_budget` per byte read (all of a declared Content-Length up front):
-/// when the budget is spent the request is refused (503) at once rather than queued.
+/// Reads the whole body (see [`BodyChunks`]), keeping it without a copy when it came as one
+/// chunk, the usual case.
 async fn read_body<'a>(
-    mut body: Body,
+    body: Body,
     headers: &HeaderMap,
     limit: usize,
     deadline: Instant,
     app: &'a App,
 ) -> Result<(Bytes, SemaphorePermit<'a>), Rejection> {
-    check_declared_length(headers, limit)?;
-    let reserve = |bytes: usize| {
-        u32::try_from(bytes)
-            .ok()
-            .and_then(|bytes| app.body_budget.try_acquire_many(bytes).ok())
-            .ok_or_else(no_memory)
-    };
-    let declared = declared_length(headers).and_then(|l| usize::try_from(l).ok());
-    let mut memory = reserve(declared.unwrap_or(0))?;
-    let mut buffer = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
+    let mut chunks = BodyChunks::new(body, headers, limit, deadline, app)?;
+    let mut buffer = bytes::BytesMut::with_capacity(chunks.declared.unwrap_or(0));
     let mut first: Option<Bytes> = None;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => {
-                return Err(Rejection::whole(
-                    Reason::Timeout,
-                    "the request body did not arrive in time",
-                ));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                return Err(Rejection::whole(
-                    Reason::Malformed,
-                    "the request body could not be read",
-                ));
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        let held = first.as_ref().map_or(0, Bytes::len) + buffer.len();
-        if held + data.len() > limit {
-            return Err(too_large(limit));
-        }
-        let reserved = memory.num_permits();
-        if held + data.len() > reserved {
-            memory.merge(reserve(held + data.len() - reserved)?);
-        }
-        // The usual body is one frame: keep it without a copy.
+    while let Some(data) = chunks.next().await? {
         match first.take() {
             None if buffer.is_empty() => first = Some(data),
             None => buffer.extend_from_slice(&data),
@@ -730,7 +759,88 @@ async fn read_body<'a>(
         }
     }
     let bytes = first.unwrap_or_else(|| buffer.freeze());
-    Ok((bytes, memory))
+    Ok((bytes, chunks.memory))
+}
+
+/// A request body chunk by chunk, refused as soon as it exceeds `limit` or misses `deadline`,
+/// holding one permit of `app.body_budget` per byte received (all of a declared Content-Length
+/// up front): when the budget is spent the request is refused (503) at once rather than queued.
+/// A streamed batch holds less than it has received, but what its events become (a tally, the
+/// records to export) grows with it, so the budget keeps counting every byte.
+struct BodyChunks<'a> {
+    body: Body,
+    limit: usize,
+    deadline: Instant,
+    app: &'a App,
+    declared: Option<usize>,
+    received: usize,
+    memory: SemaphorePermit<'a>,
+}
+
+impl<'a> BodyChunks<'a> {
+    fn new(
+        body: Body,
+        headers: &HeaderMap,
+        limit: usize,
+        deadline: Instant,
+        app: &'a App,
+    ) -> Result<Self, Rejection> {
+        check_declared_length(headers, limit)?;
+        let declared = declared_length(headers).and_then(|l| usize::try_from(l).ok());
+        let memory = Self::reserve(app, declared.unwrap_or(0))?;
+        Ok(BodyChunks {
+            body,
+            limit,
+            deadline,
+            app,
+            declared,
+            received: 0,
+            memory,
+        })
+    }
+
+    fn reserve(app: &App, bytes: usize) -> Result<SemaphorePermit<'_>, Rejection> {
+        u32::try_from(bytes)
+            .ok()
+            .and_then(|bytes| app.body_budget.try_acquire_many(bytes).ok())
+            .ok_or_else(no_memory)
+    }
+
+    /// The next chunk of data, or `None` at the end of the body.
+    async fn next(&mut self) -> Result<Option<Bytes>, Rejection> {
+        loop {
+            let frame = match tokio::time::timeout_at(self.deadline, self.body.frame()).await {
+                Err(_) => {
+                    return Err(Rejection::whole(
+                        Reason::Timeout,
+                        "the request body did not arrive in time",
+                    ));
+                }
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(_))) => {
+                    return Err(Rejection::whole(
+                        Reason::Malformed,
+                        "the request body could not be read",
+                    ));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            let received = self.received + data.len();
+            if received > self.limit {
+                return Err(too_large(self.limit));
+            }
+            let reserved = self.memory.num_permits();
+            if received > reserved {
+                self.memory
+                    .merge(Self::reserve(self.app, received - reserved)?);
+            }
+            self.received = received;
+            return Ok(Some(data));
+        }
+    }
 }
 
 fn accepted_one() -> Response {

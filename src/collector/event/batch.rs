@@ -15,10 +15,69 @@ where
     F: FnMut(usize, Result<Event<'b>, Rejection>),
 {
     for (index, line) in body.split(|byte| *byte == b'\n').enumerate() {
-        let line = line.trim_ascii();
-        if !line.is_empty() {
-            on_event(index, parse_event(line, schema));
+        parse_line(index, line, schema, &mut on_event);
+    }
+}
+
+fn parse_line<'b, F>(index: usize, line: &'b [u8], schema: &EventSchema, on_event: &mut F)
+where
+    F: FnMut(usize, Result<Event<'b>, Rejection>),
+{
+    let line = line.trim_ascii();
+    if !line.is_empty() {
+        on_event(index, parse_event(line, schema));
+    }
+}
+
+/// An NDJSON batch read as its body arrives, so a collector holds one chunk and one unfinished
+/// line rather than the whole body: [`NdjsonStream::feed`] each chunk in order, then
+/// [`NdjsonStream::finish`]. It calls `on_event` exactly as [`parse_ndjson`] does over the
+/// concatenated chunks, whatever the chunk boundaries.
+#[derive(Debug, Default)]
+pub struct NdjsonStream {
+    /// The start of a line whose end has not arrived yet.
+    unfinished: Vec<u8>,
+    /// The index of the line that `unfinished` begins.
+    line: usize,
+}
+
+impl NdjsonStream {
+    /// Parses every line that `chunk` completes.
+    pub fn feed<F>(&mut self, chunk: &[u8], schema: &EventSchema, mut on_event: F)
+    where
+        F: for<'b> FnMut(usize, Result<Event<'b>, Rejection>),
+    {
+        let Some(first_end) = chunk.iter().position(|byte| *byte == b'\n') else {
+            self.unfinished.extend_from_slice(chunk);
+            return;
+        };
+        let last_end = chunk
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .unwrap_or(first_end);
+        if self.unfinished.is_empty() {
+            parse_line(self.line, &chunk[..first_end], schema, &mut on_event);
+        } else {
+            self.unfinished.extend_from_slice(&chunk[..first_end]);
+            parse_line(self.line, &self.unfinished, schema, &mut on_event);
+            self.unfinished.clear();
         }
+        self.line += 1;
+        if last_end > first_end {
+            for line in chunk[first_end + 1..last_end].split(|byte| *byte == b'\n') {
+                parse_line(self.line, line, schema, &mut on_event);
+                self.line += 1;
+            }
+        }
+        self.unfinished.extend_from_slice(&chunk[last_end + 1..]);
+    }
+
+    /// Parses the last line, which needs no line end.
+    pub fn finish<F>(self, schema: &EventSchema, mut on_event: F)
+    where
+        F: for<'b> FnMut(usize, Result<Event<'b>, Rejection>),
+    {
+        parse_line(self.line, &self.unfinished, schema, &mut on_event);
     }
 }
 

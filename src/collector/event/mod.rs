@@ -73,7 +73,7 @@ pub mod timestamp;
 pub mod validate;
 pub mod wire;
 
-pub use batch::{parse_json_array, parse_ndjson};
+pub use batch::{NdjsonStream, parse_json_array, parse_ndjson};
 pub use rejection::{Reason, Rejection};
 pub use schema::{
     ALL_METRICS, ALL_TIMINGS, EventSchema, InvalidConfig, MAX_EVENT_BYTES, METRIC_COUNT,

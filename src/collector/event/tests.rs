@@ -1109,3 +1109,57 @@ fn comment_limits_and_themes_are_checked_in_the_configuration() {
     let error = refuse("themes: [{name: delivery, keywords: ['con*segna']}]");
     assert!(error.0.contains("themes[0].keywords[0]"), "{error}");
 }
+
+/// What a batch parser reports, owned so that runs over different buffers compare equal (the ids
+/// the collector assigns are random, so they are left out).
+fn ndjson_reports(
+    feed: impl FnOnce(&mut dyn FnMut(usize, Result<Event, Rejection>)),
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    feed(&mut |index, result| {
+        let report = result.map(|e| (e.signal, e.comment, e.language));
+        seen.push(format!("{index} {report:?}"))
+    });
+    seen
+}
+
+#[test]
+fn a_streamed_ndjson_batch_reads_like_the_whole_body_whatever_its_chunks() {
+    let over = "o".repeat(65);
+    let body = format!(
+        "{{\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"comment\":\"il corriere è in ritardo 🚚\"}}\r\n\
+         \n  \n\
+         {{\"type\":\"survey\",\"metric\":\"nps\",\"score\":3,\"comment\":\"{over}\"}}\n\
+         not json\n\
+         {{\"type\":\"interaction\",\"outcome\":\"completed\",\"comment\":\"ok\",\"language\":\"it\"}}\n\
+         {{\"type\":\"survey\",\"metric\":\"nps\",\"score\":10}}"
+    );
+    let body = body.as_bytes();
+    let schema = comments();
+    let whole = ndjson_reports(|on_event| parse_ndjson(body, &schema, on_event));
+    assert_eq!(whole.len(), 5, "{whole:#?}");
+    let streamed = |chunks: &mut dyn Iterator<Item = &[u8]>| {
+        ndjson_reports(|on_event| {
+            let mut stream = NdjsonStream::default();
+            for chunk in chunks {
+                stream.feed(chunk, &schema, &mut *on_event);
+            }
+            stream.finish(&schema, on_event);
+        })
+    };
+    for cut in 0..=body.len() {
+        let (head, tail) = body.split_at(cut);
+        assert_eq!(
+            streamed(&mut [head, tail].into_iter()),
+            whole,
+            "cut at {cut}"
+        );
+    }
+    for size in 1..=17 {
+        assert_eq!(streamed(&mut body.chunks(size)), whole, "chunks of {size}");
+    }
+    // A body ending with its line end reads the same as one without.
+    let mut ended = body.to_vec();
+    ended.push(b'\n');
+    assert_eq!(streamed(&mut ended.chunks(5)), whole);
+}
