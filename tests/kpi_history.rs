@@ -20,7 +20,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cx_conductor::api::{Channel, CustomerJourney, ExperienceKPI, Touchpoint};
@@ -290,7 +290,7 @@ fn backfill(
     groups: Vec<RuleGroup>,
     from: i64,
     to: i64,
-) {
+) -> PathBuf {
     let rules = work.join(format!("rules-{name}.yaml"));
     let file = RuleFile { groups };
     std::fs::write(&rules, serde_yaml::to_string(&file).expect("yaml")).expect("rules");
@@ -309,17 +309,11 @@ fn backfill(
         ],
         work,
     );
-    let blocks = std::fs::read_dir(&output).unwrap_or_else(|e| panic!("{name}: {e}: {said}"));
-    for block in blocks {
-        let block = block.expect("a block").path();
-        std::fs::rename(
-            &block,
-            prometheus
-                .data_dir()
-                .join(block.file_name().expect("a name")),
-        )
-        .expect("block moved into the storage");
-    }
+    assert!(
+        std::fs::read_dir(&output).is_ok_and(|mut blocks| blocks.next().is_some()),
+        "{name}: no block written: {said}"
+    );
+    output
 }
 
 fn run(program: &Path, args: &[&str], dir: &Path) -> String {
@@ -435,9 +429,10 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     let mut runs = vec![("retail", recorded_from, end)];
     runs.push(("b2b", recorded_from, missed.0));
     runs.push(("b2b", missed.1, end));
+    let mut blocks = Vec::new();
     for (i, (namespace, from, to)) in runs.iter().enumerate() {
         let groups = vec![recording_group(namespace, increase)];
-        backfill(
+        blocks.push(backfill(
             &promtool,
             &prometheus,
             &work,
@@ -445,9 +440,10 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
             groups,
             *from,
             *to,
-        );
+        ));
     }
-    prometheus.restart().await;
+    prometheus.restart_adding(&blocks).await;
+    blocks.clear();
     // Then the hourly sums of the steps, every hour; retail's miss an hour of its previous
     // cycle, whose steps it then reads whole.
     // (`create-blocks-from rules` stops at a 2-hour block whose part after the start holds no
@@ -464,7 +460,7 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     .enumerate()
     {
         let groups = vec![hours_group(namespace, increase)];
-        backfill(
+        blocks.push(backfill(
             &promtool,
             &prometheus,
             &work,
@@ -472,9 +468,9 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
             groups,
             from,
             to,
-        );
+        ));
     }
-    prometheus.restart().await;
+    prometheus.restart_adding(&blocks).await;
 
     let mut yaml = vec![ORGANISATION.trim().to_string()];
     for (ns, tp, channel) in [
@@ -566,6 +562,12 @@ async fn month_long_kpis_read_recorded_increments_and_equal_the_answers_through_
     let (b2b_previous_first, b2b_previous_last) = (
         step(format!("min_over_time({})", marker("b2b", " offset 1d"))).await,
         step(format!("max_over_time({})", marker("b2b", " offset 1d"))).await,
+    );
+    assert_eq!(
+        step(format!("count_over_time({})", marker("b2b", " offset 1d"))).await,
+        DAY / STEP,
+        "every step of b2b's previous cycle recorded (steps {b2b_previous_first}..{b2b_previous_last}, \
+         now {now})"
     );
 
     let recorded = Some(CountSources {
