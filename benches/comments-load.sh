@@ -19,9 +19,10 @@
 # order of the two collectors swapped every round), so drift and the machine's other load hit
 # both alike; only one collector is under load at a time, the other idles. Note that the same
 # number of events with comments is about 6 times the bytes (1,000 NDJSON events: ~382 KB against
-# ~63 KB), and a batch body is held whole in memory while it is parsed: that shows in VmHWM, as
-# it would for any batch of that size (checked once by hand: the collector without comments,
-# sent 6,000-event batches of ~376 KB, peaked at 17.2 MiB against 17.3 MiB with comments).
+# ~63 KB); an NDJSON batch is parsed chunk by chunk as it arrives, so its size shows in VmHWM
+# only through a connection's read buffer (at most 64 KiB). (While a body was held whole, the
+# collector without comments, sent 6,000-event batches of ~376 KB, peaked at 17.2 MiB against
+# 17.3 MiB with comments.)
 #
 # Before the load, every comment of the table is sent once as a single event to the "with
 # comments" collector: each must be accepted (2xx), and the themes it is counted for are compared

@@ -17,8 +17,10 @@
 //! Request bodies held at once, single events and batches, are bounded by
 //! [`ServeOptions::body_memory_bytes`] (default 4 × 16 MiB): each body reserves its declared
 //! Content-Length, or each chunk as it arrives, and a request that does not fit is refused (503)
-//! at once. A chunked body's buffer may hold up to twice its size while it grows. Request heads
-//! take at most [`MAX_HEADER_BYTES`] per connection.
+//! at once. An NDJSON batch is parsed chunk by chunk as it arrives, holding a chunk and an
+//! unfinished line; a single event or a JSON array is held whole (a chunked body's buffer may
+//! hold up to twice its size while it grows). A connection reads into at most
+//! [`READ_BUFFER_BYTES`], and its request head takes at most [`MAX_HEADER_BYTES`].
 
 use std::future::Future;
 use std::io;
@@ -48,6 +50,10 @@ use super::pool::{PoolMetrics, ReloadResult, Routes};
 
 /// Largest request head (request line and headers), in bytes; larger gets 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest read buffer of a connection. hyper grows it up to ~400 KiB while a large body
+/// streams in, and a batch is parsed chunk by chunk as it arrives: a smaller buffer holds less
+/// per connection for the same throughput.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Longest wait for the head of a request on a connection of the overload reserve.
 pub const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest wait for the head of a request on the health listener (probes send theirs at once).
@@ -291,7 +297,8 @@ impl Collector {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
-            .max_header_size(MAX_HEADER_BYTES);
+            .max_header_size(MAX_HEADER_BYTES)
+            .max_buf_size(READ_BUFFER_BYTES);
         let mut overflow_http = http.clone();
         overflow_http
             .header_read_timeout(OVERFLOW_HEADER_TIMEOUT)
