@@ -201,11 +201,11 @@ plain=$(median <"$WORK/plain_rps")
 echo
 echo "==> results: median of $ROUNDS runs, wrk -t1 -c$CONNECTIONS -d$DURATION, lingerMillis $LINGER_MILLIS," \
   "collectors on CPU $SERVER_CPUS, wrk, the OpenTelemetry Collectors and Kafka on CPU $OTHER_CPUS"
-printf '  single event without export        : %10.0f req/s, p99 %s\n' "$plain" "$(median <"$WORK/plain_p99")"
+printf '  single event without export        : %10.0f req/s, p99 %s\n' "$plain" "$(ms <"$WORK/plain_p99" | median) ms"
 for to in file kafka; do
   rate=$(median <"$WORK/${to}_rps")
   printf '  single event, export to %-5s      : %10.0f req/s, p99 %s (%s %% of without; target >= 50 %%)\n' \
-    "$to" "$rate" "$(median <"$WORK/${to}_p99")" "$(echo "$rate $plain" | awk '{printf "%.1f", 100 * $1 / $2}')"
+    "$to" "$rate" "$(ms <"$WORK/${to}_p99" | median) ms" "$(echo "$rate $plain" | awk '{printf "%.1f", 100 * $1 / $2}')"
 done
 paced_plain=$(ms <"$WORK/paced_plain_p99" | median)
 paced_file=$(ms <"$WORK/paced_file_p99" | median)
