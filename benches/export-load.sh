@@ -17,7 +17,7 @@
 # Needs wrk (apt-get install -y wrk), curl and what scripts/pipeline.sh needs. Tunables
 # (environment): ROUNDS=3 DURATION=10s CONNECTIONS=64 BATCH_DURATION=5s EVENTS_PER_BATCH=1000
 # BATCH_CONNECTIONS=4 SERVER_CPUS=0 OTHER_CPUS=1 LINGER_MILLIS=0 (the exporting collectors'
-# lingerMillis).
+# lingerMillis) FILE_FORMAT=json (the file exporter's format: json or proto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,7 @@ BATCH_DURATION=${BATCH_DURATION:-5s}
 EVENTS_PER_BATCH=${EVENTS_PER_BATCH:-1000}
 BATCH_CONNECTIONS=${BATCH_CONNECTIONS:-4}
 LINGER_MILLIS=${LINGER_MILLIS:-0}
+FILE_FORMAT=${FILE_FORMAT:-json}
 SERVER_CPUS=${SERVER_CPUS:-0}
 OTHER_CPUS=${OTHER_CPUS:-1}
 PLAIN_ADDR=127.0.0.1:18180
@@ -85,7 +86,8 @@ receivers:
         endpoint: $FILE_OTLP
 exporters:
   file:
-    path: $WORK/otelcol-file.jsonl
+    path: $WORK/otelcol-file.$FILE_FORMAT
+    format: $FILE_FORMAT
 service:
   telemetry:
     metrics:
@@ -220,4 +222,8 @@ for to in file kafka; do
   printf '  CPU per exported single event, export to %-5s: collector %.2f µs, OpenTelemetry Collector %.2f µs (%s events)\n' \
     "$to" "$(echo "${cpu_ours[$to]} ${events[$to]}" | awk '{print 1e6 * $1 / $2}')" \
     "$(echo "${cpu_theirs[$to]} ${events[$to]}" | awk '{print 1e6 * $1 / $2}')" "${events[$to]}"
+  # Below 100 %, the collector waited on CPU $OTHER_CPUS (wrk and the OpenTelemetry Collector).
+  printf '    share of a core used during those runs: collector %.0f %%, OpenTelemetry Collector %.0f %%\n' \
+    "$(echo "${cpu_ours[$to]} $ROUNDS ${DURATION%s}" | awk '{print 100 * $1 / ($2 * $3)}')" \
+    "$(echo "${cpu_theirs[$to]} $ROUNDS ${DURATION%s}" | awk '{print 100 * $1 / ($2 * $3)}')"
 done
