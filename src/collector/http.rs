@@ -233,32 +233,18 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
         }
     };
     // A body and a parser are taken apart, so a slow upload holds only the memory it has sent and
-    // never a parser; a parser is then free within milliseconds. NDJSON is parsed chunk by chunk
-    // as it arrives (a chunk and an unfinished line held); a JSON array whole, as it must be
-    // refused whole when broken.
-    let parsed = if format == MediaType::Ndjson {
-        parse_ndjson_body(
-            pool,
-            app,
-            body,
-            &parts.headers,
-            limit,
-            deadline,
-            &mut on_event,
-        )
-        .await
-    } else {
-        parse_json_array_body(
-            pool,
-            app,
-            body,
-            &parts.headers,
-            limit,
-            deadline,
-            &mut on_event,
-        )
-        .await
-    };
+    // never a parser; a parser is then free within milliseconds.
+    let parsed = parse_batch(
+        pool,
+        app,
+        format,
+        body,
+        &parts.headers,
+        limit,
+        deadline,
+        &mut on_event,
+    )
+    .await;
     // The body's memory stays reserved while its records are exported.
     let _memory = match parsed {
         Ok(memory) => memory,
@@ -315,10 +301,14 @@ async fn batch_parser(pool: &App, deadline: Instant) -> Result<SemaphorePermit<'
     }
 }
 
-/// Parses an NDJSON body as its chunks arrive, taking a parser for each chunk.
-async fn parse_ndjson_body<'a, F>(
+/// Parses a batch body: NDJSON chunk by chunk as it arrives (a chunk and an unfinished line
+/// held, a parser taken per chunk), a JSON array whole once it has arrived (a broken one is
+/// refused whole). Returns the body's memory reservation.
+#[allow(clippy::too_many_arguments)]
+async fn parse_batch<'a, F>(
     pool: &'a App,
     app: &Served,
+    format: MediaType,
     body: Body,
     headers: &HeaderMap,
     limit: usize,
@@ -328,6 +318,12 @@ async fn parse_ndjson_body<'a, F>(
 where
     F: for<'b> FnMut(usize, Result<Event<'b>, Rejection>),
 {
+    if format != MediaType::Ndjson {
+        let (bytes, memory) = read_body(body, headers, limit, deadline, pool).await?;
+        let _parser = batch_parser(pool, deadline).await?;
+        parse_json_array(&bytes, &app.schema, on_event)?;
+        return Ok(memory);
+    }
     let mut chunks = BodyChunks::new(body, headers, limit, deadline, pool)?;
     let mut lines = NdjsonStream::default();
     while let Some(chunk) = chunks.next().await? {
@@ -337,25 +333,6 @@ where
     let _parser = batch_parser(pool, deadline).await?;
     lines.finish(&app.schema, on_event);
     Ok(chunks.memory)
-}
-
-/// Reads a JSON-array body whole, then parses it.
-async fn parse_json_array_body<'a, F>(
-    pool: &'a App,
-    app: &Served,
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    deadline: Instant,
-    on_event: &mut F,
-) -> Result<SemaphorePermit<'a>, Rejection>
-where
-    F: for<'b> FnMut(usize, Result<Event<'b>, Rejection>),
-{
-    let (bytes, memory) = read_body(body, headers, limit, deadline, pool).await?;
-    let _parser = batch_parser(pool, deadline).await?;
-    parse_json_array(&bytes, &app.schema, on_event)?;
-    Ok(memory)
 }
 
 async fn get_metrics(State(app): State<Arc<App>>) -> Response {
