@@ -85,8 +85,9 @@ pub struct ExportConfig {
     #[serde(default = "default_export_timeout_millis")]
     pub timeout_millis: u32,
     /// How long the first event of a group also waits for others before the group is sent, in
-    /// milliseconds (group commit; 0: a group holds what waited while the export slots were
-    /// busy, and goes as soon as one is free).
+    /// milliseconds (group commit; 0: a group holds what waited while export requests were in
+    /// flight, and goes when they are answered, or at a free slot once it holds a quarter of
+    /// `maxBatchEvents`).
     #[serde(default = "default_linger_millis")]
     pub linger_millis: u32,
     /// Most log records in one export request: a full group is sent at once.

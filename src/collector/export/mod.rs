@@ -9,10 +9,12 @@
 //!
 //! A request's events are handed to the exporter and the HTTP handler waits: it answers 2xx only
 //! once the endpoint accepted the export request holding them, and counts them only then. Events
-//! of concurrent requests share one export request (group commit): up to [`MAX_IN_FLIGHT`]
-//! export requests are in flight, and the next holds every event that waited meanwhile (up to
-//! `maxBatchEvents`), so groups grow with the load and an idle collector sends at once; with a
-//! `lingerMillis`, the first event of a group also waits that long for others. When the endpoint is down, slow or refuses,
+//! of concurrent requests share one export request (group commit): an idle collector sends at
+//! once; while requests are in flight, what comes waits for their answers, or, once it is a
+//! quarter of `maxBatchEvents`, takes a free slot of the [`MAX_IN_FLIGHT`]; a group holds every
+//! event that waited (up to `maxBatchEvents`), so groups grow with the load; with a
+//! `lingerMillis`, the first event of a group also waits that long for others. When the
+//! endpoint is down, slow or refuses,
 //! every request of the group is answered 503 with `Retry-After` and nothing of it is counted:
 //! the producer retries with the same `eventId` (so the pipeline may see an event twice, never
 //! zero times). A crash, an OOM-kill or a rollout loses no acknowledged event, since none is
@@ -628,6 +630,8 @@ async fn send_queued(inner: Arc<Inner>) {
 /// grows with the load and an idle collector sends at once.
 async fn group_commit(inner: Arc<Inner>, mut receiver: mpsc::Receiver<Submission>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Told whenever an export request was answered (its permit is released just before).
+    let answered = Arc::new(Notify::new());
     while let Some(first) = receiver.recv().await {
         let mut events = first.records.len();
         let mut group = vec![first];
@@ -654,8 +658,26 @@ async fn group_commit(inner: Arc<Inner>, mut receiver: mpsc::Receiver<Submission
             events += next.records.len();
             group.push(next);
         }
+        // While other requests are in flight, a small group waits for more events or for
+        // them to be answered: a few large requests cost the endpoint (and this process) far
+        // less than many small ones, and the wait is at most one request's round trip.
+        let small_group = group_threshold(inner.max_batch_events);
+        while events < small_group && in_flight.available_permits() < MAX_IN_FLIGHT - 1 {
+            tokio::select! {
+                next = receiver.recv() => match next {
+                    Some(next) => {
+                        events += next.records.len();
+                        group.push(next);
+                    }
+                    None => break,
+                },
+                () = answered.notified() => {}
+            }
+        }
         let inner = inner.clone();
+        let answered = answered.clone();
         tokio::spawn(async move {
+            let _answered = NotifyOnDrop(answered);
             let _permit = permit;
             inner.metrics.pending.sub(events as i64);
             let mut records = Vec::with_capacity(events);
@@ -682,6 +704,21 @@ async fn group_commit(inner: Arc<Inner>, mut receiver: mpsc::Receiver<Submission
                 let _ = done.send(result);
             }
         });
+    }
+}
+
+/// The fewest events a group holds to be sent while other export requests are in flight.
+fn group_threshold(max_batch_events: usize) -> usize {
+    (max_batch_events / MAX_IN_FLIGHT).max(1)
+}
+
+/// Wakes the grouping task once an export request's permit is released (locals drop in reverse
+/// order of declaration: declared before the permit, this drops after it).
+struct NotifyOnDrop(Arc<Notify>);
+
+impl Drop for NotifyOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
     }
 }
 
@@ -991,48 +1028,76 @@ mod tests {
         (format!("http://{address}"), requests, release)
     }
 
-    /// Group commit without a linger: a request goes as soon as an export slot is free, and what
-    /// waited while every slot was busy goes as one request (before, the request waiting for a
-    /// slot held only the events there when it was formed, and those arriving after it waited
-    /// for the next).
+    /// Group commit without a linger: a group goes at once when nothing is in flight; while
+    /// requests are in flight, a small group waits for their answers (a few large requests cost
+    /// the endpoint far less than many small ones: at 64 single-event connections this made
+    /// groups of 28 events instead of 8), and a group of at least a quarter of `maxBatchEvents`
+    /// goes as soon as a slot is free.
     #[tokio::test]
-    async fn what_waits_for_a_busy_export_slot_goes_in_one_request() {
+    async fn small_groups_wait_for_the_requests_in_flight_and_large_ones_take_a_free_slot() {
         let (endpoint, mut requests, release) = holding_endpoint().await;
         let exporter = exporter_of(serde_json::json!({
             "endpoint": endpoint,
             "timeoutMillis": 10_000,
             "lingerMillis": 0,
-            "maxBatchEvents": 512,
+            "maxBatchEvents": 40,
         }));
-        let mut answers = Vec::new();
-        // One event at a time, each sent at once while a slot is free: every slot busy.
-        for _ in 0..MAX_IN_FLIGHT {
+        let submit = |events: usize| {
             let exporter = exporter.clone();
-            answers.push(tokio::spawn(async move {
-                exporter.export(vec![LogRecord::default()]).await
-            }));
-            assert_eq!(requests.recv().await, Some(1));
+            tokio::spawn(async move { exporter.export(vec![LogRecord::default(); events]).await })
+        };
+        let mut answers = vec![submit(1)];
+        assert_eq!(requests.recv().await, Some(1), "nothing in flight: at once");
+        for _ in 0..9 {
+            answers.push(submit(1));
         }
-        for _ in 0..10 {
-            let exporter = exporter.clone();
-            answers.push(tokio::spawn(async move {
-                exporter.export(vec![LogRecord::default()]).await
-            }));
-        }
-        while exporter.inner.metrics.pending.get() < 10 {
+        while exporter.inner.metrics.pending.get() < 9 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        release.add_permits(1);
+        let early = tokio::time::timeout(Duration::from_millis(200), requests.recv()).await;
+        assert!(
+            early.is_err(),
+            "9 events went while a request was in flight: {early:?}"
+        );
+        // A tenth makes the group a quarter of maxBatchEvents: it takes a free slot.
+        answers.push(submit(1));
         assert_eq!(
             requests.recv().await,
             Some(10),
             "the ten waiting, in one request"
         );
+        for _ in 1..MAX_IN_FLIGHT - 1 {
+            answers.push(submit(10));
+            assert_eq!(requests.recv().await, Some(10), "a large group, at once");
+        }
+        // Every slot busy: what comes waits, and goes as one request once a slot is free.
+        for _ in 0..12 {
+            answers.push(submit(1));
+        }
+        while exporter.inner.metrics.pending.get() < 12 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        release.add_permits(1);
+        assert_eq!(
+            requests.recv().await,
+            Some(12),
+            "the twelve waiting, in one request"
+        );
+        // The last small group goes once the requests in flight are answered.
+        answers.push(submit(1));
+        while exporter.inner.metrics.pending.get() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         release.add_permits(MAX_IN_FLIGHT);
+        assert_eq!(requests.recv().await, Some(1));
+        release.add_permits(1);
         for answer in answers {
             assert!(answer.await.expect("joined").is_ok());
         }
-        assert_eq!(exporter.inner.metrics.exported_events(), 14);
+        assert_eq!(
+            exporter.inner.metrics.exported_events(),
+            1 + 10 + 20 + 12 + 1
+        );
     }
 
     /// A pool reload replaces an exporter: once its handles are dropped, its grouping task ends
