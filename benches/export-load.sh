@@ -10,14 +10,16 @@
 #   3. CPU seconds per exported event of the collector and of the OpenTelemetry Collector (from
 #      /proc, over the export runs), for each;
 #   4. the p99 latency at about PACED_RATE requests/s (default 1,000), without export and with
-#      export to the file-only collector: what group commit adds.
+#      export to the file-only collector: what group commit adds;
+#   5. the file-only OpenTelemetry Collector's own ceiling, with a core to itself: the export
+#      requests the collector sends (captured), posted to it by wrk as fast as it answers.
 # The collectors are pinned to SERVER_CPUS, wrk, the OpenTelemetry Collectors and Kafka to
 # OTHER_CPUS. Stops the pipeline at the end (its Kafka log and file export can be gigabytes).
 #
-# Needs wrk (apt-get install -y wrk), curl and what scripts/pipeline.sh needs. Tunables
+# Needs wrk (apt-get install -y wrk), curl, python3 and what scripts/pipeline.sh needs. Tunables
 # (environment): ROUNDS=3 DURATION=10s CONNECTIONS=64 BATCH_DURATION=5s EVENTS_PER_BATCH=1000
 # BATCH_CONNECTIONS=4 SERVER_CPUS=0 OTHER_CPUS=1 LINGER_MILLIS=0 (the exporting collectors'
-# lingerMillis) FILE_FORMAT=json (the file exporter's format: json or proto).
+# lingerMillis) FILE_FORMAT=json (the file exporter's format: json or proto) GROUP_EVENTS=28.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -199,6 +201,59 @@ for to in file kafka; do
   batch_rate[$to]=$(echo "$before $after $start_time $end_time" | awk '{printf "%.0f", ($2 - $1) / ($4 - $3)}')
 done
 
+# 5. The OpenTelemetry Collector's own ceiling: the export requests the collector sends,
+# captured, then posted to the file-only OpenTelemetry Collector by wrk on the collectors' core
+# (idle now), so the OpenTelemetry Collector has its core to itself: an NDJSON batch's request
+# (EVENTS_PER_BATCH records) and a single-event group's (GROUP_EVENTS records, about what a
+# group holds at CONNECTIONS single-event connections; cx_export_* shows it).
+GROUP_EVENTS=${GROUP_EVENTS:-28}
+CAPTURE_PORT=18192
+cat >"$WORK/capture.py" <<'PY'
+import http.server, sys
+class Capture(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(sys.argv[2], "wb") as captured:
+            captured.write(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Capture).serve_forever()
+PY
+python3 "$WORK/capture.py" "$CAPTURE_PORT" "$WORK/captured.bin" &
+PIDS+=("$!")
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$CAPTURE_PORT/" && break
+  sleep 0.1
+done
+config "http://127.0.0.1:$CAPTURE_PORT" | sed "s/lingerMillis: $LINGER_MILLIS/lingerMillis: 0, maxBatchEvents: $EVENTS_PER_BATCH/" \
+  >"$WORK/capture.yaml"
+start capture 127.0.0.1:18186 18187
+capture() { # capture FILE: posts stdin (NDJSON) as one batch and keeps the export request
+  rm -f "$WORK/captured.bin"
+  curl -sS --fail-with-body -H 'Content-Type: application/x-ndjson' --data-binary @- \
+    http://127.0.0.1:18186/v1/events:batch >/dev/null
+  mv "$WORK/captured.bin" "$1"
+}
+awk -v n="$EVENTS_PER_BATCH" 'BEGIN { split("completed abandoned error", outcome, " ")
+  for (i = 1; i <= n; i++) {
+    if (i % 2 == 0) printf "{\"type\":\"survey\",\"metric\":\"nps\",\"score\":%d}\n", i % 11
+    else printf "{\"type\":\"interaction\",\"outcome\":\"%s\",\"waitSeconds\":%d.5,\"handleSeconds\":%d}\n", outcome[(i % 3) + 1], i % 90, i % 600
+  } }' | capture "$WORK/batch.bin"
+single_event=$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" benches/wrk-single-event.lua)
+for _ in $(seq "$GROUP_EVENTS"); do echo "$single_event"; done | capture "$WORK/group.bin"
+declare -A ceiling
+for shape in batch group; do
+  records=$EVENTS_PER_BATCH; [ "$shape" = group ] && records=$GROUP_EVENTS
+  out=$(BODY_FILE="$WORK/$shape.bin" taskset -c "$SERVER_CPUS" \
+    wrk -t1 -c"$BATCH_CONNECTIONS" -d"$BATCH_DURATION" -s benches/wrk-otlp-body.lua "http://$FILE_OTLP")
+  no_errors "$out"
+  ceiling[$shape]=$(echo "$out" | requests_per_second | awk -v n="$records" '{printf "%.0f", $1 * n}')
+done
+
 plain=$(median <"$WORK/plain_rps")
 echo
 echo "==> results: median of $ROUNDS runs, wrk -t1 -c$CONNECTIONS -d$DURATION, lingerMillis $LINGER_MILLIS," \
@@ -227,3 +282,7 @@ for to in file kafka; do
     "$(echo "${cpu_ours[$to]} $ROUNDS ${DURATION%s}" | awk '{print 100 * $1 / ($2 * $3)}')" \
     "$(echo "${cpu_theirs[$to]} $ROUNDS ${DURATION%s}" | awk '{print 100 * $1 / ($2 * $3)}')"
 done
+printf '  the OpenTelemetry Collector alone on CPU %s (wrk on CPU %s posting the collector'"'"'s own export requests, -c%s -d%s):\n' \
+  "$OTHER_CPUS" "$SERVER_CPUS" "$BATCH_CONNECTIONS" "$BATCH_DURATION"
+printf '    requests of %s records (an NDJSON batch): %s records/s; of %s single-event records (%s bytes): %s records/s\n' \
+  "$EVENTS_PER_BATCH" "${ceiling[batch]}" "$GROUP_EVENTS" "$(wc -c <"$WORK/group.bin")" "${ceiling[group]}"
