@@ -86,7 +86,7 @@ pub struct ExportConfig {
     pub timeout_millis: u32,
     /// How long the first event of a group also waits for others before the group is sent, in
     /// milliseconds (group commit; 0: a group holds what waited while export requests were in
-    /// flight, and goes when they are answered, or at a free slot once it holds a quarter of
+    /// flight, and goes when they are answered, or at a free slot once it holds 32 events or
     /// `maxBatchEvents`).
     #[serde(default = "default_linger_millis")]
     pub linger_millis: u32,
