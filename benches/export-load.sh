@@ -19,7 +19,7 @@
 # Needs wrk (apt-get install -y wrk), curl, python3 and what scripts/pipeline.sh needs. Tunables
 # (environment): ROUNDS=3 DURATION=10s CONNECTIONS=64 BATCH_DURATION=5s EVENTS_PER_BATCH=1000
 # BATCH_CONNECTIONS=4 SERVER_CPUS=0 OTHER_CPUS=1 LINGER_MILLIS=0 (the exporting collectors'
-# lingerMillis) FILE_FORMAT=json (the file exporter's format: json or proto) GROUP_EVENTS=28.
+# lingerMillis) FILE_FORMAT=json (the file exporter's format: json or proto) GROUP_EVENTS=23.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,15 +80,16 @@ config "$ENDPOINT" >"$WORK/kafka.yaml"
 
 # The file-only OpenTelemetry Collector: the same binary, the lossless path (no batch processor,
 # no sending queue), each request written to a file.
-cat >"$WORK/otelcol-file.yaml" <<YAML
+start_file_otelcol() { # start_file_otelcol NAME ADDR: its pid in $WORK/NAME.pid
+  cat >"$WORK/$1.yaml" <<YAML
 receivers:
   otlp:
     protocols:
       http:
-        endpoint: $FILE_OTLP
+        endpoint: $2
 exporters:
   file:
-    path: $WORK/otelcol-file.$FILE_FORMAT
+    path: $WORK/$1.$FILE_FORMAT
     format: $FILE_FORMAT
 service:
   telemetry:
@@ -99,14 +100,20 @@ service:
       receivers: [otlp]
       exporters: [file]
 YAML
-taskset -c "$OTHER_CPUS" "$CX_PIPELINE_OTELCOL_BIN" --config "file:$WORK/otelcol-file.yaml" \
-  >"$WORK/otelcol-file.log" 2>&1 &
-PIDS+=("$!")
-FILE_OTELCOL_PID=$!
-for _ in $(seq 100); do
-  curl -s -o /dev/null "http://$FILE_OTLP/v1/logs" && break
-  sleep 0.1
-done
+  taskset -c "$OTHER_CPUS" "$CX_PIPELINE_OTELCOL_BIN" --config "file:$WORK/$1.yaml" \
+    >"$WORK/$1.log" 2>&1 &
+  PIDS+=("$!")
+  echo "$!" >"$WORK/$1.pid"
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "http://$2/v1/logs" && return 0
+    sleep 0.1
+  done
+  echo "the OpenTelemetry Collector $1 did not start:" >&2
+  cat "$WORK/$1.log" >&2
+  exit 1
+}
+start_file_otelcol otelcol-file "$FILE_OTLP"
+FILE_OTELCOL_PID=$(cat "$WORK/otelcol-file.pid")
 
 start() { # start NAME ADDR HEALTH_PORT
   RUST_LOG=warn taskset -c "$SERVER_CPUS" "$BIN" collector --config "$WORK/$1.yaml" \
@@ -206,7 +213,7 @@ done
 # (idle now), so the OpenTelemetry Collector has its core to itself: an NDJSON batch's request
 # (EVENTS_PER_BATCH records) and a single-event group's (GROUP_EVENTS records, about what a
 # group holds at CONNECTIONS single-event connections; cx_export_* shows it).
-GROUP_EVENTS=${GROUP_EVENTS:-28}
+GROUP_EVENTS=${GROUP_EVENTS:-23}
 CAPTURE_PORT=18192
 cat >"$WORK/capture.py" <<'PY'
 import http.server, sys
@@ -245,11 +252,17 @@ awk -v n="$EVENTS_PER_BATCH" 'BEGIN { split("completed abandoned error", outcome
   } }' | capture "$WORK/batch.bin"
 single_event=$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" benches/wrk-single-event.lua)
 for _ in $(seq "$GROUP_EVENTS"); do echo "$single_event"; done | capture "$WORK/group.bin"
+# A fresh one, writing a fresh file, once what the runs above wrote is on disk.
+kill "$FILE_OTELCOL_PID"
+rm -f "$WORK/otelcol-file.$FILE_FORMAT"
+sync
+CEILING_OTLP=127.0.0.1:18191
+start_file_otelcol otelcol-ceiling "$CEILING_OTLP"
 declare -A ceiling
 for shape in batch group; do
   records=$EVENTS_PER_BATCH; [ "$shape" = group ] && records=$GROUP_EVENTS
   out=$(BODY_FILE="$WORK/$shape.bin" taskset -c "$SERVER_CPUS" \
-    wrk -t1 -c"$BATCH_CONNECTIONS" -d"$BATCH_DURATION" -s benches/wrk-otlp-body.lua "http://$FILE_OTLP")
+    wrk -t1 -c"$BATCH_CONNECTIONS" -d"$BATCH_DURATION" -s benches/wrk-otlp-body.lua "http://$CEILING_OTLP")
   no_errors "$out"
   ceiling[$shape]=$(echo "$out" | requests_per_second | awk -v n="$records" '{printf "%.0f", $1 * n}')
 done
