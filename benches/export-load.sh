@@ -12,7 +12,9 @@
 #   4. the p99 latency at about PACED_RATE requests/s (default 1,000), without export and with
 #      export to the file-only collector: what group commit adds;
 #   5. the file-only OpenTelemetry Collector's own ceiling, with a core to itself: the export
-#      requests the collector sends (captured), posted to it by wrk as fast as it answers.
+#      requests the collector sends (captured), posted to it by wrk as fast as it answers, and
+#      one-record OTLP/HTTP JSON requests against the collector's single events (per core, and
+#      peak memory).
 # The collectors are pinned to SERVER_CPUS, wrk, the OpenTelemetry Collectors and Kafka to
 # OTHER_CPUS. Stops the pipeline at the end (its Kafka log and file export can be gigabytes).
 #
@@ -258,14 +260,25 @@ rm -f "$WORK/otelcol-file.$FILE_FORMAT"
 sync
 CEILING_OTLP=127.0.0.1:18191
 start_file_otelcol otelcol-ceiling "$CEILING_OTLP"
+# And the peer's way in for one event: OTLP/HTTP JSON, one log record a request, the record the
+# collector makes of wrk-single-event.lua's event, from CONNECTIONS connections.
+cat >"$WORK/one.json" <<'JSON'
+{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"cx-conductor-collector"}}]},"scopeLogs":[{"scope":{"name":"cx-conductor"},"logRecords":[{"observedTimeUnixNano":"1796630400000000000","severityNumber":9,"severityText":"INFO","eventName":"cx.feedback.survey","attributes":[{"key":"event.name","value":{"stringValue":"cx.feedback.survey"}},{"key":"cx.touchpoint","value":{"stringValue":"load-test"}},{"key":"cx.channel","value":{"stringValue":"web"}},{"key":"cx.journey.stage","value":{"stringValue":"support"}},{"key":"cx.event.kind","value":{"stringValue":"survey"}},{"key":"cx.survey.metric","value":{"stringValue":"nps"}},{"key":"cx.survey.score","value":{"intValue":"9"}},{"key":"cx.survey.segment","value":{"stringValue":"promoter"}},{"key":"cx.event.id","value":{"stringValue":"0f8e5c3a-6b1d-4e2f-9a7c-3d5b8e1f2a4c"}}]}]}]}]}
+JSON
 declare -A ceiling
-for shape in batch group; do
-  records=$EVENTS_PER_BATCH; [ "$shape" = group ] && records=$GROUP_EVENTS
-  out=$(BODY_FILE="$WORK/$shape.bin" taskset -c "$SERVER_CPUS" \
-    wrk -t1 -c"$BATCH_CONNECTIONS" -d"$BATCH_DURATION" -s benches/wrk-otlp-body.lua "http://$CEILING_OTLP")
+for shape in batch group one; do
+  records=$EVENTS_PER_BATCH; file="$WORK/$shape.bin"; type=application/x-protobuf
+  connections=$BATCH_CONNECTIONS
+  [ "$shape" = group ] && records=$GROUP_EVENTS
+  [ "$shape" = one ] && { records=1; file="$WORK/one.json"; type=application/json; connections=$CONNECTIONS; }
+  out=$(BODY_FILE="$file" CONTENT_TYPE="$type" taskset -c "$SERVER_CPUS" \
+    wrk -t1 -c"$connections" -d"$BATCH_DURATION" -s benches/wrk-otlp-body.lua "http://$CEILING_OTLP")
   no_errors "$out"
   ceiling[$shape]=$(echo "$out" | requests_per_second | awk -v n="$records" '{printf "%.0f", $1 * n}')
 done
+peak_mib() { awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+ceiling_hwm=$(peak_mib "$(cat "$WORK/otelcol-ceiling.pid")")
+plain_hwm=$(peak_mib "$(cat "$WORK/plain.pid")")
 
 plain=$(median <"$WORK/plain_rps")
 echo
@@ -299,3 +312,6 @@ printf '  the OpenTelemetry Collector alone on CPU %s (wrk on CPU %s posting the
   "$OTHER_CPUS" "$SERVER_CPUS" "$BATCH_CONNECTIONS" "$BATCH_DURATION"
 printf '    requests of %s records (an NDJSON batch): %s records/s; of %s single-event records (%s bytes): %s records/s\n' \
   "$EVENTS_PER_BATCH" "${ceiling[batch]}" "$GROUP_EVENTS" "$(wc -c <"$WORK/group.bin")" "${ceiling[group]}"
+printf '    one-record OTLP/HTTP JSON requests (-c%s): %s req/s, against %.0f req/s of single events into this collector without export: %s× per core; peak RSS (VmHWM) %s MiB, against %s MiB\n' \
+  "$CONNECTIONS" "${ceiling[one]}" "$plain" "$(echo "$plain ${ceiling[one]}" | awk '{printf "%.1f", $1 / $2}')" \
+  "$ceiling_hwm" "$plain_hwm"
