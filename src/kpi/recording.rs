@@ -236,24 +236,43 @@ pub fn step_increase(counter: &RecordedCounter, namespace: &str, increase: Incre
 
 /// The rule group recording `namespace`'s increments, evaluated every [`STEP`].
 pub fn recording_group(namespace: &str, increase: Increase) -> RuleGroup {
+    counters_group(
+        format!("cx-increments.{namespace}"),
+        STEP,
+        |counter| {
+            (
+                recorded_name(counter.metric),
+                step_increase(counter, namespace, increase),
+            )
+        },
+        RecordingRule {
+            record: STEPS_RECORDED.into(),
+            expr: format!(
+                "label_replace(vector(time()), \"namespace\", {}, \"\", \"\")",
+                string_literal(namespace)
+            ),
+        },
+    )
+}
+
+/// A group of one rule per [`RECORDED`] counter (`rule` gives its record and expression), then
+/// `marker`, the series whose samples say which evaluations happened.
+fn counters_group(
+    name: String,
+    interval: &str,
+    rule: impl Fn(&RecordedCounter) -> (String, String),
+    marker: RecordingRule,
+) -> RuleGroup {
     RuleGroup {
-        name: format!("cx-increments.{namespace}"),
-        interval: Some(STEP.into()),
+        name,
+        interval: Some(interval.into()),
         rules: RECORDED
             .iter()
             .map(|counter| {
-                Rule::Record(RecordingRule {
-                    record: recorded_name(counter.metric),
-                    expr: step_increase(counter, namespace, increase),
-                })
+                let (record, expr) = rule(counter);
+                Rule::Record(RecordingRule { record, expr })
             })
-            .chain([Rule::Record(RecordingRule {
-                record: STEPS_RECORDED.into(),
-                expr: format!(
-                    "label_replace(vector(time()), \"namespace\", {}, \"\", \"\")",
-                    string_literal(namespace)
-                ),
-            })])
+            .chain([Rule::Record(marker)])
             .collect(),
     }
 }
@@ -295,26 +314,23 @@ pub fn hour_sum(counter: &RecordedCounter, namespace: &str, increase: Increase) 
 /// every [`HOUR`]: a 28-day window then reads 672 hourly sums per series and the few steps at
 /// its ends ([`super::promql::Counting::Hours`]) instead of 8,064 steps.
 pub fn hours_group(namespace: &str, increase: Increase) -> RuleGroup {
-    RuleGroup {
-        name: format!("cx-hours.{namespace}"),
-        interval: Some(HOUR.into()),
-        rules: RECORDED
-            .iter()
-            .map(|counter| {
-                Rule::Record(RecordingRule {
-                    record: hourly_name(counter.metric),
-                    expr: hour_sum(counter, namespace, increase),
-                })
-            })
-            .chain([Rule::Record(RecordingRule {
-                record: HOURS_RECORDED.into(),
-                expr: format!(
-                    "label_replace(last_over_time(vector(time())[{HOUR}:{HOUR}]), \"namespace\", {}, \"\", \"\")",
-                    string_literal(namespace)
-                ),
-            })])
-            .collect(),
-    }
+    counters_group(
+        format!("cx-hours.{namespace}"),
+        HOUR,
+        |counter| {
+            (
+                hourly_name(counter.metric),
+                hour_sum(counter, namespace, increase),
+            )
+        },
+        RecordingRule {
+            record: HOURS_RECORDED.into(),
+            expr: format!(
+                "label_replace(last_over_time(vector(time())[{HOUR}:{HOUR}]), \"namespace\", {}, \"\", \"\")",
+                string_literal(namespace)
+            ),
+        },
+    )
 }
 
 #[cfg(test)]
