@@ -139,8 +139,9 @@ KAFKA_EXPORT_PID=$(cat "$WORK/kafka.pid")
 cpu_seconds() { # cpu_seconds PID: user + system CPU time of a process, in seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
-exported() { # exported ADDR
-  curl -sf "http://$1/metrics" | awk '/^cx_export_events_total\{.*result="exported"/ {print $2}'
+exported() { # exported ADDR [FAMILY]: events (or, with cx_export_batches_total, requests) exported
+  curl -sf "http://$1/metrics" | awk -v family="${2:-cx_export_events_total}" \
+    '$0 ~ "^" family "\\{.*result=\"exported\"" {print $2}'
 }
 requests_per_second() { awk '/^Requests\/sec:/ {print $2}'; }
 p99() { awk '$1 == "99%" {print $2}'; }
@@ -157,10 +158,10 @@ no_errors() {
 }
 
 : >"$WORK/plain_rps"; : >"$WORK/plain_p99"
-declare -A cpu_ours cpu_theirs events
+declare -A cpu_ours cpu_theirs events requests
 for to in file kafka; do
   : >"$WORK/${to}_rps"; : >"$WORK/${to}_p99"
-  cpu_ours[$to]=0; cpu_theirs[$to]=0; events[$to]=0
+  cpu_ours[$to]=0; cpu_theirs[$to]=0; events[$to]=0; requests[$to]=0
 done
 addr_of() { if [ "$1" = file ]; then echo "$EXPORT_ADDR"; else echo "$KAFKA_ADDR"; fi; }
 ours_of() { if [ "$1" = file ]; then echo "$EXPORT_PID"; else echo "$KAFKA_EXPORT_PID"; fi; }
@@ -174,10 +175,12 @@ for round in $(seq "$ROUNDS"); do
   echo "$out" | p99 | tee -a "$WORK/plain_p99" | sed 's/^/  without export, p99: /'
   for to in file kafka; do
     addr=$(addr_of $to); ours=$(ours_of $to); theirs=$(theirs_of $to)
-    before=$(exported "$addr"); ours0=$(cpu_seconds "$ours"); theirs0=$(cpu_seconds "$theirs")
+    before=$(exported "$addr"); requests0=$(exported "$addr" cx_export_batches_total)
+    ours0=$(cpu_seconds "$ours"); theirs0=$(cpu_seconds "$theirs")
     out=$(run_wrk "$CONNECTIONS" "$DURATION" benches/wrk-single-event.lua "http://$addr")
     no_errors "$out"
     events[$to]=$(add "${events[$to]}" "$before" "$(exported "$addr")")
+    requests[$to]=$(add "${requests[$to]}" "$requests0" "$(exported "$addr" cx_export_batches_total)")
     cpu_ours[$to]=$(add "${cpu_ours[$to]}" "$ours0" "$(cpu_seconds "$ours")")
     cpu_theirs[$to]=$(add "${cpu_theirs[$to]}" "$theirs0" "$(cpu_seconds "$theirs")")
     echo "$out" | requests_per_second | tee -a "$WORK/${to}_rps" | sed "s/^/  export to $to, req\/s: /"
@@ -300,9 +303,10 @@ for to in file kafka; do
     "$EVENTS_PER_BATCH" "$to" "${batch_rate[$to]}" "$BATCH_CONNECTIONS" "$BATCH_DURATION"
 done
 for to in file kafka; do
-  printf '  CPU per exported single event, export to %-5s: collector %.2f µs, OpenTelemetry Collector %.2f µs (%s events)\n' \
+  printf '  CPU per exported single event, export to %-5s: collector %.2f µs, OpenTelemetry Collector %.2f µs (%s events, %.1f a request)\n' \
     "$to" "$(echo "${cpu_ours[$to]} ${events[$to]}" | awk '{print 1e6 * $1 / $2}')" \
-    "$(echo "${cpu_theirs[$to]} ${events[$to]}" | awk '{print 1e6 * $1 / $2}')" "${events[$to]}"
+    "$(echo "${cpu_theirs[$to]} ${events[$to]}" | awk '{print 1e6 * $1 / $2}')" "${events[$to]}" \
+    "$(echo "${events[$to]} ${requests[$to]}" | awk '{print $1 / $2}')"
   # Below 100 %, the collector waited on CPU $OTHER_CPUS (wrk and the OpenTelemetry Collector).
   printf '    share of a core used during those runs: collector %.0f %%, OpenTelemetry Collector %.0f %%\n' \
     "$(echo "${cpu_ours[$to]} $ROUNDS ${DURATION%s}" | awk '{print 100 * $1 / ($2 * $3)}')" \

@@ -8,14 +8,3 @@ wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE") or "application/x-protob
 wrk.body = file:read("*a")
 file:close()
 
-local non_2xx = 0
-
-response = function(status, headers, body)
-  if status < 200 or status > 299 then
-    non_2xx = non_2xx + 1
-  end
-end
-
-done = function(summary, latency, requests)
-  io.write(string.format("non_2xx_responses_sampled_thread_local: %d\n", non_2xx))
-end

@@ -48,8 +48,8 @@ pub fn batch_limit(max_event_bytes: usize) -> usize {
 /// Seconds a client is told to wait (`Retry-After`) before retrying a request refused because of
 /// the collector's state (overload, shutdown).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
-/// Longest wait for a batch parser once a body (or an NDJSON chunk) has arrived: parsing takes milliseconds, so a
-/// longer queue means overload, answered 503 rather than a stall.
+/// Longest wait for a batch parser once a body (or an NDJSON chunk) has arrived: parsing takes
+/// milliseconds, so a longer queue means overload, answered 503 rather than a stall.
 pub const PARSE_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Where a collector is in its life; see [`super::server::Collector::serve`].
@@ -213,7 +213,6 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
             "application/x-ndjson or application/json",
         ));
     };
-    let limit = batch_limit(app.schema.max_event_bytes());
     let mut tally = app.metrics.tally();
     let mut errors = Vec::new();
     let mut records = Vec::new();
@@ -240,7 +239,6 @@ async fn batch(pool: &App, app: &Served, request: Request) -> Response {
         format,
         body,
         &parts.headers,
-        limit,
         deadline,
         &mut on_event,
     )
@@ -303,21 +301,20 @@ async fn batch_parser(pool: &App, deadline: Instant) -> Result<SemaphorePermit<'
 
 /// Parses a batch body: NDJSON chunk by chunk as it arrives (a chunk and an unfinished line
 /// held, a parser taken per chunk), a JSON array whole once it has arrived (a broken one is
-/// refused whole). Returns the body's memory reservation.
-#[allow(clippy::too_many_arguments)]
+/// refused whole), each at most [`batch_limit`] bytes. Returns the body's memory reservation.
 async fn parse_batch<'a, F>(
     pool: &'a App,
     app: &Served,
     format: MediaType,
     body: Body,
     headers: &HeaderMap,
-    limit: usize,
     deadline: Instant,
     on_event: &mut F,
 ) -> Result<SemaphorePermit<'a>, Rejection>
 where
     F: for<'b> FnMut(usize, Result<Event<'b>, Rejection>),
 {
+    let limit = batch_limit(app.schema.max_event_bytes());
     if format != MediaType::Ndjson {
         let (bytes, memory) = read_body(body, headers, limit, deadline, pool).await?;
         let _parser = batch_parser(pool, deadline).await?;
